@@ -1,0 +1,64 @@
+"""Signature embeddings: normalise, run the ONNX network, L2-normalise.
+
+Vectors are unit length, so Euclidean distance (0 to 2) ranks pairs exactly as cosine
+similarity does and FAISS L2 indexes work unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from .images import SourceLike, load_image
+from .models import DEFAULT_EXTRACTOR, ModelCard, inference_session, load_card
+from .normalize import normalize, to_model_input
+
+BATCH_SIZE = 32
+
+
+class Extractor:
+    """A feature extractor described by a model card."""
+
+    def __init__(self, model: str | None = None):
+        self.card: ModelCard = load_card(model or DEFAULT_EXTRACTOR)
+        self.session = inference_session(self.card.path)
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def embed_normalized(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed already-normalised uint8 images, returning unit vectors (N, D) float32."""
+        (vectors,) = self.session.run(None, {self.input_name: to_model_input(batch)})
+        vectors = vectors.reshape(len(vectors), -1).astype(np.float32)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    def embed(
+        self,
+        sources: Iterable[SourceLike],
+        batch_size: int = BATCH_SIZE,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Embed images of any input kind; `progress(n)` is told of each batch done."""
+        chunks, batch = [], []
+        for source in sources:
+            batch.append(normalize(load_image(source), self.card.input_size))
+            if len(batch) == batch_size:
+                chunks.append(self.embed_normalized(batch))
+                progress and progress(len(batch))
+                batch = []
+        if batch:
+            chunks.append(self.embed_normalized(batch))
+            progress and progress(len(batch))
+        if not chunks:
+            return np.zeros((0, 0), np.float32)
+        return np.concatenate(chunks)
+
+
+@lru_cache(maxsize=4)
+def get_extractor(model: str | None = None) -> Extractor:
+    """A shared extractor per model, so sessions load once per process."""
+    return Extractor(model)

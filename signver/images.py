@@ -1,0 +1,272 @@
+"""Load every input signver accepts into one 2-D uint8 grey array (ink dark on white).
+
+Paths, bytes, file objects, arrays and PIL images in any supported format all pass through
+here, so that the size limits, the sniffing of formats from content and the error messages
+are applied in one place, before any untrusted data is decoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import struct
+import threading
+import zlib
+from typing import BinaryIO, Iterator, Union
+
+import numpy as np
+import pypdfium2 as pdfium
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from signver.errors import (
+    CorruptImageError,
+    EmptyInputError,
+    InputError,
+    InputTooLargeError,
+    SignverError,
+    UnsupportedFormatError,
+)
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_DPI = 200
+
+SourceLike = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, Image.Image]
+
+_SUPPORTED = "supported formats: PNG, JPEG, TIFF, BMP, WebP, GIF, PDF"
+# Magic numbers mapped to the PIL format id that is allowed to open them.
+_IMAGE_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"BM": "BMP",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+}
+# Formats we refuse, named so that the message tells the user what they sent.
+_OTHER_MAGIC = {
+    b"PK\x03\x04": "ZIP archive (or DOCX/XLSX)",
+    b"\x1f\x8b": "gzip archive",
+    b"%!PS": "PostScript",
+    b"8BPS": "Photoshop PSD",
+    b"\x00\x00\x00\x0cjP  ": "JPEG 2000",
+    b"{\\rtf": "RTF document",
+}
+# PDFium may not be called from two threads at once, not even on different documents.
+_PDFIUM_LOCK = threading.Lock()
+
+
+def load_image(
+    source: SourceLike,
+    *,
+    page: int = 0,
+    dpi: float = DEFAULT_DPI,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """One page of `source` (page `page` of a multi-page TIFF or PDF) as a 2-D uint8 grey array."""
+    if isinstance(page, bool) or not isinstance(page, int):
+        raise InputError(f"page must be an int, got {type(page).__name__}")
+    return _load(source, page, dpi, max_bytes, max_pixels, max_pages=1)[0]
+
+
+def load_pages(
+    source: SourceLike,
+    *,
+    dpi: float = DEFAULT_DPI,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pages: int = 100,
+) -> list[np.ndarray]:
+    """Every page of `source` as 2-D uint8 grey arrays: one for a single image, all of a TIFF or PDF."""
+    return _load(source, None, dpi, max_bytes, max_pixels, max_pages)
+
+
+def _load(source, page, dpi, max_bytes, max_pixels, max_pages) -> list[np.ndarray]:
+    if not dpi > 0:
+        raise InputError(f"dpi must be positive, got {dpi}")
+    if isinstance(source, np.ndarray):
+        _pick(1, page, max_pages, "array")
+        return [_from_array(source, max_pixels)]
+    if isinstance(source, Image.Image):
+        return _from_pil(source, "PIL image", page, max_pixels, max_pages)
+    data, label = _read(source, max_bytes)
+    kind = _sniff(data, label)
+    if kind == "PDF":
+        return _from_pdf(data, label, page, dpi, max_pixels, max_pages)
+    with _decoding(label, kind):
+        im = Image.open(io.BytesIO(data), formats=[kind])
+    with im:
+        return _from_pil(im, label, page, max_pixels, max_pages)
+
+
+def _read(source, max_bytes: int) -> tuple[bytes, str]:
+    """The raw bytes of a path, bytes-like or file object, refusing more than `max_bytes` unread."""
+    if isinstance(source, (str, os.PathLike)):
+        label = os.fsdecode(source)
+        try:
+            info = os.stat(source)
+            if stat.S_ISDIR(info.st_mode):
+                raise InputError(f"is a directory, not a file: {label}")
+            _check_bytes(info.st_size, max_bytes, label)
+            with open(source, "rb") as f:
+                data = f.read(max_bytes + 1)
+        except FileNotFoundError:
+            raise InputError(f"no such file: {label}") from None
+        except OSError as exc:
+            raise InputError(f"cannot read {label}: {exc.strerror or exc}") from exc
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        label = "input bytes"
+        _check_bytes(source.nbytes if isinstance(source, memoryview) else len(source), max_bytes, label)
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        label = str(getattr(source, "name", "file object"))
+        data = source.read(max_bytes + 1)
+        if not isinstance(data, (bytes, bytearray)):
+            raise InputError(f"file object must be opened in binary mode: {label}")
+    else:
+        raise InputError(
+            f"cannot load an image from type {type(source).__name__}: expected a path, bytes, "
+            "a binary file object, a numpy array or a PIL image"
+        )
+    if not data:
+        raise EmptyInputError(f"empty input (0 bytes): {label}")
+    _check_bytes(len(data), max_bytes, label)
+    return bytes(data), label
+
+
+def _check_bytes(size: int, max_bytes: int, label: str) -> None:
+    if size > max_bytes:
+        raise InputTooLargeError(f"input over {max_bytes} bytes (max_bytes): {label}")
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, label: str) -> None:
+    if width * height > max_pixels:
+        raise InputTooLargeError(
+            f"image of {width}x{height} = {width * height} pixels is over the limit of "
+            f"{max_pixels} (max_pixels): {label}"
+        )
+
+
+def _sniff(data: bytes, label: str) -> str:
+    """The format of `data` from its magic number: 'PDF' or a PIL format id. Extensions lie."""
+    if data.startswith(b"%PDF"):
+        return "PDF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, kind in _IMAGE_MAGIC.items():
+        if data.startswith(magic):
+            return kind
+    found = next((name for magic, name in _OTHER_MAGIC.items() if data.startswith(magic)), None)
+    if found is None and data[4:8] == b"ftyp":
+        found = "HEIF/AVIF or MP4"
+    if found:
+        raise UnsupportedFormatError(f"unsupported format: {found}: {label}; {_SUPPORTED}")
+    raise UnsupportedFormatError(f"not an image or PDF: {label}; {_SUPPORTED}")
+
+
+@contextlib.contextmanager
+def _decoding(label: str, kind: str) -> Iterator[None]:
+    """Turn the many ways decoders fail on bad data into our errors (never load truncated data)."""
+    try:
+        yield
+    except SignverError:
+        raise
+    except Image.DecompressionBombError as exc:
+        reason = str(exc).rstrip(".")
+        raise InputTooLargeError(f"refused as a possible decompression bomb ({reason}): {label}") from exc
+    except UnidentifiedImageError as exc:
+        raise CorruptImageError(f"data starts like {kind} but cannot be parsed: {label}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, pdfium.PdfiumError) as exc:
+        raise CorruptImageError(f"corrupt or truncated {kind} ({exc}): {label}") from exc
+
+
+def _pick(count: int, page: int | None, max_pages: int, label: str) -> range:
+    """The page indices to load: all of them (page None, at most max_pages) or just `page`."""
+    if count == 0:
+        raise EmptyInputError(f"document has no pages: {label}")
+    if page is None:
+        if count > max_pages:
+            raise InputTooLargeError(f"{count} pages is over the limit of {max_pages} (max_pages): {label}")
+        return range(count)
+    if not 0 <= page < count:
+        raise InputError(f"page {page} out of range: {label} has {count} page(s)")
+    return range(page, page + 1)
+
+
+def _from_pil(im: Image.Image, label: str, page, max_pixels: int, max_pages: int) -> list[np.ndarray]:
+    """Pages of a (lazily opened) PIL image; each frame's size is checked before it is decoded."""
+    with _decoding(label, im.format or "image"):
+        count = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1
+        pages = []
+        for index in _pick(count, page, max_pages, label):
+            if count > 1:
+                im.seek(index)
+            _check_pixels(*im.size, max_pixels, label)
+            pages.append(_to_gray(im))
+        return pages
+
+
+def _to_gray(im: Image.Image) -> np.ndarray:
+    """Grey uint8 as seen on paper: EXIF rotation applied, transparency flattened onto white."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I"):  # 16-bit grey ('I;16', 'I;16B') or 32-bit 'I' holding 16-bit values
+        return _scale16(np.clip(np.asarray(im), 0, 65535))
+    if im.mode == "F":
+        return np.rint(np.clip(np.asarray(im), 0, 255)).astype(np.uint8)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
+    return np.array(im.convert("L"), dtype=np.uint8)
+
+
+def _scale16(values: np.ndarray) -> np.ndarray:
+    """Scale by the 16-bit range (65535 -> 255), not by the image's own min/max, to keep contrast."""
+    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _from_array(a: np.ndarray, max_pixels: int) -> np.ndarray:
+    """A copy of a grey/RGB/RGBA array as grey uint8; bool arrays read like PIL '1' (True = white)."""
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
+        raise InputError(
+            f"array of shape {a.shape} is not an image: expected HxW grey, HxWx3 RGB or HxWx4 RGBA"
+        )
+    if a.size == 0:
+        raise EmptyInputError(f"array of shape {a.shape} holds no pixels")
+    _check_pixels(a.shape[1], a.shape[0], max_pixels, "array")
+    if a.dtype.kind == "b":
+        a = np.where(a, 255, 0).astype(np.uint8)
+    elif a.dtype.kind == "u" and a.dtype.itemsize == 2:
+        a = _scale16(a)
+    elif a.dtype.kind == "f":
+        if not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1):
+            raise InputError(f"float array values must lie in [0, 1] (dtype {a.dtype})")
+        a = np.rint(a * 255).astype(np.uint8)
+    elif not (a.dtype.kind == "u" and a.dtype.itemsize == 1):
+        raise InputError(
+            f"unsupported array dtype {a.dtype}: expected uint8, uint16, bool or float in [0, 1]"
+        )
+    if a.ndim == 3:
+        return _to_gray(Image.fromarray(np.ascontiguousarray(a)))
+    return np.array(a, dtype=np.uint8, order="C")
+
+
+def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pages: int) -> list[np.ndarray]:
+    """Render PDF pages grey at `dpi`, checking each page's pixel count from its size in points first."""
+    scale = dpi / 72
+    with _PDFIUM_LOCK, _decoding(label, "PDF"):
+        pdf = pdfium.PdfDocument(data)
+        try:
+            pages = []
+            for index in _pick(len(pdf), page, max_pages, label):
+                pdf_page = pdf[index]
+                width, height = pdf_page.get_size()
+                _check_pixels(round(width * scale), round(height * scale), max_pixels, label)
+                bitmap = pdf_page.render(scale=scale, grayscale=True)
+                pages.append(np.array(bitmap.to_numpy(), dtype=np.uint8))  # copy out of PDFium's buffer
+                pdf_page.close()
+            return pages
+        finally:
+            pdf.close()

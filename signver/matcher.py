@@ -1,0 +1,26 @@
+"""Distances between embeddings, fusion over several references, and the decision."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FUSIONS = ("mean", "min", "median")
+
+
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance between unit vectors, row by row (broadcasting like numpy)."""
+    return np.linalg.norm(np.asarray(a, np.float32) - np.asarray(b, np.float32), axis=-1)
+
+
+def fuse(reference_distances: np.ndarray, method: str = "mean") -> np.ndarray:
+    """One distance per questioned signature from its distances to K references (last axis)."""
+    if method not in FUSIONS:
+        raise ValueError(f"unknown fusion {method!r}; choose one of {', '.join(FUSIONS)}")
+    return getattr(np, method)(reference_distances, axis=-1)
+
+
+def score_trials(embeddings: np.ndarray, references: np.ndarray, questioned: np.ndarray, fusion: str = "mean") -> np.ndarray:
+    """Fused distance of each questioned embedding to its references (indices into embeddings)."""
+    reference_vectors = embeddings[references]  # (n, K, D)
+    questioned_vectors = embeddings[questioned][:, None, :]  # (n, 1, D)
+    return fuse(distances(reference_vectors, questioned_vectors), fusion)

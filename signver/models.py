@@ -1,0 +1,81 @@
+"""Shipped model files, their cards, and onnxruntime sessions.
+
+Every model is an ONNX file with a JSON card beside it (`<name>.onnx`, `<name>.json`) saying
+what it was trained on, how it was measured, its default threshold and its input spec, so a
+user can tell what a decision rests on. Inference never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import onnxruntime as ort
+
+from .errors import ModelError
+
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_EXTRACTOR = "effnet-lite0-imagenet"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    kind: str
+    path: Path
+    input_size: tuple[int, int]  # (height, width)
+    threshold: float | None = None
+    description: str = ""
+    details: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @classmethod
+    def from_file(cls, card_path: Path) -> ModelCard:
+        try:
+            data = json.loads(card_path.read_text())
+            return cls(
+                name=data["name"],
+                kind=data["kind"],
+                path=card_path.with_suffix(".onnx"),
+                input_size=(int(data["input"]["height"]), int(data["input"]["width"])),
+                threshold=data.get("threshold"),
+                description=data.get("description", ""),
+                details=data,
+            )
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ModelError(f"unreadable model card {card_path}: {error}") from error
+
+
+def available_models(kind: str | None = None) -> list[ModelCard]:
+    cards = [ModelCard.from_file(p) for p in sorted(MODELS_DIR.glob("*.json"))]
+    return [c for c in cards if kind is None or c.kind == kind]
+
+
+def load_card(name_or_path: str | os.PathLike) -> ModelCard:
+    """A shipped model by name, or any `.onnx` file that has its `.json` card beside it."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".onnx", ".json"):
+        card_path = candidate.with_suffix(".json")
+    else:
+        card_path = MODELS_DIR / f"{name_or_path}.json"
+    if not card_path.is_file():
+        known = ", ".join(c.name for c in available_models()) or "none"
+        raise ModelError(f"no model {str(name_or_path)!r} (looked for {card_path}); shipped models: {known}")
+    card = ModelCard.from_file(card_path)
+    if not card.path.is_file():
+        raise ModelError(f"model card {card_path} has no model file beside it ({card.path.name})")
+    return card
+
+
+@lru_cache(maxsize=8)
+def inference_session(model_path: Path, threads: int = 0) -> ort.InferenceSession:
+    """One cached CPU session per model file (`threads` 0 lets onnxruntime choose)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own untyped errors
+        raise ModelError(f"cannot load model {model_path}: {error}") from error

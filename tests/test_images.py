@@ -1,0 +1,386 @@
+"""Tests for signver.images: every source kind, format, conversion, limit and error, built in memory."""
+
+import io
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from signver.errors import (
+    CorruptImageError,
+    EmptyInputError,
+    InputError,
+    InputTooLargeError,
+    UnsupportedFormatError,
+)
+from signver.images import load_image, load_pages
+
+
+def _grey(a: np.ndarray) -> np.ndarray:
+    """Assert `a` is what every loader promises (2-D contiguous uint8) and return it."""
+    assert isinstance(a, np.ndarray) and a.ndim == 2 and a.dtype == np.uint8 and a.flags.c_contiguous
+    return a
+
+
+def _sample() -> np.ndarray:
+    """A 20x30 white image with a black bar as 'ink' (rows 5..9)."""
+    a = np.full((20, 30), 255, np.uint8)
+    a[5:10, 3:27] = 0
+    return a
+
+
+def _encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _png(a: np.ndarray = None) -> bytes:
+    return _encode(Image.fromarray(_sample() if a is None else a), "PNG")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with a tiny IDAT: a bomb that is cheap to build."""
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + chunk(b"IEND", b"")
+    )
+
+
+# --- source kinds -------------------------------------------------------------------------
+
+
+def test_path_str_bytes_fileobj_and_pil_sources_agree(tmp_path):
+    data = _png()
+    path = tmp_path / "sig.png"
+    path.write_bytes(data)
+    expected = _sample()
+    for source in (path, str(path), data, bytearray(data), memoryview(data), io.BytesIO(data)):
+        np.testing.assert_array_equal(_grey(load_image(source)), expected)
+    np.testing.assert_array_equal(_grey(load_image(Image.open(io.BytesIO(data)))), expected)
+
+
+def test_real_file_object(tmp_path):
+    path = tmp_path / "sig.png"
+    path.write_bytes(_png())
+    with open(path, "rb") as f:
+        np.testing.assert_array_equal(load_image(f), _sample())
+
+
+def test_grey_uint8_array_is_copied():
+    a = _sample()
+    out = _grey(load_image(a))
+    np.testing.assert_array_equal(out, a)
+    out[0, 0] = 7
+    assert a[0, 0] == 255
+
+
+def test_non_contiguous_array():
+    a = np.asfortranarray(_sample())[:, ::2]
+    np.testing.assert_array_equal(_grey(load_image(a)), _sample()[:, ::2])
+
+
+def test_rgb_array_to_grey():
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red -> PIL luminance 76
+    rgb[0, 0] = 255
+    out = _grey(load_image(rgb))
+    assert out.shape == (4, 5) and out[0, 0] == 255 and out[1, 1] == 76
+
+
+def test_rgba_array_alpha_flattened_onto_white():
+    rgba = np.zeros((4, 5, 4), np.uint8)  # black, fully transparent
+    rgba[0, 0] = (0, 0, 0, 255)  # one opaque black pixel
+    out = _grey(load_image(rgba))
+    assert out[0, 0] == 0 and (out.ravel()[1:] == 255).all()
+
+
+def test_uint16_array_scaled_by_dtype_range():
+    a = np.array([[0, 32768, 65535]], np.uint16)
+    out = _grey(load_image(a))
+    assert out[0, 0] == 0 and abs(int(out[0, 1]) - 128) <= 1 and out[0, 2] == 255
+    # Scaling is by the dtype range, not the image's own min/max.
+    assert load_image(np.array([[1000, 2000]], np.uint16)).max() < 10
+
+
+def test_bool_array_true_is_white():
+    a = np.ones((3, 4), bool)
+    a[1, 2] = False
+    out = _grey(load_image(a))
+    assert out[1, 2] == 0 and out.sum() == 255 * 11
+
+
+def test_float_array_in_unit_range():
+    out = _grey(load_image(np.array([[0.0, 0.5, 1.0]], np.float32)))
+    assert out.tolist() == [[0, 128, 255]]
+
+
+# --- formats ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fmt, kw",
+    [("PNG", {}), ("TIFF", {}), ("BMP", {}), ("WEBP", {"lossless": True}), ("GIF", {})],
+)
+def test_lossless_formats_round_trip(fmt, kw):
+    data = _encode(Image.fromarray(_sample()), fmt, **kw)
+    np.testing.assert_array_equal(_grey(load_image(data)), _sample())
+
+
+def test_jpeg_round_trip():
+    out = _grey(load_image(_encode(Image.fromarray(_sample()), "JPEG", quality=95)))
+    assert out.shape == (20, 30)
+    assert np.abs(out.astype(int) - _sample()).mean() < 5
+
+
+def test_one_bit_tiff():
+    im = Image.fromarray(_sample()).convert("1")
+    for compression in ("raw", "group4"):
+        out = _grey(load_image(_encode(im, "TIFF", compression=compression)))
+        np.testing.assert_array_equal(out, _sample())
+
+
+def test_multipage_tiff_pages_and_page_argument():
+    frames = [Image.new("L", (10, 8), v) for v in (0, 100, 200)]
+    data = _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+    pages = load_pages(data)
+    assert [int(_grey(p)[0, 0]) for p in pages] == [0, 100, 200]
+    assert load_image(data, page=2)[0, 0] == 200
+    assert load_image(data)[0, 0] == 0
+    with pytest.raises(InputTooLargeError, match="3 pages.*max_pages"):
+        load_pages(data, max_pages=2)
+
+
+def test_load_pages_single_image_gives_one_page():
+    pages = load_pages(_png())
+    assert len(pages) == 1
+    np.testing.assert_array_equal(pages[0], _sample())
+
+
+def test_animated_gif_reads_first_frame_only():
+    frames = [Image.new("L", (6, 6), v) for v in (10, 240)]
+    data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    pages = load_pages(data)
+    assert len(pages) == 1 and pages[0][0, 0] == 10
+
+
+def _pdf(*greys: int) -> bytes:
+    """A PDF with one 100x50-pixel page per grey value, at 100 dpi (so 72x36 points)."""
+    pages = [Image.new("L", (100, 50), g) for g in greys]
+    return _encode(pages[0], "PDF", resolution=100, save_all=True, append_images=pages[1:])
+
+
+def test_pdf_rendered_at_dpi():
+    data = _pdf(0, 255)
+    pages = load_pages(data, dpi=200)
+    assert [p.shape for p in pages] == [(100, 200), (100, 200)]
+    assert _grey(pages[0]).mean() < 5 and pages[1].min() == 255
+    assert load_image(data, page=1, dpi=72).shape == (36, 72)
+
+
+def test_pdf_pixel_limit_checked_from_page_size():
+    with pytest.raises(InputTooLargeError, match="max_pixels"):
+        load_image(_pdf(0), dpi=200, max_pixels=100 * 200 - 1)
+
+
+def test_content_sniffed_not_extension(tmp_path):
+    wrong = tmp_path / "really_a_png.jpg"
+    wrong.write_bytes(_png())
+    np.testing.assert_array_equal(load_image(wrong), _sample())
+    text = tmp_path / "notes.png"
+    text.write_text("hello, not an image")
+    with pytest.raises(UnsupportedFormatError, match="not an image or PDF.*notes.png"):
+        load_image(text)
+
+
+# --- conversions --------------------------------------------------------------------------
+
+
+def test_exif_orientation_applied():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    data = _encode(Image.fromarray(_sample()), "JPEG", exif=exif)
+    assert load_image(data).shape == (30, 20)
+
+
+def test_png_alpha_flattened_onto_white():
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[0, 0, 3] = 255
+    out = load_image(_encode(Image.fromarray(rgba), "PNG"))
+    assert out[0, 0] == 0 and out[3, 3] == 255
+    la = Image.new("LA", (4, 4), (0, 0))
+    assert (load_image(_encode(la, "PNG")) == 255).all()
+
+
+def test_palette_image_with_and_without_transparency():
+    im = Image.new("P", (4, 4), 1)
+    im.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    im.putpixel((0, 0), 0)
+    out = load_image(_encode(im, "PNG"))
+    assert out[0, 0] == 0 and out[1, 1] == 255
+    im.info["transparency"] = 0  # index 0 (black) transparent -> white
+    assert (load_image(_encode(im, "PNG", transparency=0)) == 255).all()
+
+
+def test_sixteen_bit_png_scaled():
+    im = Image.new("I;16", (3, 1))
+    im.putpixel((1, 0), 32768)
+    im.putpixel((2, 0), 65535)
+    out = _grey(load_image(_encode(im, "PNG")))
+    assert out[0, 0] == 0 and abs(int(out[0, 1]) - 128) <= 1 and out[0, 2] == 255
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
+def test_sixteen_bit_pil_modes(mode):
+    im = Image.new(mode, (2, 1))
+    im.putpixel((1, 0), 65535)
+    assert load_image(im).tolist() == [[0, 255]]
+
+
+def test_other_modes():
+    assert load_image(Image.new("CMYK", (2, 2), (0, 0, 0, 0))).tolist() == [[255, 255]] * 2
+    assert load_image(Image.new("F", (2, 1), 300.0)).tolist() == [[255, 255]]
+    assert load_image(Image.new("1", (2, 1), 0)).tolist() == [[0, 0]]
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def test_empty_bytes_and_file(tmp_path):
+    with pytest.raises(EmptyInputError, match="0 bytes"):
+        load_image(b"")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(EmptyInputError, match="empty.png"):
+        load_image(empty)
+    with pytest.raises(EmptyInputError, match="0 bytes"):
+        load_image(io.BytesIO())
+
+
+def test_truncated_png_refused():
+    data = _png(np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8))
+    with pytest.raises(CorruptImageError, match="truncated"):
+        load_image(data[: len(data) // 2])
+
+
+def test_garbage_after_png_magic():
+    with pytest.raises(CorruptImageError, match="PNG"):
+        load_image(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+
+
+def test_corrupt_pdf():
+    with pytest.raises(CorruptImageError, match="PDF"):
+        load_image(b"%PDF-1.4\nnot really a pdf")
+
+
+def test_text_and_zip_unsupported():
+    with pytest.raises(UnsupportedFormatError, match="not an image or PDF.*PNG, JPEG"):
+        load_image(b"just some text")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.txt", "hi")
+    with pytest.raises(UnsupportedFormatError, match="ZIP archive"):
+        load_image(buf.getvalue())
+
+
+def test_too_many_bytes(tmp_path):
+    data = _png()
+    path = tmp_path / "big.png"
+    path.write_bytes(data)
+    for source in (data, path, io.BytesIO(data)):
+        with pytest.raises(InputTooLargeError, match="max_bytes"):
+            load_image(source, max_bytes=len(data) - 1)
+    assert load_image(data, max_bytes=len(data)).shape == (20, 30)
+
+
+def test_decompression_bomb_refused_before_decoding(monkeypatch):
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("decoded pixels of an image over the limit")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    monkeypatch.setattr(Image.Image, "tobytes", no_decoding)
+    # 20000x20000: over PIL's own bomb limit as well as ours.
+    with pytest.raises(InputTooLargeError, match="decompression bomb.*400000000 pixels"):
+        load_image(_png_header_only(20000, 20000))
+    # 8000x6000 = 48M: under PIL's limit, over our default of 40M.
+    with pytest.raises(InputTooLargeError, match="8000x6000.*max_pixels"):
+        load_image(_png_header_only(8000, 6000))
+
+
+def test_pixel_limit_on_real_image_and_arrays():
+    with pytest.raises(InputTooLargeError, match="30x20 = 600 pixels"):
+        load_image(_png(), max_pixels=599)
+    with pytest.raises(InputTooLargeError, match="max_pixels"):
+        load_image(_sample(), max_pixels=599)
+    with pytest.raises(InputTooLargeError, match="max_pixels"):
+        load_image(Image.fromarray(_sample()), max_pixels=599)
+
+
+def test_page_out_of_range():
+    frames = [Image.new("L", (4, 4), v) for v in (0, 255)]
+    tiff = _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+    with pytest.raises(InputError, match="page 5 out of range.*2 page"):
+        load_image(tiff, page=5)
+    with pytest.raises(InputError, match="page 1 out of range.*1 page"):
+        load_image(_png(), page=1)
+    with pytest.raises(InputError, match="page 2 out of range.*2 page"):
+        load_image(_pdf(0, 0), page=2)
+    with pytest.raises(InputError, match="page -1 out of range"):
+        load_image(_sample(), page=-1)
+
+
+@pytest.mark.parametrize(
+    "array, match",
+    [
+        (np.zeros(5, np.uint8), r"shape \(5,\)"),
+        (np.zeros((3, 3, 2), np.uint8), r"shape \(3, 3, 2\)"),
+        (np.zeros((2, 3, 4, 1), np.uint8), r"shape \(2, 3, 4, 1\)"),
+        (np.zeros((3, 3), np.int64), "dtype int64"),
+        (np.zeros((3, 3), np.complex64), "dtype complex64"),
+        (np.full((3, 3), 2.0), r"\[0, 1\]"),
+        (np.full((3, 3), np.nan), r"\[0, 1\]"),
+    ],
+)
+def test_bad_arrays(array, match):
+    with pytest.raises(InputError, match=match):
+        load_image(array)
+
+
+def test_empty_array():
+    with pytest.raises(EmptyInputError, match="no pixels"):
+        load_image(np.zeros((0, 5), np.uint8))
+
+
+@pytest.mark.parametrize("source, name", [(42, "int"), ([1, 2], "list"), (None, "NoneType")])
+def test_wrong_python_type(source, name):
+    with pytest.raises(InputError, match=f"from type {name}"):
+        load_image(source)
+
+
+def test_text_mode_file_object():
+    with pytest.raises(InputError, match="binary mode"):
+        load_image(io.StringIO("hello"))
+
+
+def test_missing_path_and_directory(tmp_path):
+    with pytest.raises(InputError, match="no such file: .*nothere.png"):
+        load_image(tmp_path / "nothere.png")
+    with pytest.raises(InputError, match="directory"):
+        load_image(tmp_path)
+
+
+def test_bad_dpi_and_page_type():
+    with pytest.raises(InputError, match="dpi"):
+        load_image(_pdf(0), dpi=0)
+    with pytest.raises(InputError, match="page must be an int"):
+        load_image(_png(), page=1.0)
