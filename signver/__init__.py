@@ -1,0 +1,14 @@
+"""signver: offline handwritten signature verification.
+
+    import signver
+    result = signver.verify("reference.png", "questioned.png")
+    result.verified, result.distance, result.threshold
+"""
+
+from .api import VerificationResult, embed, verify
+from .errors import SignverError
+from .images import load_image, load_pages
+from .normalize import normalize
+
+__all__ = ["SignverError", "VerificationResult", "embed", "load_image", "load_pages", "normalize", "verify"]
+__version__ = "0.1.0"

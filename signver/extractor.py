@@ -30,6 +30,10 @@ class Extractor:
     def name(self) -> str:
         return self.card.name
 
+    @property
+    def dimension(self) -> int:
+        return int(self.session.get_outputs()[0].shape[-1])
+
     def embed_normalized(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         """Embed already-normalised uint8 images, returning unit vectors (N, D) float32."""
         (vectors,) = self.session.run(None, {self.input_name: to_model_input(batch)})
@@ -43,20 +47,14 @@ class Extractor:
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Embed images of any input kind; `progress(n)` is told of each batch done."""
-        chunks, batch = [], []
-        for source in sources:
-            batch.append(normalize(load_image(source), self.card.input_size))
-            if len(batch) == batch_size:
-                chunks.append(self.embed_normalized(batch))
-                progress and progress(len(batch))
-                batch = []
-        if batch:
+        sources = list(sources)
+        chunks = [np.zeros((0, self.dimension), np.float32)]
+        for start in range(0, len(sources), batch_size):
+            batch = [normalize(load_image(s), self.card.input_size) for s in sources[start : start + batch_size]]
             chunks.append(self.embed_normalized(batch))
-            progress and progress(len(batch))
-        if not chunks:
-            return np.zeros((0, 0), np.float32)
+            if progress:
+                progress(len(batch))
         return np.concatenate(chunks)
-
 
 @lru_cache(maxsize=4)
 def get_extractor(model: str | None = None) -> Extractor:

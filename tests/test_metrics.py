@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from signver.evaluation.metrics import accept_rate, auc, best_balanced_accuracy, eer
+from signver.evaluation.report import metrics_for
+from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
+
+
+def test_perfect_separation():
+    genuine, impostor = np.array([0.1, 0.2, 0.3]), np.array([0.6, 0.7])
+    rate, threshold = eer(genuine, impostor)
+    assert rate == 0 and 0.3 <= threshold < 0.6
+    assert auc(genuine, impostor) == 1
+    assert best_balanced_accuracy(genuine, impostor)[0] == 1
+
+
+def test_eer_of_overlapping_gaussians_matches_theory():
+    rng = np.random.default_rng(0)
+    genuine, impostor = rng.normal(0, 1, 200_000), rng.normal(2, 1, 200_000)
+    rate, threshold = eer(genuine, impostor)
+    # equal variances: FAR = FRR at the midpoint, rate = Phi(-1) = 0.1587
+    assert rate == pytest.approx(0.1587, abs=0.003)
+    assert threshold == pytest.approx(1.0, abs=0.02)
+    assert auc(genuine, impostor) == pytest.approx(0.9214, abs=0.003)  # Phi(2 / sqrt 2)
+
+
+def test_reversed_scores_give_high_eer():
+    rate, _ = eer(np.array([0.9, 0.8]), np.array([0.1, 0.2]))
+    assert rate == 1
+
+
+def test_accept_rate_is_inclusive():
+    assert accept_rate(np.array([0.1, 0.5, 0.9]), 0.5) == pytest.approx(2 / 3)
+
+
+def test_metrics_for_reports_rates_at_the_threshold():
+    distances = np.array([0.1, 0.2, 0.3, 0.25, 0.8, 0.9, 1.0])
+    kind = np.array([POSITIVE, POSITIVE, POSITIVE, SKILLED, SKILLED, RANDOM, RANDOM])
+    metrics = metrics_for(distances, kind, threshold=0.26)
+    assert metrics["frr_at_threshold"] == pytest.approx(1 / 3)
+    assert metrics["far_skilled_at_threshold"] == pytest.approx(1 / 2)
+    assert metrics["far_random_at_threshold"] == 0
+    assert metrics["eer_random"] == 0 and metrics["auc_random"] == 1
+    assert 0 < metrics["eer_skilled"] < 0.5
