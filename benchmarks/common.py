@@ -1,0 +1,38 @@
+"""Shared bits of the benchmark scripts: test images and a machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import date
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from signver import synth
+from signver.images import load_image
+
+
+def typical_scans(n: int, size: tuple[int, int] = (300, 600)) -> list[np.ndarray]:
+    """n synthetic signatures placed on paper of `size` (h, w), like a 600x300 scan."""
+    scans = []
+    for k in range(n):
+        ink = synth.genuine(k % 50, k // 50)
+        scale = min(0.9 * size[0] / ink.shape[0], 0.9 * size[1] / ink.shape[1])
+        ink = cv2.resize(ink, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        page = np.full(size, 245, np.uint8)
+        top, left = (size[0] - ink.shape[0]) // 2, (size[1] - ink.shape[1]) // 2
+        page[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+        scans.append(page)
+    return scans
+
+
+def real_scans(folder: str, n: int) -> list[np.ndarray]:
+    paths = sorted(Path(folder).rglob("*.png"))[:n]
+    return [load_image(p) for p in paths]
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.machine())
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {date.today().isoformat()}"

@@ -1,0 +1,86 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import signver
+from signver import synth
+from signver.cli import app
+from signver.errors import BlankImageError, InputError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pair")
+    for name, image in (("a.png", synth.genuine(4, 0)), ("b.png", synth.genuine(4, 1))):
+        Image.fromarray(image).save(folder / name)
+    (folder / "empty.png").write_bytes(b"")
+    return folder / "a.png", folder / "b.png", folder / "empty.png"
+
+
+def test_embed_is_unit_length():
+    one = signver.embed(synth.genuine(1, 0))
+    many = signver.embed([synth.genuine(1, 0), synth.genuine(2, 0)])
+    assert one.ndim == 1 and many.shape == (2, len(one))
+    assert np.allclose(np.linalg.norm(many, axis=1), 1, atol=1e-5)
+    assert np.allclose(one, many[0], atol=1e-5)
+
+
+def test_verify_result_and_precomputed_embeddings():
+    a, b = synth.genuine(1, 0), synth.genuine(1, 1)
+    result = signver.verify(a, b)
+    assert result.verified == (result.distance <= result.threshold)
+    assert result.model and result.timings_ms["total"] >= result.timings_ms["embed"]
+    from_vectors = signver.verify(signver.embed(a), signver.embed(b))
+    assert from_vectors.distance == pytest.approx(result.distance, abs=1e-5)
+    assert signver.verify(a, b, threshold=2.0).verified and not signver.verify(a, b, threshold=0.0).verified
+
+
+def test_verify_rejects_bad_inputs():
+    with pytest.raises(InputError, match="embedding must be a float vector of length"):
+        signver.verify(np.zeros(3, np.float32), synth.genuine(1, 0))
+    with pytest.raises(BlankImageError):
+        signver.verify(np.full((50, 80), 255, np.uint8), synth.genuine(1, 0))
+
+
+def test_cli_verify_exit_codes(pair_files):
+    a, b, _ = pair_files
+    accepted = runner.invoke(app, ["verify", str(a), str(b), "--threshold", "2", "--json"])
+    assert accepted.exit_code == 0
+    result = json.loads(accepted.stdout)
+    assert result["verified"] is True and 0 <= result["distance"] <= 2
+    rejected = runner.invoke(app, ["verify", str(a), str(b), "--threshold", "0"])
+    assert rejected.exit_code == 1 and "not verified" in rejected.stdout
+
+
+def test_cli_bad_input_exits_2_with_a_message(pair_files):
+    a, _, empty = pair_files
+    result = runner.invoke(app, ["verify", str(a), str(empty)])
+    assert result.exit_code == 2 and "empty" in result.stderr.lower()
+    missing = runner.invoke(app, ["verify", str(a), str(a.parent / "missing.png")])
+    assert missing.exit_code == 2 and "no such file" in missing.stderr.lower()
+
+
+def test_cli_evaluate_writes_metrics(synthetic_dataset, tmp_path):
+    result = runner.invoke(app, ["evaluate", str(synthetic_dataset), "--protocol", "p1", "--test-writers", "all", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["n_writers"] == 8
+    assert "eer_skilled" in result.stdout
+
+
+def test_cli_evaluate_bad_dataset(tmp_path):
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "none"), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "not found" in result.stderr
+
+
+def test_cli_models_and_demo():
+    listed = runner.invoke(app, ["models"])
+    assert listed.exit_code == 0 and "effnet-lite0-imagenet" in listed.stdout
+    demo = runner.invoke(app, ["demo", "--writers", "1"])
+    assert demo.exit_code == 0
+    lines = demo.stdout.strip().splitlines()
+    assert len(lines) == 3 and all("verified" in line and "distance" in line for line in lines)
