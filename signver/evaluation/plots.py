@@ -36,7 +36,7 @@ def roc_plot(genuine: np.ndarray, impostors: dict[str, np.ndarray], title: str, 
 
 def det_plot(genuine: np.ndarray, impostors: dict[str, np.ndarray], title: str, path: Path) -> Path:
     """Detection error trade-off on normal-deviate axes, as biometrics reports draw it."""
-    ticks = np.array([0.001, 0.01, 0.05, 0.1, 0.2, 0.4])
+    ticks = np.array([0.001, 0.01, 0.05, 0.1, 0.2, 0.4, 0.6])
     clip = (1e-4, 1 - 1e-4)
     figure, axes = plt.subplots(figsize=(5, 5))
     for name, distances in impostors.items():
@@ -44,7 +44,7 @@ def det_plot(genuine: np.ndarray, impostors: dict[str, np.ndarray], title: str, 
         axes.plot(norm.ppf(np.clip(far, *clip)), norm.ppf(np.clip(1 - tar, *clip)), label=f"{name} forgeries", color=COLOURS[name])
     axes.set_xticks(norm.ppf(ticks), [f"{t:.1%}" for t in ticks])
     axes.set_yticks(norm.ppf(ticks), [f"{t:.1%}" for t in ticks])
-    limits = norm.ppf([0.0005, 0.5])
+    limits = norm.ppf([0.0005, 0.7])
     axes.set(xlabel="false accept rate", ylabel="false reject rate", title=title, xlim=limits, ylim=limits)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper right")
