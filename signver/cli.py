@@ -128,3 +128,15 @@ def train_baseline(config: Path = typer.Option(..., help="YAML config, e.g. conf
 
     path = make_baseline(yaml.safe_load(config.read_text()), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+@train_app.command("extractor")
+@reports_errors
+def train_extractor(config: Path = typer.Option(..., help="YAML config, e.g. configs/extractor-resnet-ms.yaml")) -> None:
+    """Train an embedding network (resumable), export it to ONNX and write its model card."""
+    import yaml
+
+    from .training.loop import train_extractor as run
+
+    path = run(yaml.safe_load(config.read_text()), str(config))
+    print(f"wrote {path} and {path.with_suffix('.json')}")

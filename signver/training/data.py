@@ -1,0 +1,74 @@
+"""Training images in memory, and batches of P writers x (K genuine + F forged).
+
+Images are normalised once with the same function inference uses and cached as uint8 (about
+32 KB each at 128x256), so a training step costs only augmentation and the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import track
+
+from ..datasets import get_split, read_dataset
+from ..images import load_image
+from ..normalize import normalize
+
+
+@dataclass
+class TrainingSet:
+    images: np.ndarray  # (N, H, W) uint8, normalised
+    writer: np.ndarray  # (N,) writer class over all sources
+    genuine: np.ndarray  # (N,) bool
+
+    def labels(self, index: np.ndarray) -> np.ndarray:
+        """Genuine signatures share their writer's class; each forgery is a class of its own."""
+        return np.where(self.genuine[index], self.writer[index], -1 - index)
+
+
+def writers_for(source: dict, available: list[str], role: str) -> list[str]:
+    """Training writers of a source's split (all writers when it names none), minus (role
+    `train`) or only (role `holdout`) the writers held out to choose the threshold."""
+    train = get_split(source["split"]).train_writers(available) if source.get("split") else available
+    holdout = {str(w) for w in source.get("holdout", [])}
+    return [w for w in train if (w in holdout) == (role == "holdout")]
+
+
+def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "train", cache: Path | None = None) -> TrainingSet:
+    if cache and cache.is_file():
+        data = np.load(cache)
+        return TrainingSet(data["images"], data["writer"], data["genuine"])
+    paths, writer, genuine = [], [], []
+    for source in sources:
+        dataset = read_dataset(source["path"])
+        for name in writers_for(source, dataset.writers(), role):
+            for signature in dataset.genuine(name) + dataset.forged(name):
+                paths.append(signature.path)
+                writer.append(f"{dataset.name}/{name}")
+                genuine.append(signature.genuine)
+    images = np.stack([normalize(load_image(p), size) for p in track(paths, description=f"normalising {role} images")])
+    classes = {name: i for i, name in enumerate(dict.fromkeys(writer))}
+    result = TrainingSet(images, np.array([classes[w] for w in writer]), np.array(genuine))
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, images=result.images, writer=result.writer, genuine=result.genuine)
+    return result
+
+
+def writer_batches(data: TrainingSet, writers: int, genuine: int, forged: int, rng: np.random.Generator):
+    """Endless batches: `writers` writers, each with `genuine` genuine and `forged` forged images."""
+    by_writer = {}
+    for w in np.unique(data.writer):
+        mine = data.writer == w
+        by_writer[w] = (np.flatnonzero(mine & data.genuine), np.flatnonzero(mine & ~data.genuine))
+    names = np.array(list(by_writer))
+    while True:
+        batch = []
+        for w in rng.choice(names, size=writers, replace=False):
+            real, fake = by_writer[w]
+            batch += list(rng.choice(real, size=genuine, replace=len(real) < genuine))
+            if len(fake):
+                batch += list(rng.choice(fake, size=forged, replace=len(fake) < forged))
+        yield np.array(batch)

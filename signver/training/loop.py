@@ -1,0 +1,146 @@
+"""`signver train extractor`: train an embedding network by deep metric learning, export it.
+
+Training writers only: each source's split gives its training writers, and a few of those
+(`holdout`) are kept out of the gradient to follow training and to choose the threshold.
+Runs are resumable: `runs/<name>/last.pt` is written every `eval_every` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from datetime import date
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..evaluation.metrics import eer
+from ..extractor import Extractor
+from .augment import augment
+from .data import TrainingSet, load_training_set, writer_batches
+from .export import export_onnx
+from .losses import LOSSES
+from .networks import build_network
+
+
+def holdout_distances(embeddings: np.ndarray, data: TrainingSet) -> tuple[np.ndarray, np.ndarray]:
+    """Genuine-genuine and genuine-forgery distances within each held-out writer (P1 pairs)."""
+    d = np.sqrt(np.maximum(2 - 2 * embeddings @ embeddings.T, 0))
+    same = data.writer[:, None] == data.writer[None, :]
+    both = data.genuine[:, None] & data.genuine[None, :]
+    upper = np.triu(np.ones_like(same), k=1)
+    skilled = same & data.genuine[:, None] & ~data.genuine[None, :]
+    return d[same & both & upper], d[skilled]
+
+
+def embed_with(network: torch.nn.Module, images: np.ndarray, batch: int = 128) -> np.ndarray:
+    network.eval()
+    with torch.no_grad():
+        out = [network(_as_batch(images[i : i + batch])).float().numpy() for i in range(0, len(images), batch)]
+    network.train()
+    return np.concatenate(out)
+
+
+def _as_batch(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).float().div_(255.0)[:, None].contiguous(memory_format=torch.channels_last)
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def train_extractor(config: dict, config_path: str) -> Path:
+    torch.manual_seed(config.get("seed", 0))
+    torch.set_num_threads(config.get("threads", 2))
+    size = (int(config["input"]["height"]), int(config["input"]["width"]))
+    run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train = load_training_set(config["data"], size, "train", run_dir / "train.npz")
+    holdout = load_training_set(config["data"], size, "holdout", run_dir / "holdout.npz")
+    network = build_network(config["network"]).to(memory_format=torch.channels_last)
+    loss_config = dict(config["loss"])
+    loss_fn = partial(LOSSES[loss_config.pop("name")], **loss_config)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 1e-4))
+    steps, warmup = int(config["steps"]), int(config.get("warmup", 100))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, steps, warmup))
+    start, seconds = 0, 0.0
+    checkpoint = run_dir / "last.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, seconds = state["step"], state["seconds"]
+    batch = config["batch"]
+    batches = writer_batches(train, batch["writers"], batch["genuine"], batch["forged"], np.random.default_rng(config.get("seed", 0) + start))
+    log = open(run_dir / "log.jsonl", "a")
+    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task("train", total=steps, completed=start, status="")
+        began, running = time.time(), None
+        for step in range(start, steps):
+            index = next(batches)
+            x = augment(torch.from_numpy(train.images[index]).float().div_(255.0)[:, None], config.get("augment_strength", 1.0))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                embeddings = network(x.contiguous(memory_format=torch.channels_last))
+            loss = loss_fn(embeddings.float(), torch.from_numpy(train.labels(index)))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            done = step + 1
+            if done % config.get("eval_every", 250) == 0 or done == steps:
+                holdout_eer = eer(*holdout_distances(embed_with(network, holdout.images), holdout))[0]
+                elapsed = seconds + time.time() - began
+                record = {"step": done, "loss": round(running, 4), "holdout_eer_skilled": round(holdout_eer, 4), "seconds": round(elapsed)}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "step": done, "seconds": elapsed}, checkpoint)
+                progress.update(task, status=f"loss {running:.3f} holdout EER {holdout_eer:.3f}")
+            progress.update(task, completed=done)
+    seconds += time.time() - began
+    return export_extractor(network, config, config_path, holdout, seconds)
+
+
+def export_extractor(network: torch.nn.Module, config: dict, config_path: str, holdout: TrainingSet, seconds: float) -> Path:
+    """Write the ONNX file and its card; the threshold is the held-out writers' EER point."""
+    size = (int(config["input"]["height"]), int(config["input"]["width"]))
+    path = export_onnx(network, Path(config["out"]) / f"{config['name']}.onnx", size)
+    card = {
+        "name": config["name"],
+        "kind": "extractor",
+        "description": config["description"],
+        "network": config["network"],
+        "loss": config["loss"],
+        "trained_on": [{k: v for k, v in source.items()} for source in config["data"]],
+        "training": {"steps": config["steps"], "batch": config["batch"], "lr": config["lr"],
+                     "images_seen": config["steps"] * _batch_size(config),
+                     "seconds": round(seconds), "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
+        "input": {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],
+                  "polarity": "ink bright on black", "preprocessing": "signver.normalize.normalize"},
+        "distance": "euclidean between L2-normalised embeddings (0 to 2)",
+        "threshold": None,
+        "training_command": f"signver train extractor --config {config_path}",
+    }
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    genuine, skilled = holdout_distances(Extractor(str(path)).embed_normalized(holdout.images), holdout)
+    rate, threshold = eer(genuine, skilled)
+    card["threshold"] = round(threshold, 6)
+    card["threshold_selection"] = {"rule": "EER between genuine and skilled-forgery pairs of held-out training writers",
+                                   "holdout_eer_skilled": rate, "n_positive": len(genuine), "n_skilled": len(skilled)}
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def _batch_size(config: dict) -> int:
+    b = config["batch"]
+    return b["writers"] * (b["genuine"] + b["forged"])

