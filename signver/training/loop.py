@@ -80,9 +80,8 @@ def train_extractor(config: dict, config_path: str) -> Path:
         start, seconds = state["step"], state["seconds"]
     batch = config["batch"]
     batches = writer_batches(train, batch["writers"], batch["genuine"], batch["forged"], np.random.default_rng(config.get("seed", 0) + start))
-    log = open(run_dir / "log.jsonl", "a")
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
-    with Progress(*columns) as progress:
+    with Progress(*columns) as progress, open(run_dir / "log.jsonl", "a") as log:
         task = progress.add_task("train", total=steps, completed=start, status="")
         began, running = time.time(), None
         for step in range(start, steps):
