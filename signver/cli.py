@@ -96,6 +96,23 @@ def evaluate(
 
 @app.command()
 @reports_errors
+def inspect(
+    data_dir: Path = typer.Argument(..., help="dataset folder"),
+    out: Path = typer.Option(..., help="folder for tsne.png and distances.png"),
+    split: Optional[str] = typer.Option(None, help="named split whose test writers to show"),
+    test_writers: Optional[str] = typer.Option(None, help="'all' or a comma-separated list of writers"),
+    model: Optional[str] = typer.Option(None, help="extractor name or .onnx path"),
+    max_writers: int = typer.Option(12, help="writers drawn in the t-SNE map"),
+) -> None:
+    """Look inside a model: t-SNE map of writers' embeddings and distance distributions."""
+    from .evaluation.embedding_map import embedding_map
+
+    for path in embedding_map(data_dir, out, split, test_writers, model, max_writers):
+        print(f"wrote {path}")
+
+
+@app.command()
+@reports_errors
 def models() -> None:
     """List the shipped models with their cards' key facts."""
     from .models import available_models

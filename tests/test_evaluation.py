@@ -55,3 +55,11 @@ def test_cedar_p1_end_to_end(tmp_path):
     metrics = evaluate(shared_dataset("cedar"), tmp_path, "p1", split="cedar")
     assert (metrics["n_writers"], metrics["n_positive"], metrics["n_skilled"]) == (11, 3036, 6336)
     assert metrics["auc_skilled"] > 0.6
+
+
+def test_inspect_writes_tsne_and_distances(synthetic_dataset, tmp_path):
+    from signver.evaluation.embedding_map import embedding_map
+
+    written = embedding_map(synthetic_dataset, tmp_path, test_writers="1,2,3,4", max_writers=3)
+    assert [p.name for p in written] == ["distances.png", "tsne.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)

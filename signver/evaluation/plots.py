@@ -16,7 +16,7 @@ from .metrics import roc  # noqa: E402
 COLOURS = {"genuine": "tab:green", "skilled": "tab:red", "random": "tab:blue"}
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+def save(figure: plt.Figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -31,7 +31,7 @@ def roc_plot(genuine: np.ndarray, impostors: dict[str, np.ndarray], title: str, 
     axes.plot([0, 1], [0, 1], ":", color="grey")
     axes.set(xlabel="false accept rate", ylabel="true accept rate", title=title, xlim=(0, 1), ylim=(0, 1))
     axes.legend(loc="lower right")
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def det_plot(genuine: np.ndarray, impostors: dict[str, np.ndarray], title: str, path: Path) -> Path:
@@ -48,7 +48,7 @@ def det_plot(genuine: np.ndarray, impostors: dict[str, np.ndarray], title: str, 
     axes.set(xlabel="false accept rate", ylabel="false reject rate", title=title, xlim=limits, ylim=limits)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper right")
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def distance_plot(groups: dict[str, np.ndarray], threshold: float | None, title: str, path: Path) -> Path:
@@ -60,4 +60,4 @@ def distance_plot(groups: dict[str, np.ndarray], threshold: float | None, title:
         axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     axes.set(xlabel="distance", ylabel="density", title=title)
     axes.legend()
-    return _save(figure, path)
+    return save(figure, path)
