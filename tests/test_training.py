@@ -48,7 +48,7 @@ def test_triplet_mining_modes():
 
 
 def test_forgeries_are_nobodys_positive():
-    data = TrainingSet(np.zeros((4, 2, 2), np.uint8), np.array([0, 0, 0, 1]), np.array([True, True, False, True]))
+    data = TrainingSet(np.zeros((4, 2, 2), np.uint8), np.array([0, 0, 0, 1]), np.array([True, True, False, True]), np.array(['a'] * 4))
     labels = data.labels(np.arange(4))
     assert labels[0] == labels[1] and len(set(labels)) == 3
 
@@ -64,7 +64,7 @@ def test_augment_keeps_shape_range_and_ink():
 def test_writer_batches_compose_writers():
     writer = np.repeat(np.arange(5), 6)
     genuine = np.tile([True] * 4 + [False] * 2, 5)
-    data = TrainingSet(np.zeros((30, 2, 2), np.uint8), writer, genuine)
+    data = TrainingSet(np.zeros((30, 2, 2), np.uint8), writer, genuine, np.array(['a'] * 30))
     batch = next(writer_batches(data, writers=3, genuine=2, forged=1, rng=np.random.default_rng(0)))
     assert len(batch) == 9 and len(set(writer[batch])) == 3
     assert genuine[batch].sum() == 6
@@ -92,6 +92,7 @@ def test_tiny_training_run_end_to_end(synthetic_dataset, tmp_path):
     path = train_extractor(config, "tiny.yaml")
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]
+    assert set(log[-1]["holdout_eer_skilled"]) == {"all", synthetic_dataset.name.lower()}
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["threshold"] > 0 and card["training_command"] == "signver train extractor --config tiny.yaml"
     # the exported file computes what the trained network computes

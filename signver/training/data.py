@@ -22,6 +22,10 @@ class TrainingSet:
     images: np.ndarray  # (N, H, W) uint8, normalised
     writer: np.ndarray  # (N,) writer class over all sources
     genuine: np.ndarray  # (N,) bool
+    dataset: np.ndarray  # (N,) name of the dataset each image comes from
+
+    def subset(self, mask: np.ndarray) -> TrainingSet:
+        return TrainingSet(self.images[mask], self.writer[mask], self.genuine[mask], self.dataset[mask])
 
     def labels(self, index: np.ndarray) -> np.ndarray:
         """Genuine signatures share their writer's class; each forgery is a class of its own."""
@@ -39,8 +43,8 @@ def writers_for(source: dict, available: list[str], role: str) -> list[str]:
 def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "train", cache: Path | None = None) -> TrainingSet:
     if cache and cache.is_file():
         data = np.load(cache)
-        return TrainingSet(data["images"], data["writer"], data["genuine"])
-    paths, writer, genuine = [], [], []
+        return TrainingSet(data["images"], data["writer"], data["genuine"], data["dataset"])
+    paths, writer, genuine, names = [], [], [], []
     for source in sources:
         dataset = read_dataset(source["path"])
         for name in writers_for(source, dataset.writers(), role):
@@ -48,12 +52,13 @@ def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "t
                 paths.append(signature.path)
                 writer.append(f"{dataset.name}/{name}")
                 genuine.append(signature.genuine)
+                names.append(dataset.name)
     images = np.stack([normalize(load_image(p), size) for p in track(paths, description=f"normalising {role} images")])
     classes = {name: i for i, name in enumerate(dict.fromkeys(writer))}
-    result = TrainingSet(images, np.array([classes[w] for w in writer]), np.array(genuine))
+    result = TrainingSet(images, np.array([classes[w] for w in writer]), np.array(genuine), np.array(names))
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, images=result.images, writer=result.writer, genuine=result.genuine)
+        np.savez(cache, images=result.images, writer=result.writer, genuine=result.genuine, dataset=result.dataset)
     return result
 
 

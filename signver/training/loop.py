@@ -38,6 +38,15 @@ def holdout_distances(embeddings: np.ndarray, data: TrainingSet) -> tuple[np.nda
     return d[same & both & upper], d[skilled]
 
 
+def holdout_eers(embeddings: np.ndarray, data: TrainingSet) -> dict[str, float]:
+    """Skilled-forgery EER of the held-out writers, pooled and per dataset."""
+    result = {"all": eer(*holdout_distances(embeddings, data))[0]}
+    for name in np.unique(data.dataset):
+        mine = data.dataset == name
+        result[str(name)] = eer(*holdout_distances(embeddings[mine], data.subset(mine)))[0]
+    return {k: round(v, 4) for k, v in result.items()}
+
+
 def embed_with(network: torch.nn.Module, images: np.ndarray, batch: int = 128) -> np.ndarray:
     network.eval()
     with torch.no_grad():
@@ -97,14 +106,14 @@ def train_extractor(config: dict, config_path: str) -> Path:
             running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
             done = step + 1
             if done % config.get("eval_every", 250) == 0 or done == steps:
-                holdout_eer = eer(*holdout_distances(embed_with(network, holdout.images), holdout))[0]
+                holdout_eer = holdout_eers(embed_with(network, holdout.images), holdout)
                 elapsed = seconds + time.time() - began
-                record = {"step": done, "loss": round(running, 4), "holdout_eer_skilled": round(holdout_eer, 4), "seconds": round(elapsed)}
+                record = {"step": done, "loss": round(running, 4), "holdout_eer_skilled": holdout_eer, "seconds": round(elapsed)}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                             "step": done, "seconds": elapsed}, checkpoint)
-                progress.update(task, status=f"loss {running:.3f} holdout EER {holdout_eer:.3f}")
+                progress.update(task, status=f"loss {running:.3f} holdout EER {holdout_eer['all']:.3f}")
             progress.update(task, completed=done)
     seconds += time.time() - began
     return export_extractor(network, config, config_path, holdout, seconds)
@@ -131,11 +140,12 @@ def export_extractor(network: torch.nn.Module, config: dict, config_path: str, h
         "training_command": f"signver train extractor --config {config_path}",
     }
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    genuine, skilled = holdout_distances(Extractor(str(path)).embed_normalized(holdout.images), holdout)
+    embeddings = Extractor(str(path)).embed_normalized(holdout.images)
+    genuine, skilled = holdout_distances(embeddings, holdout)
     rate, threshold = eer(genuine, skilled)
     card["threshold"] = round(threshold, 6)
     card["threshold_selection"] = {"rule": "EER between genuine and skilled-forgery pairs of held-out training writers",
-                                   "holdout_eer_skilled": rate, "n_positive": len(genuine), "n_skilled": len(skilled)}
+                                   "holdout_eer_skilled": holdout_eers(embeddings, holdout), "n_positive": len(genuine), "n_skilled": len(skilled)}
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return path
 
