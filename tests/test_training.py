@@ -92,7 +92,8 @@ def test_tiny_training_run_end_to_end(synthetic_dataset, tmp_path):
     path = train_extractor(config, "tiny.yaml")
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]
-    assert set(log[-1]["holdout_eer_skilled"]) == {"all", synthetic_dataset.name.lower()}
+    assert set(log[-1]["holdout_eer_skilled"]) == {"all", "mean", synthetic_dataset.name.lower()}
+    assert (tmp_path / "run" / "best.pt").is_file() and card["training"]["chosen_step"] in (2, 4)
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["threshold"] > 0 and card["training_command"] == "signver train extractor --config tiny.yaml"
     # the exported file computes what the trained network computes

@@ -2,7 +2,8 @@
 
 Training writers only: each source's split gives its training writers, and a few of those
 (`holdout`) are kept out of the gradient to follow training and to choose the threshold.
-Runs are resumable: `runs/<name>/last.pt` is written every `eval_every` steps.
+Runs are resumable: `runs/<name>/last.pt` is written every `eval_every` steps, and
+`best.pt` whenever the held-out writers' EER (mean over datasets) improves; best is exported.
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ def holdout_distances(embeddings: np.ndarray, data: TrainingSet) -> tuple[np.nda
 def holdout_eers(embeddings: np.ndarray, data: TrainingSet) -> dict[str, float]:
     """Skilled-forgery EER of the held-out writers, pooled and per dataset."""
     result = {"all": eer(*holdout_distances(embeddings, data))[0]}
+    per_dataset = {}
     for name in np.unique(data.dataset):
         mine = data.dataset == name
-        result[str(name)] = eer(*holdout_distances(embeddings[mine], data.subset(mine)))[0]
-    return {k: round(v, 4) for k, v in result.items()}
+        per_dataset[str(name)] = eer(*holdout_distances(embeddings[mine], data.subset(mine)))[0]
+    result["mean"] = float(np.mean(list(per_dataset.values())))  # each dataset counts the same
+    return {k: round(v, 4) for k, v in {**result, **per_dataset}.items()}
 
 
 def embed_with(network: torch.nn.Module, images: np.ndarray, batch: int = 128) -> np.ndarray:
@@ -76,17 +79,17 @@ def train_extractor(config: dict, config_path: str) -> Path:
     network = build_network(config["network"]).to(memory_format=torch.channels_last)
     loss_config = dict(config["loss"])
     loss_fn = partial(LOSSES[loss_config.pop("name")], **loss_config)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 1e-4))
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=config["lr"], weight_decay=config.get("weight_decay", 1e-4))
     steps, warmup = int(config["steps"]), int(config.get("warmup", 100))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, steps, warmup))
-    start, seconds = 0, 0.0
+    start, seconds, best = 0, 0.0, float("inf")
     checkpoint = run_dir / "last.pt"
     if checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
         network.load_state_dict(state["network"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start, seconds = state["step"], state["seconds"]
+        start, seconds, best = state["step"], state["seconds"], state["best"]
     batch = config["batch"]
     batches = writer_batches(train, batch["writers"], batch["genuine"], batch["forged"], np.random.default_rng(config.get("seed", 0) + start))
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
@@ -111,11 +114,17 @@ def train_extractor(config: dict, config_path: str) -> Path:
                 record = {"step": done, "loss": round(running, 4), "holdout_eer_skilled": holdout_eer, "seconds": round(elapsed)}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
+                if holdout_eer["mean"] < best:
+                    best = holdout_eer["mean"]
+                    torch.save({"network": network.state_dict(), "step": done, "holdout_eer_skilled": holdout_eer}, run_dir / "best.pt")
                 torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "step": done, "seconds": elapsed}, checkpoint)
+                            "step": done, "seconds": elapsed, "best": best}, checkpoint)
                 progress.update(task, status=f"loss {running:.3f} holdout EER {holdout_eer['all']:.3f}")
             progress.update(task, completed=done)
     seconds += time.time() - began
+    chosen = torch.load(run_dir / "best.pt", weights_only=False)
+    network.load_state_dict(chosen["network"])
+    config = {**config, "chosen_step": chosen["step"]}
     return export_extractor(network, config, config_path, holdout, seconds)
 
 
@@ -130,7 +139,7 @@ def export_extractor(network: torch.nn.Module, config: dict, config_path: str, h
         "network": config["network"],
         "loss": config["loss"],
         "trained_on": [{k: v for k, v in source.items()} for source in config["data"]],
-        "training": {"steps": config["steps"], "batch": config["batch"], "lr": config["lr"],
+        "training": {"steps": config["steps"], "chosen_step": config["chosen_step"], "batch": config["batch"], "lr": config["lr"],
                      "images_seen": config["steps"] * _batch_size(config),
                      "seconds": round(seconds), "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
         "input": {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],

@@ -38,12 +38,20 @@ class EmbeddingHead(nn.Module):
 
 
 class Lite0Embedder(nn.Module):
-    def __init__(self, blocks: int = 11, dim: int = 128, width: int = 256, pretrained: bool = True):
+    def __init__(self, blocks: int = 11, dim: int = 128, width: int = 256, pretrained: bool = True, frozen_blocks: int = 0):
         super().__init__()
         backbone = load_efficientnet_lite0() if pretrained else _untrained_lite0()
         self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
         self.blocks = nn.ModuleList(backbone._blocks[:blocks])
         self.head = EmbeddingHead(self.blocks[-1]._project_conv.out_channels, width, dim)
+        # the stem and the first `frozen_blocks` blocks keep their ImageNet weights and statistics
+        self.frozen = nn.ModuleList([self.stem, *self.blocks[:frozen_blocks]]) if frozen_blocks else nn.ModuleList()
+        self.frozen.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Lite0Embedder":
+        super().train(mode)
+        self.frozen.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         paper = (1.0 - x) * (255.0 / 128.0) - 127.0 / 128.0  # the ImageNet weights' input: dark ink on white
@@ -91,7 +99,7 @@ class SmallResNet(nn.Module):
 def build_network(config: dict) -> nn.Module:
     kind = config.get("kind", "lite0")
     if kind == "lite0":
-        return Lite0Embedder(config.get("blocks", 11), config.get("dim", 128), config.get("width", 256), config.get("pretrained", True))
+        return Lite0Embedder(config.get("blocks", 11), config.get("dim", 128), config.get("width", 256), config.get("pretrained", True), config.get("frozen_blocks", 0))
     if kind == "resnet":
         return SmallResNet(tuple(config.get("widths", (32, 64, 128, 256))), config.get("dim", 128))
     raise ValueError(f"unknown network kind {kind!r}: choose lite0 or resnet")
