@@ -93,12 +93,12 @@ def test_tiny_training_run_end_to_end(synthetic_dataset, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]
     assert set(log[-1]["holdout_eer_skilled"]) == {"all", "mean", synthetic_dataset.name.lower()}
-    assert (tmp_path / "run" / "best.pt").is_file() and card["training"]["chosen_step"] in (2, 4)
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["threshold"] > 0 and card["training_command"] == "signver train extractor --config tiny.yaml"
+    assert (tmp_path / "run" / "best.pt").is_file() and card["training"]["chosen_step"] in (2, 4)
     # the exported file computes what the trained network computes
     network = build_network(config["network"])
-    network.load_state_dict(torch.load(tmp_path / "run" / "last.pt", weights_only=False)["network"])
+    network.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=False)["network"])  # what is exported
     holdout = load_training_set(config["data"], (32, 64), "holdout", tmp_path / "run" / "holdout.npz")
     with torch.no_grad():
         expected = network.eval()(torch.from_numpy(to_model_input(holdout.images))).numpy()
