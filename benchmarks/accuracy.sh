@@ -4,7 +4,7 @@
 set -euo pipefail
 model=${1:-effnet-lite0-imagenet}
 data=${2:-../shared/data}
-out=out/$model
+out=out/$(basename "$model" .onnx)
 for ds in cedar bhsig260-bengali; do
   signver evaluate "$data/$ds" --split "$ds" --protocol p1 --model "$model" --out "$out/$ds-p1" > /dev/null
   for k in 5 12; do

@@ -26,7 +26,7 @@ from .augment import augment
 from .data import TrainingSet, load_training_set, writer_batches
 from .export import export_onnx
 from .losses import LOSSES
-from .networks import build_network
+from .networks import FusedEmbedder, build_network
 
 
 def holdout_distances(embeddings: np.ndarray, data: TrainingSet) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +98,9 @@ def train_extractor(config: dict, config_path: str) -> Path:
         began, running = time.time(), None
         for step in range(start, steps):
             index = next(batches)
+            network.train()
+            if step < config.get("adapt_frozen_bn_steps", 0):
+                network.frozen.train()  # frozen weights, but batch-norm statistics adapt to signatures
             x = augment(torch.from_numpy(train.images[index]).float().div_(255.0)[:, None], config.get("augment_strength", 1.0))
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 embeddings = network(x.contiguous(memory_format=torch.channels_last))
@@ -125,7 +128,22 @@ def train_extractor(config: dict, config_path: str) -> Path:
     chosen = torch.load(run_dir / "best.pt", weights_only=False)
     network.load_state_dict(chosen["network"])
     config = {**config, "chosen_step": chosen["step"]}
+    if "fuse_imagenet" in config:
+        network, config["fusion_weight"] = fuse_with_imagenet(network, config["fuse_imagenet"]["blocks"], holdout)
     return export_extractor(network, config, config_path, holdout, seconds)
+
+
+def fuse_with_imagenet(network: torch.nn.Module, blocks: int, holdout: TrainingSet) -> tuple[FusedEmbedder, float]:
+    """Join the trained network with ImageNet features, weighted to minimise the held-out
+    writers' EER (mean over datasets)."""
+    fused = FusedEmbedder(network, blocks, weight=0.5).to(memory_format=torch.channels_last)
+    both = embed_with(fused, holdout.images) / 0.5**0.5
+    split = both.shape[1] - network.head.embed.out_features
+    imagenet, trained = both[:, :split], both[:, split:]
+    weights = np.round(np.arange(0.5, 0.995, 0.01), 2)
+    scores = [holdout_eers(np.hstack([imagenet * w**0.5, trained * (1 - w) ** 0.5]), holdout)["mean"] for w in weights]
+    fused.weight = float(weights[int(np.argmin(scores))])
+    return fused.eval(), fused.weight
 
 
 def export_extractor(network: torch.nn.Module, config: dict, config_path: str, holdout: TrainingSet, seconds: float) -> Path:
@@ -138,6 +156,7 @@ def export_extractor(network: torch.nn.Module, config: dict, config_path: str, h
         "description": config["description"],
         "network": config["network"],
         "loss": config["loss"],
+        "fusion": {**config["fuse_imagenet"], "weight": config["fusion_weight"], "chosen_on": "held-out training writers"} if "fuse_imagenet" in config else None,
         "trained_on": [{k: v for k, v in source.items()} for source in config["data"]],
         "training": {"steps": config["steps"], "chosen_step": config["chosen_step"], "batch": config["batch"], "lr": config["lr"],
                      "images_seen": config["steps"] * _batch_size(config),

@@ -44,7 +44,9 @@ class Lite0Embedder(nn.Module):
         self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
         self.blocks = nn.ModuleList(backbone._blocks[:blocks])
         self.head = EmbeddingHead(self.blocks[-1]._project_conv.out_channels, width, dim)
-        # the stem and the first `frozen_blocks` blocks keep their ImageNet weights and statistics
+        # the stem and the first `frozen_blocks` blocks keep their ImageNet weights (the training
+        # loop may let their batch-norm statistics adapt for its first steps)
+        self.frozen_blocks = frozen_blocks
         self.frozen = nn.ModuleList([self.stem, *self.blocks[:frozen_blocks]]) if frozen_blocks else nn.ModuleList()
         self.frozen.requires_grad_(False)
 
@@ -53,12 +55,48 @@ class Lite0Embedder(nn.Module):
         self.frozen.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def shared(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and frozen blocks: still exactly the ImageNet network."""
         paper = (1.0 - x) * (255.0 / 128.0) - 127.0 / 128.0  # the ImageNet weights' input: dark ink on white
         h = self.stem(paper.expand(-1, 3, -1, -1))
-        for block in self.blocks:
+        for block in self.blocks[: self.frozen_blocks]:
+            h = block(h)
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.shared(x)
+        for block in self.blocks[self.frozen_blocks :]:
             h = block(h)
         return self.head(h)
+
+
+class FusedEmbedder(nn.Module):
+    """A trained Lite0 embedding beside the ImageNet features it started from.
+
+    Metric learning sharpens writer identity but forgets some stroke texture the ImageNet
+    features keep; concatenating sqrt(w) * imagenet with sqrt(1 - w) * trained makes the
+    squared distance their weighted sum, in one unit vector. The frozen layers run once.
+    """
+
+    def __init__(self, trained: Lite0Embedder, imagenet_blocks: int, weight: float):
+        super().__init__()
+        if not trained.frozen_blocks:
+            raise ValueError("fusing needs a network whose first blocks were frozen")
+        self.trained = trained
+        self.imagenet_blocks = nn.ModuleList(load_efficientnet_lite0()._blocks[trained.frozen_blocks : imagenet_blocks])
+        self.weight = weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shared = self.trained.shared(x)
+        h = shared
+        for block in self.trained.blocks[self.trained.frozen_blocks :]:
+            h = block(h)
+        trained = self.trained.head(h)
+        h = shared
+        for block in self.imagenet_blocks:
+            h = block(h)
+        imagenet = F.normalize(h.mean(dim=(2, 3)), dim=1)
+        return torch.cat([imagenet * self.weight**0.5, trained * (1 - self.weight) ** 0.5], dim=1)
 
 
 def _untrained_lite0() -> nn.Module:
