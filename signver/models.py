@@ -18,7 +18,7 @@ import onnxruntime as ort
 from .errors import ModelError
 
 MODELS_DIR = Path(__file__).parent / "models"
-DEFAULT_EXTRACTOR = "effnet-lite0-imagenet"
+DEFAULT_EXTRACTOR = "lite0-ms-long"
 
 
 @dataclass(frozen=True)
