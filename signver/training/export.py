@@ -8,6 +8,12 @@ import torch
 from torch import nn
 
 
+def input_spec(size: tuple[int, int]) -> dict:
+    """The model card's description of what the network takes."""
+    return {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],
+            "polarity": "ink bright on black", "preprocessing": "signver.normalize.normalize"}
+
+
 def export_onnx(network: nn.Module, path: Path, input_size: tuple[int, int]) -> Path:
     """Write `network` (input (N, 1, H, W) float in [0, 1]) as ONNX with a dynamic batch axis."""
     network = network.eval().float()

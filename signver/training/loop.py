@@ -24,7 +24,7 @@ from ..evaluation.metrics import eer
 from ..extractor import Extractor
 from .augment import augment
 from .data import TrainingSet, load_training_set, writer_batches
-from .export import export_onnx
+from .export import export_onnx, input_spec
 from .losses import LOSSES
 from .networks import FusedEmbedder, build_network
 
@@ -161,8 +161,7 @@ def export_extractor(network: torch.nn.Module, config: dict, config_path: str, h
         "training": {"steps": config["steps"], "chosen_step": config["chosen_step"], "batch": config["batch"], "lr": config["lr"],
                      "images_seen": config["steps"] * _batch_size(config),
                      "seconds": round(seconds), "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
-        "input": {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],
-                  "polarity": "ink bright on black", "preprocessing": "signver.normalize.normalize"},
+        "input": input_spec(size),
         "distance": "euclidean between L2-normalised embeddings (0 to 2)",
         "threshold": None,
         "training_command": f"signver train extractor --config {config_path}",
