@@ -70,9 +70,10 @@ def p1_pairs(dataset: Dataset, writers: list[str]) -> Trials:
     for writer in writers:
         for a, b in combinations(genuine[writer], 2):
             trials.add([a], b, POSITIVE)
+        forged = [s.path for s in dataset.forged(writer)]
         for a in genuine[writer]:
-            for forged in dataset.forged(writer):
-                trials.add([a], forged.path, SKILLED)
+            for questioned in forged:
+                trials.add([a], questioned, SKILLED)
         for a in genuine[writer]:
             for other in writers:
                 if other != writer:
