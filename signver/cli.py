@@ -5,8 +5,10 @@ Exit codes: 0 verified / ok, 1 not verified, 2 bad input or usage.
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -14,12 +16,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .errors import SignverError
+from .errors import InputError, SignverError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.")
 train_app = typer.Typer(no_args_is_help=True, help="Re-make the shipped models (needs the `train` extra).")
+gallery_app = typer.Typer(no_args_is_help=True, help="Manage the enrolled people.")
 app.add_typer(train_app, name="train")
-err = Console(stderr=True)
+app.add_typer(gallery_app, name="gallery")
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, easy to grep
 
 EXIT_OK, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -42,25 +46,220 @@ def progress_bar() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pdf"}
+OUTPUT_FORMATS = ("text", "csv", "jsonl")
+GalleryOption = typer.Option(None, "--gallery", envvar="SIGNVER_GALLERY", help="gallery file (default ~/.signver/gallery.sqlite)")
+FormatOption = typer.Option("text", "--format", help="text, csv or jsonl (one line per result)")
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Files as given; folders become the image and PDF files inside them, sorted (folder mode)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise InputError(f"folder {path} holds no image or PDF files")
+            files += inside
+        else:
+            files.append(path)
+    return files
+
+
+class ResultPrinter:
+    """Prints one line per result as text, CSV (header first) or JSON lines, and tracks the
+    exit code: 2 if any input was bad, else 1 if any claim was not verified, else 0."""
+
+    def __init__(self, output_format: str, columns: tuple[str, ...]):
+        if output_format not in OUTPUT_FORMATS:
+            raise typer.BadParameter(f"--format must be one of {', '.join(OUTPUT_FORMATS)}")
+        self.format, self.columns, self.exit_code = output_format, columns, EXIT_OK
+        if output_format == "csv":
+            self.csv = csv.DictWriter(sys.stdout, fieldnames=[*columns, "error"], extrasaction="ignore", lineterminator="\n")
+            self.csv.writeheader()
+
+    def decided(self, accepted: bool) -> None:
+        if not accepted:
+            self.exit_code = max(self.exit_code, EXIT_NOT_VERIFIED)
+
+    def row(self, record: dict, text: str) -> None:
+        if self.format == "jsonl":
+            print(json.dumps(record), flush=True)
+        elif self.format == "csv":
+            self.csv.writerow(record)
+            sys.stdout.flush()
+        else:
+            print(text, flush=True)
+
+    def error(self, record: dict, error: SignverError) -> None:
+        err.print(f"[red]error:[/red] {record.get('questioned', '')}: {error}", highlight=False)
+        self.exit_code = EXIT_BAD_INPUT
+        if self.format != "text":
+            self.row({**record, "error": str(error)}, "")
+
+
+def each_with_progress(items: list, description: str):
+    """Iterate, with a progress bar on stderr when there is more than one item."""
+    if len(items) < 2:
+        yield from items
+        return
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=len(items))
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+def _rounded(value):
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def _confidence_text(result) -> str:
+    return "" if result.confidence is None else f", confidence {result.confidence:.3f}"
+
+
 @app.command()
 @reports_errors
 def verify(
     reference: Path = typer.Argument(..., help="a signature image (or PDF page 1)"),
-    questioned: Path = typer.Argument(..., help="the signature to check against it"),
+    questioned: list[Path] = typer.Argument(..., help="signatures to check against it: files or folders"),
     threshold: Optional[float] = typer.Option(None, help="accept when distance <= this (default: the model's)"),
     model: Optional[str] = typer.Option(None, help="extractor name or .onnx path"),
-    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines (same as --format jsonl)"),
+    output_format: str = FormatOption,
 ) -> None:
-    """Verify that QUESTIONED was written by the writer of REFERENCE."""
+    """Verify that each QUESTIONED signature was written by the writer of REFERENCE."""
     from .api import verify as verify_pair
+    from .extractor import get_extractor
 
-    result = verify_pair(reference, questioned, threshold=threshold, model=model)
-    if as_json:
-        print(json.dumps({"reference": str(reference), "questioned": str(questioned), **result.to_dict()}))
-    else:
+    columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model")
+    printer = ResultPrinter("jsonl" if as_json else output_format, columns)
+    reference_vector = get_extractor(model).vectors([reference])[0]
+    for path in each_with_progress(expand_images(questioned), "verifying"):
+        record = {"reference": str(reference), "questioned": str(path)}
+        try:
+            result = verify_pair(reference_vector, path, threshold=threshold, model=model)
+        except SignverError as error:
+            printer.error(record, error)
+            continue
+        printer.decided(result.verified)
         decision = "verified" if result.verified else "not verified"
-        print(f"{questioned}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f})")
-    raise typer.Exit(EXIT_OK if result.verified else EXIT_NOT_VERIFIED)
+        printer.row({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, f"{path}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
+    raise typer.Exit(printer.exit_code)
+
+
+@app.command()
+@reports_errors
+def enroll(
+    person: str = typer.Argument(..., help="the person's id"),
+    images: list[Path] = typer.Argument(..., help="reference signatures: image or PDF files, or folders of them"),
+    metadata: Optional[str] = typer.Option(None, help="a JSON object stored with the person (replaces the old one)"),
+    gallery: Optional[Path] = GalleryOption,
+    model: Optional[str] = typer.Option(None, help="extractor (a new gallery is bound to it)"),
+) -> None:
+    """Enrol PERSON with reference signatures (adds to them if already enrolled)."""
+    from .gallery import Gallery
+
+    try:
+        extra = None if metadata is None else json.loads(metadata)
+    except json.JSONDecodeError as error:
+        raise InputError(f"--metadata is not valid JSON: {error}") from None
+    files = expand_images(images)
+    with Gallery(gallery, model=model) as store:
+        person_record = store.enroll(person, files, metadata=extra, sources=[str(f) for f in files])
+        print(f"enrolled {person_record.person_id}: {len(files)} added, {person_record.references} references in {store.path}")
+
+
+@app.command()
+@reports_errors
+def check(
+    person: str = typer.Argument(..., help="the claimed person's id"),
+    images: list[Path] = typer.Argument(..., help="questioned signatures: files or folders"),
+    threshold: Optional[float] = typer.Option(None, help="accept when the fused distance <= this (default: the model's)"),
+    gallery: Optional[Path] = GalleryOption,
+    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with"),
+    output_format: str = FormatOption,
+) -> None:
+    """Check that PERSON wrote each questioned signature, against all their references."""
+    from .gallery import Gallery
+
+    columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion")
+    printer = ResultPrinter(output_format, columns)
+    with Gallery(gallery, model=model, threshold=threshold) as store:
+        store.get(person)
+        files = expand_images(images)
+        for path in each_with_progress(files, "checking"):
+            record = {"questioned": str(path), "person_id": person}
+            try:
+                result = store.verify_claim(person, path)
+            except SignverError as error:
+                printer.error(record, error)
+                continue
+            record |= {k: _rounded(v) for k, v in result.to_dict().items() if k in columns}
+            decision = "verified" if result.verified else "not verified"
+            printer.decided(result.verified)
+            printer.row(record, f"{path}: {decision} as {person} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
+    raise typer.Exit(printer.exit_code)
+
+
+@app.command()
+@reports_errors
+def identify(
+    images: list[Path] = typer.Argument(..., help="questioned signatures: files or folders"),
+    k: int = typer.Option(5, "-k", "--top", help="candidates per signature"),
+    gallery: Optional[Path] = GalleryOption,
+    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with"),
+    output_format: str = FormatOption,
+) -> None:
+    """Rank the enrolled people closest to each questioned signature (1:N search)."""
+    from .gallery import Gallery
+
+    columns = ("questioned", "rank", "person_id", "verified", "distance", "threshold", "confidence")
+    printer = ResultPrinter(output_format, columns)
+    with Gallery(gallery, model=model) as store:
+        files = expand_images(images)
+        for path in each_with_progress(files, "identifying"):
+            try:
+                ranked = store.identify(path, k)
+            except SignverError as error:
+                printer.error({"questioned": str(path)}, error)
+                continue
+            if not ranked:
+                err.print(f"{path}: the gallery is empty")
+            printer.decided(any(r.verified for r in ranked))  # exit 1: someone's signature matched no one
+            for rank, result in enumerate(ranked, 1):
+                record = {"questioned": str(path), "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}
+                mark = "match" if result.verified else "no match"
+                printer.row(record, f"{path}\t{rank}\t{result.person_id}\t{mark}\tdistance {result.distance:.4f}{_confidence_text(result)}")
+    raise typer.Exit(printer.exit_code)
+
+
+@gallery_app.command("list")
+@reports_errors
+def gallery_list(gallery: Optional[Path] = GalleryOption, as_json: bool = typer.Option(False, "--json", help="JSON lines")) -> None:
+    """List the enrolled people."""
+    from .gallery import Gallery
+
+    with Gallery(gallery) as store:
+        for person in store.list():
+            if as_json:
+                print(json.dumps(person.to_dict()))
+            else:
+                print(f"{person.person_id}\t{person.references} references\tenrolled {person.enrolled_at}\t{json.dumps(person.metadata)}")
+
+
+@gallery_app.command("remove")
+@reports_errors
+def gallery_remove(people: list[str] = typer.Argument(..., help="ids of the people to remove"), gallery: Optional[Path] = GalleryOption) -> None:
+    """Remove people and all their references."""
+    from .gallery import Gallery
+
+    with Gallery(gallery) as store:
+        for person_id in people:
+            store.get(person_id)  # all must exist before any is removed
+        for person_id in people:
+            removed = store.remove(person_id)
+            print(f"removed {removed.person_id} ({removed.references} references)")
 
 
 @app.command()

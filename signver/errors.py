@@ -45,6 +45,18 @@ class DatasetError(SignverError):
     """A dataset folder is missing, empty, or not in a layout signver reads."""
 
 
+class GalleryError(SignverError):
+    """The gallery store cannot be used as asked (wrong file, wrong model)."""
+
+    http_status = 409
+
+
+class PersonNotFoundError(GalleryError):
+    """No person of that id is enrolled."""
+
+    http_status = 404
+
+
 class ModelError(SignverError):
     """A model file or its card is missing or does not match what the code expects."""
 

@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .errors import InputError
 from .images import SourceLike, load_image
 from .models import DEFAULT_EXTRACTOR, ModelCard, inference_session, load_card
 from .normalize import normalize, to_model_input
@@ -55,6 +56,29 @@ class Extractor:
             if progress:
                 progress(len(batch))
         return np.concatenate(chunks)
+
+    def vectors(self, values: Sequence[SourceLike | np.ndarray]) -> np.ndarray:
+        """Unit vectors (N, D) for a mix of images of any kind and precomputed embeddings
+        (1-D float arrays of this model's dimension); images are embedded in one batch."""
+        values = list(values)
+        images = [i for i, v in enumerate(values) if not _is_embedding(v)]
+        out = np.zeros((len(values), self.dimension), np.float32)
+        if images:
+            out[images] = self.embed([values[i] for i in images])
+        for i, value in enumerate(values):
+            if _is_embedding(value):
+                if value.dtype.kind != "f" or len(value) != self.dimension or not np.all(np.isfinite(value)):
+                    raise InputError(
+                        f"an embedding for model {self.name} must be a finite float vector of length {self.dimension}, "
+                        f"got {value.dtype} of length {len(value)}"
+                    )
+                out[i] = value / max(float(np.linalg.norm(value)), 1e-12)
+        return out
+
+
+def _is_embedding(value) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim == 1
+
 
 @lru_cache(maxsize=4)
 def get_extractor(model: str | None = None) -> Extractor:

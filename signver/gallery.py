@@ -1,0 +1,354 @@
+"""Enrolled people and their reference signatures: 1:1 claim checks and 1:N search.
+
+The store is one SQLite file (WAL journal, full fsync): an enrolment is one transaction, so
+once `enroll` returns it survives a killed process or a power cut, and a crash mid-way leaves
+nothing half-written. The FAISS index is never a second source of truth: it is built from
+the SQLite rows when the gallery opens and kept in step by a `generation` counter that every
+write transaction bumps. A process that sees another process's generation rebuilds its index
+before answering, so readers in other processes always search what the file holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GalleryError, InputError, PersonNotFoundError
+from .extractor import Extractor, get_extractor
+from .images import SourceLike
+from .index import VectorIndex
+from .matcher import distances, fuse
+
+DEFAULT_FUSION = "mean"  # chosen with P2 figures: docs/benchmarks.md, "Fusing K references"
+MAX_PERSON_ID = 200
+CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS people (
+    person_id TEXT PRIMARY KEY,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    enrolled_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    person_id TEXT NOT NULL REFERENCES people(person_id) ON DELETE CASCADE,
+    vector BLOB NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    added_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refs_by_person ON refs(person_id);
+"""
+
+
+def default_gallery_path() -> Path:
+    """`$SIGNVER_GALLERY`, else `~/.signver/gallery.sqlite`."""
+    return Path(os.environ.get("SIGNVER_GALLERY") or Path.home() / ".signver" / "gallery.sqlite")
+
+
+@dataclass
+class Person:
+    person_id: str
+    references: int
+    metadata: dict
+    enrolled_at: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ClaimResult:
+    """The answer to "did `person_id` write this?", with the evidence behind it."""
+
+    person_id: str
+    verified: bool
+    distance: float  # the fused distance the decision compares with the threshold
+    threshold: float
+    fusion: str
+    reference_distances: list[float]
+    model: str
+    confidence: float | None = None
+    log10_lr: float | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _locked(method):
+    """Run a method holding the gallery's lock: one SQLite connection serves every thread."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def check_person_id(person_id: str) -> str:
+    if not isinstance(person_id, str) or not person_id.strip():
+        raise InputError("a person id must be a non-empty string")
+    if len(person_id) > MAX_PERSON_ID or any(ord(c) < 32 for c in person_id):
+        raise InputError(f"a person id must be at most {MAX_PERSON_ID} printable characters, got {person_id[:40]!r}")
+    return person_id
+
+
+class Gallery:
+    """People and their reference vectors in one SQLite file, searched through FAISS.
+
+    A gallery is bound to one extractor: distances between vectors of different models mean
+    nothing, so opening a file with another model is refused. Thread-safe within a process.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, model: str | None = None, index: str = "flat",
+                 fusion: str = DEFAULT_FUSION, threshold: float | None = None):
+        self.path = Path(path) if path is not None else default_gallery_path()
+        if self.path.is_dir():
+            raise GalleryError(f"gallery path {self.path} is a folder; give a file path such as {self.path / 'gallery.sqlite'}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.extractor: Extractor = get_extractor(model)
+        fuse(np.zeros((1, 1)), fusion)  # refuse an unknown fusion now, not at the first claim
+        self.fusion = fusion
+        self.threshold = self.extractor.card.threshold if threshold is None else float(threshold)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise GalleryError(f"{self.path} is not a signver gallery (SQLite said: {error})") from error
+        self._bind_model()
+        self._index = VectorIndex(self.extractor.dimension, index)
+        self._generation = -1
+        self._refresh()
+
+    # -- storage -------------------------------------------------------------------------
+
+    def _write(self):
+        return _Transaction(self._db, "IMMEDIATE")
+
+    def _snapshot(self):
+        return _Transaction(self._db, "DEFERRED")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _bind_model(self) -> None:
+        with self._write():
+            stored = self._meta("model")
+            if stored is None:
+                self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
+                    ("model", self.extractor.name), ("dimension", str(self.extractor.dimension)), ("generation", "0")])
+            elif stored != self.extractor.name:
+                raise GalleryError(f"gallery {self.path} holds embeddings of model {stored!r}; open it with model={stored!r} "
+                                   f"or enrol its people again in a new gallery for {self.extractor.name!r}")
+
+    def _bump(self) -> int:
+        """Inside a write transaction: count one more change, return the new generation."""
+        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        return int(self._meta("generation"))
+
+    def _refresh(self) -> None:
+        """Rebuild the index from the rows if anyone (this process or another) changed them."""
+        generation = int(self._meta("generation"))
+        if generation == self._generation:
+            return
+        with contextlib.nullcontext() if self._db.in_transaction else self._snapshot():  # generation and rows agree
+            generation = int(self._meta("generation"))
+            rows = self._db.execute("SELECT id, vector FROM refs ORDER BY id").fetchall()
+        self._index = VectorIndex(self._index.dimension, self._index.kind)
+        if rows:
+            ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+            self._index.add(ids, np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1))
+        self._generation = generation
+
+    # -- people ----------------------------------------------------------------------------
+
+    def enroll(self, person_id: str, images: Sequence[SourceLike | np.ndarray], metadata: dict | None = None,
+               sources: Sequence[str] | None = None) -> Person:
+        """Add reference signatures (images of any kind, or embeddings) to a person, creating
+        the person if new; `metadata` replaces the stored metadata when given. All or nothing."""
+        check_person_id(person_id)
+        images = list(images)
+        if not images:
+            raise InputError(f"enrolling {person_id!r} needs at least one reference signature")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InputError("metadata must be a JSON object (a dict)")
+        try:
+            metadata_json = None if metadata is None else json.dumps(metadata)
+        except (TypeError, ValueError) as error:
+            raise InputError(f"metadata must be JSON-serialisable: {error}") from error
+        labels = list(sources) if sources is not None else [""] * len(images)
+        vectors = self.extractor.vectors(images)  # before the transaction: no lock held while embedding
+        with self._lock:
+            with self._write():
+                before = int(self._meta("generation"))
+                self._db.execute("INSERT INTO people (person_id, enrolled_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (person_id, _now()))
+                if metadata_json is not None:
+                    self._db.execute("UPDATE people SET metadata = ? WHERE person_id = ?", (metadata_json, person_id))
+                now = _now()
+                ids = [self._db.execute("INSERT INTO refs (person_id, vector, source, added_at) VALUES (?, ?, ?, ?)",
+                                        (person_id, v.tobytes(), str(label), now)).lastrowid for v, label in zip(vectors, labels)]
+                generation = self._bump()
+            if before == self._generation:  # nobody else wrote since our last look: extend in place
+                self._index.add(np.array(ids), vectors)
+                self._generation = generation
+            return self.get(person_id)
+
+    @_locked
+    def remove(self, person_id: str) -> Person:
+        """Delete a person and all their references; returns what was removed."""
+        person = self.get(person_id)
+        with self._write():
+            before = int(self._meta("generation"))
+            ids = [r[0] for r in self._db.execute("SELECT id FROM refs WHERE person_id = ?", (person_id,))]
+            self._db.execute("DELETE FROM people WHERE person_id = ?", (person_id,))
+            generation = self._bump()
+        if before == self._generation and self._index.supports_removal:
+            self._index.remove(np.array(ids))
+            self._generation = generation
+        return person
+
+    @_locked
+    def get(self, person_id: str) -> Person:
+        row = self._db.execute(
+            "SELECT p.person_id, COUNT(r.id), p.metadata, p.enrolled_at FROM people p LEFT JOIN refs r USING (person_id) "
+            "WHERE p.person_id = ? GROUP BY p.person_id", (person_id,)).fetchone()
+        if row is None:
+            raise PersonNotFoundError(f"no person {person_id!r} in gallery {self.path}")
+        return Person(row[0], row[1], json.loads(row[2]), row[3])
+
+    @_locked
+    def list(self) -> list[Person]:
+        rows = self._db.execute(
+            "SELECT p.person_id, COUNT(r.id), p.metadata, p.enrolled_at FROM people p LEFT JOIN refs r USING (person_id) "
+            "GROUP BY p.person_id ORDER BY p.person_id").fetchall()
+        return [Person(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+
+    @_locked
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM people").fetchone()[0]
+
+    @property
+    @_locked
+    def n_references(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM refs").fetchone()[0]
+
+    @_locked
+    def references(self, person_id: str) -> np.ndarray:
+        """A person's reference vectors (K, D)."""
+        rows = self._db.execute("SELECT vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
+        if not rows:
+            self.get(person_id)  # raises PersonNotFoundError
+        return np.frombuffer(b"".join(r[0] for r in rows), np.float32).reshape(len(rows), -1)
+
+    # -- questions -------------------------------------------------------------------------
+
+    def _decide(self, person_id: str, questioned: np.ndarray, references: np.ndarray, started: float, embedded: float) -> ClaimResult:
+        per_reference = distances(references, questioned[None, :])
+        distance = float(fuse(per_reference, self.fusion))
+        calibration = self.extractor.card.calibration
+        return ClaimResult(
+            person_id=person_id,
+            verified=distance <= self.threshold,
+            distance=distance,
+            threshold=self.threshold,
+            fusion=self.fusion,
+            reference_distances=[round(float(d), 6) for d in per_reference],
+            model=self.extractor.name,
+            confidence=None if calibration is None else calibration.probability(distance),
+            log10_lr=None if calibration is None else calibration.log10_lr(distance),
+            timings_ms={"embed": 1000 * (embedded - started), "total": 1000 * (time.perf_counter() - started)},
+        )
+
+    def verify_claim(self, person_id: str, questioned: SourceLike | np.ndarray) -> ClaimResult:
+        """Did `person_id` write `questioned`? Its distances to all of the person's references
+        are fused into one and compared with the threshold."""
+        started = time.perf_counter()
+        self.get(person_id)  # an unknown person is the error to report, before any image is read
+        vector = self.extractor.vectors([questioned])[0]
+        embedded = time.perf_counter()
+        return self._decide(person_id, vector, self.references(person_id), started, embedded)
+
+    def identify(self, questioned: SourceLike | np.ndarray, k: int = 5) -> list[ClaimResult]:
+        """The k enrolled people closest to `questioned`, best first, each scored as a claim.
+
+        The index proposes the people owning the nearest references; each candidate is then
+        scored with the same fusion over all of their references as `verify_claim`.
+        """
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        started = time.perf_counter()
+        vector = self.extractor.vectors([questioned])[0]
+        embedded = time.perf_counter()
+        with self._lock:
+            self._refresh()
+            _, ids = self._index.search(vector, k * CANDIDATES_PER_RESULT)
+            ids = [int(i) for i in ids[0] if i >= 0]
+            if not ids:
+                return []
+            with self._snapshot():
+                marks = ",".join("?" * len(ids))
+                owner = dict(self._db.execute(f"SELECT id, person_id FROM refs WHERE id IN ({marks})", ids).fetchall())
+                candidates = list(dict.fromkeys(owner[i] for i in ids if i in owner))
+                marks = ",".join("?" * len(candidates))
+                rows = self._db.execute(f"SELECT person_id, vector FROM refs WHERE person_id IN ({marks}) ORDER BY id", candidates).fetchall()
+        by_person: dict[str, list[bytes]] = {}
+        for person_id, blob in rows:
+            by_person.setdefault(person_id, []).append(blob)
+        results = [self._decide(p, vector, np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), -1), started, embedded)
+                   for p, blobs in by_person.items()]
+        return sorted(results, key=lambda r: r.distance)[:k]
+
+    @_locked
+    def integrity(self) -> dict:
+        """SQLite's own integrity check and whether the index holds exactly the stored rows."""
+        with self._snapshot():
+            self._refresh()
+            check = self._db.execute("PRAGMA integrity_check").fetchone()[0]
+            return {"sqlite": check, "references": self.n_references, "indexed": len(self._index), "people": len(self)}
+
+    @_locked
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Transaction:
+    """BEGIN ... COMMIT, or ROLLBACK on any error. IMMEDIATE for writes (writers queue);
+    DEFERRED for a read snapshot (in WAL mode readers never wait for the writer)."""
+
+    def __init__(self, db: sqlite3.Connection, mode: str):
+        self.db, self.mode = db, mode
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute(f"BEGIN {self.mode}")
+        return self.db
+
+    def __exit__(self, kind, error, trace) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

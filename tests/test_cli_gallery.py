@@ -1,0 +1,81 @@
+"""The gallery commands and folder mode: one line per result, CSV / JSON lines, exit codes."""
+
+import csv
+import io
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from signver import synth
+from signver.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGNVER_GALLERY", str(tmp_path / "g.sqlite"))
+    for writer in (3, 5):
+        (tmp_path / f"w{writer}").mkdir()
+        for sample in range(4):
+            Image.fromarray(synth.genuine(writer, sample)).save(tmp_path / f"w{writer}" / f"{sample}.png")
+        Image.fromarray(synth.genuine(writer, 9)).save(tmp_path / f"q{writer}.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    return tmp_path
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_enroll_check_identify_remove(files):
+    enrolled = invoke("enroll", "alice", files / "w3", "--metadata", '{"branch": "north"}')
+    assert enrolled.exit_code == 0 and "4 references" in enrolled.stdout
+    assert invoke("enroll", "bob", files / "w5").exit_code == 0
+
+    accepted = invoke("check", "alice", files / "q3.png")
+    assert accepted.exit_code == 0 and "verified as alice" in accepted.stdout and "confidence" in accepted.stdout
+    rejected = invoke("check", "alice", files / "q5.png")
+    assert rejected.exit_code == 1 and "not verified" in rejected.stdout
+
+    ranked = invoke("identify", files / "q5.png", "-k", "2", "--format", "jsonl")
+    rows = [json.loads(line) for line in ranked.stdout.splitlines()]
+    assert ranked.exit_code == 0 and [r["person_id"] for r in rows] == ["bob", "alice"] and rows[0]["verified"]
+
+    listed = invoke("gallery", "list", "--json")
+    people = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(p["person_id"], p["references"]) for p in people] == [("alice", 4), ("bob", 4)]
+    assert people[0]["metadata"] == {"branch": "north"}
+
+    assert invoke("gallery", "remove", "bob", "carol").exit_code == 2  # all or nothing
+    assert invoke("gallery", "remove", "bob").exit_code == 0
+    missing = invoke("check", "bob", files / "q5.png")
+    assert missing.exit_code == 2 and "no person 'bob'" in missing.stderr
+
+
+def test_folder_mode_csv_keeps_going_past_bad_files(files):
+    invoke("enroll", "alice", files / "w3")
+    result = invoke("check", "alice", files / "q3.png", files / "bad.png", files / "w3", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["questioned"].split("/")[-1] for r in rows] == ["q3.png", "bad.png", "0.png", "1.png", "2.png", "3.png"]
+    assert rows[1]["error"] and "not an image" in rows[1]["error"] and rows[0]["verified"] == "True"
+    assert result.exit_code == 2 and "bad.png" in result.stderr
+
+
+def test_verify_many_against_one_reference(files):
+    result = invoke("verify", files / "w3" / "0.png", files / "q3.png", files / "q5.png", "--format", "jsonl")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["verified"] for r in rows] == [True, False] and result.exit_code == 1
+    assert all(0 <= r["confidence"] <= 1 for r in rows)
+
+
+def test_bad_usage_exits_2(files):
+    assert invoke("enroll", "alice", files / "w3", "--metadata", "{oops").exit_code == 2
+    empty = files / "empty"
+    empty.mkdir()
+    nothing = invoke("enroll", "alice", empty)
+    assert nothing.exit_code == 2 and "holds no image" in nothing.stderr
+    assert invoke("identify", files / "q3.png", "--format", "xml").exit_code == 2
+    assert invoke("identify", files / "q3.png", "-k", "0").exit_code == 2

@@ -1,0 +1,208 @@
+"""The gallery: enrolment, claims, 1:N search, persistence, a real kill -9, concurrent readers."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from signver import synth
+from signver.errors import GalleryError, InputError, PersonNotFoundError
+from signver.gallery import Gallery
+from signver.index import VectorIndex
+
+
+@pytest.fixture(scope="module")
+def people():
+    """Four synthetic writers: 4 references and 1 questioned genuine each, and a forgery."""
+    return {f"writer-{w}": ([synth.genuine(w, s) for s in range(4)], synth.genuine(w, 9), synth.forgery(w, 0)) for w in (3, 5, 8, 13)}
+
+
+@pytest.fixture
+def gallery(tmp_path, people):
+    with Gallery(tmp_path / "g.sqlite") as g:
+        for person, (references, _, _) in people.items():
+            g.enroll(person, references, metadata={"branch": "test"})
+        yield g
+
+
+def test_enroll_list_get_remove(gallery, people):
+    assert [p.person_id for p in gallery.list()] == sorted(people)
+    person = gallery.get("writer-3")
+    assert person.references == 4 and person.metadata == {"branch": "test"}
+    gallery.enroll("writer-3", [synth.genuine(3, 5)])  # adds to the existing person
+    assert gallery.get("writer-3").references == 5 and gallery.get("writer-3").metadata == {"branch": "test"}
+    removed = gallery.remove("writer-3")
+    assert removed.person_id == "writer-3" and len(gallery) == 3
+    with pytest.raises(PersonNotFoundError, match="writer-3"):
+        gallery.get("writer-3")
+    with pytest.raises(PersonNotFoundError):
+        gallery.remove("writer-3")
+    assert gallery.integrity() == {"sqlite": "ok", "references": 12, "indexed": 12, "people": 3}
+
+
+def test_claims_accept_genuine_and_reject_others(gallery, people):
+    for person, (_, questioned, _) in people.items():
+        claim = gallery.verify_claim(person, questioned)
+        assert claim.verified and claim.distance <= claim.threshold
+        assert len(claim.reference_distances) == 4
+        assert claim.distance == pytest.approx(np.mean(claim.reference_distances), abs=1e-5)
+    impostor = people["writer-5"][1]
+    assert not gallery.verify_claim("writer-3", impostor).verified
+    with pytest.raises(PersonNotFoundError):
+        gallery.verify_claim("nobody", impostor)
+
+
+def test_identify_ranks_the_writer_first(gallery, people):
+    for person, (_, questioned, _) in people.items():
+        ranked = gallery.identify(questioned, k=3)
+        assert ranked[0].person_id == person
+        assert len(ranked) == 3 and [r.distance for r in ranked] == sorted(r.distance for r in ranked)
+    with pytest.raises(InputError, match="k must be"):
+        gallery.identify(people["writer-3"][1], k=0)
+
+
+def test_empty_gallery_identifies_no_one(tmp_path, people):
+    with Gallery(tmp_path / "empty.sqlite") as g:
+        assert g.identify(people["writer-3"][1]) == [] and g.list() == []
+
+
+def test_precomputed_embeddings_are_accepted(gallery, people):
+    vector = gallery.extractor.vectors([people["writer-8"][1]])[0]
+    assert gallery.verify_claim("writer-8", vector).distance == pytest.approx(gallery.verify_claim("writer-8", people["writer-8"][1]).distance, abs=1e-5)
+    with pytest.raises(InputError, match="length"):
+        gallery.verify_claim("writer-8", np.ones(3, np.float32))
+
+
+def test_bad_enrolments_change_nothing(gallery):
+    before = gallery.integrity()
+    with pytest.raises(InputError, match="non-empty"):
+        gallery.enroll("", [synth.genuine(1, 0)])
+    with pytest.raises(InputError, match="at least one"):
+        gallery.enroll("someone", [])
+    with pytest.raises(InputError, match="blank"):  # the second image is bad: the first must not be stored either
+        gallery.enroll("someone", [synth.genuine(1, 0), np.full((50, 80), 255, np.uint8)])
+    with pytest.raises(InputError, match="JSON"):
+        gallery.enroll("someone", [synth.genuine(1, 0)], metadata={"when": object()})
+    assert gallery.integrity() == before
+
+
+def test_persists_and_refuses_another_model(tmp_path, people):
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as g:
+        g.enroll("writer-3", people["writer-3"][0])
+    with Gallery(path) as g:
+        assert g.get("writer-3").references == 4 and g.integrity()["indexed"] == 4
+    with pytest.raises(GalleryError, match="holds embeddings of model"):
+        Gallery(path, model="effnet-lite0-imagenet")
+
+
+def test_not_a_gallery_is_refused(tmp_path):
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(GalleryError, match="not a signver gallery"):
+        Gallery(junk)
+    with pytest.raises(GalleryError, match="is a folder"):
+        Gallery(tmp_path)
+
+
+def test_hnsw_index_rebuilds_after_removal(tmp_path, people):
+    with Gallery(tmp_path / "h.sqlite", index="hnsw") as g:
+        for person, (references, _, _) in people.items():
+            g.enroll(person, references)
+        g.remove("writer-3")
+        assert g.integrity()["indexed"] == 12
+        assert g.identify(people["writer-5"][1], k=1)[0].person_id == "writer-5"
+
+
+def test_vector_index_matches_brute_force():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(16)
+    index.add(np.arange(100, 600), vectors)
+    d, ids = index.search(vectors[:5], 3)
+    truth = np.argsort(np.linalg.norm(vectors[:5, None] - vectors[None], axis=2), axis=1)[:, :3] + 100
+    assert (ids == truth).all() and np.allclose(d[:, 0], 0, atol=1e-3)
+    index.remove(np.array([100]))
+    assert len(index) == 499 and index.search(vectors[0], 1)[1][0, 0] != 100
+
+
+# -- other processes -------------------------------------------------------------------------
+
+ENROLLER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from signver.gallery import Gallery
+
+    rng = np.random.default_rng(int(sys.argv[2]))
+    with Gallery(sys.argv[1]) as g:
+        dim = g.extractor.dimension
+        for i in range(int(sys.argv[3])):
+            vectors = rng.normal(size=(3, dim)).astype(np.float32)
+            g.enroll(f"r{sys.argv[2]}-p{i}", list(vectors), metadata={"i": i})
+            print(f"ACK r{sys.argv[2]}-p{i}", flush=True)
+""")
+
+
+def _enroller(path, seed, count):
+    return subprocess.Popen([sys.executable, "-c", ENROLLER, str(path), str(seed), str(count)],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_acknowledged_enrolments_survive_kill_9(tmp_path):
+    """Kill the enrolling process at different moments; every acknowledged person must be
+    there, complete, with the index in step and SQLite's integrity check passing."""
+    path = tmp_path / "crash.sqlite"
+    acknowledged = set()
+    rng = np.random.default_rng(0)
+    for round_, after in enumerate((1, 7, 20, 40, 75, 120)):
+        process = _enroller(path, round_, 100_000)
+        for _ in range(after):  # let it acknowledge some, then kill it at a random moment
+            acknowledged.add(process.stdout.readline().split()[1])
+        time.sleep(rng.uniform(0, 0.02))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        acknowledged |= {line.split()[1] for line in process.stdout.read().splitlines() if line.startswith("ACK ")}
+        with Gallery(path) as g:
+            stored = {p.person_id: p for p in g.list()}
+            assert acknowledged <= set(stored)
+            assert all(p.references == 3 and p.metadata == {"i": int(p.person_id.split("-p")[1])} for p in stored.values())
+            check = g.integrity()
+            assert check["sqlite"] == "ok" and check["indexed"] == check["references"] == 3 * len(stored)
+    assert len(acknowledged) >= 263
+
+
+@pytest.mark.slow
+def test_readers_see_a_consistent_gallery_while_one_process_enrols(tmp_path):
+    path = tmp_path / "busy.sqlite"
+    with Gallery(path) as reader:
+        writer = _enroller(path, 7, 60)
+        seen = []
+        try:
+            while writer.poll() is None or not seen or seen[-1] < 60:
+                check = reader.integrity()
+                assert check["sqlite"] == "ok" and check["indexed"] == check["references"] == 3 * check["people"]
+                if check["people"]:
+                    first = reader.list()[0].person_id
+                    best = reader.identify(reader.references(first)[0], k=1)[0]
+                    assert best.person_id == first and min(best.reference_distances) == pytest.approx(0, abs=1e-3)
+                seen.append(check["people"])
+                if writer.poll() is not None and seen[-1] == 60:
+                    break
+        finally:
+            writer.wait(timeout=120)
+        assert writer.returncode == 0 and seen == sorted(seen) and seen[-1] == 60 and len(set(seen)) > 2
+
+
+def test_sqlite_file_is_plain_and_inspectable(gallery):
+    gallery.close()
+    rows = sqlite3.connect(gallery.path).execute("SELECT person_id, metadata FROM people ORDER BY person_id").fetchall()
+    assert rows[0] == ("writer-13", json.dumps({"branch": "test"}))
