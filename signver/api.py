@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .calibration import Calibration
 from .errors import InputError
 from .extractor import get_extractor
 from .images import SourceLike
@@ -18,10 +19,16 @@ SignatureLike = SourceLike | np.ndarray  # an image of any kind, or a precompute
 
 @dataclass
 class VerificationResult:
+    """The decision and what it rests on. `confidence` is P(genuine) at equal priors and
+    `log10_lr` the log10 likelihood ratio (same writer vs skilled forgery), both from the
+    model card's calibration; None when the model has none. Neither depends on `threshold`."""
+
     verified: bool
     distance: float
     threshold: float
     model: str
+    confidence: float | None = None
+    log10_lr: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -36,29 +43,27 @@ def embed(images: SourceLike | Sequence[SourceLike], model: str | None = None) -
     return extractor.embed([images])[0]
 
 
-def _as_vector(value: SignatureLike, model: str | None) -> np.ndarray:
-    extractor = get_extractor(model)
-    if isinstance(value, np.ndarray) and value.ndim == 1:
-        if value.dtype.kind != "f" or len(value) != extractor.dimension:
-            raise InputError(f"an embedding must be a float vector of length {extractor.dimension}, got {value.dtype} of length {len(value)}")
-        return value / max(float(np.linalg.norm(value)), 1e-12)
-    return extractor.embed([value])[0]
-
-
 def verify(a: SignatureLike, b: SignatureLike, threshold: float | None = None, model: str | None = None) -> VerificationResult:
     """Were `a` and `b` written by the same person? Accepted when distance <= threshold."""
     extractor = get_extractor(model)
     start = time.perf_counter()
-    vector_a, vector_b = _as_vector(a, model), _as_vector(b, model)
+    vector_a, vector_b = extractor.vectors([a, b])
     embedded = time.perf_counter()
     distance = float(distances(vector_a, vector_b))
     threshold = extractor.card.threshold if threshold is None else float(threshold)
+    return VerificationResult(**decision(distance, threshold, extractor.card.calibration, extractor.name, start, embedded))
+
+
+def decision(distance: float, threshold: float | None, calibration: Calibration | None, model: str, started: float, embedded: float) -> dict:
+    """The fields every verification result shares: accept when distance <= threshold."""
     if threshold is None:
-        raise InputError(f"model {extractor.name} has no default threshold; pass threshold=")
-    return VerificationResult(
-        verified=distance <= threshold,
-        distance=distance,
-        threshold=threshold,
-        model=extractor.name,
-        timings_ms={"embed": 1000 * (embedded - start), "total": 1000 * (time.perf_counter() - start)},
-    )
+        raise InputError(f"model {model} has no default threshold; pass threshold=")
+    return {
+        "verified": distance <= threshold,
+        "distance": distance,
+        "threshold": threshold,
+        "model": model,
+        "confidence": float(calibration.probability(distance)) if calibration else None,
+        "log10_lr": float(calibration.log10_lr(distance)) if calibration else None,
+        "timings_ms": {"embed": 1000 * (embedded - started), "total": 1000 * (time.perf_counter() - started)},
+    }

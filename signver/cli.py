@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import InputError, SignverError
+from .matcher import DEFAULT_FUSION
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.")
 train_app = typer.Typer(no_args_is_help=True, help="Re-make the shipped models (needs the `train` extra).")
@@ -272,7 +273,7 @@ def evaluate(
     split: Optional[str] = typer.Option(None, help="named split whose test writers to use: cedar, bhsig260-bengali, bhsig260-hindi"),
     test_writers: Optional[str] = typer.Option(None, help="'all' or a comma-separated list of writers (when no --split)"),
     model: Optional[str] = typer.Option(None, help="extractor name or .onnx path"),
-    fusion: str = typer.Option("mean", help="P2: how distances to the K references combine (mean, min, median)"),
+    fusion: str = typer.Option(DEFAULT_FUSION, help="P2: how distances to the K references combine (mean, min, median)"),
 ) -> None:
     """Measure a model on a dataset with protocol P1 or P2 and write DIR/metrics.json + plots."""
     from .evaluation import evaluate as run
@@ -319,6 +320,26 @@ def models() -> None:
     for card in available_models():
         threshold = "none" if card.threshold is None else f"{card.threshold:.4f}"
         print(f"{card.name}\t{card.kind}\tinput {card.input_size[0]}x{card.input_size[1]}\tthreshold {threshold}\t{card.description}")
+
+
+@app.command()
+@reports_errors
+def calibrate(
+    model: Optional[str] = typer.Option(None, help="extractor name or .onnx path (default: the shipped default)"),
+    data: Path = typer.Option(Path("../shared/data"), help="folder holding the datasets the card's held-out writers come from"),
+) -> None:
+    """Fit a model's confidence and claim thresholds on its held-out training writers and write
+    them into its model card (pairs, and claims for every fusion and K = 1..12)."""
+    from .models import DEFAULT_EXTRACTOR
+    from .training.calibrate import fit_model_calibration
+
+    written = fit_model_calibration(model or DEFAULT_EXTRACTOR, data)
+    pair = written["calibration"]
+    print(f"pairs: P(genuine) = sigmoid({pair['a']:.4f} + {pair['b']:.4f} * distance) "
+          f"from {pair['n_genuine']} genuine and {pair['n_impostor']} skilled-forgery pairs")
+    for fusion, entry in written["claims"].items():
+        rules = entry["by_references"]
+        print(f"claims, {fusion}: " + ", ".join(f"K={k} threshold {r['threshold']:.4f} (EER {100 * r['eer_skilled']:.1f} %)" for k, r in rules.items()))
 
 
 @app.command()

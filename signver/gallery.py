@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GalleryError, InputError, PersonNotFoundError
+from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike
 from .index import VectorIndex
-from .matcher import distances, fuse
+from .matcher import DEFAULT_FUSION, distances, fuse
 
-DEFAULT_FUSION = "mean"  # chosen with P2 figures: docs/benchmarks.md, "Fusing K references"
 MAX_PERSON_ID = 200
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
 
@@ -69,22 +69,14 @@ class Person:
 
 
 @dataclass
-class ClaimResult:
-    """The answer to "did `person_id` write this?", with the evidence behind it."""
+class ClaimResult(VerificationResult):
+    """The answer to "did `person_id` write this?": the fused distance to all of the person's
+    references, and the threshold and calibration fitted for that fusion and that many
+    references (model card `claims`)."""
 
-    person_id: str
-    verified: bool
-    distance: float  # the fused distance the decision compares with the threshold
-    threshold: float
-    fusion: str
-    reference_distances: list[float]
-    model: str
-    confidence: float | None = None
-    log10_lr: float | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    person_id: str = ""
+    fusion: str = DEFAULT_FUSION
+    reference_distances: list[float] = field(default_factory=list)
 
 
 def _locked(method):
@@ -119,6 +111,7 @@ class Gallery:
 
     def __init__(self, path: str | os.PathLike | None = None, model: str | None = None, index: str = "flat",
                  fusion: str = DEFAULT_FUSION, threshold: float | None = None):
+        """`threshold` None: the card's claim threshold for the fusion and number of references."""
         self.path = Path(path) if path is not None else default_gallery_path()
         if self.path.is_dir():
             raise GalleryError(f"gallery path {self.path} is a folder; give a file path such as {self.path / 'gallery.sqlite'}")
@@ -126,7 +119,7 @@ class Gallery:
         self.extractor: Extractor = get_extractor(model)
         fuse(np.zeros((1, 1)), fusion)  # refuse an unknown fusion now, not at the first claim
         self.fusion = fusion
-        self.threshold = self.extractor.card.threshold if threshold is None else float(threshold)
+        self.threshold = None if threshold is None else float(threshold)
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -267,18 +260,14 @@ class Gallery:
     def _decide(self, person_id: str, questioned: np.ndarray, references: np.ndarray, started: float, embedded: float) -> ClaimResult:
         per_reference = distances(references, questioned[None, :])
         distance = float(fuse(per_reference, self.fusion))
-        calibration = self.extractor.card.calibration
+        card = self.extractor.card
+        rule = card.claim_rule(self.fusion, len(references))
+        threshold = self.threshold if self.threshold is not None else rule.threshold if rule else card.threshold
         return ClaimResult(
+            **decision(distance, threshold, rule.calibration if rule else None, self.extractor.name, started, embedded),
             person_id=person_id,
-            verified=distance <= self.threshold,
-            distance=distance,
-            threshold=self.threshold,
             fusion=self.fusion,
             reference_distances=[round(float(d), 6) for d in per_reference],
-            model=self.extractor.name,
-            confidence=None if calibration is None else calibration.probability(distance),
-            log10_lr=None if calibration is None else calibration.log10_lr(distance),
-            timings_ms={"embed": 1000 * (embedded - started), "total": 1000 * (time.perf_counter() - started)},
         )
 
     def verify_claim(self, person_id: str, questioned: SourceLike | np.ndarray) -> ClaimResult:

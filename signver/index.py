@@ -30,7 +30,17 @@ class VectorIndex:
             inner = faiss.IndexHNSWFlat(dimension, HNSW_NEIGHBOURS)
             inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             inner.hnsw.efSearch = ef_search
+        self._inner = inner
         self._index = faiss.IndexIDMap2(inner)
+
+    @property
+    def ef_search(self) -> int | None:
+        """HNSW's search breadth: higher is slower and closer to exact."""
+        return self._inner.hnsw.efSearch if self.kind == "hnsw" else None
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        self._inner.hnsw.efSearch = int(value)
 
     def __len__(self) -> int:
         return self._index.ntotal

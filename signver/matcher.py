@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 FUSIONS = ("mean", "min", "median")
+# The distance to the nearest reference: lowest P2 skilled EER on held-out training writers
+# (benchmarks/fusion.py; docs/benchmarks.md, "Fusing K references").
+DEFAULT_FUSION = "min"
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -12,14 +15,14 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(a, np.float32) - np.asarray(b, np.float32), axis=-1)
 
 
-def fuse(reference_distances: np.ndarray, method: str = "mean") -> np.ndarray:
+def fuse(reference_distances: np.ndarray, method: str = DEFAULT_FUSION) -> np.ndarray:
     """One distance per questioned signature from its distances to K references (last axis)."""
     if method not in FUSIONS:
         raise ValueError(f"unknown fusion {method!r}; choose one of {', '.join(FUSIONS)}")
     return getattr(np, method)(reference_distances, axis=-1)
 
 
-def score_trials(embeddings: np.ndarray, references: np.ndarray, questioned: np.ndarray, fusion: str = "mean") -> np.ndarray:
+def score_trials(embeddings: np.ndarray, references: np.ndarray, questioned: np.ndarray, fusion: str = DEFAULT_FUSION) -> np.ndarray:
     """Fused distance of each questioned embedding to its references (indices into embeddings)."""
     reference_vectors = embeddings[references]  # (n, K, D)
     questioned_vectors = embeddings[questioned][:, None, :]  # (n, 1, D)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import onnxruntime as ort
 
+from .calibration import Calibration, ClaimRule, ClaimRules
 from .errors import ModelError
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -46,6 +47,20 @@ class ModelCard:
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ModelError(f"unreadable model card {card_path}: {error}") from error
+
+    @cached_property
+    def calibration(self) -> Calibration | None:
+        """The distance -> confidence map fitted on held-out training writers, if the card has one."""
+        data = self.details.get("calibration")
+        return Calibration.from_dict(data) if data else None
+
+    @cached_property
+    def claim_rules(self) -> ClaimRules:
+        return ClaimRules.from_dict(self.details.get("claims") or {})
+
+    def claim_rule(self, fusion: str, references: int) -> ClaimRule | None:
+        """Threshold and calibration for a claim fusing `references` distances, if fitted."""
+        return self.claim_rules.get(fusion, references)
 
 
 def available_models(kind: str | None = None) -> list[ModelCard]:

@@ -41,7 +41,7 @@ def test_verify_result_and_precomputed_embeddings():
 
 
 def test_verify_rejects_bad_inputs():
-    with pytest.raises(InputError, match="embedding must be a float vector of length"):
+    with pytest.raises(InputError, match="must be a finite float vector of length"):
         signver.verify(np.zeros(3, np.float32), synth.genuine(1, 0))
     with pytest.raises(BlankImageError):
         signver.verify(np.full((50, 80), 255, np.uint8), synth.genuine(1, 0))

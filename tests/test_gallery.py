@@ -52,7 +52,9 @@ def test_claims_accept_genuine_and_reject_others(gallery, people):
         claim = gallery.verify_claim(person, questioned)
         assert claim.verified and claim.distance <= claim.threshold
         assert len(claim.reference_distances) == 4
-        assert claim.distance == pytest.approx(np.mean(claim.reference_distances), abs=1e-5)
+        rule = gallery.extractor.card.claim_rule("min", 4)  # the threshold and confidence fitted for K = 4
+        assert claim.threshold == rule.threshold and claim.confidence == pytest.approx(rule.calibration.probability(claim.distance))
+        assert claim.fusion == "min" and claim.distance == pytest.approx(min(claim.reference_distances), abs=1e-5)
     impostor = people["writer-5"][1]
     assert not gallery.verify_claim("writer-3", impostor).verified
     with pytest.raises(PersonNotFoundError):

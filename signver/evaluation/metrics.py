@@ -47,3 +47,43 @@ def best_balanced_accuracy(genuine: np.ndarray, impostor: np.ndarray) -> tuple[f
 
 def accept_rate(distances: np.ndarray, threshold: float) -> float:
     return float(np.mean(distances <= threshold)) if len(distances) else float("nan")
+
+
+def _equal_priors(genuine_p: np.ndarray, impostor_p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probabilities, labels and weights where each class weighs one half in all, matching the
+    equal priors a calibration's probabilities assume, however many trials each class has."""
+    p = np.r_[genuine_p, impostor_p].astype(np.float64)
+    y = np.r_[np.ones(len(genuine_p)), np.zeros(len(impostor_p))]
+    w = np.r_[np.full(len(genuine_p), 0.5 / len(genuine_p)), np.full(len(impostor_p), 0.5 / len(impostor_p))]
+    return p, y, w
+
+
+def reliability_bins(genuine_p: np.ndarray, impostor_p: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin of P(genuine): mean predicted, observed genuine fraction and the
+    bin's share of the weight (classes weighted equally); empty bins are NaN with weight 0."""
+    p, y, w = _equal_priors(genuine_p, impostor_p)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    weight = np.bincount(which, w, bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        predicted = np.bincount(which, w * p, bins) / weight
+        observed = np.bincount(which, w * y, bins) / weight
+    return predicted, observed, weight
+
+
+def expected_calibration_error(genuine_p: np.ndarray, impostor_p: np.ndarray, bins: int = 10) -> float:
+    """Sum over bins of the bin's weight x |observed genuine fraction - mean predicted|."""
+    predicted, observed, weight = reliability_bins(genuine_p, impostor_p, bins)
+    filled = weight > 0
+    return float(np.sum(weight[filled] * np.abs(observed[filled] - predicted[filled])))
+
+
+def brier_score(genuine_p: np.ndarray, impostor_p: np.ndarray) -> float:
+    """Mean squared error of P(genuine), classes weighted equally (0.25 = always saying 0.5)."""
+    p, y, w = _equal_priors(genuine_p, impostor_p)
+    return float(np.sum(w * (p - y) ** 2))
+
+
+def cllr(genuine_log_lr: np.ndarray, impostor_log_lr: np.ndarray) -> float:
+    """Log-likelihood-ratio cost (bits), the forensic measure of an LR system: 0 is perfect,
+    1 is a system that always says LR = 1, above 1 the LRs mislead."""
+    return float((np.mean(np.logaddexp(0, -genuine_log_lr)) + np.mean(np.logaddexp(0, impostor_log_lr))) / (2 * np.log(2)))

@@ -1,4 +1,4 @@
-"""ROC, DET and distance-distribution plots (PNG) for an evaluation run."""
+"""ROC, DET, distance-distribution and reliability plots (PNG) for an evaluation run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
-from .metrics import roc  # noqa: E402
+from .metrics import reliability_bins, roc  # noqa: E402
 
 COLOURS = {"genuine": "tab:green", "skilled": "tab:red", "random": "tab:blue"}
 
@@ -60,4 +60,19 @@ def distance_plot(groups: dict[str, np.ndarray], threshold: float | None, title:
         axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     axes.set(xlabel="distance", ylabel="density", title=title)
     axes.legend()
+    return save(figure, path)
+
+
+def reliability_plot(genuine_p: np.ndarray, impostor_p: np.ndarray, title: str, path: Path, bins: int = 10) -> Path:
+    """Observed genuine fraction against predicted P(genuine) per bin (classes weighted
+    equally), over each bin's share of the trials: on the diagonal means calibrated."""
+    predicted, observed, weight = reliability_bins(genuine_p, impostor_p, bins)
+    edges = np.linspace(0, 1, bins + 1)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    top.plot(predicted, observed, "o-", color=COLOURS["genuine"], label="genuine vs skilled")
+    top.set(ylabel="observed fraction genuine", title=title, xlim=(0, 1), ylim=(0, 1))
+    top.legend(loc="upper left")
+    bottom.bar(edges[:-1], weight, width=1 / bins, align="edge", color="grey", edgecolor="white")
+    bottom.set(xlabel="predicted P(genuine)", ylabel="share")
     return save(figure, path)

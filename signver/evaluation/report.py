@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calibration import Calibration
 from ..datasets import read_dataset, select_writers
 from ..extractor import Extractor
-from ..matcher import score_trials
+from ..models import ModelCard
+from ..matcher import DEFAULT_FUSION, score_trials
 from . import plots
-from .metrics import accept_rate, auc, best_balanced_accuracy, eer
+from .metrics import accept_rate, auc, best_balanced_accuracy, brier_score, cllr, eer, expected_calibration_error
 from .protocols import POSITIVE, RANDOM, SKILLED, Trials, p1_pairs, p2_references
 
 PROTOCOLS = ("p1", "p2")
@@ -30,6 +32,32 @@ def metrics_for(distances: np.ndarray, kind: np.ndarray, threshold: float) -> di
         result[f"far_{name}_at_threshold"] = accept_rate(impostor, threshold)
     result["frr_at_threshold"] = 1 - accept_rate(genuine, threshold)
     return result
+
+
+def calibration_metrics(distances: np.ndarray, kind: np.ndarray, calibration: Calibration) -> dict[str, float]:
+    """How well the card's confidence holds on these trials: genuine vs skilled, each class
+    weighing half (the equal priors the calibration assumes); ECE over 10 equal-width bins."""
+    genuine, skilled = distances[kind == POSITIVE], distances[kind == SKILLED]
+    if not (len(genuine) and len(skilled)):
+        return {}
+    return {
+        "ece": expected_calibration_error(calibration.probability(genuine), calibration.probability(skilled)),
+        "brier": brier_score(calibration.probability(genuine), calibration.probability(skilled)),
+        "cllr": cllr(calibration.log_lr(genuine), calibration.log_lr(skilled)),
+    }
+
+
+def decision_rule(card: ModelCard, protocol: str, fusion: str, references: int) -> tuple[float | None, Calibration | None, str]:
+    """The threshold and calibration the product itself would use for these trials: the
+    card's pair rule for P1, its claim rule for this fusion and K for P2."""
+    if protocol == "p2":
+        rule = card.claim_rule(fusion, references)
+        if rule:
+            return rule.threshold, rule.calibration, f"model card claims ({fusion}, K={references})"
+        return None, None, "EER on this data (the model card has no claim rule for this fusion)"
+    if card.threshold is None:
+        return None, None, "EER on this data (no model threshold)"
+    return card.threshold, card.calibration, "model card"
 
 
 def build_trials(data_dir: str | Path, protocol: str, references: int, split: str | None, test_writers: str | None) -> tuple[str, Trials]:
@@ -50,7 +78,7 @@ def evaluate(
     split: str | None = None,
     test_writers: str | None = None,
     model: str | None = None,
-    fusion: str = "mean",
+    fusion: str = DEFAULT_FUSION,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Run a protocol on a dataset folder and write metrics.json and plots into `out`.
@@ -69,7 +97,7 @@ def evaluate(
 
     embeddings = extractor.embed(trials.images, progress=advance)
     distances = score_trials(embeddings, trials.references, trials.questioned, fusion)
-    threshold = extractor.card.threshold
+    threshold, calibration, source = decision_rule(extractor.card, protocol, fusion, trials.references.shape[1])
     if threshold is None:
         threshold = eer(distances[trials.kind == POSITIVE], distances[trials.kind == SKILLED])[1]
     metrics = {
@@ -85,14 +113,15 @@ def evaluate(
         "n_skilled": trials.count(SKILLED),
         "n_random": trials.count(RANDOM),
         **metrics_for(distances, trials.kind, threshold),
-        "threshold_source": "model card" if extractor.card.threshold is not None else "EER on this data (no model threshold)",
+        **(calibration_metrics(distances, trials.kind, calibration) if calibration else {}),
+        "threshold_source": source,
         "test_writers": trials.writers,
     }
-    write_report(Path(out), metrics, distances, trials.kind)
+    write_report(Path(out), metrics, distances, trials.kind, calibration)
     return metrics
 
 
-def write_report(out: Path, metrics: dict, distances: np.ndarray, kind: np.ndarray) -> None:
+def write_report(out: Path, metrics: dict, distances: np.ndarray, kind: np.ndarray, calibration: Calibration | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     title = f"{metrics['dataset']} {metrics['protocol'].upper()} ({metrics['model']})"
     genuine = distances[kind == POSITIVE]
@@ -100,4 +129,6 @@ def write_report(out: Path, metrics: dict, distances: np.ndarray, kind: np.ndarr
     plots.roc_plot(genuine, impostors, title, out / "roc.png")
     plots.det_plot(genuine, impostors, title, out / "det.png")
     plots.distance_plot({"genuine": genuine, **impostors}, metrics["threshold"], title, out / "distances.png")
+    if calibration and "ece" in metrics:
+        plots.reliability_plot(calibration.probability(genuine), calibration.probability(impostors["skilled"]), title, out / "reliability.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
