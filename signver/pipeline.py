@@ -1,0 +1,425 @@
+"""Document in, decisions out: detect -> crop -> clean -> embed -> match, in one call.
+
+    from signver.gallery import Gallery
+    from signver.pipeline import Pipeline
+
+    pipeline = Pipeline(Gallery("bank.sqlite"))
+    result = pipeline.run("cheque.pdf", person_id="C-1042")      # verify every signature found
+    for signature in result.signatures:
+        signature.page, signature.box, signature.score, signature.decision["verified"]
+    pipeline.run("letter.png")                                   # no claim: identify (1:N) instead
+    result.to_dict()                                             # JSON-ready, with timings
+
+The same object answers single-signature questions (`verify_pair`, `verify_claim`,
+`identify`, `embed`, `clean`) so that the HTTP service is a thin layer over it. Every input
+is read through `signver.images` with this pipeline's size, pixel and page limits. The
+detector and cleaner models load lazily: a pipeline without them still verifies single
+signatures, and says which model is missing when asked to detect or clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .api import VerificationResult, decision
+from .errors import InputError, ModelError, SignverError
+from .extractor import Extractor, get_extractor
+from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, load_image, load_pages
+from .matcher import distances
+
+if TYPE_CHECKING:
+    from .gallery import ClaimResult, Gallery
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PAGES = 20
+DEFAULT_K = 5
+
+
+class ModelUnavailableError(ModelError):
+    """A model this request needs (detector, cleaner) is not installed or failed to load."""
+
+    http_status = 503
+
+
+@dataclass(frozen=True)
+class BoxLike:
+    """A box as the pipeline reports it (same fields as `signver.detector.Box`)."""
+
+    page: int
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"page": self.page, "x0": round(self.x0, 2), "y0": round(self.y0, 2), "x1": round(self.x1, 2),
+                "y1": round(self.y1, 2), "score": round(self.score, 4)}
+
+
+@dataclass
+class SignatureResult:
+    """One signature found on a page: where, how sure the detector was, and the decision.
+
+    `decision` is the claim's result (verify mode), `candidates` the ranked people (identify
+    mode); `error` says why this signature could not be decided (e.g. no ink left after
+    cleaning) while the others still were. `image` is the crop the extractor saw (not in
+    `to_dict`)."""
+
+    index: int
+    page: int
+    box: dict
+    score: float
+    decision: dict | None = None
+    candidates: list[dict] | None = None
+    error: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "page": self.page, "box": self.box, "score": self.score, "decision": self.decision,
+                "candidates": self.candidates, "error": self.error, "timings_ms": _rounded_timings(self.timings_ms)}
+
+
+@dataclass
+class DocumentResult:
+    """Everything found on a document: its pages' sizes, one entry per signature found (in
+    page order, best detector score first within a page), the models used and timings.
+    `mode` is "verify" (a claimed person), "identify" (1:N) or "detect" (no gallery)."""
+
+    mode: str
+    pages: list[dict]
+    signatures: list[SignatureResult]
+    person_id: str | None = None
+    person: dict | None = None
+    cleaned: bool = False
+    models: dict[str, str | None] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    page_images: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "person_id": self.person_id, "person": self.person, "cleaned": self.cleaned,
+                "pages": self.pages, "signatures": [s.to_dict() for s in self.signatures], "models": self.models,
+                "timings_ms": _rounded_timings(self.timings_ms)}
+
+
+def _rounded_timings(timings: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in timings.items()}
+
+
+class _Timer:
+    def __init__(self):
+        self.times: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = self.times.get(name, 0.0) + 1000 * (now - self.last)
+        self.last = now
+
+
+class _Lazy:
+    """A model loaded on first use, once, remembering why it failed if it did."""
+
+    def __init__(self, kind: str, load: Callable[[], Any]):
+        self.kind, self._load = kind, load
+        self._value: Any = None
+        self._error: str | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        if self._value is None and self._error is None:
+            with self._lock:
+                if self._value is None and self._error is None:
+                    try:
+                        self._value = self._load()
+                    except (SignverError, ImportError, OSError) as error:
+                        log.warning("%s unavailable: %s", self.kind, error)
+                        self._error = f"the signature {self.kind} model is not available on this installation"
+        if self._value is None:
+            raise ModelUnavailableError(self._error)
+        return self._value
+
+    @property
+    def available(self) -> bool:
+        try:
+            self.get()
+            return True
+        except ModelUnavailableError:
+            return False
+
+
+def _load_detector(model: str | None):
+    from .detector import get_detector
+
+    return get_detector(model)
+
+
+def _load_cleaner(model: str | None):
+    from .cleaner import get_cleaner
+
+    return get_cleaner(model)
+
+
+class Pipeline:
+    """Detect, crop, clean and verify or identify, with the limits of one deployment.
+
+    `detector`: a detector model name (None: the default), or any object with
+    `find(page, min_score) -> (boxes (K, 4), scores (K,))` and a `threshold`, such as
+    `signver.detector.Detector`. `cleaner`: a cleaner model name, or any object with
+    `clean(gray) -> gray`. `clean`: whether signatures are cleaned when a call does not say
+    (None: the cleaner's own default, if its model is installed).
+    """
+
+    def __init__(self, gallery: Gallery | None = None, *, model: str | None = None, detector: Any = None,
+                 cleaner: Any = None, clean: bool | None = None, dpi: float = DEFAULT_DPI,
+                 detect_threshold: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_pages: int = DEFAULT_MAX_PAGES):
+        self.gallery = gallery
+        self.extractor: Extractor = gallery.extractor if gallery is not None else get_extractor(model)
+        if gallery is not None and model is not None and get_extractor(model).name != gallery.extractor.name:
+            raise InputError(f"the gallery holds model {gallery.extractor.name!r}, not {model!r}")
+        self._detector = _Lazy("detector", lambda: _load_detector(detector)) if detector is None or isinstance(detector, str) \
+            else _Lazy("detector", lambda: detector)
+        self._cleaner = _Lazy("cleaner", lambda: _load_cleaner(cleaner)) if cleaner is None or isinstance(cleaner, str) \
+            else _Lazy("cleaner", lambda: cleaner)
+        self.clean_default = clean
+        self.dpi, self.detect_threshold = float(dpi), detect_threshold
+        self.max_bytes, self.max_pixels, self.max_pages = int(max_bytes), int(max_pixels), int(max_pages)
+
+    # -- models ----------------------------------------------------------------------------
+
+    def models(self) -> dict[str, dict]:
+        """What each stage runs: name and whether it is loaded (loads them if not yet)."""
+        out = {"extractor": {"name": self.extractor.name, "loaded": True}}
+        for kind, lazy in (("detector", self._detector), ("cleaner", self._cleaner)):
+            loaded = lazy.available
+            out[kind] = {"name": getattr(lazy.get(), "name", type(lazy.get()).__name__) if loaded else None, "loaded": loaded}
+        return out
+
+    @property
+    def detector(self) -> Any:
+        return self._detector.get()
+
+    @property
+    def cleaner(self) -> Any:
+        return self._cleaner.get()
+
+    def resolve_clean(self, clean: bool | None) -> bool:
+        """Whether to clean: the caller's choice, else this pipeline's, else the cleaner's
+        default when its model is installed. Asking for cleaning without a cleaner raises."""
+        if clean is None:
+            clean = self.clean_default
+        if clean is None:
+            if not self._cleaner.available:
+                return False
+            from .cleaner import resolve
+
+            return resolve(None)
+        if clean:
+            self._cleaner.get()  # raises ModelUnavailableError naming the cleaner
+        return bool(clean)
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def load_signature(self, source: SourceLike) -> np.ndarray:
+        """One signature image (page 1 of a PDF or TIFF) as grey uint8, within the limits."""
+        return load_image(source, dpi=self.dpi, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+
+    def load_document(self, source: SourceLike) -> list[np.ndarray]:
+        return load_pages(source, dpi=self.dpi, max_bytes=self.max_bytes, max_pixels=self.max_pixels, max_pages=self.max_pages)
+
+    def find(self, pages: Sequence[np.ndarray]) -> list[BoxLike]:
+        """Signature boxes on every page, in page order, best score first within a page."""
+        detector = self.detector
+        threshold = self.detect_threshold if self.detect_threshold is not None else getattr(detector, "threshold", None)
+        found = []
+        for index, page in enumerate(pages):
+            boxes, scores = detector.find(page, threshold)
+            found += [BoxLike(index, *map(float, box), float(score)) for box, score in zip(boxes, scores)]
+        return found
+
+    def prepare(self, gray: np.ndarray, clean: bool) -> np.ndarray:
+        """The image the extractor should see: cleaned when asked, unless cleaning left no
+        ink (then the image as it came: a signature is more likely there than nothing)."""
+        if not clean:
+            return gray
+        from .normalize import ink_mask
+
+        cleaned = self.cleaner.clean(gray)
+        try:
+            ink_mask(cleaned)
+        except SignverError:
+            return gray
+        return cleaned
+
+    # -- single signatures -----------------------------------------------------------------
+
+    def _vector(self, source: SourceLike, clean: bool | None, timer: _Timer) -> np.ndarray:
+        do_clean = self.resolve_clean(clean)
+        gray = self.load_signature(source)
+        timer.lap("load")
+        image = self.prepare(gray, do_clean)
+        timer.lap("clean")
+        vector = self.extractor.vectors([image])[0]
+        timer.lap("embed")
+        return vector
+
+    def embed(self, source: SourceLike, clean: bool | None = None) -> tuple[np.ndarray, dict[str, float]]:
+        """Unit-length embedding of one signature, and the timings of its stages."""
+        timer = _Timer()
+        vector = self._vector(source, clean, timer)
+        return vector, _total(timer)
+
+    def clean(self, source: SourceLike) -> np.ndarray:
+        """The cleaned signature image (uint8 grey, ink dark on white, same size)."""
+        return self.cleaner.clean(self.load_signature(source))
+
+    def verify_pair(self, a: SourceLike, b: SourceLike, threshold: float | None = None, clean: bool | None = None) -> VerificationResult:
+        """Were `a` and `b` written by the same person? As `signver.verify`, with this
+        pipeline's limits and cleaning."""
+        timer = _Timer()
+        started = timer.last
+        vector_a = self._vector(a, clean, timer)
+        vector_b = self._vector(b, clean, timer)
+        embedded = time.perf_counter()
+        threshold = self.extractor.card.threshold if threshold is None else float(threshold)
+        result = VerificationResult(**decision(float(distances(vector_a, vector_b)), threshold, self.extractor.card.calibration,
+                                               self.extractor.name, started, embedded))
+        timer.lap("match")
+        result.timings_ms = _total(timer)
+        return result
+
+    def _gallery(self) -> Gallery:
+        if self.gallery is None:
+            raise InputError("this pipeline has no gallery of enrolled people")
+        return self.gallery
+
+    def verify_claim(self, person_id: str, source: SourceLike, clean: bool | None = None) -> ClaimResult:
+        """Did `person_id` write this signature? Checked against all of their references."""
+        gallery = self._gallery()
+        gallery.get(person_id)  # an unknown person is the error to report, before any image is read
+        timer = _Timer()
+        vector = self._vector(source, clean, timer)
+        result = gallery.verify_claim(person_id, vector)
+        timer.lap("match")
+        result.timings_ms = _total(timer)
+        return result
+
+    def identify(self, source: SourceLike, k: int = DEFAULT_K, clean: bool | None = None) -> list[ClaimResult]:
+        """The k enrolled people closest to this signature, best first."""
+        gallery = self._gallery()
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        timer = _Timer()
+        vector = self._vector(source, clean, timer)
+        results = gallery.identify(vector, k)
+        timer.lap("match")
+        for result in results:
+            result.timings_ms = _total(timer)
+        return results
+
+    # -- documents -------------------------------------------------------------------------
+
+    def detect(self, document: SourceLike) -> DocumentResult:
+        """The signatures on every page of `document`, boxes only."""
+        return self.run(document, mode="detect")
+
+    def run(self, document: SourceLike, person_id: str | None = None, *, k: int = DEFAULT_K, clean: bool | None = None,
+            mode: str | None = None) -> DocumentResult:
+        """Detect every signature on `document` (image, multi-page TIFF or PDF), crop, clean
+        and then verify each against `person_id`, or identify each (k candidates) when no
+        person is claimed, or stop at the boxes when there is no gallery or mode="detect"."""
+        mode = mode or ("verify" if person_id is not None else "identify" if self.gallery is not None else "detect")
+        if mode not in ("verify", "identify", "detect"):
+            raise InputError(f"mode must be verify, identify or detect, got {mode!r}")
+        if mode == "verify" and person_id is None:
+            raise InputError("verifying a document needs a claimed person_id")
+        if mode == "identify" and k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        timer = _Timer()
+        started = timer.last
+        person = self._gallery().get(person_id).to_dict() if mode == "verify" else None
+        if mode == "identify":
+            self._gallery()
+        do_clean = self.resolve_clean(clean) if mode != "detect" else False
+        detector = self.detector  # the missing model is the error to report, before decoding anything
+        pages = self.load_document(document)
+        timer.lap("load")
+        boxes = self.find(pages)
+        timer.lap("detect")
+        from .detector import crop
+
+        signatures = [SignatureResult(i, b.page, {k_: v for k_, v in b.to_dict().items() if k_ not in ("page", "score")},
+                                      round(b.score, 4)) for i, b in enumerate(boxes)]
+        if mode != "detect" and signatures:
+            self._decide(pages, boxes, signatures, mode, person_id, k, do_clean, timer, crop)
+        result = DocumentResult(
+            mode=mode, person_id=person_id, person=person, cleaned=do_clean and mode != "detect",
+            pages=[{"page": i, "width": int(p.shape[1]), "height": int(p.shape[0])} for i, p in enumerate(pages)],
+            signatures=signatures, page_images=pages,
+            models={"detector": getattr(detector, "name", type(detector).__name__),
+                    "cleaner": getattr(self.cleaner, "name", None) if do_clean else None,
+                    "extractor": self.extractor.name if mode != "detect" else None},
+        )
+        result.timings_ms = {**timer.times, "total": 1000 * (time.perf_counter() - started)}
+        return result
+
+    def _decide(self, pages, boxes, signatures, mode, person_id, k, do_clean, timer, crop) -> None:
+        images: list[np.ndarray] = []
+        for box, signature in zip(boxes, signatures):
+            start = time.perf_counter()
+            piece = crop(pages[box.page], box)
+            cropped = time.perf_counter()
+            images.append(self.prepare(piece, do_clean))
+            signature.image = images[-1]
+            signature.timings_ms = {"crop": 1000 * (cropped - start), "clean": 1000 * (time.perf_counter() - cropped)}
+        timer.lap("clean")
+        vectors: list[np.ndarray | None]
+        start = time.perf_counter()
+        try:
+            vectors = list(self.extractor.vectors(images))  # one batch for the whole document
+        except SignverError:  # one bad crop (e.g. no ink): embed one by one to say which
+            vectors = []
+            for image, signature in zip(images, signatures):
+                try:
+                    vectors.append(self.extractor.vectors([image])[0])
+                except SignverError as error:
+                    vectors.append(None)
+                    signature.error = str(error)
+        each = 1000 * (time.perf_counter() - start) / len(images)
+        timer.lap("embed")
+        gallery = self._gallery()
+        for vector, signature in zip(vectors, signatures):
+            signature.timings_ms["embed"] = each
+            if vector is None:
+                continue
+            start = time.perf_counter()
+            if mode == "verify":
+                claim = gallery.verify_claim(person_id, vector)
+                claim.timings_ms = {}
+                signature.decision = _claim_dict(claim)
+            else:
+                signature.candidates = [_claim_dict(c) for c in gallery.identify(vector, k)]
+            signature.timings_ms["match"] = 1000 * (time.perf_counter() - start)
+        timer.lap("match")
+
+
+def _claim_dict(claim) -> dict:
+    out = claim.to_dict()
+    out.pop("timings_ms", None)
+    return out
+
+
+def _total(timer: _Timer) -> dict[str, float]:
+    times = dict(timer.times)
+    times["total"] = sum(times.values())
+    return times

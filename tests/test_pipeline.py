@@ -1,0 +1,171 @@
+"""The document pipeline: detect -> crop -> clean -> verify / identify, one result per signature."""
+
+import json
+
+import numpy as np
+import pytest
+
+import signver
+from signver import synth
+from signver.errors import InputTooLargeError, PersonNotFoundError
+from signver.gallery import Gallery
+from signver.pipeline import ModelUnavailableError, Pipeline
+
+from .documents import StandInCleaner, StandInDetector, page_with_signatures, pdf, png, tiff
+
+ALICE, BOB = 3, 5  # synthetic writers
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    store = Gallery(tmp_path_factory.mktemp("pipeline") / "g.sqlite")
+    store.enroll("alice", [synth.genuine(ALICE, s) for s in range(4)], metadata={"branch": "north"})
+    store.enroll("bob", [synth.genuine(BOB, s) for s in range(4)])
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def document():
+    """A page signed by alice (sample 9, not enrolled) then by bob (sample 9)."""
+    return page_with_signatures([(ALICE, 9), (BOB, 9)])
+
+
+def test_verify_every_signature_on_a_page(gallery, document):
+    page, boxes = document
+    pipeline = Pipeline(gallery, detector=StandInDetector(boxes), clean=False)
+    result = pipeline.run(png(page), person_id="alice")
+    assert result.mode == "verify" and result.person["references"] == 4 and result.person["metadata"] == {"branch": "north"}
+    assert result.pages == [{"page": 0, "width": page.shape[1], "height": page.shape[0]}]
+    assert [s.page for s in result.signatures] == [0, 0]
+    first, second = result.signatures
+    assert first.decision["verified"] and first.decision["person_id"] == "alice"
+    assert not second.decision["verified"]
+    assert 0 <= second.decision["confidence"] < first.decision["confidence"] <= 1
+    x0, y0, x1, y1 = boxes[0]
+    assert first.box == pytest.approx({"x0": x0 * page.shape[1], "y0": y0 * page.shape[0], "x1": x1 * page.shape[1], "y1": y1 * page.shape[0]}, abs=0.01)
+    assert first.score == pytest.approx(0.9)
+    for stage in ("load", "detect", "clean", "embed", "match", "total"):
+        assert result.timings_ms[stage] >= 0
+    assert set(first.timings_ms) == {"crop", "clean", "embed", "match"}
+    encoded = json.loads(json.dumps(result.to_dict()))  # JSON-ready
+    assert encoded["signatures"][0]["decision"]["verified"] is True and "image" not in encoded["signatures"][0]
+    assert result.models == {"detector": "stand-in-detector", "cleaner": None, "extractor": gallery.extractor.name}
+
+
+def test_same_decision_as_the_gallery_on_the_crop(gallery, document):
+    """The pipeline adds detection and cropping, nothing else: its distance is the gallery's on the crop."""
+    from signver.detector import crop
+
+    page, boxes = document
+    pipeline = Pipeline(gallery, detector=StandInDetector(boxes[:1]), clean=False)
+    (found,) = pipeline.run(page, person_id="alice").signatures
+    box = pipeline.find([page])[0]
+    direct = gallery.verify_claim("alice", crop(page, box))
+    assert found.decision["distance"] == pytest.approx(direct.distance, abs=1e-5)
+
+
+def test_identify_when_nobody_is_claimed(gallery, document):
+    page, boxes = document
+    result = Pipeline(gallery, detector=StandInDetector(boxes), clean=False).run(page, k=2)
+    assert result.mode == "identify" and result.person is None
+    assert [[c["person_id"] for c in s.candidates] for s in result.signatures] == [["alice", "bob"], ["bob", "alice"]]
+    assert all(s.decision is None for s in result.signatures)
+
+
+def test_detect_only_without_a_gallery(document):
+    page, boxes = document
+    result = Pipeline(detector=StandInDetector(boxes)).run(page)
+    assert result.mode == "detect" and len(result.signatures) == 2
+    assert all(s.decision is None and s.candidates is None for s in result.signatures)
+    assert result.models["extractor"] is None
+
+
+def test_pdf_and_multipage_tiff(gallery, document):
+    page, boxes = document
+    pipeline = Pipeline(gallery, detector=StandInDetector(boxes[:1]), clean=False, dpi=100)
+    from_pdf = pipeline.run(pdf(page, page, dpi=100), person_id="alice")
+    assert [p["page"] for p in from_pdf.pages] == [0, 1]
+    assert abs(from_pdf.pages[0]["width"] - page.shape[1]) <= 1
+    assert [(s.index, s.page, s.decision["verified"]) for s in from_pdf.signatures] == [(0, 0, True), (1, 1, True)]
+    from_tiff = pipeline.run(tiff(page, np.full_like(page, 255)), person_id="alice")
+    assert [s.page for s in from_tiff.signatures] == [0, 1]
+    assert from_tiff.signatures[0].decision["verified"] and from_tiff.signatures[1].error  # page 2 is blank paper
+
+
+def test_a_box_without_ink_is_reported_and_the_others_decided(gallery, document):
+    page, boxes = document
+    blank = (0.8, 0.02, 0.95, 0.05)  # top right corner: paper only
+    result = Pipeline(gallery, detector=StandInDetector([boxes[0], blank]), clean=False).run(page, person_id="alice")
+    decided, empty = result.signatures
+    assert decided.decision["verified"] and decided.error is None
+    assert empty.decision is None and "blank" in empty.error
+
+
+def test_cleaning_runs_on_every_crop_when_asked(gallery, document):
+    page, boxes = document
+    cleaner = StandInCleaner()
+    pipeline = Pipeline(gallery, detector=StandInDetector(boxes), cleaner=cleaner)
+    result = pipeline.run(page, person_id="alice", clean=True)
+    assert result.cleaned and cleaner.calls == 2 and result.models["cleaner"] == "stand-in-cleaner"
+    assert result.signatures[0].decision["verified"]
+    assert not pipeline.run(page, person_id="alice", clean=False).cleaned and cleaner.calls == 2
+
+
+def test_missing_models_are_named(gallery, document):
+    page, boxes = document
+    pipeline = Pipeline(gallery, detector="no-such-detector", cleaner="no-such-cleaner")
+    with pytest.raises(ModelUnavailableError, match="detector") as caught:
+        pipeline.run(page, person_id="alice", clean=False)
+    assert caught.value.http_status == 503
+    assert pipeline.models()["detector"] == {"name": None, "loaded": False}
+    assert pipeline.resolve_clean(None) is False  # default: clean only when a cleaner is installed
+    with pytest.raises(ModelUnavailableError, match="cleaner"):
+        Pipeline(gallery, detector=StandInDetector(boxes), cleaner="no-such-cleaner").run(page, person_id="alice", clean=True)
+
+
+def test_unknown_person_is_reported_before_reading_the_document(gallery):
+    pipeline = Pipeline(gallery, detector=StandInDetector([]))
+    with pytest.raises(PersonNotFoundError):
+        pipeline.run(b"not even an image", person_id="carol")
+
+
+def test_limits(gallery, document):
+    page, boxes = document
+    with pytest.raises(InputTooLargeError, match="max_pages"):
+        Pipeline(gallery, detector=StandInDetector(boxes), max_pages=1).run(tiff(page, page), person_id="alice")
+    with pytest.raises(InputTooLargeError, match="max_pixels"):
+        Pipeline(gallery, detector=StandInDetector(boxes), max_pixels=1000).run(png(page), person_id="alice")
+
+
+def test_single_signature_calls_match_the_library(gallery):
+    a, b = synth.genuine(ALICE, 0), synth.genuine(ALICE, 1)
+    pipeline = Pipeline(gallery, clean=False)
+    pair = pipeline.verify_pair(png(a), png(b))
+    assert pair.distance == pytest.approx(signver.verify(a, b).distance, abs=1e-5) and pair.verified
+    assert {"load", "embed", "match", "total"} <= set(pair.timings_ms)
+    vector, timings = pipeline.embed(png(a))
+    assert np.allclose(vector, signver.embed(a), atol=1e-5) and timings["total"] > 0
+    claim = pipeline.verify_claim("alice", png(synth.genuine(ALICE, 9)))
+    assert claim.verified and claim.person_id == "alice"
+    assert [c.person_id for c in pipeline.identify(png(synth.genuine(BOB, 9)), k=2)] == ["bob", "alice"]
+
+
+@pytest.mark.skipif(not any(c.kind == "detector" for c in __import__("signver.models").models.available_models()),
+                    reason="no detector model shipped yet")
+def test_shipped_detector_finds_signatures_on_synthetic_pages(gallery):
+    """With the real detector: pages of the detector's own synthetic kind, each signature found."""
+    from signver import synth_pages
+    from signver.detector import box_iou
+
+    pipeline = Pipeline(gallery, clean=False)
+    hits = total = 0
+    for seed in range(3):
+        made = synth_pages.page(seed, signatures=2)
+        found = pipeline.run(png(made.image), person_id="alice")
+        boxes = np.array([[s.box[k] for k in ("x0", "y0", "x1", "y1")] for s in found.signatures], np.float32).reshape(-1, 4)
+        total += len(made.boxes)
+        if len(boxes):
+            hits += int((box_iou(made.boxes, boxes).max(axis=1) >= 0.5).sum())
+        assert all(s.decision is not None or s.error for s in found.signatures)
+    assert hits >= total - 1
