@@ -3,7 +3,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-dev clean
+HOST ?= 127.0.0.1
+PORT ?= 8000
+GALLERY ?= .signver/gallery.sqlite
+
+.PHONY: run demo test install install-server install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +16,17 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
+install-server: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[server]'
+
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 
-run: install
+# The service and its web app on an embedded SQLite gallery; prints the URL to open.
+run: install-server
+	$(BIN)/signver serve --host $(HOST) --port $(PORT) --gallery $(GALLERY)
+
+demo: install
 	$(BIN)/signver demo
 
 test: install-dev

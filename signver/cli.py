@@ -355,6 +355,23 @@ def demo(writers: int = typer.Option(3, help="synthetic writers to draw")) -> No
         print(f"{label:18s} -> {decision:12s} distance {result.distance:.4f}  threshold {result.threshold:.4f}  ({result.model})")
 
 
+@app.command()
+@reports_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, help="TCP port"),
+    gallery: Optional[Path] = GalleryOption,
+    api_key: Optional[str] = typer.Option(None, envvar="SIGNVER_API_KEY", help="key that writes need (header X-API-Key); prefer the env var"),
+    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with"),
+) -> None:
+    """Start the HTTP API and web app (needs the `server` extra); prints the URL to open."""
+    try:
+        from .server import serve as run
+    except ImportError as error:
+        raise InputError(f"the service needs the server extra: pip install 'signver[server]' ({error})") from None
+    run(host, port, gallery, api_key, model)
+
+
 @train_app.command("baseline")
 @reports_errors
 def train_baseline(config: Path = typer.Option(..., help="YAML config, e.g. configs/baseline-effnet-lite0.yaml")) -> None:

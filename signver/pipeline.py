@@ -30,9 +30,10 @@ import numpy as np
 
 from .api import VerificationResult, decision
 from .errors import InputError, ModelError, SignverError
-from .extractor import Extractor, get_extractor
+from .extractor import BATCH_SIZE, Extractor, get_extractor
 from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, load_image, load_pages
 from .matcher import distances
+from .normalize import normalize
 
 if TYPE_CHECKING:
     from .gallery import ClaimResult, Gallery
@@ -247,6 +248,15 @@ class Pipeline:
             found += [BoxLike(index, *map(float, box), float(score)) for box, score in zip(boxes, scores)]
         return found
 
+    def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Unit vectors (N, D) of grey images exactly as given: any cleaning has been done (or
+        not) by `prepare`, so the extractor is asked to normalise and embed, nothing more."""
+        size = self.extractor.card.input_size
+        chunks = [np.zeros((0, self.extractor.dimension), np.float32)]
+        for start in range(0, len(images), BATCH_SIZE):
+            chunks.append(self.extractor.embed_normalized([normalize(image, size) for image in images[start:start + BATCH_SIZE]]))
+        return np.concatenate(chunks)
+
     def prepare(self, gray: np.ndarray, clean: bool) -> np.ndarray:
         """The image the extractor should see: cleaned when asked, unless cleaning left no
         ink (then the image as it came: a signature is more likely there than nothing)."""
@@ -269,7 +279,7 @@ class Pipeline:
         timer.lap("load")
         image = self.prepare(gray, do_clean)
         timer.lap("clean")
-        vector = self.extractor.vectors([image])[0]
+        vector = self.embed_images([image])[0]
         timer.lap("embed")
         return vector
 
@@ -297,6 +307,20 @@ class Pipeline:
         timer.lap("match")
         result.timings_ms = _total(timer)
         return result
+
+    def enroll(self, person_id: str, sources: Sequence[SourceLike], metadata: dict | None = None,
+               names: Sequence[str] | None = None, clean: bool | None = None):
+        """Enrol (or add references to) a person from signature images, read with this
+        pipeline's limits and cleaned as `clean` says; all or nothing, as `Gallery.enroll`."""
+        from .gallery import check_person_id
+
+        gallery = self._gallery()
+        check_person_id(person_id)
+        do_clean = self.resolve_clean(clean)
+        images = [self.prepare(self.load_signature(s), do_clean) for s in sources]
+        if not images:
+            raise InputError(f"enrolling {person_id!r} needs at least one reference signature")
+        return gallery.enroll(person_id, list(self.embed_images(images)), metadata=metadata, sources=names)
 
     def _gallery(self) -> Gallery:
         if self.gallery is None:
@@ -386,12 +410,12 @@ class Pipeline:
         vectors: list[np.ndarray | None]
         start = time.perf_counter()
         try:
-            vectors = list(self.extractor.vectors(images))  # one batch for the whole document
+            vectors = list(self.embed_images(images))  # one batch for the whole document
         except SignverError:  # one bad crop (e.g. no ink): embed one by one to say which
             vectors = []
             for image, signature in zip(images, signatures):
                 try:
-                    vectors.append(self.extractor.vectors([image])[0])
+                    vectors.append(self.embed_images([image])[0])
                 except SignverError as error:
                     vectors.append(None)
                     signature.error = str(error)

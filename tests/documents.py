@@ -78,6 +78,15 @@ class StandInCleaner:
         return np.where(gray > 128, 255, gray).astype(np.uint8)
 
 
+def embed_plain(images) -> list[np.ndarray]:
+    """Embeddings of grey images, never cleaned, whatever the library's default for cleaning."""
+    from signver.extractor import get_extractor
+    from signver.normalize import normalize
+
+    extractor = get_extractor()
+    return list(extractor.embed_normalized([normalize(i, extractor.card.input_size) for i in images]))
+
+
 def png(image: np.ndarray) -> bytes:
     return cv2.imencode(".png", image)[1].tobytes()
 

@@ -11,7 +11,7 @@ from signver.errors import InputTooLargeError, PersonNotFoundError
 from signver.gallery import Gallery
 from signver.pipeline import ModelUnavailableError, Pipeline
 
-from .documents import StandInCleaner, StandInDetector, page_with_signatures, pdf, png, tiff
+from .documents import StandInCleaner, StandInDetector, embed_plain, page_with_signatures, pdf, png, tiff
 
 ALICE, BOB = 3, 5  # synthetic writers
 
@@ -19,8 +19,8 @@ ALICE, BOB = 3, 5  # synthetic writers
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory):
     store = Gallery(tmp_path_factory.mktemp("pipeline") / "g.sqlite")
-    store.enroll("alice", [synth.genuine(ALICE, s) for s in range(4)], metadata={"branch": "north"})
-    store.enroll("bob", [synth.genuine(BOB, s) for s in range(4)])
+    store.enroll("alice", embed_plain([synth.genuine(ALICE, s) for s in range(4)]), metadata={"branch": "north"})
+    store.enroll("bob", embed_plain([synth.genuine(BOB, s) for s in range(4)]))
     yield store
     store.close()
 
@@ -61,7 +61,7 @@ def test_same_decision_as_the_gallery_on_the_crop(gallery, document):
     pipeline = Pipeline(gallery, detector=StandInDetector(boxes[:1]), clean=False)
     (found,) = pipeline.run(page, person_id="alice").signatures
     box = pipeline.find([page])[0]
-    direct = gallery.verify_claim("alice", crop(page, box))
+    direct = gallery.verify_claim("alice", embed_plain([crop(page, box)])[0])
     assert found.decision["distance"] == pytest.approx(direct.distance, abs=1e-5)
 
 
@@ -130,6 +130,16 @@ def test_unknown_person_is_reported_before_reading_the_document(gallery):
         pipeline.run(b"not even an image", person_id="carol")
 
 
+def test_enroll_reads_with_the_limits_and_cleans_as_asked(gallery):
+    pipeline = Pipeline(gallery, cleaner=StandInCleaner())
+    person = pipeline.enroll("carol", [png(synth.genuine(7, s)) for s in range(2)], {"desk": 4}, ["a.png", "b.png"], clean=True)
+    assert person.references == 2 and person.metadata == {"desk": 4} and pipeline.cleaner.calls == 2
+    assert pipeline.verify_claim("carol", png(synth.genuine(7, 5)), clean=True).verified
+    with pytest.raises(InputTooLargeError):
+        Pipeline(gallery, max_bytes=100).enroll("dave", [png(synth.genuine(7, 0))])
+    gallery.remove("carol")
+
+
 def test_limits(gallery, document):
     page, boxes = document
     with pytest.raises(InputTooLargeError, match="max_pages"):
@@ -141,11 +151,12 @@ def test_limits(gallery, document):
 def test_single_signature_calls_match_the_library(gallery):
     a, b = synth.genuine(ALICE, 0), synth.genuine(ALICE, 1)
     pipeline = Pipeline(gallery, clean=False)
+    vector_a, vector_b = embed_plain([a, b])
     pair = pipeline.verify_pair(png(a), png(b))
-    assert pair.distance == pytest.approx(signver.verify(a, b).distance, abs=1e-5) and pair.verified
+    assert pair.distance == pytest.approx(signver.verify(vector_a, vector_b).distance, abs=1e-5) and pair.verified
     assert {"load", "embed", "match", "total"} <= set(pair.timings_ms)
     vector, timings = pipeline.embed(png(a))
-    assert np.allclose(vector, signver.embed(a), atol=1e-5) and timings["total"] > 0
+    assert np.allclose(vector, vector_a, atol=1e-5) and timings["total"] > 0
     claim = pipeline.verify_claim("alice", png(synth.genuine(ALICE, 9)))
     assert claim.verified and claim.person_id == "alice"
     assert [c.person_id for c in pipeline.identify(png(synth.genuine(BOB, 9)), k=2)] == ["bob", "alice"]

@@ -1,0 +1,30 @@
+"""The HTTP service and its web app (needs the `server` extra: pip install 'signver[server]').
+
+    signver serve --port 8000 --gallery bank.sqlite        # then open http://127.0.0.1:8000/
+
+    from signver.server import create_app                   # an ASGI app for any ASGI server
+    app = create_app("bank.sqlite", api_key="secret")
+"""
+
+from __future__ import annotations
+
+import os
+
+from .app import Settings, create_app
+
+__all__ = ["Settings", "create_app", "serve"]
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, gallery_path: str | os.PathLike | None = None,
+          api_key: str | None = None, model: str | None = None, log_level: str = "info") -> None:
+    """Run the service with uvicorn until interrupted; prints the URL to open."""
+    import uvicorn
+
+    app = create_app(gallery_path, api_key, model=model)
+    settings = app.state.settings
+    shown = f"[{host}]" if ":" in host else host
+    gallery = app.state.gallery
+    print(f"signver service on http://{shown}:{port}/  (API docs http://{shown}:{port}/docs)", flush=True)
+    print(f"gallery {gallery.path}: {len(gallery)} people; writes "
+          + ("need the X-API-Key header" if settings.api_key else "are open (no API key set)"), flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5, server_header=False)

@@ -1,0 +1,519 @@
+"""The HTTP API and the web app: FastAPI over `signver.pipeline.Pipeline`.
+
+Images travel as multipart file fields and are sniffed from their content, never trusted by
+name or declared type; every answer is JSON (PNG for /v1/clean). A `signver` error becomes its
+`http_status` with `{"error": message, "type": name}` in one handler; anything unexpected is
+logged and answered 500 `{"error": "internal error"}` without a trace. Model work runs in
+worker threads, at most `workers` at once, each request under a time limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, fields, replace
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import cv2
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, Path as PathParam, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import InputError, SignverError
+from ..gallery import Gallery
+from ..images import DEFAULT_MAX_PIXELS
+from ..pipeline import DEFAULT_MAX_PAGES, Pipeline
+
+log = logging.getLogger("signver.server")
+STATIC_DIR = Path(__file__).parent / "static"
+PREVIEW_PAGE_SIDE = 1600  # longest side of a page preview sent to the web app
+PREVIEW_CROP_SIDE = 480
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one service runs. Every field can also come from an environment variable
+    (`Settings.from_env`): SIGNVER_GALLERY, SIGNVER_API_KEY, SIGNVER_PROTECT_READS, SIGNVER_MODEL,
+    SIGNVER_MAX_UPLOAD_MB, SIGNVER_MAX_PIXELS, SIGNVER_MAX_PAGES, SIGNVER_TIMEOUT_S,
+    SIGNVER_BODY_TIMEOUT_S, SIGNVER_WORKERS, SIGNVER_CORS_ORIGINS (comma-separated), SIGNVER_CLEAN."""
+
+    gallery_path: str | None = None  # None: $SIGNVER_GALLERY, else ~/.signver/gallery.sqlite
+    api_key: str | None = None  # when set, every write needs header X-API-Key
+    protect_reads: bool = False  # when set with api_key, every /v1 route but /v1/health needs it too
+    model: str | None = None  # extractor; a gallery is bound to the one it was made with
+    max_upload_bytes: int = 25 * 1024 * 1024  # whole request body, refused before it is read past this
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per image or rendered page, checked before decoding
+    max_pages: int = DEFAULT_MAX_PAGES
+    timeout_s: float = 30.0  # model work for one request, queueing included
+    body_timeout_s: float = 60.0  # to receive a whole request body
+    workers: int = max(1, os.cpu_count() or 1)  # model calls running at once
+    cors_origins: tuple[str, ...] = ()  # none: CORS off (same-origin only)
+    clean: bool | None = None  # clean signatures when a request does not say (None: the cleaner's default)
+
+    _ENV = {"gallery_path": "SIGNVER_GALLERY", "api_key": "SIGNVER_API_KEY", "protect_reads": "SIGNVER_PROTECT_READS",
+            "model": "SIGNVER_MODEL", "max_upload_bytes": "SIGNVER_MAX_UPLOAD_MB", "max_pixels": "SIGNVER_MAX_PIXELS",
+            "max_pages": "SIGNVER_MAX_PAGES", "timeout_s": "SIGNVER_TIMEOUT_S", "body_timeout_s": "SIGNVER_BODY_TIMEOUT_S",
+            "workers": "SIGNVER_WORKERS", "cors_origins": "SIGNVER_CORS_ORIGINS", "clean": "SIGNVER_CLEAN"}
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then environment variables, then `overrides` whose value is not None."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, var in cls._ENV.items():
+            raw = environ.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = _parse(name, raw)
+            except ValueError as error:
+                raise InputError(f"environment variable {var}={raw!r} is not valid: {error}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(name: str, raw: str) -> Any:
+    if name in ("protect_reads", "clean"):
+        if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError("expected true or false")
+        return raw.lower() in ("1", "true", "yes", "on")
+    if name == "max_upload_bytes":
+        return int(float(raw) * 1024 * 1024)
+    if name in ("max_pixels", "max_pages", "workers"):
+        return int(raw)
+    if name in ("timeout_s", "body_timeout_s"):
+        return float(raw)
+    if name == "cors_origins":
+        return tuple(o.strip() for o in raw.split(",") if o.strip())
+    return raw
+
+
+class ServiceError(SignverError):
+    """An error the service itself raises (timeouts, authentication)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.http_status = status
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+# Route parameters (module level: FastAPI resolves annotations in the module's namespace).
+ImageField = Annotated[UploadFile, File(description="a signature image (or PDF page 1)")]
+DocumentField = Annotated[UploadFile, File(description="a document: image, multi-page TIFF or PDF")]
+CleanField = Annotated[bool | None, Form(description="clean the signature first (default: the service's setting)")]
+PreviewField = Annotated[bool, Form(description="include page images (PNG data URLs) for display")]
+PersonPath = Annotated[str, PathParam(min_length=1, max_length=200, description="the person's id")]
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="needed for writes when the service has a key")
+
+
+def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | None = None, *,
+               settings: Settings | None = None, gallery: Gallery | None = None, detector: Any = None,
+               cleaner: Any = None, **overrides: Any) -> FastAPI:
+    """The service. Settings: `settings`, else the environment (`Settings.from_env`), with
+    `gallery_path`, `api_key` and any other `Settings` field given here taking precedence.
+    `gallery`, `detector`, `cleaner`: ready objects to use instead of loading them (tests,
+    embedding in another program); see `signver.pipeline.Pipeline`."""
+    unknown = set(overrides) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise TypeError(f"create_app got unknown settings: {', '.join(sorted(unknown))}")
+    given = {"gallery_path": None if gallery_path is None else os.fspath(gallery_path), "api_key": api_key, **overrides}
+    settings = replace(settings, **{k: v for k, v in given.items() if v is not None}) if settings else Settings.from_env(**given)
+    if settings.workers < 1 or settings.timeout_s <= 0 or settings.max_upload_bytes < 1:
+        raise InputError("workers, timeout_s and max_upload_bytes must be positive")
+
+    owns_gallery = gallery is None
+    store = gallery if gallery is not None else Gallery(settings.gallery_path, model=settings.model)
+    pipeline = Pipeline(store, detector=detector, cleaner=cleaner, clean=settings.clean,
+                        max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, max_pages=settings.max_pages)
+    models = pipeline.models()  # load every model now: the first request is not slow, health is honest
+    log.info("models: %s", models)
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        if owns_gallery:
+            store.close()
+
+    app = FastAPI(
+        title="signver", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+        description="Offline handwritten signature verification: detect signatures on document pages, clean them, "
+                    "verify them against a second signature or an enrolled person, search the gallery. "
+                    "Images are multipart file fields (PNG, JPEG, TIFF, BMP, WebP, GIF or PDF, sniffed from "
+                    "their content). Errors are JSON: `{\"error\": message, \"type\": name}`. "
+                    + ("Writes need the `X-API-Key` header." if settings.api_key else ""),
+    )
+    app.state.settings, app.state.pipeline, app.state.gallery = settings, pipeline, store
+    _install_error_handlers(app, settings)
+    app.add_middleware(_Guard, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["X-API-Key", "Content-Type"])
+
+    service = _Service(settings, pipeline)
+
+    def write_access(key: Annotated[str | None, Depends(api_key_header)]) -> None:
+        service.check_key(key)
+
+    def read_access(key: Annotated[str | None, Depends(api_key_header)]) -> None:
+        if settings.protect_reads:
+            service.check_key(key)
+
+    reads, writes = [Depends(read_access)], [Depends(write_access)]
+
+    # -- service --------------------------------------------------------------------------
+
+    @app.get("/v1/health", tags=["service"], summary="Status, models loaded, gallery size")
+    def health() -> dict:
+        return {
+            "status": "ok", "version": __version__, "models": models,
+            "gallery": {"people": len(store), "references": store.n_references, "model": store.extractor.name},
+            "auth": {"writes": bool(settings.api_key), "reads": bool(settings.api_key and settings.protect_reads)},
+            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
+                       "max_pages": settings.max_pages, "timeout_s": settings.timeout_s},
+        }
+
+    # -- single signatures ---------------------------------------------------------------
+
+    @app.post("/v1/verify", tags=["signatures"], dependencies=reads, summary="Verify two signatures")
+    async def verify(a: ImageField, b: ImageField, threshold: Annotated[float | None, Form(ge=0, le=2)] = None,
+                     clean: CleanField = None) -> dict:
+        first, second = await _source(a, "a"), await _source(b, "b")
+        result = await service.compute(pipeline.verify_pair, first, second, threshold, clean)
+        return _clean_floats(result.to_dict())
+
+    @app.post("/v1/embed", tags=["signatures"], dependencies=reads, summary="Embedding vector of a signature")
+    async def embed(image: ImageField, clean: CleanField = None) -> dict:
+        vector, timings = await service.compute(pipeline.embed, await _source(image, "image"), clean)
+        return {"model": pipeline.extractor.name, "dimension": int(vector.shape[0]),
+                "embedding": [round(float(v), 7) for v in vector], "timings_ms": _ms(timings)}
+
+    @app.post("/v1/clean", tags=["signatures"], dependencies=reads, summary="Cleaned signature (PNG)",
+              response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    async def clean_image(image: ImageField) -> Response:
+        cleaned = await service.compute(pipeline.clean, await _source(image, "image"))
+        return Response(content=_png(cleaned), media_type="image/png")
+
+    @app.post("/v1/identify", tags=["gallery"], dependencies=reads, summary="Ranked candidates for a signature")
+    async def identify(image: ImageField, k: Annotated[int, Form(ge=1, le=100)] = 5, clean: CleanField = None) -> dict:
+        ranked = await service.compute(pipeline.identify, await _source(image, "image"), k, clean)
+        return {"candidates": [_clean_floats(r.to_dict()) for r in ranked], "gallery_people": len(store)}
+
+    # -- documents -----------------------------------------------------------------------
+
+    @app.post("/v1/detect", tags=["documents"], dependencies=reads, summary="Signature boxes on every page")
+    async def detect(document: DocumentField, previews: PreviewField = False) -> dict:
+        result = await service.compute(pipeline.detect, await _source(document, "document"))
+        pages = [{**page, "boxes": [{**s.box, "score": s.score, "index": s.index} for s in result.signatures if s.page == page["page"]]}
+                 for page in result.pages]
+        if previews:
+            await service.compute(_add_previews, pages, result)
+        return {"pages": pages, "count": len(result.signatures), "model": result.models.get("detector"),
+                "timings_ms": _ms(result.timings_ms)}
+
+    @app.post("/v1/documents/verify", tags=["documents"], dependencies=reads,
+              summary="Detect, clean and verify every signature on a document")
+    async def verify_document(document: DocumentField,
+                              person_id: Annotated[str | None, Form(min_length=1, max_length=200, description="the claimed person; none: identify each signature")] = None,
+                              k: Annotated[int, Form(ge=1, le=100)] = 5, clean: CleanField = None,
+                              previews: PreviewField = False) -> dict:
+        source = await _source(document, "document")
+        result = await service.compute(partial(pipeline.run, source, person_id, k=k, clean=clean))
+        out = _clean_floats(result.to_dict())
+        if previews:
+            await service.compute(_add_previews, out["pages"], result, out["signatures"])
+        return out
+
+    # -- the gallery ---------------------------------------------------------------------
+
+    @app.post("/v1/people", tags=["gallery"], dependencies=writes, status_code=201, summary="Enrol a person (or add references)")
+    async def enroll(person_id: Annotated[str, Form(min_length=1, max_length=200)],
+                     images: Annotated[list[UploadFile], File(description="one or more reference signatures")],
+                     metadata: Annotated[str | None, Form(description="a JSON object stored with the person (replaces the old one)")] = None,
+                     clean: CleanField = None) -> dict:
+        extra = _metadata(metadata)
+        sources = [await _source(image, f"images[{i}]") for i, image in enumerate(images)]
+        names = [(image.filename or f"upload {i + 1}")[:200] for i, image in enumerate(images)]
+        person = await service.compute(partial(pipeline.enroll, person_id, sources, extra, names, clean))
+        return {**person.to_dict(), "added": len(sources)}
+
+    @app.get("/v1/people", tags=["gallery"], dependencies=reads, summary="Everyone enrolled")
+    def list_people() -> dict:
+        people = [p.to_dict() for p in store.list()]
+        return {"people": people, "count": len(people)}
+
+    @app.get("/v1/people/{person_id}", tags=["gallery"], dependencies=reads, summary="One person")
+    def get_person(person_id: PersonPath) -> dict:
+        return store.get(person_id).to_dict()
+
+    @app.delete("/v1/people/{person_id}", tags=["gallery"], dependencies=writes, summary="Remove a person and their references")
+    def remove_person(person_id: PersonPath) -> dict:
+        return {**store.remove(person_id).to_dict(), "removed": True}
+
+    @app.post("/v1/people/{person_id}/verify", tags=["gallery"], dependencies=reads, summary="Verify a claim against a person")
+    async def verify_claim(person_id: PersonPath, image: ImageField, clean: CleanField = None) -> dict:
+        person = store.get(person_id)  # 404 before the upload is decoded
+        result = await service.compute(pipeline.verify_claim, person_id, await _source(image, "image"), clean)
+        return {**_clean_floats(result.to_dict()), "person": person.to_dict()}
+
+    # -- web app and offline docs --------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    swagger_dir = _swagger_dir()
+    if swagger_dir is not None:
+        app.mount("/docs/assets", StaticFiles(directory=swagger_dir), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if swagger_dir is None:
+            raise StarletteHTTPException(404, "the API docs need the swagger-ui-bundle-v2 package (pip install 'signver[server]')")
+        return HTMLResponse(DOCS_HTML)
+
+    return app
+
+
+DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>signver API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"><link rel="icon" href="/docs/assets/favicon-32x32.png">
+</head><body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script><script src="/static/docs.js"></script>
+</body></html>"""
+
+
+def _swagger_dir() -> Path | None:
+    """Swagger UI's files from the swagger-ui-bundle-v2 package: the docs need no internet."""
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    path = Path(str(swagger_ui_bundle.swagger_ui_path))
+    return path if (path / "swagger-ui-bundle.js").is_file() else None
+
+
+# -- request handling --------------------------------------------------------------------------
+
+
+class _Service:
+    """Model work in worker threads: at most `workers` at once, each request under `timeout_s`
+    (waiting for a worker included). A request over time is answered 503 at once; its thread
+    finishes in the background (Python threads cannot be killed)."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline):
+        self.settings, self.pipeline = settings, pipeline
+        self._limiters: dict[int, anyio.CapacityLimiter] = {}
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        import asyncio
+
+        loop = id(asyncio.get_running_loop())  # one per event loop (tests run several)
+        if loop not in self._limiters:
+            self._limiters[loop] = anyio.CapacityLimiter(self.settings.workers)
+        return self._limiters[loop]
+
+    async def compute(self, fn, *args):
+        try:
+            with anyio.fail_after(self.settings.timeout_s):
+                return await anyio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True, limiter=self._limiter())
+        except TimeoutError:
+            raise ServiceError(f"the request took longer than the service's limit of {self.settings.timeout_s:g} s; "
+                               "try a smaller document or again later", 503) from None
+
+    def check_key(self, key: str | None) -> None:
+        expected = self.settings.api_key
+        if not expected:
+            return
+        if not key:
+            raise ServiceError("this request needs an API key: send it in the X-API-Key header", 401)
+        if not hmac.compare_digest(key.encode(), expected.encode()):
+            raise ServiceError("wrong API key (header X-API-Key)", 401)
+
+
+async def _source(upload: UploadFile, name: str) -> io.BytesIO:
+    """An upload's bytes, labelled with its field and file name so errors say which one."""
+    data = await upload.read()
+    source = io.BytesIO(data)
+    filename = (upload.filename or "").replace("\n", " ")[:100]
+    source.name = f"field {name!r}" + (f" ({filename})" if filename else "")
+    return source
+
+
+def _metadata(raw: str | None) -> dict | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InputError(f"field 'metadata' is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise InputError("field 'metadata' must be a JSON object, such as {\"branch\": \"north\"}")
+    return value
+
+
+def _png(gray: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", gray)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return encoded.tobytes()
+
+
+def _data_url(gray: np.ndarray, side: int) -> str:
+    h, w = gray.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    if scale < 1:
+        gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return "data:image/png;base64," + base64.b64encode(_png(gray)).decode()
+
+
+def _add_previews(pages: list[dict], result, signatures: list[dict] | None = None) -> None:
+    for page, image in zip(pages, result.page_images):
+        page["image"] = _data_url(image, PREVIEW_PAGE_SIDE)
+    for out, signature in zip(signatures or [], result.signatures):
+        if signature.image is not None:
+            out["image"] = _data_url(signature.image, PREVIEW_CROP_SIDE)
+
+
+def _ms(timings: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in timings.items()}
+
+
+def _clean_floats(value):
+    """Round floats for JSON and turn non-finite ones (never expected) into None."""
+    if isinstance(value, float):
+        return round(value, 6) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_floats(v) for v in value]
+    return value
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def _error(status: int, message: str, kind: str, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": "X-API-Key"} if status == 401 else None
+    return JSONResponse({"error": message, "type": kind, **extra}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
+    @app.exception_handler(SignverError)
+    async def signver_error(request: Request, error: SignverError) -> JSONResponse:
+        status = int(getattr(error, "http_status", 400))
+        if status >= 500 and status != 503:
+            log.error("%s %s failed: %s", request.method, request.url.path, error, exc_info=error)
+            return _error(status, "internal error", "InternalError")
+        return _error(status, str(error), type(error).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = []
+        for item in error.errors():
+            loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "header")]
+            name = ".".join(loc) or "request"
+            problem = "missing" if item.get("type") == "missing" else str(item.get("msg", "invalid"))
+            problems.append({"field": name, "problem": problem})
+        message = "; ".join(f"missing field {p['field']!r}" if p["problem"] == "missing" else f"field {p['field']!r}: {p['problem']}"
+                            for p in problems) or "invalid request"
+        return _error(422, message, "ValidationError", fields=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = str(error.detail)
+        if error.status_code == 404 and message == "Not Found":
+            message = f"no such route: {request.method} {request.url.path}"
+        elif error.status_code == 405:
+            message = f"method {request.method} not allowed on {request.url.path}"
+        elif error.status_code == 400 and "parsing the body" in message:
+            message = "the request body could not be read: send a multipart/form-data body with the fields named in /docs"
+        return JSONResponse({"error": message, "type": "HTTPError"}, status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+        return _error(500, "internal error", "InternalError")
+
+
+# -- middleware -----------------------------------------------------------------------------------
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+]
+
+
+class _Guard:
+    """Security headers on every response. A request body over `max_bytes` is refused before
+    it is read: at once from its Content-Length, else as soon as the bytes received pass the
+    limit. The whole body must arrive within `body_timeout_s` (a client trickling bytes cannot
+    hold the service)."""
+
+    def __init__(self, app, max_bytes: int, body_timeout_s: float):
+        self.app, self.max_bytes, self.body_timeout_s = app, max_bytes, body_timeout_s
+
+    def _too_large(self) -> StarletteHTTPException:
+        return StarletteHTTPException(413, f"request body over the limit of {self.max_bytes} bytes (max_upload_bytes)")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def secured_send(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            error = self._too_large() if declared.isdigit() else StarletteHTTPException(400, "bad Content-Length header")
+            response = JSONResponse({"error": error.detail, "type": "HTTPError"}, status_code=error.status_code,
+                                    headers={"Connection": "close"})
+            return await response(scope, receive, secured_send)
+        deadline = anyio.current_time() + self.body_timeout_s
+        received, body_done = 0, False
+
+        async def guarded_receive():
+            nonlocal received, body_done
+            if body_done:  # later reads wait for a disconnect: no deadline for those
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    message = await receive()
+            except TimeoutError:
+                raise StarletteHTTPException(408, f"the request body did not arrive within {self.body_timeout_s:g} s") from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large()
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
+            return message
+
+        await self.app(scope, guarded_receive, secured_send)

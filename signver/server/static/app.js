@@ -1,0 +1,285 @@
+// signver web app: plain JavaScript, no build step. Talks to the JSON API of the same origin.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const $ = (id) => document.getElementById(id);
+let apiKey = sessionStorage.getItem("signver-api-key") || "";
+let detectRequest = 0; // newest /v1/detect wins when files are changed quickly
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  return node;
+}
+
+async function api(method, path, body) {
+  const headers = apiKey ? { "X-API-Key": apiKey } : {};
+  let response;
+  try {
+    response = await fetch(path, { method, body, headers });
+  } catch (error) {
+    throw new Error("the service cannot be reached");
+  }
+  const data = (response.headers.get("content-type") || "").includes("json") ? await response.json() : null;
+  if (!response.ok) {
+    const message = data && data.error ? data.error : `HTTP ${response.status}`;
+    throw new Error(response.status === 401 ? `${message}. Enter the API key at the top of the page.` : message);
+  }
+  return data;
+}
+
+function say(id, text, kind = "") {
+  const box = $(id);
+  box.textContent = text;
+  box.className = `status ${kind}`;
+}
+
+const percent = (p) => (p === null || p === undefined ? "n/a" : `${(100 * p).toFixed(1)} %`);
+const fixed = (x) => (x === null || x === undefined ? "n/a" : x.toFixed(4));
+
+// -- service status and the gallery ------------------------------------------------------------
+
+async function loadHealth() {
+  try {
+    const h = await api("GET", "/v1/health");
+    const missing = ["detector", "cleaner"].filter((m) => !h.models[m].loaded);
+    $("health").textContent = `Service ready: model ${h.models.extractor.name}, ${h.gallery.people} people enrolled` +
+      (missing.length ? ` (not installed: ${missing.join(", ")})` : "") +
+      (h.auth.writes ? "; changes to the gallery need the API key" : "");
+    if (!h.models.cleaner.loaded) { $("clean").checked = false; $("clean").disabled = true; }
+  } catch (error) {
+    $("health").textContent = `Service unavailable: ${error.message}`;
+  }
+}
+
+async function loadPeople() {
+  let people = [];
+  try {
+    people = (await api("GET", "/v1/people")).people;
+  } catch (error) {
+    say("gallery-status", `Could not list the gallery: ${error.message}`, "bad");
+    return;
+  }
+  const select = $("claimed");
+  const chosen = select.value;
+  select.replaceChildren(el("option", { value: "", text: "Nobody: search the gallery (identify)" }));
+  const rows = [];
+  for (const p of people) {
+    select.append(el("option", { value: p.person_id, text: `${p.person_id} (${p.references} references)` }));
+    const remove = el("button", { type: "button", class: "danger", "aria-label": `Remove ${p.person_id}`, text: "Remove" });
+    remove.addEventListener("click", () => removePerson(p.person_id));
+    rows.push(el("tr", {},
+      el("th", { scope: "row", text: p.person_id }), el("td", { text: String(p.references) }),
+      el("td", { text: Object.keys(p.metadata).length ? JSON.stringify(p.metadata) : "" }),
+      el("td", { text: p.enrolled_at }), el("td", {}, remove)));
+  }
+  if (people.some((p) => p.person_id === chosen)) select.value = chosen;
+  $("people").tBodies[0].replaceChildren(...rows);
+  if (!people.length) $("people").tBodies[0].append(el("tr", {}, el("td", { colspan: "5", text: "Nobody is enrolled yet." })));
+}
+
+async function removePerson(personId) {
+  if (!confirm(`Remove ${personId} and all their references?`)) return;
+  try {
+    const removed = await api("DELETE", `/v1/people/${encodeURIComponent(personId)}`);
+    say("gallery-status", `Removed ${removed.person_id} (${removed.references} references).`, "good");
+    await Promise.all([loadPeople(), loadHealth()]);
+  } catch (error) {
+    say("gallery-status", `Could not remove ${personId}: ${error.message}`, "bad");
+  }
+}
+
+$("enrol-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData();
+  const personId = $("enrol-id").value.trim();
+  form.append("person_id", personId);
+  for (const file of $("enrol-files").files) form.append("images", file);
+  if ($("enrol-metadata").value.trim()) form.append("metadata", $("enrol-metadata").value.trim());
+  say("gallery-status", `Enrolling ${personId}…`, "busy");
+  try {
+    const person = await api("POST", "/v1/people", form);
+    say("gallery-status", `Enrolled ${person.person_id}: ${person.added} added, ${person.references} references in all.`, "good");
+    $("enrol-form").reset();
+    await Promise.all([loadPeople(), loadHealth()]);
+  } catch (error) {
+    say("gallery-status", `Enrolment failed: ${error.message}`, "bad");
+  }
+});
+
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  apiKey = $("api-key").value;
+  sessionStorage.setItem("signver-api-key", apiKey);
+  $("key-box").open = false;
+  loadPeople();
+});
+
+// -- checking signatures -----------------------------------------------------------------------
+
+const kind = () => document.querySelector("input[name=kind]:checked").value;
+
+function drawPages(pages, signatures) {
+  const view = $("page-view");
+  view.replaceChildren();
+  for (const page of pages) {
+    const onPage = signatures.filter((s) => s.page === page.page);
+    const figure = svg("svg", {
+      viewBox: `0 0 ${page.width} ${page.height}`, role: "img", class: "page",
+      "aria-label": `Page ${page.page + 1}: ${onPage.length} signature${onPage.length === 1 ? "" : "s"} boxed`,
+    });
+    if (page.image) figure.append(svg("image", { href: page.image, x: 0, y: 0, width: page.width, height: page.height }));
+    const stroke = Math.max(2, Math.round(Math.max(page.width, page.height) / 300));
+    for (const s of onPage) {
+      const state = s.decision ? (s.decision.verified ? "verified" : "rejected")
+        : s.candidates && s.candidates.length ? (s.candidates[0].verified ? "verified" : "rejected") : "found";
+      const box = s.box;
+      const group = svg("g", { class: `box ${state}`, "data-index": s.index });
+      group.append(svg("rect", { x: box.x0, y: box.y0, width: box.x1 - box.x0, height: box.y1 - box.y0, "stroke-width": stroke }));
+      const label = svg("text", { x: box.x0, y: Math.max(box.y0 - stroke * 2, stroke * 8), "font-size": stroke * 9 });
+      label.textContent = `${s.index + 1}${state === "verified" ? " ✓" : state === "rejected" ? " ✗" : ""}`;
+      group.append(label);
+      figure.append(group);
+    }
+    view.append(figure);
+  }
+  const count = signatures.length;
+  $("page-caption").textContent = `${count} signature${count === 1 ? "" : "s"} found on ${pages.length} page${pages.length === 1 ? "" : "s"}.`;
+  $("page-figure").hidden = false;
+  $("result").hidden = false;
+}
+
+function decisionText(d) {
+  const verdict = d.verified ? `Verified as ${d.person_id}` : `Not verified as ${d.person_id}`;
+  return `${verdict}: confidence ${percent(d.confidence)}, distance ${fixed(d.distance)} ` +
+    `${d.verified ? "≤" : ">"} threshold ${fixed(d.threshold)}`;
+}
+
+function showDecisions(signatures, mode) {
+  const list = el("ol", { class: "decisions" });
+  for (const s of signatures) {
+    const item = el("li", { class: "decision" });
+    const where = s.page === undefined ? "" : ` (page ${s.page + 1}${s.score !== undefined ? `, detector score ${s.score.toFixed(2)}` : ""})`;
+    item.append(el("h3", { text: `Signature ${s.index + 1}${where}` }));
+    if (s.image) item.append(el("img", { src: s.image, alt: `Signature ${s.index + 1} as the model saw it`, class: "crop" }));
+    if (s.error) {
+      item.append(el("p", { class: "bad", text: `Not decided: ${s.error}` }));
+    } else if (s.decision) {
+      item.append(el("p", { class: `verdict ${s.decision.verified ? "good" : "bad"}`, text: decisionText(s.decision) }));
+    } else if (s.candidates) {
+      if (!s.candidates.length) item.append(el("p", { text: "The gallery is empty: nobody to compare with." }));
+      const ranked = el("ol", { class: "candidates", "aria-label": "Closest enrolled people, best first" });
+      for (const c of s.candidates) ranked.append(el("li", { class: c.verified ? "good" : "", text: decisionText(c) }));
+      item.append(ranked);
+    }
+    list.append(item);
+  }
+  if (!signatures.length) list.append(el("li", { text: mode === "detect" ? "No signature found." : "No signature found, so nothing to verify." }));
+  $("decisions").replaceChildren(list);
+}
+
+function showPerson(person) {
+  const card = $("person-card");
+  if (!person) { card.hidden = true; return; }
+  const facts = el("dl", {},
+    el("dt", { text: "References enrolled" }), el("dd", { text: String(person.references) }),
+    el("dt", { text: "Enrolled" }), el("dd", { text: person.enrolled_at }));
+  for (const [key, value] of Object.entries(person.metadata || {})) {
+    facts.append(el("dt", { text: key }), el("dd", { text: typeof value === "string" ? value : JSON.stringify(value) }));
+  }
+  card.replaceChildren(el("h3", { text: `Claimed: ${person.person_id}` }), facts);
+  card.hidden = false;
+}
+
+async function previewDocument() {
+  const file = $("check-file").files[0];
+  if (!file || kind() !== "document") return;
+  const mine = ++detectRequest;
+  const form = new FormData();
+  form.append("document", file);
+  form.append("previews", "true");
+  say("check-status", "Looking for signatures…", "busy");
+  try {
+    const found = await api("POST", "/v1/detect", form);
+    if (mine !== detectRequest) return;
+    const signatures = found.pages.flatMap((p) => p.boxes.map((b) => ({ index: b.index, page: p.page, score: b.score, box: b })));
+    drawPages(found.pages, signatures);
+    showDecisions(signatures, "detect");
+    showPerson(null);
+    say("check-status", `Found ${found.count} signature${found.count === 1 ? "" : "s"}. Choose the claimed person and press Verify.`, "good");
+  } catch (error) {
+    if (mine === detectRequest) say("check-status", `Could not read the document: ${error.message}`, "bad");
+  }
+}
+
+async function verifySignature(file, personId) {
+  const form = new FormData();
+  form.append("image", file);
+  form.append("clean", $("clean").checked ? "true" : "false");
+  let signature;
+  if (personId) {
+    const result = await api("POST", `/v1/people/${encodeURIComponent(personId)}/verify`, form);
+    signature = { index: 0, decision: result };
+    showPerson(result.person);
+  } else {
+    const result = await api("POST", "/v1/identify", form);
+    signature = { index: 0, candidates: result.candidates };
+    showPerson(null);
+  }
+  $("page-figure").hidden = true;
+  signature.image = URL.createObjectURL(file);
+  showDecisions([signature], personId ? "verify" : "identify");
+  $("result").hidden = false;
+  return 1;
+}
+
+async function verifyDocument(file, personId) {
+  const form = new FormData();
+  form.append("document", file);
+  if (personId) form.append("person_id", personId);
+  form.append("clean", $("clean").checked ? "true" : "false");
+  form.append("previews", "true");
+  const result = await api("POST", "/v1/documents/verify", form);
+  drawPages(result.pages, result.signatures);
+  showDecisions(result.signatures, result.mode);
+  showPerson(result.person);
+  return result.signatures.length;
+}
+
+$("check-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const file = $("check-file").files[0];
+  if (!file) { say("check-status", "Choose a file first.", "bad"); return; }
+  const personId = $("claimed").value;
+  const button = $("verify-button");
+  button.disabled = true;
+  detectRequest++;
+  say("check-status", personId ? `Verifying against ${personId}…` : "Searching the gallery…", "busy");
+  try {
+    const started = performance.now();
+    const count = kind() === "document" ? await verifyDocument(file, personId) : await verifySignature(file, personId);
+    const seconds = ((performance.now() - started) / 1000).toFixed(2);
+    say("check-status", `Done in ${seconds} s: ${count} signature${count === 1 ? "" : "s"} ${personId ? "checked" : "searched"}.`, "good");
+  } catch (error) {
+    say("check-status", `Failed: ${error.message}`, "bad");
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("check-file").addEventListener("change", previewDocument);
+for (const radio of document.querySelectorAll("input[name=kind]")) radio.addEventListener("change", previewDocument);
+
+if (apiKey) $("api-key").value = apiKey;
+loadHealth();
+loadPeople();

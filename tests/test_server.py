@@ -1,0 +1,290 @@
+"""The HTTP API: every route on synthetic data, API keys, limits, bad inputs, offline docs."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from signver import synth  # noqa: E402
+from signver.server import Settings, create_app  # noqa: E402
+
+from .documents import StandInCleaner, StandInDetector, free_port, page_with_signatures, pdf, png, png_header_only  # noqa: E402
+
+ALICE, BOB = 3, 5
+KEY = "test-key-123"
+
+
+@pytest.fixture(scope="module")
+def document():
+    return page_with_signatures([(ALICE, 9), (BOB, 9)])
+
+
+def make_client(tmp_path, document, **settings) -> TestClient:
+    page, boxes = document
+    settings.setdefault("detector", StandInDetector(boxes))
+    app = create_app(tmp_path / "gallery.sqlite", **settings)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(tmp_path, document):
+    with make_client(tmp_path, document, cleaner=StandInCleaner(), clean=False) as c:
+        yield c
+
+
+def sig(writer: int, sample: int, name: str = "s.png"):
+    return (name, png(synth.genuine(writer, sample)), "image/png")
+
+
+def enrol(client, person_id="alice", writer=ALICE, headers=None, **data):
+    files = [("images", sig(writer, s, f"{s}.png")) for s in range(4)]
+    return client.post("/v1/people", data={"person_id": person_id, **data}, files=files, headers=headers or {})
+
+
+def assert_error(response, status: int, *words: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert isinstance(body["error"], str) and body["type"]
+    for word in words:
+        assert word in body["error"], body
+    assert "Traceback" not in response.text and 'File "' not in response.text
+    return body
+
+
+def test_health(client):
+    enrol(client)
+    health = client.get("/v1/health").json()
+    assert health["status"] == "ok"
+    assert health["models"]["extractor"]["loaded"] and health["models"]["detector"] == {"name": "stand-in-detector", "loaded": True}
+    assert health["gallery"] == {"people": 1, "references": 4, "model": health["models"]["extractor"]["name"]}
+    assert health["auth"] == {"writes": False, "reads": False}
+
+
+def test_verify_two_signatures(client):
+    same = client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)})
+    assert same.status_code == 200, same.text
+    result = same.json()
+    assert result["verified"] and 0 <= result["distance"] <= result["threshold"] and 0.5 < result["confidence"] <= 1
+    assert {"load", "embed", "total"} <= set(result["timings_ms"])
+    other = client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(BOB, 0)}, data={"threshold": "0.01"}).json()
+    assert not other["verified"] and other["threshold"] == 0.01
+
+
+def test_embed(client):
+    result = client.post("/v1/embed", files={"image": sig(ALICE, 0)}).json()
+    vector = np.array(result["embedding"])
+    assert len(vector) == result["dimension"] and abs(np.linalg.norm(vector) - 1) < 1e-4
+
+
+def test_detect_boxes_per_page(client, document):
+    page, boxes = document
+    found = client.post("/v1/detect", files={"document": ("doc.pdf", pdf(page, page, dpi=100), "application/pdf")}).json()
+    assert found["count"] == 4 and [p["page"] for p in found["pages"]] == [0, 1]
+    first = found["pages"][0]
+    assert first["width"] == pytest.approx(2 * page.shape[1], abs=2) and len(first["boxes"]) == 2
+    assert first["boxes"][0]["x0"] == pytest.approx(boxes[0][0] * first["width"], abs=0.5)
+    assert "image" not in first
+    shown = client.post("/v1/detect", files={"document": ("p.png", png(page))}, data={"previews": "true"}).json()
+    assert shown["pages"][0]["image"].startswith("data:image/png;base64,")
+
+
+def test_clean_returns_a_png(client):
+    response = client.post("/v1/clean", files={"image": sig(ALICE, 0)})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    cleaned = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert cleaned.shape == synth.genuine(ALICE, 0).shape
+
+
+def test_clean_without_a_cleaner_model_is_503(tmp_path, document):
+    with make_client(tmp_path, document, cleaner="no-such-cleaner") as c:
+        assert_error(c.post("/v1/clean", files={"image": sig(ALICE, 0)}), 503, "cleaner")
+        assert c.get("/v1/health").json()["models"]["cleaner"]["loaded"] is False
+        assert c.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}).status_code == 200  # default: no cleaning
+        assert_error(c.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}, data={"clean": "true"}), 503, "cleaner")
+
+
+def test_gallery_routes(client):
+    created = enrol(client, metadata='{"branch": "north"}')
+    assert created.status_code == 201, created.text
+    assert created.json() | {"enrolled_at": None} == {"person_id": "alice", "references": 4, "metadata": {"branch": "north"},
+                                                      "enrolled_at": None, "added": 4}
+    assert enrol(client, "bob", BOB).status_code == 201
+    listed = client.get("/v1/people").json()
+    assert listed["count"] == 2 and [p["person_id"] for p in listed["people"]] == ["alice", "bob"]
+    assert client.get("/v1/people/alice").json()["metadata"] == {"branch": "north"}
+
+    claim = client.post("/v1/people/alice/verify", files={"image": sig(ALICE, 9)}).json()
+    assert claim["verified"] and claim["person_id"] == "alice" and claim["person"]["references"] == 4
+    assert len(claim["reference_distances"]) == 4
+    assert not client.post("/v1/people/alice/verify", files={"image": sig(BOB, 9)}).json()["verified"]
+
+    ranked = client.post("/v1/identify", files={"image": sig(BOB, 9)}, data={"k": "2"}).json()
+    assert [c["person_id"] for c in ranked["candidates"]] == ["bob", "alice"] and ranked["candidates"][0]["verified"]
+
+    removed = client.delete("/v1/people/bob")
+    assert removed.status_code == 200 and removed.json()["removed"] and removed.json()["references"] == 4
+    assert_error(client.get("/v1/people/bob"), 404, "bob")
+    assert_error(client.delete("/v1/people/bob"), 404, "bob")
+    assert_error(client.post("/v1/people/bob/verify", files={"image": sig(BOB, 9)}), 404, "bob")
+
+
+def test_document_verification(client, document):
+    page, _ = document
+    enrol(client)
+    enrol(client, "bob", BOB)
+    result = client.post("/v1/documents/verify", files={"document": ("page.png", png(page))},
+                         data={"person_id": "alice", "previews": "true"}).json()
+    assert result["mode"] == "verify" and result["person"]["person_id"] == "alice"
+    first, second = result["signatures"]
+    assert first["decision"]["verified"] and not second["decision"]["verified"]
+    assert first["box"]["x1"] > first["box"]["x0"] and first["page"] == 0 and first["score"] == pytest.approx(0.9)
+    assert first["image"].startswith("data:image/png") and result["pages"][0]["image"].startswith("data:image/png")
+    assert result["timings_ms"]["total"] > 0
+
+    identified = client.post("/v1/documents/verify", files={"document": ("page.pdf", pdf(page), "application/pdf")}).json()
+    assert identified["mode"] == "identify"
+    assert [s["candidates"][0]["person_id"] for s in identified["signatures"]] == ["alice", "bob"]
+    assert_error(client.post("/v1/documents/verify", files={"document": ("page.png", png(page))}, data={"person_id": "carol"}), 404, "carol")
+
+
+def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
+    enrol(client)
+    assert_error(client.post("/v1/verify", files={"a": ("a.png", b""), "b": sig(ALICE, 1)}), 400, "empty", "'a'")
+    assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": ("b.png", b"hello, I am text")}), 415, "not an image", "'b'")
+    assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": ("b.png", b"PK\x03\x04zipzip")}), 415, "ZIP")
+    assert_error(client.post("/v1/embed", files={"image": ("bomb.png", png_header_only(100_000, 100_000))}), 413, "pixels")
+    assert_error(client.post("/v1/embed", files={"image": ("cut.png", png(synth.genuine(ALICE, 0))[:200])}), 400, "corrupt")
+    assert_error(client.post("/v1/embed", files={"image": ("white.png", png(np.full((50, 80), 255, np.uint8)))}), 422, "blank")
+    missing = assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0)}), 422, "missing field 'b'")
+    assert missing["fields"] == [{"field": "b", "problem": "missing"}]
+    assert_error(client.post("/v1/verify", data={"x": "1"}), 422, "'a'", "'b'")
+    assert_error(client.post("/v1/identify", files={"image": sig(ALICE, 0)}, data={"k": "0"}), 422, "'k'")
+    assert_error(client.post("/v1/identify", files={"image": sig(ALICE, 0)}, data={"k": "many"}), 422, "'k'")
+    assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}, data={"threshold": "nan"}), 422, "threshold")
+    assert_error(enrol(client, metadata="{not json"), 400, "metadata")
+    assert_error(enrol(client, metadata="[1, 2]"), 400, "metadata")
+    assert_error(client.post("/v1/people", data={"person_id": "x"}), 422, "'images'")
+    assert_error(client.post("/v1/people", data={"person_id": "x\x01y"}, files=[("images", sig(ALICE, 0))]), 400, "person id")
+    assert_error(client.post("/v1/verify", content=b"{}", headers={"content-type": "application/json"}), 422, "'a'")
+    assert_error(client.post("/v1/verify", content=b"--x\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=x"}), 422, "'a'")
+    assert_error(client.get("/v1/nowhere"), 404, "/v1/nowhere")
+    assert_error(client.put("/v1/verify"), 405)
+    pdf_page = pdf(np.full((100, 100), 255, np.uint8), dpi=1)  # a 100-inch page: too many pixels at 200 dpi
+    assert_error(client.post("/v1/detect", files={"document": ("big.pdf", pdf_page)}), 413, "pixels")
+
+
+def test_request_body_limit(tmp_path, document):
+    with make_client(tmp_path, document, max_upload_bytes=50_000) as c:
+        big = ("big.png", os.urandom(60_000), "image/png")
+        assert_error(c.post("/v1/embed", files={"image": big}), 413, "50000")
+        streamed = iter([b"--x\r\n" + b"y" * 30_000, b"y" * 30_000])  # chunked: no Content-Length to go by
+        assert_error(c.post("/v1/embed", content=streamed, headers={"content-type": "multipart/form-data; boundary=x"}), 413, "50000")
+        assert c.post("/v1/embed", files={"image": sig(ALICE, 0)}).status_code == 200
+
+
+def test_no_stack_trace_in_500(tmp_path, document):
+    page, boxes = document
+    broken = StandInDetector(boxes, fail=RuntimeError("secret internals at /srv/x.py line 3"))
+    with make_client(tmp_path, document, detector=broken) as c:
+        response = c.post("/v1/detect", files={"document": ("p.png", png(page))})
+        body = assert_error(response, 500)
+        assert body == {"error": "internal error", "type": "InternalError"} and "secret" not in response.text
+
+
+def test_timeout_is_503(tmp_path, document):
+    page, boxes = document
+    with make_client(tmp_path, document, detector=StandInDetector(boxes, delay_s=3), timeout_s=0.5) as c:
+        started = time.monotonic()
+        assert_error(c.post("/v1/detect", files={"document": ("p.png", png(page))}), 503, "0.5 s")
+        assert time.monotonic() - started < 2.5
+
+
+def test_api_key_guards_writes(tmp_path, document):
+    with make_client(tmp_path, document, api_key=KEY) as c:
+        assert c.get("/v1/health").json()["auth"] == {"writes": True, "reads": False}
+        assert_error(enrol(c), 401, "X-API-Key")
+        assert_error(enrol(c, headers={"X-API-Key": "wrong"}), 401, "wrong")
+        assert enrol(c, headers={"X-API-Key": KEY}).status_code == 201
+        assert_error(c.delete("/v1/people/alice"), 401)
+        # reads are open unless protect_reads
+        assert c.get("/v1/people").status_code == 200
+        assert c.post("/v1/people/alice/verify", files={"image": sig(ALICE, 9)}).status_code == 200
+        assert c.delete("/v1/people/alice", headers={"X-API-Key": KEY}).status_code == 200
+    with make_client(tmp_path, document, api_key=KEY, protect_reads=True) as c:
+        assert c.get("/v1/health").status_code == 200
+        assert_error(c.get("/v1/people"), 401)
+        assert_error(c.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}), 401)
+        assert c.get("/v1/people", headers={"X-API-Key": KEY}).status_code == 200
+
+
+def test_cors_off_by_default_and_security_headers(tmp_path, document):
+    origin = {"Origin": "http://elsewhere.test"}
+    with make_client(tmp_path, document) as c:
+        response = c.get("/v1/health", headers=origin)
+        assert "access-control-allow-origin" not in response.headers
+        assert response.headers["x-content-type-options"] == "nosniff" and "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        preflight = c.options("/v1/verify", headers={**origin, "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in preflight.headers
+    with make_client(tmp_path, document, cors_origins=("http://elsewhere.test",)) as c:
+        assert c.get("/v1/health", headers=origin).headers["access-control-allow-origin"] == "http://elsewhere.test"
+
+
+def test_openapi_docs_are_served_locally(client):
+    schema = client.get("/openapi.json").json()
+    routes = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
+    assert routes >= {("GET", "/v1/health"), ("POST", "/v1/verify"), ("POST", "/v1/embed"), ("POST", "/v1/detect"),
+                      ("POST", "/v1/clean"), ("POST", "/v1/people"), ("GET", "/v1/people"), ("GET", "/v1/people/{person_id}"),
+                      ("DELETE", "/v1/people/{person_id}"), ("POST", "/v1/people/{person_id}/verify"),
+                      ("POST", "/v1/identify"), ("POST", "/v1/documents/verify")}
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    urls = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert urls and all(u.startswith("/") for u in urls), urls  # nothing from another host
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+    page = client.get("/")
+    assert page.status_code == 200 and "<h1>signver</h1>" in page.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+
+
+def test_settings_from_environment():
+    settings = Settings.from_env({"SIGNVER_API_KEY": "k", "SIGNVER_MAX_UPLOAD_MB": "2", "SIGNVER_CORS_ORIGINS": "http://a, http://b",
+                                  "SIGNVER_PROTECT_READS": "yes", "SIGNVER_TIMEOUT_S": "5"}, timeout_s=7)
+    assert settings.api_key == "k" and settings.max_upload_bytes == 2 * 1024 * 1024 and settings.protect_reads
+    assert settings.cors_origins == ("http://a", "http://b") and settings.timeout_s == 7
+    with pytest.raises(Exception, match="SIGNVER_WORKERS"):
+        Settings.from_env({"SIGNVER_WORKERS": "lots"})
+
+
+def test_signver_serve_prints_the_url_and_answers(tmp_path):
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "signver"), "serve", "--port", str(port), "--gallery", str(tmp_path / "g.sqlite")]
+    env = {**os.environ, "SIGNVER_API_KEY": ""}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in first
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+                time.sleep(0.2)
+        assert health["status"] == "ok" and health["gallery"]["people"] == 0
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
