@@ -142,7 +142,7 @@ class _Lazy:
                 if self._value is None and self._error is None:
                     try:
                         self._value = self._load()
-                    except (SignverError, ImportError, OSError) as error:
+                    except Exception as error:  # a missing file, a module being rewritten: the model is unavailable
                         log.warning("%s unavailable: %s", self.kind, error)
                         self._error = f"the signature {self.kind} model is not available on this installation"
         if self._value is None:
