@@ -4,9 +4,15 @@
 vectors. `hnsw` is approximate (a graph index) for galleries of millions, where exact search
 costs tens of milliseconds a query; its recall against `flat` is measured in
 benchmarks/bench_search.py. Distances returned are Euclidean (0 to 2), as everywhere else.
+
+Searches run on one OpenMP thread: a single query gains nothing from more, and when other
+work shares the cores, FAISS's spinning threads made one query 4 to 10 times slower here.
+Concurrent queries come from the caller's threads instead. Building uses every core.
 """
 
 from __future__ import annotations
+
+import os
 
 import faiss
 import numpy as np
@@ -47,6 +53,7 @@ class VectorIndex:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
         self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
     @property
@@ -57,9 +64,22 @@ class VectorIndex:
     def remove(self, ids: np.ndarray) -> None:
         self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
+    def save(self, path: str) -> None:
+        faiss.write_index(self._index, str(path))
+
+    @classmethod
+    def load(cls, path: str, kind: str) -> VectorIndex:
+        """An index written by `save` (building a million-vector HNSW graph takes minutes)."""
+        stored = faiss.read_index(str(path))
+        index = cls(stored.d, kind)
+        index._index = stored
+        index._inner = faiss.downcast_index(stored.index)
+        return index
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest rows of each query: (distances, ids), id -1 where fewer exist."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
         k = max(1, min(k, len(self))) if len(self) else 1
+        faiss.omp_set_num_threads(1)
         squared, ids = self._index.search(queries, k)
         return np.sqrt(np.maximum(squared, 0)), ids

@@ -123,6 +123,17 @@ def test_hnsw_index_rebuilds_after_removal(tmp_path, people):
         assert g.identify(people["writer-5"][1], k=1)[0].person_id == "writer-5"
 
 
+def test_hnsw_index_saves_and_loads(tmp_path):
+    vectors = np.random.default_rng(1).normal(size=(300, 8)).astype(np.float32)
+    index = VectorIndex(8, "hnsw")
+    index.add(np.arange(300), vectors)
+    index.save(tmp_path / "i.faiss")
+    loaded = VectorIndex.load(tmp_path / "i.faiss", "hnsw")
+    loaded.ef_search = 200
+    assert len(loaded) == 300 and loaded.ef_search == 200
+    assert (loaded.search(vectors[:4], 1)[1][:, 0] == np.arange(4)).all()
+
+
 def test_vector_index_matches_brute_force():
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(500, 16)).astype(np.float32)
