@@ -169,10 +169,10 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
     service = _Service(settings, pipeline)
 
-    def write_access(key: Annotated[str | None, Depends(api_key_header)]) -> None:
+    async def write_access(key: Annotated[str | None, Depends(api_key_header)]) -> None:  # async: no thread hop
         service.check_key(key)
 
-    def read_access(key: Annotated[str | None, Depends(api_key_header)]) -> None:
+    async def read_access(key: Annotated[str | None, Depends(api_key_header)]) -> None:
         if settings.protect_reads:
             service.check_key(key)
 
