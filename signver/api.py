@@ -35,19 +35,22 @@ class VerificationResult:
         return asdict(self)
 
 
-def embed(images: SourceLike | Sequence[SourceLike], model: str | None = None) -> np.ndarray:
-    """Unit-length embedding of one image (D,), or of a list of images (N, D)."""
+def embed(images: SourceLike | Sequence[SourceLike], model: str | None = None, clean: bool | None = None) -> np.ndarray:
+    """Unit-length embedding of one image (D,), or of a list of images (N, D). `clean`: remove
+    printed text, lines and stamps around the ink first (None: `signver.cleaner.DEFAULT_CLEAN`)."""
     extractor = get_extractor(model)
     if isinstance(images, (list, tuple)):
-        return extractor.embed(images)
-    return extractor.embed([images])[0]
+        return extractor.embed(images, clean=clean)
+    return extractor.embed([images], clean=clean)[0]
 
 
-def verify(a: SignatureLike, b: SignatureLike, threshold: float | None = None, model: str | None = None) -> VerificationResult:
-    """Were `a` and `b` written by the same person? Accepted when distance <= threshold."""
+def verify(a: SignatureLike, b: SignatureLike, threshold: float | None = None, model: str | None = None,
+           clean: bool | None = None) -> VerificationResult:
+    """Were `a` and `b` written by the same person? Accepted when distance <= threshold.
+    `clean`: clean images before embedding (None: `signver.cleaner.DEFAULT_CLEAN`)."""
     extractor = get_extractor(model)
     start = time.perf_counter()
-    vector_a, vector_b = extractor.vectors([a, b])
+    vector_a, vector_b = extractor.vectors([a, b], clean=clean)
     embedded = time.perf_counter()
     distance = float(distances(vector_a, vector_b))
     threshold = extractor.card.threshold if threshold is None else float(threshold)

@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import cleaner
 from .errors import InputError
 from .images import SourceLike, load_image
 from .models import DEFAULT_EXTRACTOR, ModelCard, inference_session, load_card
@@ -46,25 +47,29 @@ class Extractor:
         sources: Iterable[SourceLike],
         batch_size: int = BATCH_SIZE,
         progress: Callable[[int], None] | None = None,
+        clean: bool | None = None,
     ) -> np.ndarray:
-        """Embed images of any input kind; `progress(n)` is told of each batch done."""
+        """Embed images of any input kind; `progress(n)` is told of each batch done. `clean`
+        runs the cleaner on each image before normalisation (None: `cleaner.DEFAULT_CLEAN`)."""
         sources = list(sources)
         chunks = [np.zeros((0, self.dimension), np.float32)]
+        prepare = cleaner.for_embedding if cleaner.resolve(clean) else (lambda image: image)
         for start in range(0, len(sources), batch_size):
-            batch = [normalize(load_image(s), self.card.input_size) for s in sources[start : start + batch_size]]
+            batch = [normalize(prepare(load_image(s)), self.card.input_size) for s in sources[start : start + batch_size]]
             chunks.append(self.embed_normalized(batch))
             if progress:
                 progress(len(batch))
         return np.concatenate(chunks)
 
-    def vectors(self, values: Sequence[SourceLike | np.ndarray]) -> np.ndarray:
+    def vectors(self, values: Sequence[SourceLike | np.ndarray], clean: bool | None = None) -> np.ndarray:
         """Unit vectors (N, D) for a mix of images of any kind and precomputed embeddings
-        (1-D float arrays of this model's dimension); images are embedded in one batch."""
+        (1-D float arrays of this model's dimension); images are embedded in one batch,
+        cleaned first if `clean` (None: the default)."""
         values = list(values)
         images = [i for i, v in enumerate(values) if not _is_embedding(v)]
         out = np.zeros((len(values), self.dimension), np.float32)
         if images:
-            out[images] = self.embed([values[i] for i in images])
+            out[images] = self.embed([values[i] for i in images], clean=clean)
         for i, value in enumerate(values):
             if _is_embedding(value):
                 if value.dtype.kind != "f" or len(value) != self.dimension or not np.all(np.isfinite(value)):

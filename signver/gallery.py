@@ -270,16 +270,17 @@ class Gallery:
             reference_distances=[round(float(d), 6) for d in per_reference],
         )
 
-    def verify_claim(self, person_id: str, questioned: SourceLike | np.ndarray) -> ClaimResult:
+    def verify_claim(self, person_id: str, questioned: SourceLike | np.ndarray, clean: bool | None = None) -> ClaimResult:
         """Did `person_id` write `questioned`? Its distances to all of the person's references
-        are fused into one and compared with the threshold."""
+        are fused into one and compared with the threshold. `clean`: clean the image first
+        (None: `signver.cleaner.DEFAULT_CLEAN`)."""
         started = time.perf_counter()
         self.get(person_id)  # an unknown person is the error to report, before any image is read
-        vector = self.extractor.vectors([questioned])[0]
+        vector = self.extractor.vectors([questioned], clean=clean)[0]
         embedded = time.perf_counter()
         return self._decide(person_id, vector, self.references(person_id), started, embedded)
 
-    def identify(self, questioned: SourceLike | np.ndarray, k: int = 5) -> list[ClaimResult]:
+    def identify(self, questioned: SourceLike | np.ndarray, k: int = 5, clean: bool | None = None) -> list[ClaimResult]:
         """The k enrolled people closest to `questioned`, best first, each scored as a claim.
 
         The index proposes the people owning the nearest references; each candidate is then
@@ -288,7 +289,7 @@ class Gallery:
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         started = time.perf_counter()
-        vector = self.extractor.vectors([questioned])[0]
+        vector = self.extractor.vectors([questioned], clean=clean)[0]
         embedded = time.perf_counter()
         with self._lock:
             self._refresh()

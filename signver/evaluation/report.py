@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..calibration import Calibration
+from ..cleaner import resolve as resolve_clean
 from ..datasets import read_dataset, select_writers
 from ..extractor import Extractor
 from ..models import ModelCard
@@ -80,10 +81,12 @@ def evaluate(
     model: str | None = None,
     fusion: str = DEFAULT_FUSION,
     progress: Callable[[int, int], None] | None = None,
+    clean: bool | None = None,
 ) -> dict:
     """Run a protocol on a dataset folder and write metrics.json and plots into `out`.
 
-    `progress(done, total)` is told how many images have been embedded.
+    `progress(done, total)` is told how many images have been embedded; `clean` cleans each
+    image first (None: `signver.cleaner.DEFAULT_CLEAN`).
     """
     dataset_name, trials = build_trials(data_dir, protocol, references, split, test_writers)
     extractor = Extractor(model)
@@ -95,7 +98,7 @@ def evaluate(
         if progress:
             progress(done, len(trials.images))
 
-    embeddings = extractor.embed(trials.images, progress=advance)
+    embeddings = extractor.embed(trials.images, progress=advance, clean=clean)
     distances = score_trials(embeddings, trials.references, trials.questioned, fusion)
     threshold, calibration, source = decision_rule(extractor.card, protocol, fusion, trials.references.shape[1])
     if threshold is None:
@@ -107,6 +110,7 @@ def evaluate(
         "model": extractor.name,
         "references": int(trials.references.shape[1]),
         "fusion": fusion,
+        "cleaned": resolve_clean(clean),
         "n_writers": len(trials.writers),
         "n_images": len(trials.images),
         "n_positive": trials.count(POSITIVE),

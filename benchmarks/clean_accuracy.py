@@ -1,0 +1,147 @@
+"""Does cleaning help verification? The cleaner's figures on test writers only.
+
+For each dataset's test split (CEDAR: 11 writers, BHSig260-Bengali: 51-100), every image is
+used as it is ("clean"), overlaid with clutter by `signver.overlays` drawn with the font
+families held out of training ("overlaid"), and overlaid by the independent generator of
+`alt_overlays.py` ("alt-overlaid"), each with and without the cleaner. For each version:
+
+- restoration against the target (the signature alone on white): PSNR, SSIM, ink precision,
+  stroke recall and ink F-measure (`signver.evaluation.cleaning`);
+- protocol P1 skilled and random EER with the default extractor, images embedded through the
+  library's own `clean=` switch.
+
+Overlays are seeded by image index, so every run makes the same ones.
+
+    python benchmarks/clean_accuracy.py --out out/cleaner            # both datasets, ~15 min
+    python benchmarks/clean_accuracy.py --datasets cedar --out out/cleaner-cedar
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+from alt_overlays import alt_clutter
+from common import machine
+from rich.progress import track
+
+from signver import overlays
+from signver.cleaner import get_cleaner
+from signver.evaluation.cleaning import mean_scores, restoration_scores
+from signver.evaluation.metrics import eer
+from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
+from signver.evaluation.report import build_trials
+from signver.extractor import get_extractor
+from signver.errors import BlankImageError
+from signver.images import load_image
+from signver.normalize import ink_mask, normalize
+from signver.matcher import score_trials
+
+DATASETS = {"cedar": ("../shared/data/cedar", "cedar"), "bengali": ("../shared/data/bhsig260-bengali", "bhsig260-bengali")}
+VERSIONS = ("clean", "overlaid", "alt-overlaid")
+
+
+def has_ink(image: np.ndarray) -> bool:
+    try:
+        ink_mask(image)
+        return True
+    except BlankImageError:
+        return False
+
+
+def make_versions(image: np.ndarray, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(input, target) per version; the clean version's target is its whitened self."""
+    own = overlays.clutter(image, np.random.default_rng([seed, 1]), fonts="test")
+    return {"clean": (image, overlays.whiten(image)), "overlaid": (own.image, own.target), "alt-overlaid": alt_clutter(image, seed)}
+
+
+def run_dataset(name: str, root: str, split: str, model: str | None, cleaner_model: str | None, limit: int | None) -> dict:
+    dataset_name, trials = build_trials(root, "p1", 1, split, None)
+    writers = trials.writers[:limit] if limit else trials.writers
+    if limit:
+        dataset_name, trials = build_trials(root, "p1", 1, None, ",".join(writers))
+    extractor, cleaner = get_extractor(model), get_cleaner(cleaner_model)
+    embeddings: dict = {(v, c): [] for v in VERSIONS for c in (False, True)}
+    scores = {(v, c): [] for v in VERSIONS for c in (False, True)}
+    clean_seconds, n_cleaned = 0.0, 0
+    for index, path in enumerate(track(trials.images, description=f"{name}: {len(trials.images)} images")):
+        image = load_image(path)
+        seed = zlib.crc32(f"{dataset_name}/{Path(path).name}".encode())
+        for version, (dirty, target) in make_versions(image, seed).items():
+            start = time.perf_counter()
+            cleaned = cleaner.clean(dirty)
+            clean_seconds += time.perf_counter() - start
+            n_cleaned += 1
+            scores[(version, False)].append(restoration_scores(dirty if version != "clean" else target, target))
+            scores[(version, True)].append(restoration_scores(cleaned, target))
+            embeddings[(version, False)].append(normalize(dirty, extractor.card.input_size))
+            # what Extractor.embed(clean=True) does: the cleaned crop, or the crop itself if cleaning left no ink
+            embeddings[(version, True)].append(normalize(cleaned if has_ink(cleaned) else dirty, extractor.card.input_size))
+    result = {"dataset": dataset_name, "split": split, "writers": writers, "images": len(trials.images),
+              "n_positive": trials.count(POSITIVE), "n_skilled": trials.count(SKILLED), "n_random": trials.count(RANDOM),
+              "model": extractor.name, "cleaner": cleaner.name, "clean_ms_per_crop": 1000 * clean_seconds / max(1, n_cleaned),
+              "rows": {}}
+    for (version, cleaned), normalized in embeddings.items():
+        vectors = np.concatenate([extractor.embed_normalized(normalized[i : i + 64]) for i in range(0, len(normalized), 64)])
+        distances = score_trials(vectors, trials.references, trials.questioned, "mean")
+        genuine = distances[trials.kind == POSITIVE]
+        row = {"eer_skilled": eer(genuine, distances[trials.kind == SKILLED])[0],
+               "eer_random": eer(genuine, distances[trials.kind == RANDOM])[0],
+               **mean_scores(scores[(version, cleaned)])}
+        result["rows"][f"{version}{' + cleaned' if cleaned else ''}"] = row
+    rows = result["rows"]
+    for kind in ("skilled", "random"):
+        base = rows["clean"][f"eer_{kind}"]
+        result[f"clean_eer_change_{kind}"] = rows["clean + cleaned"][f"eer_{kind}"] - base
+        for version in ("overlaid", "alt-overlaid"):
+            lost = rows[version][f"eer_{kind}"] - base
+            recovered = rows[version][f"eer_{kind}"] - rows[f"{version} + cleaned"][f"eer_{kind}"]
+            result[f"{version}_recovered_{kind}"] = recovered / lost if lost > 0 else float("nan")
+    return result
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| dataset | images | EER skilled | EER random | PSNR dB | SSIM | ink F | ink precision | stroke recall |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for row_name, row in r["rows"].items():
+            lines.append(f"| {r['dataset']} {row_name} | {r['images']} | {100 * row['eer_skilled']:.1f} | {100 * row['eer_random']:.1f} | "
+                         f"{row['psnr']:.1f} | {row['ssim']:.3f} | {row['ink_f']:.3f} | {row['ink_precision']:.3f} | {row['stroke_recall']:.3f} |")
+    lines.append("")
+    for r in results:
+        lines.append(f"{r['dataset']}: EER change on clean images (skilled / random): {100 * r['clean_eer_change_skilled']:+.2f} / "
+                     f"{100 * r['clean_eer_change_random']:+.2f} points; lost EER recovered, overlaid: "
+                     f"{100 * r['overlaid_recovered_skilled']:.0f} % / {100 * r['overlaid_recovered_random']:.0f} %, alt-overlaid: "
+                     f"{100 * r['alt-overlaid_recovered_skilled']:.0f} % / {100 * r['alt-overlaid_recovered_random']:.0f} %; "
+                     f"cleaning {r['clean_ms_per_crop']:.1f} ms per crop")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="cedar,bengali", help="comma-separated: cedar, bengali")
+    parser.add_argument("--model", default=None, help="extractor (default: the shipped default)")
+    parser.add_argument("--cleaner", default=None, help="cleaner name or .onnx path")
+    parser.add_argument("--limit-writers", type=int, default=None, help="only the first N test writers (quick checks)")
+    parser.add_argument("--out", type=Path, default=Path("out/cleaner"))
+    args = parser.parse_args()
+    results = []
+    for name in args.datasets.split(","):
+        root, split = DATASETS[name]
+        if not Path(root).is_dir():
+            sys.exit(f"{root} is not here")
+        results.append(run_dataset(name, root, split, args.model, args.cleaner, args.limit_writers))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=2) + "\n")
+    print(f"machine: {machine()}")
+    print(table(results))
+    print(f"wrote {args.out / 'metrics.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Remove printed text, ruling lines, stamps and scan noise around a signature's ink.
+
+    cleaned = signver.clean("crop.png")    # uint8 grey, ink dark on white, same size as the input
+
+A small U-Net (ONNX, model card `kind: cleaner` in signver/models/) gives every pixel the
+probability that it is signature ink. The crop is shrunk to the network's working resolution
+(area at most the card's `max_pixels`; small crops are never enlarged), padded with white to a
+multiple of 16, and the probability map is resized back to the original size. The output keeps
+the original pixels where the map says ink and turns everything else white:
+
+    out = 255 - m * (255 - grey),   m = clip((p - low) / (high - low), 0, 1)
+
+so a clean signature passes unchanged apart from its paper, and the ink keeps its own tone,
+which is what the extractor was trained on. Inference never imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from .errors import BlankImageError, InputError
+from .images import SourceLike, load_image
+from .models import ModelCard, inference_session, load_card
+from .normalize import ink_mask
+
+DEFAULT_CLEANER = "cleaner-unet"
+MULTIPLE = 16
+# Where cleaning is on by default when the caller passes clean=None (see docs/benchmarks.md,
+# "Cleaner"): it recovers most of the accuracy lost to clutter and costs little on clean scans.
+DEFAULT_CLEAN = False
+
+
+class Cleaner:
+    """A cleaner model described by a model card."""
+
+    def __init__(self, model: str | None = None):
+        self.card: ModelCard = load_card(model or DEFAULT_CLEANER)
+        if self.card.kind != "cleaner":
+            raise InputError(f"model {self.card.name} is a {self.card.kind}, not a cleaner")
+        self.session = inference_session(self.card.path)
+        self.input_name = self.session.get_inputs()[0].name
+        self.max_pixels = int(self.card.details.get("max_pixels", 65536))
+        mask = self.card.details.get("mask", {})
+        self.low, self.high = float(mask.get("low", 0.3)), float(mask.get("high", 0.7))
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def ink_probability(self, gray: np.ndarray) -> np.ndarray:
+        """P(signature ink) for every pixel of a uint8 grey crop, float32 of the same shape."""
+        if gray.ndim != 2 or gray.dtype != np.uint8:
+            raise InputError(f"expected a 2-D uint8 grey image, got {gray.dtype} array of shape {gray.shape}")
+        h, w = gray.shape
+        scale = min(1.0, math.sqrt(self.max_pixels / (h * w)))
+        small = gray
+        if scale < 1:
+            small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        sh, sw = small.shape
+        ph, pw = -sh % MULTIPLE, -sw % MULTIPLE
+        x = np.zeros((1, 1, sh + ph, sw + pw), np.float32)  # padding is white paper: darkness 0
+        x[0, 0, :sh, :sw] = 1 - small.astype(np.float32) / 255
+        (probability,) = self.session.run(None, {self.input_name: x})
+        probability = probability[0, 0, :sh, :sw]
+        if scale < 1:
+            probability = cv2.resize(probability, (w, h), interpolation=cv2.INTER_LINEAR)
+        return probability
+
+    def clean(self, gray: np.ndarray) -> np.ndarray:
+        """The cleaned crop: signature ink as it was, everything else white."""
+        keep = np.clip((self.ink_probability(gray) - self.low) / (self.high - self.low), 0, 1)
+        return (255 - keep * (255 - gray.astype(np.float32)) + 0.5).astype(np.uint8)
+
+
+@lru_cache(maxsize=2)
+def get_cleaner(model: str | None = None) -> Cleaner:
+    """A shared cleaner per model, so its session loads once per process."""
+    return Cleaner(model)
+
+
+def clean(source: SourceLike, model: str | None = None) -> np.ndarray:
+    """Remove the clutter around a signature: any input kind `signver.load_image` reads (a
+    path, bytes, file object, numpy array, PIL image, PDF page 1), any size. Returns a uint8
+    grey image of the input's size, ink dark on white."""
+    return get_cleaner(model).clean(load_image(source))
+
+
+def clean_many(sources: Iterable[SourceLike], model: str | None = None) -> list[np.ndarray]:
+    cleaner = get_cleaner(model)
+    return [cleaner.clean(load_image(s)) for s in sources]
+
+
+def resolve(clean_flag: bool | None) -> bool:
+    """The caller's choice, or the default (DEFAULT_CLEAN) when it is None."""
+    return DEFAULT_CLEAN if clean_flag is None else bool(clean_flag)
+
+
+def for_embedding(gray: np.ndarray, model: str | None = None) -> np.ndarray:
+    """The crop the extractor should see: cleaned, unless cleaning left (almost) no ink, in
+    which case the crop as it came (the signature is more likely there than nothing at all)."""
+    cleaned = get_cleaner(model).clean(gray)
+    try:
+        ink_mask(cleaned)
+    except BlankImageError:
+        return gray
+    return cleaned

@@ -1,0 +1,354 @@
+"""`signver train cleaner`: a small U-Net that keeps a signature's ink and drops the clutter.
+
+Training pairs are made on the fly: a clean signature of a training writer (genuine or forged
+images of the configured splits' training writers; never a test writer), optionally a
+procedural one from `signver.synth`, surrounded and overlapped by `signver.overlays.clutter`
+(printed text in many fonts, rules, boxes, leaders, stamps, speckle, scan degradation). The
+target is the signature's ink mask. Pairs are brought to the working resolution the same way
+`signver.cleaner` does at inference (area at most `max_pixels`), then cut or padded to a fixed
+patch. The network predicts, for every pixel, the probability that it is signature ink.
+
+Runs are resumable: `runs/<name>/last.pt` is written every `eval_every` steps and `best.pt`
+whenever the validation ink F-measure (fixed pairs from held-out training writers) improves;
+best is exported to ONNX with its model card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, track
+from torch import nn
+
+from .. import overlays, synth
+from ..datasets import read_dataset
+from ..images import load_image
+from .data import writers_for
+
+MULTIPLE = 16  # input sides must be multiples of this (pixel-unshuffle 2 x three poolings)
+
+
+# -- network -------------------------------------------------------------------------------
+
+
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class UNet(nn.Module):
+    """A U-Net on a 2x pixel-unshuffled input: full-resolution output at a quarter of the cost.
+
+    Input (N, 1, H, W), ink bright in [0, 1], H and W multiples of 16; output (N, 1, H, W)
+    logits of "this pixel is signature ink". Encoder levels have two 3x3 convolutions, decoder
+    levels one, after a bilinear upsampling and the skip connection.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128), unshuffle: int = 2):
+        super().__init__()
+        self.unshuffle = unshuffle
+        self.encoder = nn.ModuleList()
+        cin = unshuffle * unshuffle
+        for c in channels:
+            self.encoder.append(nn.Sequential(*_conv(cin, c), *_conv(c, c)))
+            cin = c
+        self.lateral = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        for c in reversed(channels[:-1]):
+            self.lateral.append(nn.Conv2d(cin, c, 1))
+            self.decoder.append(nn.Sequential(*_conv(2 * c, c)))
+            cin = c
+        self.head = nn.Conv2d(cin, unshuffle * unshuffle, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pixel_unshuffle(x, self.unshuffle)
+        skips = []
+        for i, level in enumerate(self.encoder):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = level(x)
+            skips.append(x)
+        for lateral, level, skip in zip(self.lateral, self.decoder, reversed(skips[:-1])):
+            x = F.interpolate(lateral(x), scale_factor=2, mode="bilinear", align_corners=False)
+            x = level(torch.cat([x, skip], 1))
+        return F.pixel_shuffle(self.head(x), self.unshuffle)
+
+
+class InkProbability(nn.Module):
+    """What is exported: the network followed by a sigmoid."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.network(x))
+
+
+def build_unet(config: dict) -> UNet:
+    return UNet(tuple(config.get("channels", (16, 32, 64, 128))), int(config.get("unshuffle", 2)))
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def load_clean_signatures(sources: list[dict], role: str, cache: Path | None = None, max_pixels: int = 160_000) -> list[np.ndarray]:
+    """Every image (genuine and forged) of the training writers of each source (`role`
+    'train'), or of its held-out training writers (`role` 'holdout'), whitened and shrunk to
+    at most `max_pixels`. Test writers of a source's split are never read."""
+    if cache and cache.is_file():
+        data = np.load(cache)
+        shapes, flat = data["shapes"], data["pixels"]
+        ends = np.cumsum([h * w for h, w in shapes])
+        return [flat[e - h * w : e].reshape(h, w) for (h, w), e in zip(shapes, ends)]
+    paths = []
+    for source in sources:
+        dataset = read_dataset(source["path"])
+        for writer in writers_for(source, dataset.writers(), role):
+            paths += [s.path for s in dataset.genuine(writer) + dataset.forged(writer)]
+    images = [overlays.whiten(to_working(load_image(p), max_pixels)[0]) for p in track(paths, description=f"reading {role} signatures")]
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, shapes=np.array([i.shape for i in images]), pixels=np.concatenate([i.ravel() for i in images]) if images else np.zeros(0, np.uint8))
+    return images
+
+
+def to_working(image: np.ndarray, max_pixels: int) -> tuple[np.ndarray, float]:
+    """The image at the cleaner's working resolution (area at most `max_pixels`) and the scale."""
+    h, w = image.shape
+    s = min(1.0, math.sqrt(max_pixels / (h * w)))
+    if s >= 1:
+        return image, 1.0
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA), s
+
+
+def make_pair(signature: np.ndarray, rng: np.random.Generator, config: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One training pair at working resolution: (dirty uint8 grey, ink mask uint8 0/1), full size."""
+    max_pixels = int(config.get("max_pixels", 65536))
+    # the signature's own size: from tiny crops of low-resolution pages to large scans
+    area = signature.shape[0] * signature.shape[1]
+    wanted = math.exp(rng.uniform(math.log(0.04 * max_pixels), math.log(2.0 * max_pixels)))
+    f = min(1.0, math.sqrt(wanted / area))
+    if f < 1:
+        signature = cv2.resize(signature, (max(8, round(signature.shape[1] * f)), max(8, round(signature.shape[0] * f))), interpolation=cv2.INTER_AREA)
+    if rng.random() < config.get("clean_fraction", 0.15):  # nothing to remove: the cleaner must change nothing
+        target = overlays.whiten(signature)
+        dirty = overlays.degrade(target, rng, 0.7) if rng.random() < 0.6 else target
+    else:
+        pair = overlays.clutter(signature, rng, fonts=config.get("fonts", "train"), strength=rng.uniform(0.5, 1.4))
+        dirty, target = pair.image, pair.target
+    dirty, _ = to_working(dirty, max_pixels)
+    target, _ = to_working(target, max_pixels)
+    return dirty, (target <= 255 * (1 - overlays.INK_DARKNESS)).astype(np.uint8)
+
+
+def fit_patch(dirty: np.ndarray, mask: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cut (at a random place, most of the time around the ink) or pad with white to `size`."""
+    ph, pw = size
+    h, w = dirty.shape
+    if h < ph or w < pw:
+        top, left = rng.integers(0, max(0, ph - h) + 1), rng.integers(0, max(0, pw - w) + 1)
+        pads = ((top, max(0, ph - h - top)), (left, max(0, pw - w - left)))
+        dirty, mask = np.pad(dirty, pads, constant_values=255), np.pad(mask, pads, constant_values=0)
+        h, w = dirty.shape
+    ys, xs = np.nonzero(mask)
+    if len(ys) and rng.random() < 0.85:
+        i = rng.integers(len(ys))
+        y0 = int(np.clip(ys[i] - rng.integers(0, ph), 0, h - ph))
+        x0 = int(np.clip(xs[i] - rng.integers(0, pw), 0, w - pw))
+    else:
+        y0, x0 = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+    return dirty[y0 : y0 + ph, x0 : x0 + pw], mask[y0 : y0 + ph, x0 : x0 + pw]
+
+
+class PairStream(torch.utils.data.IterableDataset):
+    """Endless batches of (dirty, mask) patches; each worker draws from its own seed."""
+
+    def __init__(self, signatures: list[np.ndarray], config: dict, seed: int):
+        self.signatures, self.config, self.seed = signatures, config, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        size = (int(self.config["patch"]["height"]), int(self.config["patch"]["width"]))
+        batch = int(self.config["batch"])
+        synthetic = float(self.config.get("synthetic_fraction", 0.1))
+        while True:
+            xs, ys = np.empty((batch, *size), np.uint8), np.empty((batch, *size), np.uint8)
+            for k in range(batch):
+                if rng.random() < synthetic or not self.signatures:
+                    writer = int(rng.integers(1 << 30))
+                    signature = (synth.genuine if rng.random() < 0.7 else synth.forgery)(writer, int(rng.integers(100)))
+                else:
+                    signature = self.signatures[rng.integers(len(self.signatures))]
+                xs[k], ys[k] = fit_patch(*make_pair(signature, rng, self.config), size, rng)
+            yield torch.from_numpy(xs), torch.from_numpy(ys)
+
+
+def as_input(grey: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 grey (N, H, W), ink dark -> float (N, 1, H, W), ink bright in [0, 1]."""
+    grey = torch.as_tensor(grey)
+    return (1 - grey.float() / 255)[:, None]
+
+
+def validation_pairs(signatures: list[np.ndarray], config: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([int(config.get("seed", 0)), 99])
+    size = (int(config["patch"]["height"]), int(config["patch"]["width"]))
+    pairs = [fit_patch(*make_pair(signatures[i % len(signatures)], rng, config), size, rng) for i in rng.permutation(max(n, 1))[:n]]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+# -- loss and measures ---------------------------------------------------------------------
+
+
+def ink_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float = 2.0, dice: float = 1.0) -> torch.Tensor:
+    """Binary cross-entropy (missing ink costs `pos_weight` times more) plus soft Dice."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(pos_weight))
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum(dim=(1, 2, 3))
+    soft_dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
+    return bce + dice * soft_dice.mean()
+
+
+def mask_scores(predicted: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Pixel precision, recall (stroke recall) and F-measure of an ink mask, pooled."""
+    tp = float(np.count_nonzero(predicted & target))
+    precision = tp / max(1, np.count_nonzero(predicted))
+    recall = tp / max(1, np.count_nonzero(target))
+    return {"precision": precision, "recall": recall, "f": 2 * precision * recall / max(1e-9, precision + recall)}
+
+
+def predict(network: nn.Module, dirty: np.ndarray, batch: int = 32) -> np.ndarray:
+    network.eval()
+    with torch.no_grad():
+        out = [torch.sigmoid(network(as_input(dirty[i : i + batch]))).numpy()[:, 0] for i in range(0, len(dirty), batch)]
+    network.train()
+    return np.concatenate(out)
+
+
+def validate(network: nn.Module, dirty: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    probability = predict(network, dirty)
+    scores = mask_scores(probability > 0.5, mask.astype(bool))
+    # input ink (Otsu of the dirty patch) compared: how much of it was clutter, how much is left
+    return {k: round(v, 4) for k, v in scores.items()}
+
+
+# -- loop ----------------------------------------------------------------------------------
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def train_cleaner(config: dict, config_path: str) -> Path:
+    torch.manual_seed(config.get("seed", 0))
+    torch.set_num_threads(int(config.get("threads", 2)))
+    cv2.setNumThreads(1)  # before the data worker forks: no OpenCV thread pool to inherit, none to fight the network
+    run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sources = config.get("data", [])
+    train = load_clean_signatures(sources, "train", run_dir / "train.npz") if sources else []
+    holdout = load_clean_signatures(sources, "holdout", run_dir / "holdout.npz") if sources else []
+    if not holdout:  # no data configured (tests): validate on procedural writers never drawn in training
+        holdout = [synth.genuine(10_000_000 + i, 0) for i in range(8)]
+    val_dirty, val_mask = validation_pairs(holdout, config, int(config.get("validation_pairs", 96)))
+    network = build_unet(config.get("network", {})).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 1e-4))
+    steps, warmup = int(config["steps"]), int(config.get("warmup", 50))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, steps, warmup))
+    start, seconds, best = 0, 0.0, -1.0
+    checkpoint = run_dir / "last.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, seconds, best = state["step"], state["seconds"], state["best"]
+    workers = int(config.get("workers", 1))
+    loader = torch.utils.data.DataLoader(PairStream(train, config, int(config.get("seed", 0)) * 1000 + start), batch_size=None,
+                                         num_workers=workers, prefetch_factor=4 if workers else None, persistent_workers=False)
+    autocast = config.get("autocast", "bf16") == "bf16"
+    loss_config = config.get("loss", {})
+    columns = (TextColumn("training cleaner"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
+    batches = iter(loader)
+    with Progress(*columns) as progress, open(run_dir / "log.jsonl", "a") as log:
+        task = progress.add_task("train", total=steps, completed=start, status="")
+        began, running = time.time(), None
+        for step in range(start, steps):
+            dirty, mask = next(batches)
+            x = as_input(dirty).contiguous(memory_format=torch.channels_last)
+            y = mask.float()[:, None]
+            network.train()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                logits = network(x)
+            loss = ink_loss(logits.float(), y, loss_config.get("pos_weight", 2.0), loss_config.get("dice", 1.0))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            done = step + 1
+            if done % int(config.get("eval_every", 200)) == 0 or done == steps:
+                scores = validate(network, val_dirty, val_mask)
+                elapsed = seconds + time.time() - began
+                log.write(json.dumps({"step": done, "loss": round(running, 4), "validation": scores, "seconds": round(elapsed)}) + "\n")
+                log.flush()
+                if scores["f"] > best:
+                    best = scores["f"]
+                    torch.save({"network": network.state_dict(), "step": done, "validation": scores}, run_dir / "best.pt")
+                torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "step": done, "seconds": elapsed, "best": best}, checkpoint)
+                progress.update(task, status=f"loss {running:.3f} val F {scores['f']:.3f} recall {scores['recall']:.3f}")
+            progress.update(task, completed=done)
+    seconds += time.time() - began
+    chosen = torch.load(run_dir / "best.pt", weights_only=False)
+    network.load_state_dict(chosen["network"])
+    return export_cleaner(network, {**config, "chosen_step": chosen["step"], "validation": chosen["validation"]}, config_path, seconds, len(train))
+
+
+def export_cleaner(network: nn.Module, config: dict, config_path: str, seconds: float, n_train: int) -> Path:
+    """Write `<out>/<name>.onnx` (dynamic batch, height and width) and its model card."""
+    path = Path(config["out"]) / f"{config['name']}.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = (int(config["patch"]["height"]), int(config["patch"]["width"]))
+    model = InkProbability(network.eval().float().to(memory_format=torch.contiguous_format)).eval()
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(1, 1, *size),), str(path), input_names=["image"], output_names=["ink"],
+                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "ink": {0: "batch", 2: "height", 3: "width"}},
+                          opset_version=17, dynamo=False)
+    fonts = overlays.font_files(config.get("fonts", "train"))
+    card = {
+        "name": config["name"],
+        "kind": "cleaner",
+        "description": config["description"],
+        "network": {"kind": "unet", **config.get("network", {}), "parameters": sum(p.numel() for p in network.parameters())},
+        "input": {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],
+                  "polarity": "ink bright on black (1 - grey / 255)", "sides": f"any multiple of {MULTIPLE} (training patch shown)",
+                  "preprocessing": "signver.cleaner: shrink to at most max_pixels, pad with white to a multiple of 16"},
+        "output": "probability that each pixel is signature ink, same size as the input",
+        "max_pixels": int(config.get("max_pixels", 65536)),
+        "mask": config.get("mask", {"low": 0.3, "high": 0.7}),
+        "trained_on": {"signatures": [{k: v for k, v in s.items()} for s in config.get("data", [])], "images": n_train,
+                       "synthetic_fraction": config.get("synthetic_fraction", 0.1),
+                       "overlays": "signver.overlays.clutter: printed text, paragraphs, rules, boxes, leaders, stamps, speckle; scan degradation",
+                       "fonts": len(fonts), "held_out_font_families": list(overlays.HELD_OUT_FAMILIES),
+                       "clean_fraction": config.get("clean_fraction", 0.15)},
+        "training": {"steps": config["steps"], "chosen_step": config["chosen_step"], "batch": config["batch"], "patch": config["patch"],
+                     "lr": config["lr"], "loss": config.get("loss", {}), "seconds": round(seconds),
+                     "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
+        "validation": {"pairs": int(config.get("validation_pairs", 96)), "writers": "held-out training writers", **config["validation"]},
+        "threshold": None,
+        "training_command": f"signver train cleaner --config {config_path}",
+    }
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return path
