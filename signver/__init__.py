@@ -6,9 +6,10 @@
 """
 
 from .api import VerificationResult, embed, verify
+from .cleaner import clean
 from .errors import SignverError
 from .images import load_image, load_pages
 from .normalize import normalize
 
-__all__ = ["SignverError", "VerificationResult", "embed", "load_image", "load_pages", "normalize", "verify"]
+__all__ = ["SignverError", "VerificationResult", "clean", "embed", "load_image", "load_pages", "normalize", "verify"]
 __version__ = "0.1.0"

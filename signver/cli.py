@@ -51,6 +51,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".g
 OUTPUT_FORMATS = ("text", "csv", "jsonl")
 GalleryOption = typer.Option(None, "--gallery", envvar="SIGNVER_GALLERY", help="gallery file (default ~/.signver/gallery.sqlite)")
 FormatOption = typer.Option("text", "--format", help="text, csv or jsonl (one line per result)")
+CleanOption = typer.Option(None, "--clean/--no-clean", help="remove printed text, lines and stamps around the ink before embedding (default: the library's, see docs/benchmarks.md)")
 
 
 def expand_images(paths: list[Path]) -> list[Path]:
@@ -128,6 +129,7 @@ def verify(
     model: Optional[str] = typer.Option(None, help="extractor name or .onnx path"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines (same as --format jsonl)"),
     output_format: str = FormatOption,
+    clean: Optional[bool] = CleanOption,
 ) -> None:
     """Verify that each QUESTIONED signature was written by the writer of REFERENCE."""
     from .api import verify as verify_pair
@@ -135,11 +137,11 @@ def verify(
 
     columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model")
     printer = ResultPrinter("jsonl" if as_json else output_format, columns)
-    reference_vector = get_extractor(model).vectors([reference])[0]
+    reference_vector = get_extractor(model).vectors([reference], clean=clean)[0]
     for path in each_with_progress(expand_images(questioned), "verifying"):
         record = {"reference": str(reference), "questioned": str(path)}
         try:
-            result = verify_pair(reference_vector, path, threshold=threshold, model=model)
+            result = verify_pair(reference_vector, path, threshold=threshold, model=model, clean=clean)
         except SignverError as error:
             printer.error(record, error)
             continue
@@ -180,6 +182,7 @@ def check(
     gallery: Optional[Path] = GalleryOption,
     model: Optional[str] = typer.Option(None, help="extractor the gallery was made with"),
     output_format: str = FormatOption,
+    clean: Optional[bool] = CleanOption,
 ) -> None:
     """Check that PERSON wrote each questioned signature, against all their references."""
     from .gallery import Gallery
@@ -192,7 +195,7 @@ def check(
         for path in each_with_progress(files, "checking"):
             record = {"questioned": str(path), "person_id": person}
             try:
-                result = store.verify_claim(person, path)
+                result = store.verify_claim(person, path, clean=clean)
             except SignverError as error:
                 printer.error(record, error)
                 continue
@@ -211,6 +214,7 @@ def identify(
     gallery: Optional[Path] = GalleryOption,
     model: Optional[str] = typer.Option(None, help="extractor the gallery was made with"),
     output_format: str = FormatOption,
+    clean: Optional[bool] = CleanOption,
 ) -> None:
     """Rank the enrolled people closest to each questioned signature (1:N search)."""
     from .gallery import Gallery
@@ -221,7 +225,7 @@ def identify(
         files = expand_images(images)
         for path in each_with_progress(files, "identifying"):
             try:
-                ranked = store.identify(path, k)
+                ranked = store.identify(path, k, clean=clean)
             except SignverError as error:
                 printer.error({"questioned": str(path)}, error)
                 continue
@@ -274,6 +278,7 @@ def evaluate(
     test_writers: Optional[str] = typer.Option(None, help="'all' or a comma-separated list of writers (when no --split)"),
     model: Optional[str] = typer.Option(None, help="extractor name or .onnx path"),
     fusion: str = typer.Option(DEFAULT_FUSION, help="P2: how distances to the K references combine (mean, min, median)"),
+    clean: Optional[bool] = CleanOption,
 ) -> None:
     """Measure a model on a dataset with protocol P1 or P2 and write DIR/metrics.json + plots."""
     from .evaluation import evaluate as run
@@ -284,7 +289,7 @@ def evaluate(
         task = bar.add_task("embedding", total=None)
         metrics = run(
             data_dir, out, protocol.lower(), references, split, test_writers, model, fusion,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=lambda done, total: bar.update(task, completed=done, total=total), clean=clean,
         )
     keys = ("n_writers", "n_positive", "n_skilled", "n_random", "eer_skilled", "eer_random", "auc_skilled",
             "balanced_accuracy_skilled", "threshold", "frr_at_threshold", "far_skilled_at_threshold", "far_random_at_threshold")
@@ -372,6 +377,42 @@ def serve(
     run(host, port, gallery, api_key, model)
 
 
+@app.command("clean")
+@reports_errors
+def clean_images(
+    images: list[Path] = typer.Argument(..., help="signature crops: image or PDF files, or folders of them"),
+    out: Path = typer.Option(..., "--out", help="folder for the cleaned images (PNG, one per input)"),
+    model: Optional[str] = typer.Option(None, help="cleaner name or .onnx path"),
+) -> None:
+    """Remove printed text, ruling lines, stamps and scan noise around each signature; writes
+    OUT/<name>.png (same size, ink dark on white) and prints one line per file."""
+    import cv2
+
+    from .cleaner import clean, get_cleaner
+
+    get_cleaner(model)  # a missing model is one error, not one per file
+    files = expand_images(images)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    exit_code = EXIT_OK
+    for path in each_with_progress(files, "cleaning"):
+        name = f"{path.stem}.png"
+        for n in range(2, len(files) + 2):
+            if name not in used:
+                break
+            name = f"{path.stem}-{n}.png"
+        used.add(name)
+        try:
+            cleaned = clean(path, model=model)
+        except SignverError as error:
+            err.print(f"[red]error:[/red] {path}: {error}", highlight=False)
+            exit_code = EXIT_BAD_INPUT
+            continue
+        cv2.imwrite(str(out / name), cleaned)
+        print(f"{path}\t{out / name}", flush=True)
+    raise typer.Exit(exit_code)
+
+
 @train_app.command("baseline")
 @reports_errors
 def train_baseline(config: Path = typer.Option(..., help="YAML config, e.g. configs/baseline-effnet-lite0.yaml")) -> None:
@@ -391,6 +432,18 @@ def train_extractor(config: Path = typer.Option(..., help="YAML config, e.g. con
     import yaml
 
     from .training.loop import train_extractor as run
+
+    path = run(yaml.safe_load(config.read_text()), str(config))
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+@train_app.command("cleaner")
+@reports_errors
+def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. configs/cleaner-unet.yaml")) -> None:
+    """Train the clutter-removing U-Net on synthetic overlays (resumable), export ONNX + card."""
+    import yaml
+
+    from .training.cleaner import train_cleaner as run
 
     path = run(yaml.safe_load(config.read_text()), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
