@@ -159,9 +159,23 @@ class _Lazy:
 
 
 def _load_detector(model: str | None):
+    """The named detector; for the default, the shipped network, else (none shipped) the
+    classical detector of `signver.detector_baseline`, which `models()` then names."""
     from .detector import get_detector
 
-    return get_detector(model)
+    try:
+        return get_detector(model)
+    except Exception:
+        if model is not None:
+            raise
+        try:
+            from .detector_baseline import BaselineDetector
+        except ImportError:
+            raise ModelUnavailableError("no signature detector model is installed") from None
+        log.warning("no detector model installed: using the classical detector (signver.detector_baseline)")
+        fallback = BaselineDetector()
+        fallback.name = "classical-baseline (no detector model installed)"
+        return fallback
 
 
 def _load_cleaner(model: str | None):

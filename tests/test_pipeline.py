@@ -180,3 +180,13 @@ def test_shipped_detector_finds_signatures_on_synthetic_pages(gallery):
             hits += int((box_iou(made.boxes, boxes).max(axis=1) >= 0.5).sum())
         assert all(s.decision is not None or s.error for s in found.signatures)
     assert hits >= total - 1
+
+
+@pytest.mark.skipif(any(c.kind == "detector" for c in __import__("signver.models").models.available_models()),
+                    reason="a detector model is shipped: no fallback")
+def test_default_detector_falls_back_to_the_classical_one_and_says_so(gallery, document):
+    page, _ = document
+    pipeline = Pipeline(gallery, clean=False)
+    assert pipeline.models()["detector"]["name"].startswith("classical-baseline")
+    result = pipeline.run(png(page), person_id="alice")
+    assert result.models["detector"].startswith("classical-baseline") and result.signatures

@@ -53,7 +53,8 @@ async function loadHealth() {
   try {
     const h = await api("GET", "/v1/health");
     const missing = ["detector", "cleaner"].filter((m) => !h.models[m].loaded);
-    $("health").textContent = `Service ready: model ${h.models.extractor.name}, ${h.gallery.people} ${h.gallery.people === 1 ? "person" : "people"} enrolled` +
+    const detector = h.models.detector.loaded ? `, detector ${h.models.detector.name}` : "";
+    $("health").textContent = `Service ready: model ${h.models.extractor.name}${detector}, ${h.gallery.people} ${h.gallery.people === 1 ? "person" : "people"} enrolled` +
       (missing.length ? ` (not installed: ${missing.join(", ")})` : "") +
       (h.auth.writes ? "; changes to the gallery need the API key" : "");
     if (!h.models.cleaner.loaded) { $("clean").checked = false; $("clean").disabled = true; }
