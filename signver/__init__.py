@@ -10,6 +10,7 @@ from .cleaner import clean
 from .errors import SignverError
 from .images import load_image, load_pages
 from .normalize import normalize
+from .pipeline import Pipeline
 
-__all__ = ["SignverError", "VerificationResult", "clean", "embed", "load_image", "load_pages", "normalize", "verify"]
+__all__ = ["Pipeline", "SignverError", "VerificationResult", "clean", "embed", "load_image", "load_pages", "normalize", "verify"]
 __version__ = "0.1.0"
