@@ -76,3 +76,19 @@ def reliability_plot(genuine_p: np.ndarray, impostor_p: np.ndarray, title: str, 
     bottom.bar(edges[:-1], weight, width=1 / bins, align="edge", color="grey", edgecolor="white")
     bottom.set(xlabel="predicted P(genuine)", ylabel="share")
     return save(figure, path)
+
+
+def precision_recall_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], threshold: float, title: str, path: Path) -> Path:
+    """Detection precision against recall, one curve per IoU level (from
+    `evaluation.detection.precision_recall_curve`), each marked where the score threshold cuts it."""
+    figure, axes = plt.subplots(figsize=(5, 5))
+    for (label, (precision, recall, scores)), colour in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green")):
+        axes.plot(recall, precision, label=label, color=colour)
+        kept = np.flatnonzero(scores >= threshold)
+        if len(kept):
+            axes.plot(recall[kept[-1]], precision[kept[-1]], "o", color=colour)
+    axes.plot([], [], "o", color="grey", label=f"score threshold {threshold:.3f}")
+    axes.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1.01), ylim=(0, 1.01))
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower left")
+    return save(figure, path)

@@ -1,0 +1,148 @@
+"""Find signatures on document pages: preprocess, ONNX network, decode centres to boxes, NMS.
+
+The network is a one-stage centre detector (see `signver.training.detector_network`): for each
+cell of a stride-s grid it gives the probability that a signature is centred there and the
+distances from the cell centre to the box's four sides. Decoding and non-maximum suppression
+are plain numpy, so inference needs neither torch nor custom operators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from .images import DEFAULT_DPI, SourceLike, load_pages
+from .models import ModelCard, inference_session, load_card
+
+DEFAULT_DETECTOR = "signature-detector"
+MAX_BOXES = 50  # per page; a page holds a handful of signatures at most
+
+
+@dataclass(frozen=True)
+class Box:
+    """A signature found on page `page` (0-based), in that page's pixels; x1, y1 exclusive."""
+
+    page: int
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def preprocess(page: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The network input (1, 1, H, W) float32 in [0, 1], dark ink on white: the whole page
+    stretched to `size` (h, w), as the training pages were."""
+    h, w = size
+    resized = cv2.resize(page, (w, h), interpolation=cv2.INTER_AREA)
+    return (resized.astype(np.float32) / 255.0)[None, None]
+
+
+def decode(heatmap: np.ndarray, distances: np.ndarray, stride: int, min_score: float, max_boxes: int = MAX_BOXES) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (K, 4) in input pixels and their scores from one image's heatmap (h, w) and side
+    distances (4, h, w): local maxima of the heatmap over 3x3 cells above `min_score`, best first."""
+    heat = np.ascontiguousarray(heatmap, dtype=np.float32)
+    is_peak = (heat >= cv2.dilate(heat, np.ones((3, 3), np.uint8))) & (heat >= min_score)
+    ys, xs = np.nonzero(is_peak)
+    scores = heat[ys, xs]
+    order = np.argsort(-scores, kind="stable")[:max_boxes]
+    ys, xs, scores = ys[order], xs[order], scores[order]
+    cx, cy = (xs + 0.5) * stride, (ys + 0.5) * stride
+    left, top, right, bottom = distances[:, ys, xs]
+    boxes = np.stack([cx - left, cy - top, cx + right, cy + bottom], axis=1).astype(np.float32)
+    return boxes.reshape(-1, 4), scores.astype(np.float32)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box in `a` (N, 4) with every box in `b` (M, 4)."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best score first."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while len(order):
+        best, order = order[0], order[1:]
+        keep.append(best)
+        order = order[box_iou(boxes[best : best + 1], boxes[order])[0] <= iou]
+    return np.array(keep, dtype=np.int64)
+
+
+class Detector:
+    """A signature detector described by a model card (`"kind": "detector"`)."""
+
+    def __init__(self, model: str | None = None):
+        self.card: ModelCard = load_card(model or DEFAULT_DETECTOR)
+        self.session = inference_session(self.card.path)
+        self.input_name = self.session.get_inputs()[0].name
+        self.stride = int(self.card.details["stride"])
+        self.nms_iou = float(self.card.details["nms_iou"])
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card.threshold)
+
+    def find(self, page: np.ndarray, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (K, 4) x0, y0, x1, y1 in pixels of the grey `page` and their scores, best first,
+        down to `min_score` (default: the card's threshold)."""
+        heatmap, distances = self.session.run(None, {self.input_name: preprocess(page, self.card.input_size)})
+        boxes, scores = decode(heatmap[0, 0], distances[0], self.stride, self.threshold if min_score is None else min_score)
+        keep = nms(boxes, scores, self.nms_iou)
+        (h, w), (in_h, in_w) = page.shape, self.card.input_size
+        boxes = boxes[keep] * np.array([w / in_w, h / in_h, w / in_w, h / in_h], np.float32)
+        return np.clip(boxes, 0, [w, h, w, h]), scores[keep]
+
+    def detect_page(self, page: np.ndarray, index: int = 0, threshold: float | None = None) -> list[Box]:
+        """The signatures on one grey page, labelled as page `index`, best first."""
+        boxes, scores = self.find(page, threshold)
+        return [Box(index, *map(float, box), float(score)) for box, score in zip(boxes, scores)]
+
+
+@lru_cache(maxsize=4)
+def get_detector(model: str | None = None) -> Detector:
+    """A shared detector per model, so the session loads once per process."""
+    return Detector(model)
+
+
+def detect(source: SourceLike, *, dpi: float = DEFAULT_DPI, threshold: float | None = None, model: str | None = None) -> list[Box]:
+    """Signatures on every page of `source` (an image of any kind signver reads, a multi-page
+    TIFF or a PDF rendered at `dpi`), as boxes in each page's pixels, best first per page."""
+    detector = get_detector(model)
+    return [box for index, page in enumerate(load_pages(source, dpi=dpi)) for box in detector.detect_page(page, index, threshold)]
+
+
+def crop(page: np.ndarray, box: Box, margin: float = 0.05) -> np.ndarray:
+    """The box's region of the page, widened by `margin` of its larger side."""
+    pad = margin * max(box.x1 - box.x0, box.y1 - box.y0)
+    h, w = page.shape[:2]
+    x0, y0 = max(0, int(box.x0 - pad)), max(0, int(box.y0 - pad))
+    x1, y1 = min(w, int(np.ceil(box.x1 + pad))), min(h, int(np.ceil(box.y1 + pad)))
+    return page[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)].copy()
+
+
+def annotate(page: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """A colour (BGR) copy of the grey page with each box drawn and its score written."""
+    out = cv2.cvtColor(page, cv2.COLOR_GRAY2BGR)
+    thickness = max(1, round(max(page.shape) / 600))
+    for box in boxes:
+        corner0, corner1 = (int(box.x0), int(box.y0)), (int(box.x1), int(box.y1))
+        cv2.rectangle(out, corner0, corner1, (0, 0, 230), thickness)
+        label_at = (corner0[0], max(corner0[1] - 4 * thickness, 12 * thickness))
+        cv2.putText(out, f"{box.score:.2f}", label_at, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 0, 230), thickness)
+    return out

@@ -1,0 +1,61 @@
+"""Detection splits in YOLO format: `images/<name>.<ext>` with `labels/<name>.txt` beside them,
+one `class cx cy w h` line per box, normalised to [0, 1]; an empty label file is a page with
+no signature. Read by evaluation and training alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DatasetError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+@dataclass(frozen=True)
+class LabelledPage:
+    image: Path
+    boxes: np.ndarray  # (N, 4) float32 x0, y0, x1, y1 as fractions of the page's width and height
+
+
+def read_split(split_dir: str | Path) -> list[LabelledPage]:
+    """Every image of the split with its boxes, sorted by name. An image without a label file
+    is an error, not an empty page: a missing file must not pass as 'no signature'."""
+    root = Path(split_dir)
+    images_dir, labels_dir = root / "images", root / "labels"
+    if not images_dir.is_dir() or not labels_dir.is_dir():
+        raise DatasetError(f"{root} is not a YOLO split: it needs images/ and labels/ folders")
+    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise DatasetError(f"{images_dir} holds no images")
+    pages = []
+    for image in images:
+        label = labels_dir / f"{image.stem}.txt"
+        if not label.is_file():
+            raise DatasetError(f"no label file {label} for {image.name}")
+        pages.append(LabelledPage(image, parse_labels(label)))
+    return pages
+
+
+def parse_labels(label: Path) -> np.ndarray:
+    rows = []
+    for number, line in enumerate(label.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 5:
+                raise ValueError
+            cx, cy, w, h = (float(v) for v in fields[1:])
+        except ValueError:
+            raise DatasetError(f"{label}:{number}: expected 'class cx cy w h', got {line!r}") from None
+        rows.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+    return np.clip(np.array(rows, np.float32).reshape(-1, 4), 0, 1)
+
+
+def scaled(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Fractional boxes in pixels of a `width` x `height` page."""
+    return boxes * np.array([width, height, width, height], np.float32)
