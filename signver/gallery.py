@@ -127,9 +127,13 @@ class Gallery:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            self._bind_model()
         except sqlite3.DatabaseError as error:
+            self._db.close()
             raise GalleryError(f"{self.path} is not a signver gallery (SQLite said: {error})") from error
-        self._bind_model()
+        except GalleryError:
+            self._db.close()
+            raise
         self._index = VectorIndex(self.extractor.dimension, index)
         self._generation = -1
         self._refresh()
