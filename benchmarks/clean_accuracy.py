@@ -2,8 +2,10 @@
 
 For each dataset's test split (CEDAR: 11 writers, BHSig260-Bengali: 51-100), every image is
 used as it is ("clean"), overlaid with clutter by `signver.overlays` drawn with the font
-families held out of training ("overlaid"), and overlaid by the independent generator of
-`alt_overlays.py` ("alt-overlaid"), each with and without the cleaner. For each version:
+families held out of training, at the training's default strength ("overlaid") and at half of
+it ("overlaid-mild": fewer elements, lighter scan damage), and overlaid by the independent
+generator of `alt_overlays.py` ("alt-overlaid"), each with and without the cleaner. For each
+version:
 
 - restoration against the target (the signature alone on white): PSNR, SSIM, ink precision,
   stroke recall and ink F-measure (`signver.evaluation.cleaning`);
@@ -42,8 +44,10 @@ from signver.images import load_image
 from signver.normalize import ink_mask, normalize
 from signver.matcher import score_trials
 
-DATASETS = {"cedar": ("../shared/data/cedar", "cedar"), "bengali": ("../shared/data/bhsig260-bengali", "bhsig260-bengali")}
-VERSIONS = ("clean", "overlaid", "alt-overlaid")
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATASETS = {"cedar": ("cedar", "cedar"), "bengali": ("bhsig260-bengali", "bhsig260-bengali")}
+DEV_WRITERS = {"cedar": "1,10,20,30,40", "bengali": "46,47,48,49,50"}
+VERSIONS = ("clean", "overlaid", "overlaid-mild", "alt-overlaid")
 
 
 def has_ink(image: np.ndarray) -> bool:
@@ -57,11 +61,18 @@ def has_ink(image: np.ndarray) -> bool:
 def make_versions(image: np.ndarray, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(input, target) per version; the clean version's target is its whitened self."""
     own = overlays.clutter(image, np.random.default_rng([seed, 1]), fonts="test")
-    return {"clean": (image, overlays.whiten(image)), "overlaid": (own.image, own.target), "alt-overlaid": alt_clutter(image, seed)}
+    mild = overlays.clutter(image, np.random.default_rng([seed, 2]), fonts="test", strength=0.5)
+    return {"clean": (image, overlays.whiten(image)), "overlaid": (own.image, own.target),
+            "overlaid-mild": (mild.image, mild.target), "alt-overlaid": alt_clutter(image, seed)}
 
 
-def run_dataset(name: str, root: str, split: str, model: str | None, cleaner_model: str | None, limit: int | None) -> dict:
-    dataset_name, trials = build_trials(root, "p1", 1, split, None)
+def run_dataset(name: str, root: str, split: str, model: str | None, cleaner_model: str | None, limit: int | None,
+                dev: bool = False) -> dict:
+    if dev:  # held-out training writers (configs/cleaner-unet.yaml): for choosing settings, never test writers
+        split = None
+        dataset_name, trials = build_trials(root, "p1", 1, None, DEV_WRITERS[name])
+    else:
+        dataset_name, trials = build_trials(root, "p1", 1, split, None)
     writers = trials.writers[:limit] if limit else trials.writers
     if limit:
         dataset_name, trials = build_trials(root, "p1", 1, None, ",".join(writers))
@@ -98,7 +109,7 @@ def run_dataset(name: str, root: str, split: str, model: str | None, cleaner_mod
     for kind in ("skilled", "random"):
         base = rows["clean"][f"eer_{kind}"]
         result[f"clean_eer_change_{kind}"] = rows["clean + cleaned"][f"eer_{kind}"] - base
-        for version in ("overlaid", "alt-overlaid"):
+        for version in VERSIONS[1:]:
             lost = rows[version][f"eer_{kind}"] - base
             recovered = rows[version][f"eer_{kind}"] - rows[f"{version} + cleaned"][f"eer_{kind}"]
             result[f"{version}_recovered_{kind}"] = recovered / lost if lost > 0 else float("nan")
@@ -115,10 +126,9 @@ def table(results: list[dict]) -> str:
     lines.append("")
     for r in results:
         lines.append(f"{r['dataset']}: EER change on clean images (skilled / random): {100 * r['clean_eer_change_skilled']:+.2f} / "
-                     f"{100 * r['clean_eer_change_random']:+.2f} points; lost EER recovered, overlaid: "
-                     f"{100 * r['overlaid_recovered_skilled']:.0f} % / {100 * r['overlaid_recovered_random']:.0f} %, alt-overlaid: "
-                     f"{100 * r['alt-overlaid_recovered_skilled']:.0f} % / {100 * r['alt-overlaid_recovered_random']:.0f} %; "
-                     f"cleaning {r['clean_ms_per_crop']:.1f} ms per crop")
+                     f"{100 * r['clean_eer_change_random']:+.2f} points; lost EER recovered (skilled / random): "
+                     + ", ".join(f"{v} {100 * r[f'{v}_recovered_skilled']:.0f} % / {100 * r[f'{v}_recovered_random']:.0f} %" for v in VERSIONS[1:])
+                     + f"; cleaning {r['clean_ms_per_crop']:.1f} ms per crop")
     return "\n".join(lines)
 
 
@@ -128,14 +138,17 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="extractor (default: the shipped default)")
     parser.add_argument("--cleaner", default=None, help="cleaner name or .onnx path")
     parser.add_argument("--limit-writers", type=int, default=None, help="only the first N test writers (quick checks)")
+    parser.add_argument("--dev", action="store_true", help="held-out training writers instead of test writers (to choose settings)")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="folder holding cedar/ and bhsig260-bengali/")
     parser.add_argument("--out", type=Path, default=Path("out/cleaner"))
     args = parser.parse_args()
     results = []
     for name in args.datasets.split(","):
-        root, split = DATASETS[name]
+        folder, split = DATASETS[name]
+        root = str(args.data / folder)
         if not Path(root).is_dir():
             sys.exit(f"{root} is not here")
-        results.append(run_dataset(name, root, split, args.model, args.cleaner, args.limit_writers))
+        results.append(run_dataset(name, root, split, args.model, args.cleaner, args.limit_writers, args.dev))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=2) + "\n")
     print(f"machine: {machine()}")

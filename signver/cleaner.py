@@ -11,7 +11,11 @@ the original pixels where the map says ink and turns everything else white:
     out = 255 - m * (255 - grey),   m = clip((p - low) / (high - low), 0, 1)
 
 so a clean signature passes unchanged apart from its paper, and the ink keeps its own tone,
-which is what the extractor was trained on. Inference never imports torch.
+which is what the extractor was trained on. Before that, `m` is pruned (`Cleaner.keep_map`):
+faint pieces that never become confident, and small clusters away from the signature, are
+dropped, since stray ink far from the signature is what misleads the normaliser's crop. The
+card's `mask` holds these settings, chosen on held-out training writers. Inference never
+imports torch.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class Cleaner:
         self.max_pixels = int(self.card.details.get("max_pixels", 65536))
         mask = self.card.details.get("mask", {})
         self.low, self.high = float(mask.get("low", 0.3)), float(mask.get("high", 0.7))
+        self.seed = mask.get("seed")  # a kept stroke must reach this probability somewhere
+        self.cluster_radius = float(mask.get("cluster_radius", 0.0))  # of the crop's longer side
+        self.cluster_fraction = float(mask.get("cluster_fraction", 0.0))  # of the largest cluster's ink
+        self.grow = int(mask.get("grow", 0))  # pixels the kept strokes are widened by (working resolution)
 
     @property
     def name(self) -> str:
@@ -54,6 +62,13 @@ class Cleaner:
 
     def ink_probability(self, gray: np.ndarray) -> np.ndarray:
         """P(signature ink) for every pixel of a uint8 grey crop, float32 of the same shape."""
+        probability, scale = self._working_probability(gray)
+        if scale < 1:
+            probability = cv2.resize(probability, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return probability
+
+    def _working_probability(self, gray: np.ndarray) -> tuple[np.ndarray, float]:
+        """P(signature ink) at the working resolution, and the scale from the crop to it."""
         if gray.ndim != 2 or gray.dtype != np.uint8:
             raise InputError(f"expected a 2-D uint8 grey image, got {gray.dtype} array of shape {gray.shape}")
         h, w = gray.shape
@@ -66,14 +81,44 @@ class Cleaner:
         x = np.zeros((1, 1, sh + ph, sw + pw), np.float32)  # padding is white paper: darkness 0
         x[0, 0, :sh, :sw] = 1 - small.astype(np.float32) / 255
         (probability,) = self.session.run(None, {self.input_name: x})
-        probability = probability[0, 0, :sh, :sw]
-        if scale < 1:
-            probability = cv2.resize(probability, (w, h), interpolation=cv2.INTER_LINEAR)
-        return probability
+        return probability[0, 0, :sh, :sw], scale
+
+    def keep_map(self, probability: np.ndarray) -> np.ndarray:
+        """How much of each pixel to keep (0 to 1), from the ink probability map:
+
+        - a ramp from `low` (drop) to `high` (keep);
+        - hysteresis: a connected piece above `low` is kept only if it reaches `seed` somewhere,
+          so faint parts of a stroke survive and faint scraps of clutter do not;
+        - clustering: pieces within `cluster_radius` (of the crop's longer side) of each other
+          form a cluster, and clusters holding less than `cluster_fraction` of the largest
+          one's ink are dropped: stray specks and text fragments away from the signature;
+        - growing: what is kept is widened by `grow` pixels, so the faint rims of strokes stay.
+        """
+        keep = np.clip((probability - self.low) / (self.high - self.low), 0, 1)
+        if self.seed is not None:
+            count, labels = cv2.connectedComponents((probability > self.low).astype(np.uint8), connectivity=8)
+            strong = np.zeros(count, bool)
+            strong[np.unique(labels[probability > float(self.seed)])] = True
+            strong[0] = False
+            keep *= strong[labels]
+        ink = keep > 0.5
+        if self.cluster_fraction > 0 and ink.any():
+            radius = max(1, round(self.cluster_radius * max(ink.shape)))
+            near = cv2.dilate(ink.astype(np.uint8), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+            count, clusters = cv2.connectedComponents(near, connectivity=8)
+            mass = np.bincount(clusters[ink], minlength=count)
+            mass[0] = 0
+            keep *= (mass >= self.cluster_fraction * mass.max())[clusters]
+        if self.grow > 0:  # the faint rims of strokes: the original pixels there are kept as they are
+            keep = cv2.dilate(keep, np.ones((2 * self.grow + 1, 2 * self.grow + 1), np.uint8))
+        return keep
 
     def clean(self, gray: np.ndarray) -> np.ndarray:
         """The cleaned crop: signature ink as it was, everything else white."""
-        keep = np.clip((self.ink_probability(gray) - self.low) / (self.high - self.low), 0, 1)
+        probability, scale = self._working_probability(gray)
+        keep = self.keep_map(probability)
+        if scale < 1:
+            keep = cv2.resize(keep, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
         return (255 - keep * (255 - gray.astype(np.float32)) + 0.5).astype(np.uint8)
 
 

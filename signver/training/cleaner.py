@@ -130,6 +130,50 @@ def to_working(image: np.ndarray, max_pixels: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA), s
 
 
+def add_hand_stroke(signature: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The signature with one more nearly straight stroke of its own pen: an underline, a long
+    ascender or a slash, slightly bent, tapered, touching the ink. Printed rules are straight
+    too; these teach the network that a straight stroke in the writer's own ink is signature."""
+    out = overlays.whiten(signature)
+    ink = out < 255 * (1 - overlays.INK_DARKNESS)
+    ys, xs = np.nonzero(ink)
+    if len(ys) < 20:
+        return out
+    thickness = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)
+    pen = float(np.clip(2 * np.median(thickness[ink]), 1.0, 8.0))
+    tone = float(np.median(out[ink]))
+    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+    kind = rng.random()
+    i = rng.integers(len(ys))
+    if kind < 0.65:  # underline or cross-stroke, from an ink pixel
+        length = (x1 - x0) * rng.uniform(0.3, 1.0)
+        angle = rng.normal(0, 3) + (180 if rng.random() < 0.5 else 0)
+        start = (xs[i], ys[i]) if rng.random() < 0.5 else (rng.uniform(x0, x1), rng.uniform(y0 + 0.6 * (y1 - y0), y1 + 0.1 * (y1 - y0)))
+    elif kind < 0.85:  # tall stroke: an ascender or a capital's stem
+        length = (y1 - y0) * rng.uniform(0.3, 0.9)
+        angle = -90 + rng.normal(0, 10)
+        start = (xs[i], ys[i])
+    else:  # slash or dash
+        length = max(x1 - x0, y1 - y0) * rng.uniform(0.15, 0.6)
+        angle = rng.uniform(-70, 70)
+        start = (xs[i], ys[i])
+    t = np.linspace(0, 1, 40)
+    direction = np.array([math.cos(math.radians(angle)), math.sin(math.radians(angle))])
+    normal = np.array([-direction[1], direction[0]])
+    bend = rng.normal(0, 0.03) * length * np.sin(np.pi * t)
+    wobble = np.interp(t, np.linspace(0, 1, 6), rng.normal(0, 0.3, 6))
+    points = np.array(start, float) + np.outer(t * length, direction) + np.outer(bend + wobble, normal)
+    canvas = np.zeros(out.shape, np.float32)
+    width = pen * rng.uniform(0.7, 1.3)
+    taper = np.minimum(1.0, np.minimum(t, 1 - t) * rng.uniform(4, 12)) * 0.6 + 0.4
+    for k in range(len(points) - 1):
+        a, b = np.round(points[k] * 4).astype(int), np.round(points[k + 1] * 4).astype(int)
+        cv2.line(canvas, tuple(int(v) for v in a), tuple(int(v) for v in b), 1.0, max(1, int(round(width * taper[k]))), cv2.LINE_AA, shift=2)
+    shade = np.clip(tone + rng.normal(0, 10), 0, 200)
+    mixed = out.astype(np.float32) * (1 - canvas) + shade * canvas
+    return np.minimum(out, mixed).astype(np.uint8)
+
+
 def make_pair(signature: np.ndarray, rng: np.random.Generator, config: dict) -> tuple[np.ndarray, np.ndarray]:
     """One training pair at working resolution: (dirty uint8 grey, ink mask uint8 0/1), full size."""
     max_pixels = int(config.get("max_pixels", 65536))
@@ -139,6 +183,8 @@ def make_pair(signature: np.ndarray, rng: np.random.Generator, config: dict) -> 
     f = min(1.0, math.sqrt(wanted / area))
     if f < 1:
         signature = cv2.resize(signature, (max(8, round(signature.shape[1] * f)), max(8, round(signature.shape[0] * f))), interpolation=cv2.INTER_AREA)
+    if rng.random() < config.get("hand_stroke_fraction", 0.0):
+        signature = add_hand_stroke(signature, rng)
     if rng.random() < config.get("clean_fraction", 0.15):  # nothing to remove: the cleaner must change nothing
         target = overlays.whiten(signature)
         dirty = overlays.degrade(target, rng, 0.7) if rng.random() < 0.6 else target
@@ -342,7 +388,8 @@ def export_cleaner(network: nn.Module, config: dict, config_path: str, seconds: 
                        "synthetic_fraction": config.get("synthetic_fraction", 0.1),
                        "overlays": "signver.overlays.clutter: printed text, paragraphs, rules, boxes, leaders, stamps, speckle; scan degradation",
                        "fonts": len(fonts), "held_out_font_families": list(overlays.HELD_OUT_FAMILIES),
-                       "clean_fraction": config.get("clean_fraction", 0.15)},
+                       "clean_fraction": config.get("clean_fraction", 0.15),
+                       "hand_stroke_fraction": config.get("hand_stroke_fraction", 0.0)},
         "training": {"steps": config["steps"], "chosen_step": config["chosen_step"], "batch": config["batch"], "patch": config["patch"],
                      "lr": config["lr"], "loss": config.get("loss", {}), "seconds": round(seconds),
                      "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},

@@ -1,0 +1,259 @@
+"""The cleaner: the clutter generator, the shipped model, the switches, and a tiny training run."""
+
+import io
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import signver
+from signver import overlays, synth
+from signver.cleaner import Cleaner, for_embedding, get_cleaner
+from signver.cli import app
+from signver.evaluation.cleaning import ink, ink_scores, psnr, restoration_scores, ssim
+from signver.extractor import get_extractor
+
+from .conftest import shared_dataset
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cluttered():
+    """A synthetic signature with printed text, a rule and a stamp drawn over it."""
+    return overlays.clutter(synth.genuine(3, 0), 5, elements={"text": 1.0, "rule": 1.0, "stamp": 1.0}, degrade_image=False)
+
+
+# -- the overlay generator -----------------------------------------------------------------
+
+
+def test_clutter_adds_ink_and_keeps_the_target():
+    signature = synth.genuine(7, 1)
+    pair = overlays.clutter(signature, 3)
+    assert pair.image.shape == pair.target.shape and pair.image.dtype == pair.target.dtype == np.uint8
+    assert pair.elements
+    clean = overlays.whiten(signature)
+    # the target is the whitened signature itself, placed somewhere on white paper
+    found = cv2.matchTemplate(pair.target, clean, cv2.TM_SQDIFF)
+    assert found.min() == 0
+    assert np.count_nonzero(ink(pair.image) & ~pair.ink) > 0.05 * np.count_nonzero(pair.ink)  # clutter was drawn
+
+
+def test_clutter_is_deterministic_and_varied():
+    signature = synth.genuine(2, 0)
+    first, again = overlays.clutter(signature, 11), overlays.clutter(signature, 11)
+    assert np.array_equal(first.image, again.image) and first.elements == again.elements
+    kinds = {e for seed in range(30) for e in overlays.clutter(signature, seed).elements}
+    assert kinds >= {"text", "rule", "stamp", "box", "speckle"}
+
+
+def test_fonts_held_out_are_not_trained_on():
+    train, test = set(overlays.font_files("train")), set(overlays.font_files("test"))
+    assert not train & test
+    assert overlays._font(None, 14).getbbox("Sincerely")  # PIL's own font when a system has none
+    with pytest.raises(ValueError):
+        overlays.font_files("validation")
+
+
+def test_clutter_survives_tiny_and_blank_crops():
+    for shape in [(10, 12), (24, 60)]:
+        pair = overlays.clutter(np.full(shape, 255, np.uint8), 1, strength=1.5)
+        assert pair.image.shape == pair.target.shape
+
+
+# -- measures ------------------------------------------------------------------------------
+
+
+def test_restoration_measures():
+    target = overlays.whiten(synth.genuine(1, 0))
+    perfect = restoration_scores(target, target)
+    assert perfect["psnr"] == 100 and perfect["ssim"] == pytest.approx(1) and perfect["ink_f"] == 1
+    noisy = np.clip(target.astype(int) + np.random.default_rng(0).normal(0, 20, target.shape), 0, 255).astype(np.uint8)
+    assert psnr(noisy, target) < 30 and ssim(noisy, target) < 0.9
+    erased = np.full_like(target, 255)
+    assert ink_scores(erased, target)["stroke_recall"] == 0
+
+
+# -- the shipped cleaner -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (40, 150), (301, 977), (900, 2600)])
+def test_clean_keeps_size_and_type(shape):
+    rng = np.random.default_rng(0)
+    image = np.full(shape, 250, np.uint8)
+    image[rng.random(shape) < 0.05] = 30
+    out = signver.clean(image)
+    assert out.shape == shape and out.dtype == np.uint8
+
+
+def test_clean_accepts_every_input_kind(tmp_path, cluttered):
+    path = tmp_path / "crop.png"
+    Image.fromarray(cluttered.image).save(path)
+    expected = signver.clean(cluttered.image)
+    for source in (path, str(path), path.read_bytes(), io.BytesIO(path.read_bytes()), Image.open(path),
+                   np.dstack([cluttered.image] * 3)):
+        assert np.array_equal(signver.clean(source), expected)
+
+
+def test_clean_removes_clutter_and_keeps_strokes(cluttered):
+    out = signver.clean(cluttered.image)
+    before, after = ink_scores(cluttered.image, cluttered.target), ink_scores(out, cluttered.target)
+    assert after["ink_precision"] > before["ink_precision"] + 0.2
+    assert after["stroke_recall"] > 0.9
+
+
+def test_clean_signatures_keep_their_strokes():
+    recall = []
+    for writer in range(20, 30):
+        signature = synth.genuine(writer, 0)
+        scores = ink_scores(signver.clean(signature), overlays.whiten(signature))
+        recall.append(scores["stroke_recall"])
+        assert scores["ink_precision"] > 0.9
+    assert np.mean(recall) > 0.95 and min(recall) > 0.85  # measured: mean 0.98, lowest 0.91
+
+
+def test_cleaner_refuses_other_models():
+    with pytest.raises(signver.SignverError):
+        Cleaner("lite0-ms-long")
+    assert get_cleaner().card.kind == "cleaner"
+
+
+def test_embedding_never_gets_a_blank_crop():
+    page = np.full((60, 200), 255, np.uint8)
+    cv2.putText(page, "PRINTED TEXT ONLY", (5, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 0, 2)
+    prepared = for_embedding(page)
+    assert np.count_nonzero(prepared < 128) > 20  # cleaned, or the crop itself if nothing was left
+
+
+# -- the switches --------------------------------------------------------------------------
+
+
+def test_clean_switch_in_the_api(cluttered):
+    reference = synth.genuine(3, 1)
+    on, off = signver.verify(reference, cluttered.image, clean=True), signver.verify(reference, cluttered.image, clean=False)
+    assert on.distance != pytest.approx(off.distance, abs=1e-6)
+    extractor = get_extractor()
+    assert np.allclose(signver.embed(cluttered.image, clean=False), extractor.embed([cluttered.image], clean=False)[0])
+    assert np.allclose(signver.embed(cluttered.image, clean=True), extractor.embed([signver.clean(cluttered.image)], clean=False)[0], atol=1e-5)
+    assert on.distance < off.distance  # the clutter, once removed, no longer pulls the pair apart
+
+
+def test_clean_switch_in_the_gallery(tmp_path, cluttered):
+    from signver.gallery import Gallery
+
+    with Gallery(tmp_path / "g.sqlite") as gallery:
+        gallery.enroll("ann", [synth.genuine(3, k) for k in range(1, 4)])
+        on = gallery.verify_claim("ann", cluttered.image, clean=True)
+        off = gallery.verify_claim("ann", cluttered.image, clean=False)
+        assert on.distance < off.distance
+        assert gallery.identify(cluttered.image, 1, clean=True)[0].distance == pytest.approx(on.distance, abs=1e-5)
+
+
+def test_cli_switches(tmp_path, cluttered):
+    reference, questioned = tmp_path / "ref.png", tmp_path / "q.png"
+    Image.fromarray(synth.genuine(3, 1)).save(reference)
+    Image.fromarray(cluttered.image).save(questioned)
+    distances = {}
+    for flag in ("--clean", "--no-clean"):
+        result = runner.invoke(app, ["verify", str(reference), str(questioned), "--json", "--threshold", "2", flag])
+        assert result.exit_code == 0, result.output
+        distances[flag] = float(result.output.split('"distance": ')[1].split(",")[0])
+    assert distances["--clean"] < distances["--no-clean"]
+    gallery = tmp_path / "g.sqlite"
+    assert runner.invoke(app, ["enroll", "ann", str(reference), "--gallery", str(gallery)]).exit_code == 0
+    for command in (["check", "ann"], ["identify"]):
+        for flag in ("--clean", "--no-clean"):
+            result = runner.invoke(app, [*command, str(questioned), "--gallery", str(gallery), flag])
+            assert result.exit_code in (0, 1), result.output
+
+
+def test_evaluate_records_the_switch(tmp_path, synthetic_dataset):
+    from signver.evaluation import evaluate
+
+    metrics = evaluate(synthetic_dataset, tmp_path / "off", "p1", test_writers="1,2,3", clean=False)
+    assert metrics["cleaned"] is False
+    result = runner.invoke(app, ["evaluate", str(synthetic_dataset), "--test-writers", "1,2", "--out", str(tmp_path / "on"), "--clean"])
+    assert result.exit_code == 0, result.output
+    assert '"cleaned": true' in (tmp_path / "on" / "metrics.json").read_text()
+
+
+def test_cli_clean_writes_files_and_bad_input_exits_2(tmp_path, cluttered):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(cluttered.image).save(folder / "a.png")
+    Image.fromarray(synth.genuine(1, 0)).save(folder / "b.jpg")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["clean", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert cv2.imread(str(out / "a.png"), cv2.IMREAD_GRAYSCALE).shape == cluttered.image.shape
+    assert len([line for line in result.output.splitlines() if "\t" in line]) == 2  # one line per file
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    result = runner.invoke(app, ["clean", str(bad), str(folder / "a.png"), "--out", str(tmp_path / "out2")])
+    assert result.exit_code == 2 and (tmp_path / "out2" / "a.png").is_file()
+    assert runner.invoke(app, ["clean", str(tmp_path / "missing.png"), "--out", str(out)]).exit_code == 2
+    assert runner.invoke(app, ["clean", str(bad), "--out", str(out), "--model", "no-such-model"]).exit_code == 2
+
+
+def test_cleaning_never_imports_torch():
+    code = "import sys, signver; from signver import synth; signver.clean(synth.genuine(1, 0)); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
+    torch = pytest.importorskip("torch")
+    from signver.training.cleaner import InkProbability, build_unet, make_pair, train_cleaner
+
+    config = {"name": "tiny-cleaner", "description": "test", "data": [], "network": {"channels": [4, 8, 8, 16]},
+              "patch": {"height": 32, "width": 64}, "batch": 2, "steps": 2, "eval_every": 1, "validation_pairs": 2,
+              "lr": 0.001, "workers": 0, "max_pixels": 4096, "out": str(tmp_path / "models"), "run_dir": str(tmp_path / "run")}
+    dirty, mask = make_pair(synth.genuine(1, 0), np.random.default_rng(0), config)
+    assert dirty.shape == mask.shape and dirty.size <= 4096 * 1.01 and set(np.unique(mask)) <= {0, 1}
+    train_cleaner(config, "tiny.yaml")
+    path = train_cleaner({**config, "steps": 3}, "tiny.yaml")  # resumes from step 2
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert [int(line.split('"step": ')[1].split(",")[0]) for line in log] == [1, 2, 3]
+    cleaner = Cleaner(str(path))
+    assert cleaner.card.kind == "cleaner" and cleaner.card.details["training_command"] == "signver train cleaner --config tiny.yaml"
+    network = build_unet(config["network"])
+    network.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=False)["network"])
+    x = np.random.default_rng(1).random((1, 1, 48, 80)).astype(np.float32)
+    with torch.no_grad():
+        expected = InkProbability(network.eval())(torch.from_numpy(x)).numpy()
+    (got,) = cleaner.session.run(None, {cleaner.input_name: x})
+    assert np.allclose(got, expected, atol=1e-4)
+    assert cleaner.clean(dirty).shape == dirty.shape
+
+
+# -- real data (skipped when ../shared/data is absent) ------------------------------------
+
+
+@pytest.mark.data
+def test_clean_real_signatures_keep_their_strokes():
+    from signver.datasets import read_dataset
+
+    dataset = read_dataset(shared_dataset("cedar"))
+    for writer in ("2", "7"):  # test writers: measured, never trained on
+        for signature in dataset.genuine(writer)[:2]:
+            image = signver.load_image(signature.path)
+            assert ink_scores(signver.clean(image), overlays.whiten(image))["stroke_recall"] > 0.95
+
+
+@pytest.mark.data
+def test_clean_real_document_crops():
+    folder = shared_dataset("signature-detection") / "valid"
+    label = next(p for p in sorted((folder / "labels").glob("*.txt")) if p.read_text().strip())
+    page = signver.load_image(next((folder / "images").glob(label.stem + ".*")))
+    _, cx, cy, w, h = map(float, label.read_text().split()[:5])
+    H, W = page.shape
+    crop = page[int((cy - h / 2) * H) : int((cy + h / 2) * H) + 1, int((cx - w / 2) * W) : int((cx + w / 2) * W) + 1]
+    out = signver.clean(crop)
+    assert out.shape == crop.shape and np.count_nonzero(out < 128) > 0
