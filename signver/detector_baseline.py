@@ -21,7 +21,7 @@ MAX_FILL = 0.35  # ink / bounding-box area: cursive strokes are sparse, printed 
 INK_LEVEL = 180  # grey levels below this are ink even where Otsu says paper: light pens
 RULE_LENGTH = 40  # straight runs at least this long are ruling lines, not ink of a signature
 GROUP_KERNEL = (41, 21)  # (w, h): components this close join into one signature
-THRESHOLD = 0.5
+THRESHOLD = 0.9737  # best F1 on valid with 95 % of its signature-free pages left without a box
 
 
 class BaselineDetector:

@@ -1,0 +1,194 @@
+"""Signature detection without torch: decoding and NMS on hand-made outputs, COCO mAP on boxes
+with known answers, the threshold rule, YOLO splits, synthetic pages, the classical baseline,
+and the `detect` / `evaluate-detector` commands on synthetic pages and PDFs."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import signver
+from signver import synth_pages
+from signver.cli import app
+from signver.detector import Box, annotate, box_iou, crop, decode, nms
+from signver.detector_baseline import BaselineDetector
+from signver.errors import DatasetError
+from signver.evaluation.detection import PageDetections, average_precision, choose_threshold, detection_metrics
+from signver.models import available_models
+from signver.yolo import read_split
+
+from .conftest import shared_dataset
+
+runner = CliRunner()
+
+
+def test_decode_keeps_local_maxima_and_adds_the_cell_centre():
+    heat = np.zeros((8, 8), np.float32)
+    heat[2, 3], heat[2, 4], heat[6, 6], heat[0, 7] = 0.9, 0.5, 0.6, 0.05
+    distances = np.zeros((4, 8, 8), np.float32)
+    distances[:, 2, 3] = (10, 5, 20, 6)
+    distances[:, 6, 6] = (2, 2, 2, 2)
+    boxes, scores = decode(heat, distances, stride=4, min_score=0.1)
+    # (2, 4) touches the stronger (2, 3); (0, 7) is under min_score
+    assert scores.tolist() == pytest.approx([0.9, 0.6])
+    # cell (row 2, col 3) is centred at x = 3.5 * 4 = 14, y = 2.5 * 4 = 10
+    assert boxes.tolist() == [[4, 5, 34, 16], [24, 24, 28, 28]]
+    assert decode(np.zeros((8, 8), np.float32), distances, 4, 0.1)[0].shape == (0, 4)
+
+
+def test_nms_and_iou():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 5]], np.float32)
+    assert box_iou(boxes[:1], boxes)[0].tolist() == pytest.approx([1, 81 / 119, 0, 0.5])
+    keep = nms(boxes, np.array([0.9, 0.8, 0.7, 0.6], np.float32), iou=0.5)
+    assert keep.tolist() == [0, 2, 3]  # IoU exactly 0.5 is kept
+    assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).tolist() == []
+
+
+def page_of(truth, detections):
+    boxes = np.array([d[:4] for d in detections], np.float32).reshape(-1, 4)
+    scores = np.array([d[4] for d in detections], np.float32)
+    return PageDetections(boxes, scores, np.array(truth, np.float32).reshape(-1, 4))
+
+
+def test_average_precision_known_answers():
+    a, b = [0, 0, 10, 10], [50, 50, 70, 60]
+    perfect = [page_of([a, b], [(*a, 0.9), (*b, 0.8)])]
+    assert average_precision(perfect, 0.5) == 1.0 and average_precision(perfect, 0.95) == 1.0
+    # hit, false positive, hit: precision 1 up to recall 0.5, then 2/3 (101-point interpolation)
+    mixed = [page_of([a, b], [(*a, 0.9), (100, 100, 110, 110, 0.8), (*b, 0.7)])]
+    assert average_precision(mixed, 0.5) == pytest.approx((51 + 50 * 2 / 3) / 101)
+    # one detection at IoU 0.62 counts at thresholds 0.5, 0.55, 0.6 only
+    loose = [page_of([[0, 0, 100, 100]], [(0, 0, 100, 62, 0.9)])]
+    metrics = detection_metrics(loose, 0.5)
+    assert metrics["map50"] == 1.0 and metrics["map50_95"] == pytest.approx(0.3)
+    # a true box is matched once: the duplicate is a false positive
+    duplicate = [page_of([a], [(*a, 0.9), (*a, 0.8)])]
+    assert detection_metrics(duplicate, 0.5)["precision"] == 0.5
+    assert average_precision([page_of([a], [])], 0.5) == 0.0
+
+
+def test_threshold_respects_signature_free_pages():
+    pages = [
+        page_of([[0, 0, 10, 10]], [(0, 0, 10, 10, 0.9)]),
+        page_of([], [(0, 0, 10, 10, 0.4)]),  # no signature on this page
+        page_of([[0, 0, 10, 10]], [(0, 0, 10, 10, 0.3)]),
+    ]
+    # keeping all would give the best F1 (0.8) but a box on the signature-free page
+    assert choose_threshold(pages, min_clean=0.95) == pytest.approx(0.65)
+    assert choose_threshold(pages, min_clean=0.0) == pytest.approx(0.15)
+    metrics = detection_metrics(pages, 0.65)
+    assert (metrics["precision"], metrics["recall"], metrics["signature_free_pages_clean"]) == (1.0, 0.5, 1.0)
+
+
+def test_synthetic_pages_and_yolo_split(tmp_path):
+    page = synth_pages.page(3, (400, 300), signatures=2)
+    assert page.image.shape == (400, 300) and page.image.dtype == np.uint8 and len(page.boxes) == 2
+    for x0, y0, x1, y1 in page.boxes.astype(int):
+        assert page.image[y0:y1, x0:x1].min() < 100  # ink inside each box
+    assert np.array_equal(synth_pages.page(3, (400, 300), signatures=2).image, page.image)
+    split = synth_pages.write_yolo_split(tmp_path / "split", 5, (320, 320), seed=1)
+    pages = read_split(split)
+    assert len(pages) == 5 and all(p.boxes.shape[1] == 4 and (p.boxes >= 0).all() and (p.boxes <= 1).all() for p in pages)
+    (split / "labels" / "page_000.txt").unlink()
+    with pytest.raises(DatasetError, match="no label file"):
+        read_split(split)
+    with pytest.raises(DatasetError, match="not a YOLO split"):
+        read_split(tmp_path)
+
+
+def test_crop_and_annotate():
+    page = np.full((100, 200), 255, np.uint8)
+    box = Box(0, 50.0, 20.0, 150.0, 60.0, 0.9)
+    assert crop(page, box, margin=0.0).shape == (40, 100)
+    assert crop(page, box, margin=0.1).shape == (60, 120)
+    drawn = annotate(page, [box])
+    assert drawn.shape == (100, 200, 3) and (drawn[20, 50:150] != 255).any()
+    assert box.to_dict() == {"page": 0, "x0": 50.0, "y0": 20.0, "x1": 150.0, "y1": 60.0, "score": 0.9}
+
+
+def test_baseline_finds_synthetic_signatures():
+    pages = [synth_pages.page(seed, (640, 640), signatures=2) for seed in range(4)]
+    detections = [PageDetections(*BaselineDetector().find(p.image), p.boxes) for p in pages]
+    assert detection_metrics(detections, 0.0)["recall"] > 0.5
+
+
+def test_detect_api_on_a_page_and_a_blank_page():
+    page = synth_pages.page(5, (800, 600), signatures=1)
+    boxes = signver.detect(page.image)
+    assert all(isinstance(b, Box) and b.page == 0 and 0 <= b.x0 < b.x1 <= 600 and 0 <= b.y0 < b.y1 <= 800 for b in boxes)
+    assert [b.score for b in boxes] == sorted((b.score for b in boxes), reverse=True)
+    assert signver.detect(np.full((800, 600), 250, np.uint8)) == []
+
+
+def test_shipped_detector_card():
+    (card,) = [c for c in available_models("detector") if c.name == "signature-detector"]
+    assert 0 < card.threshold < 1 and card.input_size[0] == card.input_size[1]
+    assert card.details["valid"]["map50"] > 0 and card.details["training_command"].startswith("signver train detector")
+
+
+@pytest.fixture(scope="module")
+def two_page_pdf(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pdf")
+    pages = [Image.fromarray(synth_pages.page(seed, (1100, 850), signatures=2).image) for seed in (7, 8)]
+    pages[0].save(folder / "letter.pdf", save_all=True, append_images=pages[1:], resolution=100)
+    return folder / "letter.pdf"
+
+
+def test_cli_detect_pdf_with_crops_annotations_and_json(two_page_pdf, tmp_path):
+    crops, annotated = tmp_path / "crops", tmp_path / "annotated"
+    result = runner.invoke(app, ["detect", str(two_page_pdf), "--dpi", "100", "--threshold", "0.05",
+                                 "--crops", str(crops), "--annotate", str(annotated), "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["page"] for r in records] == [0, 1]
+    assert all((r["width"], r["height"]) == (850, 1100) for r in records)
+    boxes = [box for r in records for box in r["boxes"]]
+    assert boxes and {b["crop"] for b in boxes} == {str(p) for p in crops.iterdir()}
+    assert sorted(p.name for p in annotated.iterdir()) == ["letter-page0.png", "letter-page1.png"]
+    assert Image.open(annotated / "letter-page0.png").size == (850, 1100)
+    text = runner.invoke(app, ["detect", str(two_page_pdf), "--dpi", "100"])
+    assert text.exit_code == 0 and all(line.startswith(f"{two_page_pdf}\t") for line in text.stdout.splitlines())
+
+
+def test_cli_detect_bad_input_exits_2(tmp_path, two_page_pdf):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    result = runner.invoke(app, ["detect", str(bad), str(two_page_pdf), "--dpi", "50"])
+    assert result.exit_code == 2
+    assert f"{two_page_pdf}\t1\t" in result.stdout  # the good file is still processed
+    assert runner.invoke(app, ["detect", str(tmp_path / "missing.png")]).exit_code == 2
+
+
+def test_cli_evaluate_detector(tmp_path):
+    split = synth_pages.write_yolo_split(tmp_path / "split", 4, (480, 480), seed=3)
+    for flags, name in (([], "signature-detector"), (["--baseline"], "classical baseline")):
+        out = tmp_path / f"out{len(flags)}"
+        result = runner.invoke(app, ["evaluate-detector", str(split), "--out", str(out), *flags])
+        assert result.exit_code == 0, result.output
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["model"].startswith(name) and metrics["n_images"] == 4
+        assert {"map50", "map50_95", "precision", "recall", "f1", "score_threshold", "ms_per_page"} <= set(metrics)
+        assert (out / "precision_recall.png").is_file()
+    assert runner.invoke(app, ["evaluate-detector", str(tmp_path), "--out", str(tmp_path / "x")]).exit_code == 2
+
+
+@pytest.mark.data
+def test_detection_dataset_reads_as_documented():
+    root = shared_dataset("signature-detection")
+    for split, images, boxes, empty in (("train", 1980, 2330, 180), ("valid", 420, 455, 44)):
+        pages = read_split(root / split)
+        assert (len(pages), sum(len(p.boxes) for p in pages), sum(not len(p.boxes) for p in pages)) == (images, boxes, empty)
+
+
+@pytest.mark.data
+def test_shipped_detector_reproduces_its_card_on_valid(tmp_path):
+    from signver.evaluation.detection_report import evaluate_detector
+    from signver.models import load_card
+
+    valid = shared_dataset("signature-detection") / "valid"
+    metrics = evaluate_detector(valid, tmp_path)
+    card = load_card("signature-detector").details["valid"]
+    for key in ("map50", "map50_95", "precision", "recall", "signature_free_pages_clean"):
+        assert metrics[key] == pytest.approx(card[key], abs=0.01), key
