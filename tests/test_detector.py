@@ -192,3 +192,12 @@ def test_shipped_detector_reproduces_its_card_on_valid(tmp_path):
     card = load_card("signature-detector").details["valid"]
     for key in ("map50", "map50_95", "precision", "recall", "signature_free_pages_clean"):
         assert metrics[key] == pytest.approx(card[key], abs=0.01), key
+
+
+def test_detection_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, signver; from signver import synth_pages; from signver.evaluation import detection_report; "
+            "signver.detect(synth_pages.page(0).image); print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
