@@ -228,17 +228,18 @@ class Pipeline:
     def cleaner(self) -> Any:
         return self._cleaner.get()
 
-    def resolve_clean(self, clean: bool | None) -> bool:
+    def resolve_clean(self, clean: bool | None, document_crops: bool = False) -> bool:
         """Whether to clean: the caller's choice, else this pipeline's, else the cleaner's
-        default when its model is installed. Asking for cleaning without a cleaner raises."""
+        default when its model is installed (its own default for crops cut from documents,
+        which carry printed text and lines). Asking for cleaning without a cleaner raises."""
         if clean is None:
             clean = self.clean_default
         if clean is None:
             if not self._cleaner.available:
                 return False
-            from .cleaner import resolve
+            from .cleaner import DEFAULT_CLEAN_DOCUMENT_CROPS, resolve
 
-            return resolve(None)
+            return DEFAULT_CLEAN_DOCUMENT_CROPS if document_crops else resolve(None)
         if clean:
             self._cleaner.get()  # raises ModelUnavailableError naming the cleaner
         return bool(clean)
@@ -388,7 +389,7 @@ class Pipeline:
         person = self._gallery().get(person_id).to_dict() if mode == "verify" else None
         if mode == "identify":
             self._gallery()
-        do_clean = self.resolve_clean(clean) if mode != "detect" else False
+        do_clean = self.resolve_clean(clean, document_crops=True) if mode != "detect" else False
         detector = self.detector  # the missing model is the error to report, before decoding anything
         pages = self.load_document(document)
         timer.lap("load")

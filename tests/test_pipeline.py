@@ -112,6 +112,14 @@ def test_cleaning_runs_on_every_crop_when_asked(gallery, document):
     assert not pipeline.run(page, person_id="alice", clean=False).cleaned and cleaner.calls == 2
 
 
+def test_document_crops_are_cleaned_by_default_single_signatures_are_not(gallery, document):
+    page, boxes = document
+    cleaner = StandInCleaner()
+    pipeline = Pipeline(gallery, detector=StandInDetector(boxes), cleaner=cleaner)
+    assert pipeline.run(page, person_id="alice").cleaned and cleaner.calls == 2
+    assert pipeline.resolve_clean(None) is False and pipeline.resolve_clean(None, document_crops=True) is True
+
+
 def test_missing_models_are_named(gallery, document):
     page, boxes = document
     pipeline = Pipeline(gallery, detector="no-such-detector", cleaner="no-such-cleaner")
