@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .api import VerificationResult, decision
+from .detector import Box
 from .errors import InputError, ModelError, SignverError
 from .extractor import BATCH_SIZE, Extractor, get_extractor
 from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, load_image, load_pages
@@ -48,22 +49,6 @@ class ModelUnavailableError(ModelError):
     """A model this request needs (detector, cleaner) is not installed or failed to load."""
 
     http_status = 503
-
-
-@dataclass(frozen=True)
-class BoxLike:
-    """A box as the pipeline reports it (same fields as `signver.detector.Box`)."""
-
-    page: int
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    score: float
-
-    def to_dict(self) -> dict:
-        return {"page": self.page, "x0": round(self.x0, 2), "y0": round(self.y0, 2), "x1": round(self.x1, 2),
-                "y1": round(self.y1, 2), "score": round(self.score, 4)}
 
 
 @dataclass
@@ -253,14 +238,14 @@ class Pipeline:
     def load_document(self, source: SourceLike) -> list[np.ndarray]:
         return load_pages(source, dpi=self.dpi, max_bytes=self.max_bytes, max_pixels=self.max_pixels, max_pages=self.max_pages)
 
-    def find(self, pages: Sequence[np.ndarray]) -> list[BoxLike]:
+    def find(self, pages: Sequence[np.ndarray]) -> list[Box]:
         """Signature boxes on every page, in page order, best score first within a page."""
         detector = self.detector
         threshold = self.detect_threshold if self.detect_threshold is not None else getattr(detector, "threshold", None)
         found = []
         for index, page in enumerate(pages):
             boxes, scores = detector.find(page, threshold)
-            found += [BoxLike(index, *map(float, box), float(score)) for box, score in zip(boxes, scores)]
+            found += [Box(index, *map(float, box), float(score)) for box, score in zip(boxes, scores)]
         return found
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
