@@ -26,13 +26,14 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, track
+from rich.progress import Progress, track
 from torch import nn
 
 from .. import overlays, synth
 from ..datasets import read_dataset
 from ..images import load_image
 from .data import writers_for
+from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
 MULTIPLE = 16  # input sides must be multiples of this (pixel-unshuffle 2 x three poolings)
 
@@ -290,12 +291,6 @@ def validate(network: nn.Module, dirty: np.ndarray, mask: np.ndarray) -> dict[st
 # -- loop ----------------------------------------------------------------------------------
 
 
-def _schedule(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def train_cleaner(config: dict, config_path: str) -> Path:
     torch.manual_seed(config.get("seed", 0))
     torch.set_num_threads(int(config.get("threads", 2)))
@@ -309,25 +304,18 @@ def train_cleaner(config: dict, config_path: str) -> Path:
         holdout = [synth.genuine(10_000_000 + i, 0) for i in range(8)]
     val_dirty, val_mask = validation_pairs(holdout, config, int(config.get("validation_pairs", 96)))
     network = build_unet(config.get("network", {})).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 1e-4))
     steps, warmup = int(config["steps"]), int(config.get("warmup", 50))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, steps, warmup))
-    start, seconds, best = 0, 0.0, -1.0
+    optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
-        network.load_state_dict(state["network"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, seconds, best = state["step"], state["seconds"], state["best"]
+    state = resume(checkpoint, network, optimizer, scheduler)
+    start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", -1.0)
     workers = int(config.get("workers", 1))
     loader = torch.utils.data.DataLoader(PairStream(train, config, int(config.get("seed", 0)) * 1000 + start), batch_size=None,
                                          num_workers=workers, prefetch_factor=4 if workers else None, persistent_workers=False)
     autocast = config.get("autocast", "bf16") == "bf16"
     loss_config = config.get("loss", {})
-    columns = (TextColumn("training cleaner"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
     batches = iter(loader)
-    with Progress(*columns) as progress, open(run_dir / "log.jsonl", "a") as log:
+    with Progress(*progress_columns("training cleaner")) as progress, open(run_dir / "log.jsonl", "a") as log:
         task = progress.add_task("train", total=steps, completed=start, status="")
         began, running = time.time(), None
         for step in range(start, steps):
@@ -352,8 +340,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
                 if scores["f"] > best:
                     best = scores["f"]
                     torch.save({"network": network.state_dict(), "step": done, "validation": scores}, run_dir / "best.pt")
-                torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "step": done, "seconds": elapsed, "best": best}, checkpoint)
+                save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best)
                 progress.update(task, status=f"loss {running:.3f} val F {scores['f']:.3f} recall {scores['recall']:.3f}")
             progress.update(task, completed=done)
     seconds += time.time() - began

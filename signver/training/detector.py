@@ -10,7 +10,6 @@ split: best F1 at IoU 0.5 among thresholds that leave 95 % of signature-free pag
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, track
+from rich.progress import Progress, track
 
 from ..detector import decode, nms
 from ..evaluation.detection import PageDetections, average_precision, choose_threshold, detection_metrics
@@ -31,6 +30,7 @@ from .detector_augment import augment_page
 from .detector_loss import detector_loss
 from .detector_network import CentreDetector, ExportedDetector, build_detector
 from .detector_targets import centre_targets
+from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
 MIN_SCORE = 0.01  # detections kept when scoring the validation split
 
@@ -106,12 +106,6 @@ def quick_scores(pages: list[PageDetections]) -> dict[str, float]:
     return {"map50": round(aps[0], 4), "map50_95": round(float(np.mean(aps)), 4)}
 
 
-def _schedule(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def train_detector(config: dict, config_path: str) -> Path:
     seed = config.get("seed", 0)
     torch.manual_seed(seed)
@@ -122,23 +116,16 @@ def train_detector(config: dict, config_path: str) -> Path:
     train = load_page_set(config["data"]["train"], cache_size, run_dir / f"train-{cache_size}.npz")
     valid = load_page_set(config["data"]["valid"], size, run_dir / f"valid-{size}.npz")
     network = build_detector(config["network"]).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=config["lr"], weight_decay=config.get("weight_decay", 1e-4))
     batch, epochs = int(config["batch"]), int(config["epochs"])
     steps_per_epoch = len(train.images) // batch
     total, warmup = epochs * steps_per_epoch, int(config.get("warmup", 100))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, total, warmup))
-    start_epoch, seconds, best = 0, 0.0, -1.0
+    optimizer, scheduler = optimizer_and_schedule(network, config, total, warmup)
     checkpoint = run_dir / "last.pt"
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
-        network.load_state_dict(state["network"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, seconds, best = state["epoch"], state["seconds"], state["best"]
+    state = resume(checkpoint, network, optimizer, scheduler)
+    start_epoch, seconds, best = state.get("epoch", 0), state.get("seconds", 0.0), state.get("best", -1.0)
     nms_iou, strength = config.get("nms_iou", 0.5), config.get("augment_strength", 1.0)
     window = int(config.get("window", size))
-    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
-    with Progress(*columns) as progress, open(run_dir / "log.jsonl", "a") as log:
+    with Progress(*progress_columns()) as progress, open(run_dir / "log.jsonl", "a") as log:
         task = progress.add_task("train", total=total, completed=start_epoch * steps_per_epoch, status="")
         began = time.time()
         for epoch in range(start_epoch, epochs):
@@ -169,8 +156,7 @@ def train_detector(config: dict, config_path: str) -> Path:
             record["seconds"] = round(elapsed)
             log.write(json.dumps(record) + "\n")
             log.flush()
-            torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "epoch": done, "seconds": elapsed, "best": best}, checkpoint)
+            save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=done, seconds=elapsed, best=best)
     seconds += time.time() - began
     chosen = torch.load(run_dir / "best.pt", weights_only=False)
     network.load_state_dict(chosen["network"])

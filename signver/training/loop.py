@@ -9,7 +9,6 @@ Runs are resumable: `runs/<name>/last.pt` is written every `eval_every` steps, a
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from datetime import date
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from ..evaluation.metrics import eer
 from ..extractor import Extractor
@@ -27,6 +26,7 @@ from .data import TrainingSet, load_training_set, writer_batches
 from .export import export_onnx, input_spec
 from .losses import LOSSES
 from .networks import FusedEmbedder, build_network
+from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
 
 def holdout_distances(embeddings: np.ndarray, data: TrainingSet) -> tuple[np.ndarray, np.ndarray]:
@@ -62,12 +62,6 @@ def _as_batch(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).float().div_(255.0)[:, None].contiguous(memory_format=torch.channels_last)
 
 
-def _schedule(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def train_extractor(config: dict, config_path: str) -> Path:
     torch.manual_seed(config.get("seed", 0))
     torch.set_num_threads(config.get("threads", 2))
@@ -79,21 +73,14 @@ def train_extractor(config: dict, config_path: str) -> Path:
     network = build_network(config["network"]).to(memory_format=torch.channels_last)
     loss_config = dict(config["loss"])
     loss_fn = partial(LOSSES[loss_config.pop("name")], **loss_config)
-    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=config["lr"], weight_decay=config.get("weight_decay", 1e-4))
     steps, warmup = int(config["steps"]), int(config.get("warmup", 100))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, steps, warmup))
-    start, seconds, best = 0, 0.0, float("inf")
+    optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
-        network.load_state_dict(state["network"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, seconds, best = state["step"], state["seconds"], state["best"]
+    state = resume(checkpoint, network, optimizer, scheduler)
+    start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", float("inf"))
     batch = config["batch"]
     batches = writer_batches(train, batch["writers"], batch["genuine"], batch["forged"], np.random.default_rng(config.get("seed", 0) + start))
-    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
-    with Progress(*columns) as progress, open(run_dir / "log.jsonl", "a") as log:
+    with Progress(*progress_columns()) as progress, open(run_dir / "log.jsonl", "a") as log:
         task = progress.add_task("train", total=steps, completed=start, status="")
         began, running = time.time(), None
         for step in range(start, steps):
@@ -120,8 +107,7 @@ def train_extractor(config: dict, config_path: str) -> Path:
                 if holdout_eer["mean"] < best:
                     best = holdout_eer["mean"]
                     torch.save({"network": network.state_dict(), "step": done, "holdout_eer_skilled": holdout_eer}, run_dir / "best.pt")
-                torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "step": done, "seconds": elapsed, "best": best}, checkpoint)
+                save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best)
                 progress.update(task, status=f"loss {running:.3f} holdout EER {holdout_eer['all']:.3f}")
             progress.update(task, completed=done)
     seconds += time.time() - began

@@ -1,0 +1,44 @@
+"""What every training loop here shares: AdamW with warm-up then cosine decay, a resumable
+`last.pt` checkpoint, and the progress bar's columns."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to zero at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def optimizer_and_schedule(network: torch.nn.Module, config: dict, total: int, warmup: int):
+    """AdamW over the trainable parameters and its warm-up + cosine schedule over `total` steps."""
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=config["lr"],
+                                  weight_decay=config.get("weight_decay", 1e-4))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
+
+
+def resume(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler) -> dict:
+    """Restore a run from `checkpoint` if it exists; returns its other fields (empty if new)."""
+    if not checkpoint.is_file():
+        return {}
+    state = torch.load(checkpoint, weights_only=False)
+    network.load_state_dict(state.pop("network"))
+    optimizer.load_state_dict(state.pop("optimizer"))
+    scheduler.load_state_dict(state.pop("scheduler"))
+    return state
+
+
+def save_checkpoint(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler, **fields) -> None:
+    torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **fields},
+               checkpoint)
+
+
+def progress_columns(label: str = "training") -> tuple:
+    return (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
