@@ -122,3 +122,12 @@ def test_tiny_training_run_end_to_end(tmp_path):
     # resuming a finished run trains no further
     train_detector(config, "tiny.yaml")
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
+    # a second stage starts from the weights the first one chose, and its card says so
+    stage2 = {**config, "init_from": str(tmp_path / "run" / "best.pt"), "epochs": 1, "lr": 0.0,
+              "run_dir": str(tmp_path / "run2"), "out": str(tmp_path / "model2")}
+    path2 = train_detector(stage2, "tiny-stage2.yaml")
+    assert json.loads(path2.with_suffix(".json").read_text())["training"]["init_from"] == stage2["init_from"]
+    stage2_network = build_detector(config["network"])
+    stage2_network.load_state_dict(torch.load(tmp_path / "run2" / "best.pt", weights_only=False)["network"])
+    first = dict(network.state_dict())
+    assert all(torch.equal(first[k], v) for k, v in stage2_network.state_dict().items() if "running" not in k and "num_batches" not in k)

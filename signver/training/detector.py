@@ -116,6 +116,8 @@ def train_detector(config: dict, config_path: str) -> Path:
     train = load_page_set(config["data"]["train"], cache_size, run_dir / f"train-{cache_size}.npz")
     valid = load_page_set(config["data"]["valid"], size, run_dir / f"valid-{size}.npz")
     network = build_detector(config["network"]).to(memory_format=torch.channels_last)
+    if config.get("init_from"):  # a second stage starts from the weights an earlier run chose
+        network.load_state_dict(torch.load(config["init_from"], weights_only=False)["network"])
     batch, epochs = int(config["batch"]), int(config["epochs"])
     steps_per_epoch = len(train.images) // batch
     total, warmup = epochs * steps_per_epoch, int(config.get("warmup", 100))
@@ -161,7 +163,7 @@ def train_detector(config: dict, config_path: str) -> Path:
     chosen = torch.load(run_dir / "best.pt", weights_only=False)
     network.load_state_dict(chosen["network"])
     training = {"epochs": epochs, "chosen_epoch": chosen["epoch"], "batch": batch, "lr": config["lr"], "window": window, "windows_seen": epochs * steps_per_epoch * batch,
-                "augment_strength": strength, "seconds": round(seconds), "machine": platform.processor() or platform.machine(),
+                "augment_strength": strength, "init_from": config.get("init_from"), "seconds": round(seconds), "machine": platform.processor() or platform.machine(),
                 "date": date.today().isoformat()}
     return export_detector(network, config, config_path, valid, training)
 
