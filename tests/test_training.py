@@ -14,7 +14,7 @@ from signver.training.augment import augment  # noqa: E402
 from signver.training.data import TrainingSet, load_training_set, writer_batches, writers_for  # noqa: E402
 from signver.training.losses import LOSSES  # noqa: E402
 from signver.training.loop import holdout_distances, train_extractor  # noqa: E402
-from signver.training.networks import build_network  # noqa: E402
+from signver.training.networks import FusedEmbedder, build_network  # noqa: E402
 
 
 def clustered(n_classes=6, per_class=4, spread=0.05, seed=0):
@@ -108,3 +108,19 @@ def test_tiny_training_run_end_to_end(synthetic_dataset, tmp_path):
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
     genuine, skilled = holdout_distances(expected, holdout)
     assert len(genuine) == 2 * 15 and len(skilled) == 2 * 6 * 4 and 0 <= eer(genuine, skilled)[0] <= 1
+
+
+def test_fused_embedding_is_one_unit_vector_with_mean_or_gem_imagenet_part():
+    trained = build_network({"kind": "lite0", "blocks": 5, "width": 32, "dim": 16, "frozen_blocks": 3}).eval()
+    x = torch.rand(3, 1, 64, 128)
+    parts = {}
+    for pooling in ("mean", "gem"):
+        fused = FusedEmbedder(trained, imagenet_blocks=5, weight=0.9, pooling=pooling).eval()
+        with torch.no_grad():
+            out = fused(x)
+        assert out.shape == (3, 40 + 16) and torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-4)
+        assert torch.allclose(out[:, :40].norm(dim=1) ** 2, torch.full((3,), 0.9), atol=1e-4)  # the ImageNet share
+        parts[pooling] = out[:, :40]
+    assert not torch.allclose(parts["mean"], parts["gem"], atol=1e-3)
+    with pytest.raises(ValueError, match="pooling"):
+        FusedEmbedder(trained, imagenet_blocks=5, weight=0.9, pooling="max")

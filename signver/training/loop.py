@@ -115,14 +115,14 @@ def train_extractor(config: dict, config_path: str) -> Path:
     network.load_state_dict(chosen["network"])
     config = {**config, "chosen_step": chosen["step"]}
     if "fuse_imagenet" in config:
-        network, config["fusion_weight"] = fuse_with_imagenet(network, config["fuse_imagenet"]["blocks"], holdout)
+        network, config["fusion_weight"] = fuse_with_imagenet(network, config["fuse_imagenet"], holdout)
     return export_extractor(network, config, config_path, holdout, seconds)
 
 
-def fuse_with_imagenet(network: torch.nn.Module, blocks: int, holdout: TrainingSet) -> tuple[FusedEmbedder, float]:
-    """Join the trained network with ImageNet features, weighted to minimise the held-out
-    writers' EER (mean over datasets)."""
-    fused = FusedEmbedder(network, blocks, weight=0.5).to(memory_format=torch.channels_last)
+def fuse_with_imagenet(network: torch.nn.Module, fusion: dict, holdout: TrainingSet) -> tuple[FusedEmbedder, float]:
+    """Join the trained network with ImageNet features (`fusion`: blocks, pooling), weighted
+    to minimise the held-out writers' EER (mean over datasets)."""
+    fused = FusedEmbedder(network, fusion["blocks"], weight=0.5, pooling=fusion.get("pooling", "mean")).to(memory_format=torch.channels_last)
     both = embed_with(fused, holdout.images) / 0.5**0.5
     split = both.shape[1] - network.head.embed.out_features
     imagenet, trained = both[:, :split], both[:, split:]

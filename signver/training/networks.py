@@ -78,8 +78,11 @@ class FusedEmbedder(nn.Module):
     squared distance their weighted sum, in one unit vector. The frozen layers run once.
     """
 
-    def __init__(self, trained: Lite0Embedder, imagenet_blocks: int, weight: float):
+    def __init__(self, trained: Lite0Embedder, imagenet_blocks: int, weight: float, pooling: str = "mean"):
         super().__init__()
+        if pooling not in ("mean", "gem"):
+            raise ValueError(f"unknown pooling {pooling!r}: use mean or gem")
+        self.pooling = pooling  # gem (p = 3) weighs the strongest stroke responses more than the mean does
         if not trained.frozen_blocks:
             raise ValueError("fusing needs a network whose first blocks were frozen")
         self.trained = trained
@@ -95,7 +98,8 @@ class FusedEmbedder(nn.Module):
         h = shared
         for block in self.imagenet_blocks:
             h = block(h)
-        imagenet = F.normalize(h.mean(dim=(2, 3)), dim=1)
+        pooled = h.mean(dim=(2, 3)) if self.pooling == "mean" else h.clamp_min(1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3)
+        imagenet = F.normalize(pooled, dim=1)
         return torch.cat([imagenet * self.weight**0.5, trained * (1 - self.weight) ** 0.5], dim=1)
 
 
