@@ -68,7 +68,7 @@ def make_versions(image: np.ndarray, seed: int) -> dict[str, tuple[np.ndarray, n
 
 def run_dataset(name: str, root: str, split: str, model: str | None, cleaner_model: str | None, limit: int | None,
                 dev: bool = False) -> dict:
-    if dev:  # held-out training writers (configs/cleaner-unet.yaml): for choosing settings, never test writers
+    if dev:  # held-out training writers (configs/cleaner-unet-wide.yaml): for choosing settings, never test writers
         split = None
         dataset_name, trials = build_trials(root, "p1", 1, None, DEV_WRITERS[name])
     else:

@@ -549,7 +549,7 @@ def train_extractor(config: Path = typer.Option(..., help="YAML config, e.g. con
 
 @train_app.command("cleaner")
 @reports_errors
-def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. configs/cleaner-unet.yaml")) -> None:
+def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. configs/cleaner-unet-wide.yaml")) -> None:
     """Train the clutter-removing U-Net on synthetic overlays (resumable), export ONNX + card."""
     import yaml
 
