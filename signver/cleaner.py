@@ -35,12 +35,11 @@ from .normalize import ink_mask
 DEFAULT_CLEANER = "cleaner-unet-wide"
 MULTIPLE = 16
 # Whether single signatures (verify, embed, check, identify, evaluate) are cleaned when the caller
-# passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean scans cleaning changes P1
-# EER by -0.1 (CEDAR) and +0.05 (Bengali) points, so it buys nothing there, and it costs about
-# 6-10 ms per image (a pair's verify goes from 5 to 24 ms); on cluttered crops it recovers
-# 23-76 % of the EER lost. So: off for signature images, on for crops cut from documents
-# (DEFAULT_CLEAN_DOCUMENT_CROPS, for the detect -> crop -> verify pipeline), and
-# --clean / clean=True whenever a signature image carries print, lines or stamps.
+# passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean test scans cleaning changes
+# P1 EER by -0.1 (CEDAR) and +0.06 (Bengali) points, so it buys nothing there, and it costs about
+# 10 ms per image; on cluttered crops it recovers 32-80 % of the EER lost. So: off for signature
+# images, on for crops cut from documents (DEFAULT_CLEAN_DOCUMENT_CROPS, for the detect -> crop ->
+# verify pipeline), and --clean / clean=True whenever a signature image carries print, lines or stamps.
 DEFAULT_CLEAN = False
 DEFAULT_CLEAN_DOCUMENT_CROPS = True
 
