@@ -15,15 +15,20 @@ from torch import nn
 from .pretrained import load_efficientnet_lite0
 
 
+def gem(x: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
+    """Generalised-mean pooling over the spatial axes: between average (p=1) and max pooling."""
+    return x.clamp_min(1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+
+
 class GeM(nn.Module):
-    """Generalised-mean pooling: between average (p=1) and max pooling, p learned."""
+    """Generalised-mean pooling with p learned."""
 
     def __init__(self, p: float = 3.0):
         super().__init__()
         self.p = nn.Parameter(torch.tensor(p))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp_min(1e-6).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+        return gem(x, self.p)
 
 
 class EmbeddingHead(nn.Module):
@@ -98,7 +103,7 @@ class FusedEmbedder(nn.Module):
         h = shared
         for block in self.imagenet_blocks:
             h = block(h)
-        pooled = h.mean(dim=(2, 3)) if self.pooling == "mean" else h.clamp_min(1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3)
+        pooled = h.mean(dim=(2, 3)) if self.pooling == "mean" else gem(h, 3.0)
         imagenet = F.normalize(pooled, dim=1)
         return torch.cat([imagenet * self.weight**0.5, trained * (1 - self.weight) ** 0.5], dim=1)
 
