@@ -14,7 +14,7 @@ from signver.detector import Detector  # noqa: E402
 from signver.training.detector import load_page_set, train_detector  # noqa: E402
 from signver.training.detector_augment import augment_page, random_affine, turn  # noqa: E402
 from signver.training.detector_loss import box_loss, focal_loss, giou  # noqa: E402
-from signver.training.detector_network import build_detector  # noqa: E402
+from signver.training.detector_network import build_detector, load_detector_weights  # noqa: E402
 from signver.training.detector_targets import centre_targets  # noqa: E402
 
 
@@ -122,12 +122,12 @@ def test_tiny_training_run_end_to_end(tmp_path):
     # resuming a finished run trains no further
     train_detector(config, "tiny.yaml")
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
-    # a second stage starts from the weights the first one chose, and its card says so
-    stage2 = {**config, "init_from": str(tmp_path / "run" / "best.pt"), "epochs": 1, "lr": 0.0,
+    # a second stage starts from the weights the first one chose, even with fewer blocks frozen, and its card says so
+    stage2 = {**config, "network": {**config["network"], "frozen_blocks": 1}, "init_from": str(tmp_path / "run" / "best.pt"), "epochs": 1, "lr": 0.0,
               "run_dir": str(tmp_path / "run2"), "out": str(tmp_path / "model2")}
     path2 = train_detector(stage2, "tiny-stage2.yaml")
     assert json.loads(path2.with_suffix(".json").read_text())["training"]["init_from"] == stage2["init_from"]
     stage2_network = build_detector(config["network"])
-    stage2_network.load_state_dict(torch.load(tmp_path / "run2" / "best.pt", weights_only=False)["network"])
+    load_detector_weights(stage2_network, torch.load(tmp_path / "run2" / "best.pt", weights_only=False)["network"])
     first = dict(network.state_dict())
     assert all(torch.equal(first[k], v) for k, v in stage2_network.state_dict().items() if "running" not in k and "num_batches" not in k)

@@ -28,7 +28,7 @@ from ..models import inference_session
 from ..yolo import read_split
 from .detector_augment import augment_page
 from .detector_loss import detector_loss
-from .detector_network import CentreDetector, ExportedDetector, build_detector
+from .detector_network import CentreDetector, ExportedDetector, build_detector, load_detector_weights
 from .detector_targets import centre_targets
 from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
@@ -117,7 +117,7 @@ def train_detector(config: dict, config_path: str) -> Path:
     valid = load_page_set(config["data"]["valid"], size, run_dir / f"valid-{size}.npz")
     network = build_detector(config["network"]).to(memory_format=torch.channels_last)
     if config.get("init_from"):  # a second stage starts from the weights an earlier run chose
-        network.load_state_dict(torch.load(config["init_from"], weights_only=False)["network"])
+        load_detector_weights(network, torch.load(config["init_from"], weights_only=False)["network"])
     batch, epochs = int(config["batch"]), int(config["epochs"])
     steps_per_epoch = len(train.images) // batch
     total, warmup = epochs * steps_per_epoch, int(config.get("warmup", 100))

@@ -82,5 +82,15 @@ class ExportedDetector(nn.Module):
         return torch.sigmoid(logits), distances
 
 
+def load_detector_weights(network: CentreDetector, state: dict[str, torch.Tensor]) -> None:
+    """Load a checkpoint's weights whatever blocks either run froze: the `frozen.*` entries
+    only alias the stem and blocks, so they are left out and every other entry must match."""
+    weights = {k: v for k, v in state.items() if not k.startswith("frozen.")}
+    result = network.load_state_dict(weights, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("frozen.")]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"detector checkpoint does not fit the network: missing {missing}, unexpected {result.unexpected_keys}")
+
+
 def build_detector(config: dict) -> CentreDetector:
     return CentreDetector(tuple(config.get("taps", (2, 4, 10))), config.get("width", 64), config.get("frozen_blocks", 3), config.get("pretrained", True))
