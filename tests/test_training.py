@@ -124,3 +124,19 @@ def test_fused_embedding_is_one_unit_vector_with_mean_or_gem_imagenet_part():
     assert not torch.allclose(parts["mean"], parts["gem"], atol=1e-3)
     with pytest.raises(ValueError, match="pooling"):
         FusedEmbedder(trained, imagenet_blocks=5, weight=0.9, pooling="max")
+
+
+def test_fused_embedding_can_pool_imagenet_features_at_several_depths():
+    trained = build_network({"kind": "lite0", "blocks": 5, "width": 32, "dim": 16, "frozen_blocks": 3}).eval()
+    x = torch.rand(3, 1, 64, 128)
+    single = FusedEmbedder(trained, imagenet_blocks=5, weight=0.9, pooling="gem").eval()
+    levels = FusedEmbedder(trained, imagenet_blocks=[5, 4], weight=0.9, pooling="gem").eval()
+    assert levels.taps == [4, 5]
+    with torch.no_grad():
+        one, both = single(x), levels(x)
+    assert both.shape == (3, 40 + 40 + 16) and torch.allclose(both.norm(dim=1), torch.ones(3), atol=1e-4)
+    # each depth is a unit vector of its own, so each has half the ImageNet share; the deeper one is the single-tap part
+    assert torch.allclose(both[:, 40:80] * 2**0.5, one[:, :40], atol=1e-4)
+    assert torch.allclose(both[:, :40].norm(dim=1) ** 2, torch.full((3,), 0.45), atol=1e-4)
+    with pytest.raises(ValueError, match="frozen"):
+        FusedEmbedder(trained, imagenet_blocks=[3, 5], weight=0.9)

@@ -83,15 +83,20 @@ class FusedEmbedder(nn.Module):
     squared distance their weighted sum, in one unit vector. The frozen layers run once.
     """
 
-    def __init__(self, trained: Lite0Embedder, imagenet_blocks: int, weight: float, pooling: str = "mean"):
+    def __init__(self, trained: Lite0Embedder, imagenet_blocks: int | list[int], weight: float, pooling: str = "mean"):
         super().__init__()
         if pooling not in ("mean", "gem"):
             raise ValueError(f"unknown pooling {pooling!r}: use mean or gem")
         self.pooling = pooling  # gem (p = 3) weighs the strongest stroke responses more than the mean does
         if not trained.frozen_blocks:
             raise ValueError("fusing needs a network whose first blocks were frozen")
+        # a list pools the features after each of these numbers of blocks: strokes (early) and
+        # their arrangement (late) each get an equal share of the ImageNet part
+        self.taps = sorted({int(b) for b in imagenet_blocks}) if isinstance(imagenet_blocks, (list, tuple)) else [int(imagenet_blocks)]
+        if self.taps[0] <= trained.frozen_blocks:
+            raise ValueError(f"ImageNet taps {self.taps} must come after the {trained.frozen_blocks} frozen blocks")
         self.trained = trained
-        self.imagenet_blocks = nn.ModuleList(load_efficientnet_lite0()._blocks[trained.frozen_blocks : imagenet_blocks])
+        self.imagenet_blocks = nn.ModuleList(load_efficientnet_lite0()._blocks[trained.frozen_blocks : self.taps[-1]])
         self.weight = weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,11 +105,12 @@ class FusedEmbedder(nn.Module):
         for block in self.trained.blocks[self.trained.frozen_blocks :]:
             h = block(h)
         trained = self.trained.head(h)
-        h = shared
-        for block in self.imagenet_blocks:
+        h, levels = shared, []
+        for depth, block in enumerate(self.imagenet_blocks, start=self.trained.frozen_blocks + 1):
             h = block(h)
-        pooled = h.mean(dim=(2, 3)) if self.pooling == "mean" else gem(h, 3.0)
-        imagenet = F.normalize(pooled, dim=1)
+            if depth in self.taps:
+                levels.append(F.normalize(h.mean(dim=(2, 3)) if self.pooling == "mean" else gem(h, 3.0), dim=1))
+        imagenet = levels[0] if len(levels) == 1 else F.normalize(torch.cat(levels, dim=1), dim=1)
         return torch.cat([imagenet * self.weight**0.5, trained * (1 - self.weight) ** 0.5], dim=1)
 
 
