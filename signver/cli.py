@@ -320,11 +320,15 @@ def inspect(
 @reports_errors
 def models() -> None:
     """List the shipped models with their cards' key facts."""
-    from .models import available_models
+    from .cleaner import DEFAULT_CLEANER
+    from .detector import DEFAULT_DETECTOR
+    from .models import DEFAULT_EXTRACTOR, available_models
 
+    defaults = {DEFAULT_EXTRACTOR, DEFAULT_CLEANER, DEFAULT_DETECTOR}
     for card in available_models():
         threshold = "none" if card.threshold is None else f"{card.threshold:.4f}"
-        print(f"{card.name}\t{card.kind}\tinput {card.input_size[0]}x{card.input_size[1]}\tthreshold {threshold}\t{card.description}")
+        kind = f"{card.kind} (default)" if card.name in defaults else card.kind
+        print(f"{card.name}\t{kind}\tinput {card.input_size[0]}x{card.input_size[1]}\tthreshold {threshold}\t{card.description}")
 
 
 @app.command()

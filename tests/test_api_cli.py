@@ -9,6 +9,7 @@ import signver
 from signver import synth
 from signver.cli import app
 from signver.errors import BlankImageError, InputError
+from signver.models import DEFAULT_EXTRACTOR
 
 runner = CliRunner()
 
@@ -80,6 +81,8 @@ def test_cli_evaluate_bad_dataset(tmp_path):
 def test_cli_models_and_demo():
     listed = runner.invoke(app, ["models"])
     assert listed.exit_code == 0 and "effnet-lite0-imagenet" in listed.stdout
+    rows = {line.split("\t")[0]: line.split("\t")[1] for line in listed.stdout.splitlines()}
+    assert rows[DEFAULT_EXTRACTOR] == "extractor (default)" and rows["effnet-lite0-imagenet"] == "extractor"
     demo = runner.invoke(app, ["demo", "--writers", "1"])
     assert demo.exit_code == 0
     lines = demo.stdout.strip().splitlines()
