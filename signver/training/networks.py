@@ -110,7 +110,7 @@ class FusedEmbedder(nn.Module):
             h = block(h)
             if depth in self.taps:
                 levels.append(F.normalize(h.mean(dim=(2, 3)) if self.pooling == "mean" else gem(h, 3.0), dim=1))
-        imagenet = levels[0] if len(levels) == 1 else F.normalize(torch.cat(levels, dim=1), dim=1)
+        imagenet = F.normalize(torch.cat(levels, dim=1), dim=1)  # one level: already a unit vector
         return torch.cat([imagenet * self.weight**0.5, trained * (1 - self.weight) ** 0.5], dim=1)
 
 
