@@ -573,3 +573,15 @@ def train_detector(config: Path = typer.Option(..., help="YAML config, e.g. conf
 
     path = run(yaml.safe_load(config.read_text()), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+@train_app.command("detector-rescorer")
+@reports_errors
+def train_detector_rescorer(config: Path = typer.Option(..., help="YAML config, e.g. configs/detector-rescorer.yaml")) -> None:
+    """Fit the detector's box re-scorer on training pages, choose its threshold on validation pages, update the card."""
+    import yaml
+
+    from .training.detector_rescorer import fit_rescorer
+
+    path = fit_rescorer(yaml.safe_load(config.read_text()), str(config))
+    print(f"wrote {path} and {path.with_suffix('.json')}")

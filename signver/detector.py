@@ -14,6 +14,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from .detector_rescorer import Rescorer, box_features
 from .images import DEFAULT_DPI, SourceLike, load_pages
 from .models import ModelCard, inference_session, load_card
 
@@ -89,6 +90,8 @@ class Detector:
         self.input_name = self.session.get_inputs()[0].name
         self.stride = int(self.card.details["stride"])
         self.nms_iou = float(self.card.details["nms_iou"])
+        spec = self.card.details.get("rescorer")
+        self.rescorer = Rescorer(spec) if spec else None
 
     @property
     def name(self) -> str:
@@ -98,15 +101,28 @@ class Detector:
     def threshold(self) -> float:
         return float(self.card.threshold)
 
-    def find(self, page: np.ndarray, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes (K, 4) x0, y0, x1, y1 in pixels of the grey `page` and their scores, best first,
-        down to `min_score` (default: the card's threshold)."""
+    def candidates(self, page: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (K, 4) in pixels of the grey `page` and the network's own scores, best first,
+        down to `min_score`, after non-maximum suppression and before any re-scoring."""
         heatmap, distances = self.session.run(None, {self.input_name: preprocess(page, self.card.input_size)})
-        boxes, scores = decode(heatmap[0, 0], distances[0], self.stride, self.threshold if min_score is None else min_score)
+        boxes, scores = decode(heatmap[0, 0], distances[0], self.stride, min_score)
         keep = nms(boxes, scores, self.nms_iou)
         (h, w), (in_h, in_w) = page.shape, self.card.input_size
         boxes = boxes[keep] * np.array([w / in_w, h / in_h, w / in_w, h / in_h], np.float32)
         return np.clip(boxes, 0, [w, h, w, h]), scores[keep]
+
+    def find(self, page: np.ndarray, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (K, 4) x0, y0, x1, y1 in pixels of the grey `page` and their scores, best first,
+        down to `min_score` (default: the card's threshold). With a rescorer in the card, the
+        network's candidates above the rescorer's floor are scored again."""
+        min_score = self.threshold if min_score is None else min_score
+        if self.rescorer is None:
+            return self.candidates(page, min_score)
+        boxes, scores = self.candidates(page, self.rescorer.candidate_floor)
+        scores = self.rescorer(box_features(boxes, scores, page.shape)) if len(scores) else scores
+        order = np.argsort(-scores, kind="stable")
+        order = order[scores[order] >= min_score]
+        return boxes[order], scores[order]
 
     def detect_page(self, page: np.ndarray, index: int = 0, threshold: float | None = None) -> list[Box]:
         """The signatures on one grey page, labelled as page `index`, best first."""

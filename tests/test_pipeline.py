@@ -178,8 +178,8 @@ def test_shipped_detector_finds_signatures_on_synthetic_pages(gallery):
     from signver.detector import box_iou
 
     # The shipped detector was trained on real pages only; it boxes these synthetic signatures
-    # well but scores many of them just under its card threshold (set on real pages so that 95 %
-    # of signature-free pages get no box), so the test asks for a lower one.
+    # well but scores some of them under its card threshold (set on real pages so that 95 % of
+    # signature-free pages get no box), so the test asks for a lower one.
     pipeline = Pipeline(gallery, clean=False, detect_threshold=0.25)
     hits = total = 0
     for seed in range(3):
