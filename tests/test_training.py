@@ -108,6 +108,16 @@ def test_tiny_training_run_end_to_end(synthetic_dataset, tmp_path):
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
     genuine, skilled = holdout_distances(expected, holdout)
     assert len(genuine) == 2 * 15 and len(skilled) == 2 * 6 * 4 and 0 <= eer(genuine, skilled)[0] <= 1
+    # served at a finer input than it trained on: the same network, exported for that size, and
+    # its threshold chosen on held-out images normalised to it
+    served = train_extractor({**config, "serve_input": {"height": 48, "width": 96}}, "tiny.yaml")
+    card = json.loads(served.with_suffix(".json").read_text())
+    assert (card["input"]["height"], card["input"]["width"]) == (48, 96) and card["trained_input"] == {"height": 32, "width": 64}
+    finer = load_training_set(config["data"], (48, 96), "holdout", tmp_path / "run" / "holdout-48x96.npz")
+    with torch.no_grad():
+        expected = network.eval()(torch.from_numpy(to_model_input(finer.images))).numpy()
+    assert np.abs(Extractor(str(served)).embed_normalized(finer.images) - expected).max() < 1e-4
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
 
 
 def test_fused_embedding_is_one_unit_vector_with_mean_or_gem_imagenet_part():

@@ -21,6 +21,7 @@ from rich.progress import Progress
 
 from ..evaluation.metrics import eer
 from ..extractor import Extractor
+from ..models import inference_session
 from .augment import augment
 from .data import TrainingSet, load_training_set, writer_batches
 from .export import export_onnx, input_spec
@@ -114,6 +115,9 @@ def train_extractor(config: dict, config_path: str) -> Path:
     chosen = torch.load(run_dir / "best.pt", weights_only=False)
     network.load_state_dict(chosen["network"])
     config = {**config, "chosen_step": chosen["step"]}
+    served = served_size(config)
+    if served != size:  # the network is convolutional up to its pooling: it may serve a finer input than it trained on
+        holdout = load_training_set(config["data"], served, "holdout", run_dir / f"holdout-{served[0]}x{served[1]}.npz")
     if "fuse_imagenet" in config:
         network, config["fusion_weight"] = fuse_with_imagenet(network, config["fuse_imagenet"], holdout)
     return export_extractor(network, config, config_path, holdout, seconds)
@@ -132,9 +136,16 @@ def fuse_with_imagenet(network: torch.nn.Module, fusion: dict, holdout: Training
     return fused.eval(), fused.weight
 
 
+def served_size(config: dict) -> tuple[int, int]:
+    """The (height, width) the exported model takes: `serve_input` if the config names one, else
+    the training input."""
+    spec = config.get("serve_input", config["input"])
+    return int(spec["height"]), int(spec["width"])
+
+
 def export_extractor(network: torch.nn.Module, config: dict, config_path: str, holdout: TrainingSet, seconds: float) -> Path:
     """Write the ONNX file and its card; the threshold is the held-out writers' EER point."""
-    size = (int(config["input"]["height"]), int(config["input"]["width"]))
+    size = served_size(config)
     path = export_onnx(network, Path(config["out"]) / f"{config['name']}.onnx", size)
     card = {
         "name": config["name"],
@@ -148,11 +159,13 @@ def export_extractor(network: torch.nn.Module, config: dict, config_path: str, h
                      "images_seen": config["steps"] * _batch_size(config),
                      "seconds": round(seconds), "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
         "input": input_spec(size),
+        **({"trained_input": {"height": int(config["input"]["height"]), "width": int(config["input"]["width"])}} if "serve_input" in config else {}),
         "distance": "euclidean between L2-normalised embeddings (0 to 2)",
         "threshold": None,
         "training_command": f"signver train extractor --config {config_path}",
     }
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    inference_session.cache_clear()  # a file of the same name exported earlier in this process may be cached
     embeddings = Extractor(str(path)).embed_normalized(holdout.images)
     genuine, skilled = holdout_distances(embeddings, holdout)
     rate, threshold = eer(genuine, skilled)
