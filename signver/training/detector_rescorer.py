@@ -22,12 +22,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..detector import Detector, box_iou
-from ..detector_rescorer import FEATURES, box_features
+from ..detector_rescorer import FEATURES, Rescorer, box_features
 from ..errors import DatasetError
 from ..evaluation.detection import choose_threshold, detection_metrics
 from ..evaluation.detection_report import MIN_SCORE, run_detector
 from ..images import load_image
-from ..models import inference_session, load_card
+from ..models import load_card
 from ..yolo import read_split, scaled
 
 MATCH_IOU = 0.5
@@ -73,25 +73,23 @@ def fit_rescorer(config: dict, config_path: str) -> Path:
     spec.update({"candidate_floor": floor, "fitted_on": config["data"]["train"], "n_candidates": int(len(labels)), "n_signatures": int(labels.sum()),
                  "match_iou": MATCH_IOU, "hidden": int(config.get("hidden", 16)), "alpha": float(config.get("alpha", 0.01)),
                  "date": date.today().isoformat(), "training_command": f"signver train detector-rescorer --config {config_path}"})
-    out = Path(config["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / f"{card.name}.onnx"
-    if onnx_path.resolve() != card.path.resolve():
-        shutil.copyfile(card.path, onnx_path)
+    rescored = Detector(config["detector"])
+    rescored.rescorer = Rescorer(spec)
+    pages, _ = run_detector(config["data"]["valid"], lambda page: rescored.find(page, MIN_SCORE))
+    threshold = round(choose_threshold(pages), 4)
     data = dict(card.details)
     data.setdefault("valid_network_scores", data.get("valid"))
     data.setdefault("threshold_network_scores", data.get("threshold"))
     data["rescorer"] = spec
     if RESCORER_NOTE not in data.get("description", ""):
         data["description"] = data.get("description", "") + RESCORER_NOTE
-    card_path = onnx_path.with_suffix(".json")
-    card_path.write_text(json.dumps(data, indent=2) + "\n")
-    inference_session.cache_clear()
-    rescored = Detector(str(onnx_path))
-    pages, ms_per_page = run_detector(config["data"]["valid"], lambda page: rescored.find(page, MIN_SCORE))
-    threshold = round(choose_threshold(pages), 4)
     data["threshold"] = threshold
     data["threshold_selection"] = {**data.get("threshold_selection", {}), "scores": "re-scored (rescorer section)", "split": config["data"]["valid"]}
     data["valid"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in detection_metrics(pages, threshold).items()}
-    card_path.write_text(json.dumps(data, indent=2) + "\n")
+    out = Path(config["out"])  # written only now, so a failed fit leaves the detector as it was
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / f"{card.name}.onnx"
+    if onnx_path.resolve() != card.path.resolve():
+        shutil.copyfile(card.path, onnx_path)
+    onnx_path.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
     return onnx_path
