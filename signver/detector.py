@@ -3,7 +3,8 @@
 The network is a one-stage centre detector (see `signver.training.detector_network`): for each
 cell of a stride-s grid it gives the probability that a signature is centred there and the
 distances from the cell centre to the box's four sides. Decoding and non-maximum suppression
-are plain numpy, so inference needs neither torch nor custom operators.
+are plain numpy, so inference needs neither torch nor custom operators. Where the card holds a
+re-scorer (`signver.detector_rescorer`), the candidates are scored again from their geometry.
 """
 
 from __future__ import annotations
