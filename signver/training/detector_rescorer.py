@@ -27,7 +27,6 @@ from ..errors import DatasetError
 from ..evaluation.detection import choose_threshold, detection_metrics
 from ..evaluation.detection_report import MIN_SCORE, run_detector
 from ..images import load_image
-from ..models import load_card
 from ..yolo import read_split, scaled
 
 MATCH_IOU = 0.5
@@ -61,11 +60,11 @@ def fit_mlp(features: np.ndarray, labels: np.ndarray, hidden: int, alpha: float,
 def fit_rescorer(config: dict, config_path: str) -> Path:
     """Fit the re-scorer for the configured detector, then write the detector (ONNX copied
     unchanged) and its card, with the re-scorer, new threshold and validation figures, to `out`."""
-    card = load_card(config["detector"])
+    detector = Detector(config["detector"])
+    card = detector.card
     floor = float(config.get("candidate_floor", 0.05))
-    network_only = Detector(config["detector"])
-    network_only.rescorer = None  # candidates come from the network alone, even when refitting
-    features, labels = training_candidates(network_only, config["data"]["train"], floor)
+    detector.rescorer = None  # candidates come from the network alone, even when refitting
+    features, labels = training_candidates(detector, config["data"]["train"], floor)
     if labels.all() or not labels.any():
         raise DatasetError(f"the detector's candidates on {config['data']['train']} ({len(labels)} above {floor}) include "
                            f"{labels.sum()} signatures and {len(labels) - labels.sum()} other boxes: the re-scorer needs both kinds to learn from")
@@ -73,9 +72,8 @@ def fit_rescorer(config: dict, config_path: str) -> Path:
     spec.update({"candidate_floor": floor, "fitted_on": config["data"]["train"], "n_candidates": int(len(labels)), "n_signatures": int(labels.sum()),
                  "match_iou": MATCH_IOU, "hidden": int(config.get("hidden", 16)), "alpha": float(config.get("alpha", 0.01)),
                  "date": date.today().isoformat(), "training_command": f"signver train detector-rescorer --config {config_path}"})
-    rescored = Detector(config["detector"])
-    rescored.rescorer = Rescorer(spec)
-    pages, _ = run_detector(config["data"]["valid"], lambda page: rescored.find(page, MIN_SCORE))
+    detector.rescorer = Rescorer(spec)
+    pages, _ = run_detector(config["data"]["valid"], lambda page: detector.find(page, MIN_SCORE))
     threshold = round(choose_threshold(pages), 4)
     data = dict(card.details)
     data.setdefault("valid_network_scores", data.get("valid"))
