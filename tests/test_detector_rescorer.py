@@ -56,7 +56,7 @@ def test_find_applies_the_cards_rescorer(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps({**card.details, "rescorer": constant_rescorer(0.7)}))
     detector = Detector(str(tmp_path / "d.onnx"))
     page = synth_pages.page(2, signatures=2).image
-    candidates, network_scores = detector.candidates(page, 0.05)
+    candidates, _ = detector.candidates(page, 0.05)
     assert len(candidates) >= 2
     boxes, scores = detector.find(page, 0.5)
     assert np.allclose(scores, 0.7) and np.array_equal(np.sort(boxes, axis=0), np.sort(candidates, axis=0))

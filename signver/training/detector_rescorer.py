@@ -68,9 +68,10 @@ def fit_rescorer(config: dict, config_path: str) -> Path:
     if labels.all() or not labels.any():
         raise DatasetError(f"the detector's candidates on {config['data']['train']} ({len(labels)} above {floor}) include "
                            f"{labels.sum()} signatures and {len(labels) - labels.sum()} other boxes: the re-scorer needs both kinds to learn from")
-    spec = fit_mlp(features, labels, int(config.get("hidden", 16)), float(config.get("alpha", 0.01)), int(config.get("seed", 0)))
+    hidden, alpha = int(config.get("hidden", 16)), float(config.get("alpha", 0.01))
+    spec = fit_mlp(features, labels, hidden, alpha, int(config.get("seed", 0)))
     spec.update({"candidate_floor": floor, "fitted_on": config["data"]["train"], "n_candidates": int(len(labels)), "n_signatures": int(labels.sum()),
-                 "match_iou": MATCH_IOU, "hidden": int(config.get("hidden", 16)), "alpha": float(config.get("alpha", 0.01)),
+                 "match_iou": MATCH_IOU, "hidden": hidden, "alpha": alpha,
                  "date": date.today().isoformat(), "training_command": f"signver train detector-rescorer --config {config_path}"})
     detector.rescorer = Rescorer(spec)
     pages, _ = run_detector(config["data"]["valid"], lambda page: detector.find(page, MIN_SCORE))
