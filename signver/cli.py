@@ -585,3 +585,15 @@ def train_detector_rescorer(config: Path = typer.Option(..., help="YAML config, 
 
     path = fit_rescorer(yaml.safe_load(config.read_text()), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+@train_app.command("detector-refiner")
+@reports_errors
+def train_detector_refiner(config: Path = typer.Option(..., help="YAML config, e.g. configs/detector-refiner.yaml")) -> None:
+    """Train the detector's box refiner on training pages (resumable), choose the threshold on validation pages, update the card."""
+    import yaml
+
+    from .training.detector_refiner import train_refiner
+
+    path = train_refiner(yaml.safe_load(config.read_text()), str(config))
+    print(f"wrote {path}, its refiner and {path.with_suffix('.json')}")

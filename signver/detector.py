@@ -4,7 +4,9 @@ The network is a one-stage centre detector (see `signver.training.detector_netwo
 cell of a stride-s grid it gives the probability that a signature is centred there and the
 distances from the cell centre to the box's four sides. Decoding and non-maximum suppression
 are plain numpy, so inference needs neither torch nor custom operators. Where the card holds a
-re-scorer (`signver.detector_rescorer`), the candidates are scored again from their geometry.
+re-scorer (`signver.detector_rescorer`), the candidates are scored again from their geometry, and
+where it holds a refiner (`signver.detector_refiner`), the boxes kept get their sides moved by a
+second network that looks at each one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from .detector_refiner import BoxRefiner
 from .detector_rescorer import Rescorer, box_features
 from .images import DEFAULT_DPI, SourceLike, load_pages
 from .models import ModelCard, inference_session, load_card
@@ -93,6 +96,8 @@ class Detector:
         self.nms_iou = float(self.card.details["nms_iou"])
         spec = self.card.details.get("rescorer")
         self.rescorer = Rescorer(spec) if spec else None
+        spec = self.card.details.get("refiner")
+        self.refiner = BoxRefiner(spec, self.card.path.parent) if spec else None
 
     @property
     def name(self) -> str:
@@ -115,15 +120,20 @@ class Detector:
     def find(self, page: np.ndarray, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (K, 4) x0, y0, x1, y1 in pixels of the grey `page` and their scores, best first,
         down to `min_score` (default: the card's threshold). With a rescorer in the card, the
-        network's candidates above the rescorer's floor are scored again."""
+        network's candidates above the rescorer's floor are scored again; with a refiner, the
+        boxes kept are refined."""
         min_score = self.threshold if min_score is None else min_score
         if self.rescorer is None:
-            return self.candidates(page, min_score)
-        boxes, scores = self.candidates(page, self.rescorer.candidate_floor)
-        scores = self.rescorer(box_features(boxes, scores, page.shape)) if len(scores) else scores
-        order = np.argsort(-scores, kind="stable")
-        order = order[scores[order] >= min_score]
-        return boxes[order], scores[order]
+            boxes, scores = self.candidates(page, min_score)
+        else:
+            boxes, scores = self.candidates(page, self.rescorer.candidate_floor)
+            scores = self.rescorer(box_features(boxes, scores, page.shape)) if len(scores) else scores
+            order = np.argsort(-scores, kind="stable")
+            order = order[scores[order] >= min_score]
+            boxes, scores = boxes[order], scores[order]
+        if self.refiner is not None:
+            boxes = self.refiner(page, boxes)
+        return boxes, scores
 
     def detect_page(self, page: np.ndarray, index: int = 0, threshold: float | None = None) -> list[Box]:
         """The signatures on one grey page, labelled as page `index`, best first."""

@@ -9,12 +9,15 @@ torch = pytest.importorskip("torch")
 
 from signver.evaluation.metrics import eer  # noqa: E402
 from signver.extractor import Extractor  # noqa: E402
+from signver.models import inference_session  # noqa: E402
 from signver.normalize import to_model_input  # noqa: E402
 from signver.training.augment import augment  # noqa: E402
 from signver.training.data import TrainingSet, load_training_set, writer_batches, writers_for  # noqa: E402
 from signver.training.losses import LOSSES  # noqa: E402
 from signver.training.loop import holdout_distances, train_extractor  # noqa: E402
-from signver.training.networks import FusedEmbedder, build_network  # noqa: E402
+from signver.training.export import export_onnx  # noqa: E402
+from signver.training.networks import FusedEmbedder, SpatialHead, build_network  # noqa: E402
+from signver.training.spatial import PairSampler  # noqa: E402
 
 
 def clustered(n_classes=6, per_class=4, spread=0.05, seed=0):
@@ -150,3 +153,75 @@ def test_fused_embedding_can_pool_imagenet_features_at_several_depths():
     assert torch.allclose(both[:, :40].norm(dim=1) ** 2, torch.full((3,), 0.45), atol=1e-4)
     with pytest.raises(ValueError, match="frozen"):
         FusedEmbedder(trained, imagenet_blocks=[3, 5], weight=0.9)
+
+
+def tiny_fused_with_spatial(weight=0.3):
+    trained = build_network({"kind": "lite0", "blocks": 5, "width": 32, "dim": 16, "frozen_blocks": 3}).eval()
+    fused = FusedEmbedder(trained, imagenet_blocks=[4, 5], weight=0.9, pooling="gem").eval()
+    fused.add_spatial(SpatialHead([4, 5], 40 + 40, width=8, channels=4, pool=2).eval(), weight)
+    return fused
+
+
+def test_spatial_head_joins_the_fused_vector_with_its_share():
+    fused = tiny_fused_with_spatial(0.3)
+    x = torch.rand(3, 1, 64, 128)
+    with torch.no_grad():
+        out = fused(x)
+        pooled = FusedEmbedder(fused.trained, imagenet_blocks=[4, 5], weight=0.9, pooling="gem").eval()(x)
+    cells = (64 // 8 // 2) * (128 // 8 // 2)
+    assert out.shape == (3, 96 + 4 * cells) and torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-4)
+    assert torch.allclose(out[:, :96], pooled * 0.7**0.5, atol=1e-5)  # the pooled part is unchanged, scaled
+    assert torch.allclose(out[:, 96:].norm(dim=1) ** 2, torch.full((3,), 0.3), atol=1e-4)
+    with pytest.raises(ValueError, match="deeper"):
+        fused.add_spatial(SpatialHead([6], 80), 0.3)
+
+
+def test_spatial_export_matches_torch(tmp_path):
+    fused = tiny_fused_with_spatial()
+    path = export_onnx(fused, tmp_path / "s.onnx", (64, 128))
+    images = (np.random.default_rng(0).random((3, 64, 128)) * 255).astype(np.uint8)
+    session = inference_session(path)
+    (ours,) = session.run(None, {"image": to_model_input(images)})
+    with torch.no_grad():
+        expected = fused(torch.from_numpy(to_model_input(images))).numpy()
+    assert np.abs(ours - expected).max() < 1e-4
+
+
+def test_pair_sampler_labels_pairs_by_writer_and_kind():
+    data = TrainingSet(np.zeros((9, 2, 2), np.uint8), np.array([0, 0, 0, 1, 1, 1, 2, 2, 2]),
+                       np.array([True, True, False] * 3), np.array(["a"] * 6 + ["b"] * 3))
+    first, second, same = PairSampler(data).sample(400, np.random.default_rng(0))
+    assert data.genuine[first].all()
+    genuine_pairs = same == 1
+    assert (data.writer[first][genuine_pairs] == data.writer[second][genuine_pairs]).all() and (first != second)[genuine_pairs].all()
+    assert data.genuine[second][genuine_pairs].all()
+    other = ~genuine_pairs
+    forgeries = other & ~data.genuine[second]
+    assert (data.writer[first][forgeries] == data.writer[second][forgeries]).all() and forgeries.any()
+    strangers = other & data.genuine[second]
+    assert (data.writer[first][strangers] != data.writer[second][strangers]).all() and strangers.any()
+    not_alone = strangers & (data.writer[first] != 2)
+    assert (data.dataset[first][not_alone] == data.dataset[second][not_alone]).all()  # two writers of one dataset
+    assert (data.dataset[second][strangers & ~not_alone] == "a").all()  # writer 2 is alone in dataset b
+    assert 0.35 < genuine_pairs.mean() < 0.65
+
+
+def test_tiny_run_with_a_spatial_head(synthetic_dataset, tmp_path):
+    config = {
+        "name": "tiny-spatial", "description": "test", "seed": 0,
+        "network": {"kind": "lite0", "blocks": 5, "width": 16, "dim": 8, "frozen_blocks": 3},
+        "loss": {"name": "multi_similarity"}, "input": {"height": 32, "width": 64}, "serve_input": {"height": 64, "width": 128},
+        "data": [{"path": str(synthetic_dataset), "holdout": [7, 8]}],
+        "batch": {"writers": 4, "genuine": 2, "forged": 1}, "steps": 2, "warmup": 1, "lr": 0.001, "eval_every": 2,
+        "fuse_imagenet": {"blocks": [4, 5], "pooling": "gem"},
+        "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2},
+        "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
+    }
+    path = train_extractor(config, "tiny.yaml")
+    card = json.loads(path.with_suffix(".json").read_text())
+    spatial = card["spatial"]
+    assert 0 <= spatial["weight"] <= 0.9 and spatial["holdout_eer_mean_with"] <= spatial["holdout_eer_mean_without"]
+    assert spatial["taps"] == [4, 5] and (tmp_path / "run" / "spatial.pt").is_file()
+    vectors = Extractor(str(path)).embed_normalized(load_training_set(config["data"], (64, 128), "holdout").images)
+    assert vectors.shape[1] == 40 + 40 + 8 + 4 * 4 * 8
+    assert np.allclose(np.linalg.norm(vectors[:, -128:], axis=1) ** 2, spatial["weight"], atol=1e-4)

@@ -27,6 +27,7 @@ from .data import TrainingSet, load_training_set, writer_batches
 from .export import export_onnx, input_spec
 from .losses import LOSSES
 from .networks import FusedEmbedder, build_network
+from .spatial import imagenet_maps, spatial_embeddings, train_spatial_head
 from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
 
@@ -120,7 +121,27 @@ def train_extractor(config: dict, config_path: str) -> Path:
         holdout = load_training_set(config["data"], served, "holdout", run_dir / f"holdout-{served[0]}x{served[1]}.npz")
     if "fuse_imagenet" in config:
         network, config["fusion_weight"] = fuse_with_imagenet(network, config["fuse_imagenet"], holdout)
+    if "spatial" in config:
+        if "fuse_imagenet" not in config:
+            raise ValueError("a spatial head compares ImageNet maps: the config needs fuse_imagenet as well")
+        if served != size:
+            train = load_training_set(config["data"], served, "train", run_dir / f"train-{served[0]}x{served[1]}.npz")
+        config["spatial_result"] = add_spatial_head(network, config["spatial"], train, holdout, run_dir)
     return export_extractor(network, config, config_path, holdout, seconds)
+
+
+def add_spatial_head(fused: FusedEmbedder, spec: dict, train: TrainingSet, holdout: TrainingSet, run_dir: Path) -> dict:
+    """Train a `SpatialHead` on the training writers and join it to `fused` with the share of
+    the squared distance that minimises the held-out writers' EER (mean over datasets)."""
+    head = train_spatial_head(fused, spec, train, run_dir)
+    pooled = embed_with(fused, holdout.images)
+    local = spatial_embeddings(head, imagenet_maps(fused, holdout.images, head.taps))
+    weights = np.round(np.arange(0.0, 0.91, 0.05), 2)
+    scores = [holdout_eers(np.hstack([pooled * (1 - v) ** 0.5, local * v**0.5]), holdout)["mean"] for v in weights]
+    best = int(np.argmin(scores))
+    fused.add_spatial(head, float(weights[best]))
+    fused.eval()
+    return {"weight": float(weights[best]), "holdout_eer_mean_without": scores[0], "holdout_eer_mean_with": scores[best]}
 
 
 def fuse_with_imagenet(network: torch.nn.Module, fusion: dict, holdout: TrainingSet) -> tuple[FusedEmbedder, float]:
@@ -154,6 +175,7 @@ def export_extractor(network: torch.nn.Module, config: dict, config_path: str, h
         "network": config["network"],
         "loss": config["loss"],
         "fusion": {**config["fuse_imagenet"], "weight": config["fusion_weight"], "chosen_on": "held-out training writers"} if "fuse_imagenet" in config else None,
+        **({"spatial": {**config["spatial"], **config["spatial_result"], "chosen_on": "held-out training writers"}} if "spatial" in config else {}),
         "trained_on": [{k: v for k, v in source.items()} for source in config["data"]],
         "training": {"steps": config["steps"], "chosen_step": config["chosen_step"], "batch": config["batch"], "lr": config["lr"],
                      "images_seen": config["steps"] * _batch_size(config),

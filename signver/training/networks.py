@@ -80,7 +80,8 @@ class FusedEmbedder(nn.Module):
 
     Metric learning sharpens writer identity but forgets some stroke texture the ImageNet
     features keep; concatenating sqrt(w) * imagenet with sqrt(1 - w) * trained makes the
-    squared distance their weighted sum, in one unit vector. The frozen layers run once.
+    squared distance their weighted sum, in one unit vector. The frozen layers run once. A
+    `SpatialHead` may add a third, place-by-place part the same way (`add_spatial`).
     """
 
     def __init__(self, trained: Lite0Embedder, imagenet_blocks: int | list[int], weight: float, pooling: str = "mean"):
@@ -98,6 +99,25 @@ class FusedEmbedder(nn.Module):
         self.trained = trained
         self.imagenet_blocks = nn.ModuleList(load_efficientnet_lite0()._blocks[trained.frozen_blocks : self.taps[-1]])
         self.weight = weight
+        self.spatial: SpatialHead | None = None  # set by `add_spatial`
+        self.spatial_weight = 0.0
+
+    def add_spatial(self, head: SpatialHead, weight: float) -> None:
+        """Append `head`'s place-by-place vector with squared-distance share `weight`."""
+        if head.taps[-1] > self.taps[-1]:
+            raise ValueError(f"spatial taps {head.taps} must not go deeper than the ImageNet taps {self.taps}")
+        self.spatial, self.spatial_weight = head, weight
+
+    def imagenet_maps(self, shared: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The ImageNet feature maps after each tapped depth (pooled and spatial taps alike),
+        from the output of the shared frozen layers."""
+        wanted = set(self.taps) | set(self.spatial.taps if self.spatial else ())
+        h, maps = shared, {}
+        for depth, block in enumerate(self.imagenet_blocks, start=self.trained.frozen_blocks + 1):
+            h = block(h)
+            if depth in wanted:
+                maps[depth] = h
+        return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shared = self.trained.shared(x)
@@ -105,13 +125,34 @@ class FusedEmbedder(nn.Module):
         for block in self.trained.blocks[self.trained.frozen_blocks :]:
             h = block(h)
         trained = self.trained.head(h)
-        h, levels = shared, []
-        for depth, block in enumerate(self.imagenet_blocks, start=self.trained.frozen_blocks + 1):
-            h = block(h)
-            if depth in self.taps:
-                levels.append(F.normalize(h.mean(dim=(2, 3)) if self.pooling == "mean" else gem(h, 3.0), dim=1))
+        maps = self.imagenet_maps(shared)
+        levels = [F.normalize(maps[t].mean(dim=(2, 3)) if self.pooling == "mean" else gem(maps[t], 3.0), dim=1) for t in self.taps]
         imagenet = F.normalize(torch.cat(levels, dim=1), dim=1)  # one level: already a unit vector
-        return torch.cat([imagenet * self.weight**0.5, trained * (1 - self.weight) ** 0.5], dim=1)
+        pooled = torch.cat([imagenet * self.weight**0.5, trained * (1 - self.weight) ** 0.5], dim=1)
+        if self.spatial is None:
+            return pooled
+        local = self.spatial(torch.cat([maps[t] for t in self.spatial.taps], dim=1))
+        return torch.cat([pooled * (1 - self.spatial_weight) ** 0.5, local * self.spatial_weight**0.5], dim=1)
+
+
+class SpatialHead(nn.Module):
+    """ImageNet feature maps kept on a coarse grid, projected and compared place by place.
+
+    Pooling throws away where each stroke is; a genuine signature and a skilled forgery often
+    differ exactly there. Normalised signatures are centred and scaled alike, so the maps line
+    up well enough to compare cell by cell: the output is a unit vector of the projected grid,
+    and its squared distance sums the cells' differences. Trained on pairs of training writers
+    (`signver.training.spatial`); the ImageNet layers under it stay as they are.
+    """
+
+    def __init__(self, taps: list[int], channels_in: int, width: int = 96, channels: int = 32, pool: int = 2):
+        super().__init__()
+        self.taps = sorted(int(t) for t in taps)
+        self.project = nn.Sequential(nn.BatchNorm2d(channels_in), nn.Conv2d(channels_in, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                                     nn.Conv2d(width, channels, 3, padding=1), nn.AvgPool2d(pool))
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.project(maps).flatten(1), dim=1)
 
 
 def _untrained_lite0() -> nn.Module:

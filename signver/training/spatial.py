@@ -1,0 +1,116 @@
+"""Train the `SpatialHead` of a fused extractor on pairs of training writers.
+
+The ImageNet layers under the head stay fixed, so their maps are computed once per training
+image (at the size the model serves) and the head trains on those alone: minutes on a CPU.
+Pairs are two genuine signatures of a writer (same), a genuine one and a forgery of it
+(different), and genuine signatures of two writers of one dataset (different); the loss is
+binary cross-entropy on s * (m - d^2), d the distance between the pair's vectors, s and m
+learned. One side's maps move by up to a cell, as two signatures never line up exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from torch import nn
+
+from .data import TrainingSet
+from .networks import FusedEmbedder, SpatialHead
+from .run_state import optimizer_and_schedule, progress_columns
+
+SAME, FORGED = 0.5, 0.35  # shares of same-writer and forgery pairs; the rest pair two writers
+
+
+def imagenet_maps(fused: FusedEmbedder, images: np.ndarray, taps: list[int], batch: int = 64) -> torch.Tensor:
+    """(N, C, h, w) float16: the ImageNet maps after `taps`, joined, for normalised uint8 images."""
+    fused.eval()
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            x = torch.from_numpy(images[start : start + batch]).float().div_(255.0)[:, None]
+            maps = fused.imagenet_maps(fused.trained.shared(x))
+            chunks.append(torch.cat([maps[t] for t in taps], dim=1).half())
+    return torch.cat(chunks)
+
+
+def spatial_embeddings(head: SpatialHead, maps: torch.Tensor, batch: int = 256) -> np.ndarray:
+    head.eval()
+    with torch.no_grad():
+        return np.concatenate([head(maps[i : i + batch].float()).numpy() for i in range(0, len(maps), batch)])
+
+
+class PairSampler:
+    """Random training pairs of a `TrainingSet`, labelled 1 for the same writer's genuine pair."""
+
+    def __init__(self, data: TrainingSet):
+        if len(np.unique(data.writer)) < 2:
+            raise ValueError("training a spatial head needs at least two writers")
+        self.writers = np.unique(data.writer)
+        self.genuine = {w: np.flatnonzero((data.writer == w) & data.genuine) for w in self.writers}
+        self.forged = {w: np.flatnonzero((data.writer == w) & ~data.genuine) for w in self.writers}
+        dataset_of = {w: data.dataset[self.genuine[w][0]] for w in self.writers}
+        others = {w: [v for v in self.writers if v != w] for w in self.writers}
+        # a writer's strangers come from its own dataset, or from any other when it is alone there
+        self.peers = {w: np.array([v for v in others[w] if dataset_of[v] == dataset_of[w]] or others[w]) for w in self.writers}
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        first, second, same = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.float32)
+        for i in range(n):
+            writer = rng.choice(self.writers)
+            genuine = self.genuine[writer]
+            first[i] = rng.choice(genuine)
+            kind = rng.random()
+            if kind < SAME and len(genuine) > 1:
+                second[i], same[i] = rng.choice(genuine[genuine != first[i]]), 1.0
+            elif kind < SAME + FORGED and len(self.forged[writer]):
+                second[i] = rng.choice(self.forged[writer])
+            else:
+                second[i] = rng.choice(self.genuine[rng.choice(self.peers[writer])])
+        return first, second, same
+
+
+def train_spatial_head(fused: FusedEmbedder, spec: dict, train: TrainingSet, run_dir: Path) -> SpatialHead:
+    """Train a head as `spec` says (taps, width, channels, pool, steps, batch, lr) on `train`'s
+    images at the served size; a head `run_dir` holds for the same spec is loaded instead."""
+    taps = [int(t) for t in spec["taps"]]
+    maps = imagenet_maps(fused, train.images, taps)
+    head = SpatialHead(taps, maps.shape[1], int(spec.get("width", 96)), int(spec.get("channels", 32)), int(spec.get("pool", 2)))
+    saved = run_dir / "spatial.pt"
+    if saved.is_file():
+        state = torch.load(saved, weights_only=False)
+        if state.get("spec") == spec:
+            head.load_state_dict(state["head"])
+            return head.eval()
+    scale, margin = nn.Parameter(torch.tensor(5.0)), nn.Parameter(torch.tensor(1.0))
+    holder = nn.ParameterList([scale, margin])
+    steps, batch = int(spec.get("steps", 2000)), int(spec.get("batch", 128))
+    optimizer, scheduler = optimizer_and_schedule(nn.ModuleList([head, holder]), {"lr": spec.get("lr", 0.001), "weight_decay": spec.get("weight_decay", 0.001)},
+                                                  steps, int(spec.get("warmup", 200)))
+    sampler, rng = PairSampler(train), np.random.default_rng(int(spec.get("seed", 0)))
+    head.train()
+    log = []
+    with Progress(*progress_columns("spatial head")) as progress:
+        task = progress.add_task("spatial", total=steps, status="")
+        running = None
+        for step in range(steps):
+            first, second, same = sampler.sample(batch, rng)
+            a, b = maps[first].float(), maps[second].float()
+            b = torch.roll(b, tuple(int(s) for s in rng.integers(-1, 2, 2)), dims=(2, 3))
+            d2 = (head(a) - head(b)).pow(2).sum(dim=1)
+            loss = F.binary_cross_entropy_with_logits(scale * (margin - d2), torch.from_numpy(same))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            if (step + 1) % 100 == 0:
+                log.append({"step": step + 1, "loss": round(running, 4)})
+            progress.update(task, advance=1, status=f"loss {running:.3f}")
+    torch.save({"head": head.state_dict(), "spec": spec, "log": log}, saved)
+    (run_dir / "spatial-log.json").write_text(json.dumps(log) + "\n")
+    return head.eval()
