@@ -6,7 +6,6 @@ P1 pairs of the training writers of every dataset listed, so no test writer ever
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..datasets import get_split, read_dataset
