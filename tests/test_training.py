@@ -222,6 +222,13 @@ def test_tiny_run_with_a_spatial_head(synthetic_dataset, tmp_path):
     spatial = card["spatial"]
     assert 0 <= spatial["weight"] <= 0.9 and spatial["holdout_eer_mean_with"] <= spatial["holdout_eer_mean_without"]
     assert spatial["taps"] == [4, 5] and (tmp_path / "run" / "spatial.pt").is_file()
-    vectors = Extractor(str(path)).embed_normalized(load_training_set(config["data"], (64, 128), "holdout").images)
+    images = load_training_set(config["data"], (64, 128), "holdout").images
+    vectors = Extractor(str(path)).embed_normalized(images)
     assert vectors.shape[1] == 40 + 40 + 8 + 4 * 4 * 8
     assert np.allclose(np.linalg.norm(vectors[:, -128:], axis=1) ** 2, spatial["weight"], atol=1e-4)
+    # run again: the finished head is loaded, not trained again, and the same model comes out
+    written = (tmp_path / "run" / "spatial.pt").stat().st_mtime_ns
+    inference_session.cache_clear()
+    again = train_extractor(config, "tiny.yaml")
+    assert (tmp_path / "run" / "spatial.pt").stat().st_mtime_ns == written
+    assert np.abs(Extractor(str(again)).embed_normalized(images) - vectors).max() < 1e-5

@@ -78,14 +78,15 @@ def train_spatial_head(fused: FusedEmbedder, spec: dict, train: TrainingSet, run
     """Train a head as `spec` says (taps, width, channels, pool, steps, batch, lr) on `train`'s
     images at the served size; a head `run_dir` holds for the same spec is loaded instead."""
     taps = [int(t) for t in spec["taps"]]
-    maps = imagenet_maps(fused, train.images, taps)
-    head = SpatialHead(taps, maps.shape[1], int(spec.get("width", 96)), int(spec.get("channels", 32)), int(spec.get("pool", 2)))
+    channels_in = imagenet_maps(fused, train.images[:1], taps).shape[1]
+    head = SpatialHead(taps, channels_in, int(spec.get("width", 96)), int(spec.get("channels", 32)), int(spec.get("pool", 2)))
     saved = run_dir / "spatial.pt"
     if saved.is_file():
         state = torch.load(saved, weights_only=False)
         if state.get("spec") == spec:
             head.load_state_dict(state["head"])
             return head.eval()
+    maps = imagenet_maps(fused, train.images, taps)
     scale, margin = nn.Parameter(torch.tensor(5.0)), nn.Parameter(torch.tensor(1.0))
     holder = nn.ParameterList([scale, margin])
     steps, batch = int(spec.get("steps", 2000)), int(spec.get("batch", 128))
