@@ -50,7 +50,8 @@ class BoxRefiner:
     """The card's `refiner` section: its ONNX file (beside the detector's), input size and window."""
 
     def __init__(self, spec: dict, model_dir: Path):
-        self.session = inference_session(Path(model_dir) / spec["model"])
+        # one thread: the network is small, and a second thread pool would spin against the detector's
+        self.session = inference_session(Path(model_dir) / spec["model"], threads=1)
         self.input_name = self.session.get_inputs()[0].name
         self.size = (int(spec["input"]["height"]), int(spec["input"]["width"]))
         self.expand = tuple(spec["expand"])
