@@ -53,7 +53,8 @@ def constant_rescorer(probability: float) -> dict:
 def test_find_applies_the_cards_rescorer(tmp_path):
     card = load_card("signature-detector")
     shutil.copyfile(card.path, tmp_path / "d.onnx")
-    (tmp_path / "d.json").write_text(json.dumps({**card.details, "rescorer": constant_rescorer(0.7)}))
+    details = {k: v for k, v in card.details.items() if k != "refiner"}  # boxes as the network found them
+    (tmp_path / "d.json").write_text(json.dumps({**details, "rescorer": constant_rescorer(0.7)}))
     detector = Detector(str(tmp_path / "d.onnx"))
     page = synth_pages.page(2, signatures=2).image
     candidates, _ = detector.candidates(page, 0.05)
@@ -75,6 +76,9 @@ def test_fit_rescorer_on_synthetic_pages(tmp_path):
     card = json.loads(path.with_suffix(".json").read_text())
     shipped = load_card("signature-detector").details
     assert path.read_bytes() == load_card("signature-detector").path.read_bytes()  # the network is copied unchanged
+    refiner = shipped["refiner"]["model"]  # the box refiner's network travels with it
+    assert (tmp_path / "model" / refiner).read_bytes() == (load_card("signature-detector").path.parent / refiner).read_bytes()
+    assert Detector(str(path)).refiner is not None
     assert card["rescorer"]["training_command"] == f"signver train detector-rescorer --config {tmp_path / 'r.yaml'}"
     assert card["rescorer"]["candidate_floor"] == 0.02 and card["rescorer"]["n_candidates"] >= card["rescorer"]["n_signatures"] > 0
     assert card["valid"]["n_images"] == 4 and 0 < card["threshold"] <= 1

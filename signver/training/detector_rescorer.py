@@ -90,5 +90,7 @@ def fit_rescorer(config: dict, config_path: str) -> Path:
     onnx_path = out / f"{card.name}.onnx"
     if onnx_path.resolve() != card.path.resolve():
         shutil.copyfile(card.path, onnx_path)
+        if "refiner" in data:  # the box refiner's network travels with the detector's
+            shutil.copyfile(card.path.parent / data["refiner"]["model"], out / data["refiner"]["model"])
     onnx_path.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
     return onnx_path
