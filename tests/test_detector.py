@@ -126,6 +126,7 @@ def test_shipped_detector_card():
     (card,) = [c for c in available_models("detector") if c.name == "signature-detector"]
     assert 0 < card.threshold < 1 and card.input_size[0] == card.input_size[1]
     assert card.details["valid"]["map50"] > 0 and card.details["training_command"].startswith("signver train detector")
+    assert (card.path.parent / card.details["refiner"]["model"]).is_file() and card.details["refiner"]["training_command"].startswith("signver train detector-refiner")
 
 
 @pytest.fixture(scope="module")
