@@ -113,7 +113,8 @@ def test_train_refiner_on_synthetic_pages(tmp_path):
     path = tmp_path / "model" / "signature-detector.onnx"
     assert path.read_bytes() == load_card("signature-detector").path.read_bytes()  # the network is copied unchanged
     card = json.loads(path.with_suffix(".json").read_text())
-    assert card["refiner"]["model"] == "signature-detector-refiner.onnx" and (tmp_path / "model" / card["refiner"]["model"]).is_file()
+    assert card["refiner"]["model"] == "signature-detector-refiner.onnx"
+    assert (tmp_path / "model" / card["refiner"]["model"]).read_bytes() == (tmp_path / "run" / card["refiner"]["model"]).read_bytes()  # the new one
     assert card["refiner"]["training"]["epochs"] == 2 and card["refiner"]["training"]["found_boxes"] > 0
     assert card["refiner"]["training_command"] == f"signver train detector-refiner --config {tmp_path / 'r.yaml'}"
     assert card["valid"]["n_images"] == 3 and 0 < card["threshold"] <= 1 and "valid_without_refiner" in card

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -26,11 +25,10 @@ from torch import nn
 
 from ..detector import Detector, box_iou
 from ..detector_refiner import BoxRefiner, crop_window, to_window, windows_around
-from ..evaluation.detection import choose_threshold, detection_metrics
-from ..evaluation.detection_report import MIN_SCORE, run_detector
 from ..images import load_image
 from ..models import inference_session
 from ..yolo import read_split, scaled
+from .detector_steps import card_with_step, write_detector
 from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
 MATCH_IOU = 0.3  # a found box this close to a true box is worth refining towards it
@@ -177,11 +175,8 @@ def export_onnx(network: RefinerNetwork, path: Path, size: tuple[int, int]) -> N
 def export_refiner(network: RefinerNetwork, detector: Detector, config: dict, config_path: str, training: dict) -> Path:
     """Write the refiner's ONNX file, the detector's (copied unchanged) and its card; the card's
     figures come from running the exported files on the validation split."""
-    card = detector.card
-    out = Path(config["out"])
-    out.mkdir(parents=True, exist_ok=True)
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
-    refiner_name = f"{card.name}-refiner.onnx"
+    refiner_name = f"{detector.card.name}-refiner.onnx"
     staged = Path(config.get("run_dir", "runs/detector-refiner")) / refiner_name
     export_onnx(network, staged, size)
     spec = {"model": refiner_name, "input": {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],
@@ -190,20 +185,7 @@ def export_refiner(network: RefinerNetwork, detector: Detector, config: dict, co
             "jitter": config["jitter"], "trained_on": config["data"]["train"], "training": training,
             "training_command": f"signver train detector-refiner --config {config_path}"}
     detector.refiner = BoxRefiner(spec, staged.parent)
-    pages, _ = run_detector(config["data"]["valid"], lambda page: detector.find(page, MIN_SCORE))
-    threshold = round(choose_threshold(pages), 4)
-    data = dict(card.details)
-    data.setdefault("valid_without_refiner", data.get("valid"))
-    data.setdefault("threshold_without_refiner", data.get("threshold"))
-    data["refiner"] = spec
-    if REFINER_NOTE not in data.get("description", ""):
-        data["description"] = data.get("description", "") + REFINER_NOTE
-    data["threshold"] = threshold
-    data["valid"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in detection_metrics(pages, threshold).items()}
-    onnx_path = out / f"{card.name}.onnx"  # written only now, so a failed run leaves the detector as it was
-    if onnx_path.resolve() != card.path.resolve():
-        shutil.copyfile(card.path, onnx_path)
-    shutil.copyfile(staged, out / refiner_name)
+    data = card_with_step(detector, config["data"]["valid"], "refiner", spec, REFINER_NOTE, "without_refiner")
+    path = write_detector(detector, data, config["out"], refiner_dir=staged.parent)  # only now, so a failed run leaves the detector as it was
     inference_session.cache_clear()
-    onnx_path.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
-    return onnx_path
+    return path

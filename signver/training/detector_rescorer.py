@@ -10,8 +10,6 @@ stay in the card beside them).
 
 from __future__ import annotations
 
-import json
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -24,10 +22,9 @@ from sklearn.preprocessing import StandardScaler
 from ..detector import Detector, box_iou
 from ..detector_rescorer import FEATURES, Rescorer, box_features
 from ..errors import DatasetError
-from ..evaluation.detection import choose_threshold, detection_metrics
-from ..evaluation.detection_report import MIN_SCORE, run_detector
 from ..images import load_image
 from ..yolo import read_split, scaled
+from .detector_steps import card_with_step, write_detector
 
 MATCH_IOU = 0.5
 RESCORER_NOTE = "; candidates re-scored from score and box geometry (MLP)"
@@ -61,7 +58,6 @@ def fit_rescorer(config: dict, config_path: str) -> Path:
     """Fit the re-scorer for the configured detector, then write the detector (ONNX copied
     unchanged) and its card, with the re-scorer, new threshold and validation figures, to `out`."""
     detector = Detector(config["detector"])
-    card = detector.card
     floor = float(config.get("candidate_floor", 0.05))
     detector.rescorer = None  # candidates come from the network alone, even when refitting
     features, labels = training_candidates(detector, config["data"]["train"], floor)
@@ -74,23 +70,6 @@ def fit_rescorer(config: dict, config_path: str) -> Path:
                  "match_iou": MATCH_IOU, "hidden": hidden, "alpha": alpha,
                  "date": date.today().isoformat(), "training_command": f"signver train detector-rescorer --config {config_path}"})
     detector.rescorer = Rescorer(spec)
-    pages, _ = run_detector(config["data"]["valid"], lambda page: detector.find(page, MIN_SCORE))
-    threshold = round(choose_threshold(pages), 4)
-    data = dict(card.details)
-    data.setdefault("valid_network_scores", data.get("valid"))
-    data.setdefault("threshold_network_scores", data.get("threshold"))
-    data["rescorer"] = spec
-    if RESCORER_NOTE not in data.get("description", ""):
-        data["description"] = data.get("description", "") + RESCORER_NOTE
-    data["threshold"] = threshold
+    data = card_with_step(detector, config["data"]["valid"], "rescorer", spec, RESCORER_NOTE, "network_scores")
     data["threshold_selection"] = {**data.get("threshold_selection", {}), "scores": "re-scored (rescorer section)", "split": config["data"]["valid"]}
-    data["valid"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in detection_metrics(pages, threshold).items()}
-    out = Path(config["out"])  # written only now, so a failed fit leaves the detector as it was
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / f"{card.name}.onnx"
-    if onnx_path.resolve() != card.path.resolve():
-        shutil.copyfile(card.path, onnx_path)
-        if "refiner" in data:  # the box refiner's network travels with the detector's
-            shutil.copyfile(card.path.parent / data["refiner"]["model"], out / data["refiner"]["model"])
-    onnx_path.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
-    return onnx_path
+    return write_detector(detector, data, config["out"])  # written only now, so a failed fit leaves the detector as it was
