@@ -109,14 +109,11 @@ class FusedEmbedder(nn.Module):
         self.spatial, self.spatial_weight = head, weight
 
     def imagenet_maps(self, shared: torch.Tensor) -> dict[int, torch.Tensor]:
-        """The ImageNet feature maps after each tapped depth (pooled and spatial taps alike),
-        from the output of the shared frozen layers."""
-        wanted = set(self.taps) | set(self.spatial.taps if self.spatial else ())
+        """The ImageNet feature maps after every depth up to the deepest tap, from the output of
+        the shared frozen layers (all of them are computed on the way anyway)."""
         h, maps = shared, {}
         for depth, block in enumerate(self.imagenet_blocks, start=self.trained.frozen_blocks + 1):
-            h = block(h)
-            if depth in wanted:
-                maps[depth] = h
+            h = maps[depth] = block(h)
         return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
