@@ -4,7 +4,10 @@ The centre heatmap places signatures well but sizes them loosely (median IoU wit
 0.76 on the validation pages), which is what holds mAP@0.5:0.95 down. A small CNN
 (`signver train detector-refiner`) sees a window around each found box, widened so that the
 true box lies inside it, and moves the box's four sides. Its ONNX file sits beside the
-detector's and the card's `refiner` section names it.
+detector's and the card's `refiner` section names it. The network was trained on windows and
+their mirror images alike, so the card can ask (`mirror`) for the shifts read from both to be
+averaged, and (`passes`) for the refined boxes to be looked at again: each halves the scatter
+a little more, at 2.5 ms per window looked at (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class BoxRefiner:
         self.size = (int(spec["input"]["height"]), int(spec["input"]["width"]))
         self.expand = tuple(spec["expand"])
         self.pad = float(spec["pad"])
+        self.mirror = bool(spec.get("mirror", False))
+        self.passes = int(spec.get("passes", 1))
 
     def inputs(self, page: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The network's input (K, 1, H, W) in [0, 1], dark ink on white, and the windows it shows."""
@@ -65,11 +70,25 @@ class BoxRefiner:
 
     def __call__(self, page: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """`boxes` (K, 4) on the grey `page` with their sides moved, clipped to the page."""
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         if not len(boxes):
-            return np.asarray(boxes, np.float32).reshape(0, 4)
-        crops, windows = self.inputs(page, boxes)
+            return boxes
+        for _ in range(self.passes):
+            boxes = self._refine_once(page, boxes)
+        return boxes
+
+    def shifts(self, crops: np.ndarray) -> np.ndarray:
+        """The network's side shifts (K, 4) for windows `crops`, averaged with those read from
+        the mirrored windows (left and right swapped back) where the card asks for it."""
         (shifts,) = self.session.run(None, {self.input_name: crops})
-        refined = from_window(to_window(boxes, windows) + shifts, windows)
+        if self.mirror:
+            (mirrored,) = self.session.run(None, {self.input_name: np.ascontiguousarray(crops[..., ::-1])})
+            shifts = (shifts + np.stack([-mirrored[:, 2], mirrored[:, 1], -mirrored[:, 0], mirrored[:, 3]], axis=1)) / 2
+        return shifts
+
+    def _refine_once(self, page: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        crops, windows = self.inputs(page, boxes)
+        refined = from_window(to_window(boxes, windows) + self.shifts(crops), windows)
         refined[:, 2:] = np.maximum(refined[:, 2:], refined[:, :2] + 1)  # a side never crosses its opposite
         h, w = page.shape[:2]
         return np.clip(refined, 0, [w, h, w, h]).astype(np.float32)

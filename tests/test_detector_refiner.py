@@ -101,6 +101,25 @@ def test_find_applies_the_cards_refiner(tmp_path):
     assert len(BoxRefiner({**SPEC, "model": "refiner.onnx"}, tmp_path)(page, np.zeros((0, 4), np.float32))) == 0
 
 
+def test_mirror_and_passes(tmp_path):
+    """A network that moves every box right by 2 % of its window: read from the mirrored window
+    too, the two moves cancel; with two passes, the box moves twice."""
+    network = RefinerNetwork((64, 128))
+    with torch.no_grad():
+        network.head[-1].weight.zero_()
+        network.head[-1].bias.copy_(torch.tensor([0.02, 0.0, 0.02, 0.0]))
+    export(network, tmp_path)
+    page = np.full((400, 600), 255, np.uint8)
+    boxes = np.array([[200, 150, 320, 210]], np.float32)
+    once = BoxRefiner({**SPEC, "model": "refiner.onnx"}, tmp_path)(page, boxes)
+    step = 0.02 * (windows_around(boxes, (1.6, 2.0), 8)[0, 2] - windows_around(boxes, (1.6, 2.0), 8)[0, 0])
+    assert once[0] == pytest.approx(boxes[0] + [step, 0, step, 0], abs=0.01)
+    mirrored = BoxRefiner({**SPEC, "model": "refiner.onnx", "mirror": True}, tmp_path)(page, boxes)
+    assert mirrored == pytest.approx(boxes, abs=0.01)
+    twice = BoxRefiner({**SPEC, "model": "refiner.onnx", "passes": 2}, tmp_path)(page, boxes)
+    assert twice[0] == pytest.approx(boxes[0] + [2 * step, 0, 2 * step, 0], abs=0.01)
+
+
 def test_train_refiner_on_synthetic_pages(tmp_path):
     train = synth_pages.write_yolo_split(tmp_path / "train", 6, (640, 640), seed=3)
     valid = synth_pages.write_yolo_split(tmp_path / "valid", 3, (640, 640), seed=4)

@@ -181,7 +181,8 @@ def export_refiner(network: RefinerNetwork, detector: Detector, config: dict, co
     export_onnx(network, staged, size)
     spec = {"model": refiner_name, "input": {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],
                                              "polarity": "dark ink on white paper"},
-            "expand": list(config["expand"]), "pad": float(config["pad"]), "match_iou": MATCH_IOU, "jitters": int(config["jitters"]),
+            "expand": list(config["expand"]), "pad": float(config["pad"]), "mirror": bool(config.get("mirror", False)),
+            "passes": int(config.get("passes", 1)), "match_iou": MATCH_IOU, "jitters": int(config["jitters"]),
             "jitter": config["jitter"], "trained_on": config["data"]["train"], "training": training,
             "training_command": f"signver train detector-refiner --config {config_path}"}
     detector.refiner = BoxRefiner(spec, staged.parent)
