@@ -231,6 +231,31 @@ def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     (got,) = cleaner.session.run(None, {cleaner.input_name: x})
     assert np.allclose(got, expected, atol=1e-4)
     assert cleaner.clean(dirty).shape == dirty.shape
+    # a new run can start from another run's chosen network (fine-tuning) and says so in its card
+    tuned = train_cleaner({**config, "name": "tuned", "init": str(tmp_path / "run" / "best.pt"), "run_dir": str(tmp_path / "tuned"),
+                           "steps": 1}, "tuned.yaml")
+    assert Cleaner(str(tuned)).card.details["trained_on"]["init"] == str(tmp_path / "run" / "best.pt")
+    first = torch.load(tmp_path / "tuned" / "best.pt", weights_only=False)["network"]
+    assert any(not torch.equal(first[k], v) for k, v in network.state_dict().items())  # trained on from there
+
+
+def test_flourish_strokes_sweep_under_the_signature_from_its_ink():
+    from signver.training.cleaner import add_hand_stroke
+
+    for seed in range(6):
+        signature = overlays.whiten(synth.genuine(30 + seed, 0))
+        ink = signature < 128
+        stroked = add_hand_stroke(signature, np.random.default_rng(seed), flourish=1.0)
+        added = (stroked < 128) & ~ink
+        ys, xs = np.nonzero(ink)
+        added_ys, added_xs = np.nonzero(added)
+        assert added_xs.max() - added_xs.min() >= 0.5 * (xs.max() - xs.min())  # a long sweep...
+        assert added_ys.max() > (ys.min() + ys.max()) / 2  # ...through the lower part of the ink or under it...
+        touching = cv2.dilate(added.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ink
+        assert touching.any()  # ...drawn out of it
+        assert np.all(stroked <= overlays.whiten(signature))  # ink is only added
+    plain = add_hand_stroke(synth.genuine(30, 0), np.random.default_rng(0))
+    assert np.array_equal(plain, add_hand_stroke(synth.genuine(30, 0), np.random.default_rng(0), flourish=0.0))
 
 
 # -- real data (skipped when ../shared/data is absent) ------------------------------------

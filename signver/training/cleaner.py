@@ -131,10 +131,11 @@ def to_working(image: np.ndarray, max_pixels: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA), s
 
 
-def add_hand_stroke(signature: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def add_hand_stroke(signature: np.ndarray, rng: np.random.Generator, flourish: float = 0.0) -> np.ndarray:
     """The signature with one more nearly straight stroke of its own pen: an underline, a long
-    ascender or a slash, slightly bent, tapered, touching the ink. Printed rules are straight
-    too; these teach the network that a straight stroke in the writer's own ink is signature."""
+    ascender or a slash, slightly bent, tapered, touching the ink; or, for a `flourish` share of
+    them, a sweeping underline drawn out of the first letters. Printed rules are straight too;
+    these teach the network that a long stroke in the writer's own ink is signature."""
     out = overlays.whiten(signature)
     ink = out < 255 * (1 - overlays.INK_DARKNESS)
     ys, xs = np.nonzero(ink)
@@ -144,6 +145,8 @@ def add_hand_stroke(signature: np.ndarray, rng: np.random.Generator) -> np.ndarr
     pen = float(np.clip(2 * np.median(thickness[ink]), 1.0, 8.0))
     tone = float(np.median(out[ink]))
     x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+    if flourish > 0 and rng.random() < flourish:  # drawn only when asked, so other configs keep their random stream
+        return _draw_stroke(out, _flourish_path(xs, ys, out.shape[0], rng), pen, tone, rng)
     kind = rng.random()
     i = rng.integers(len(ys))
     if kind < 0.65:  # underline or cross-stroke, from an ink pixel
@@ -164,6 +167,29 @@ def add_hand_stroke(signature: np.ndarray, rng: np.random.Generator) -> np.ndarr
     bend = rng.normal(0, 0.03) * length * np.sin(np.pi * t)
     wobble = np.interp(t, np.linspace(0, 1, 6), rng.normal(0, 0.3, 6))
     points = np.array(start, float) + np.outer(t * length, direction) + np.outer(bend + wobble, normal)
+    return _draw_stroke(out, points, pen, tone, rng)
+
+
+def _flourish_path(xs: np.ndarray, ys: np.ndarray, image_height: int, rng: np.random.Generator) -> np.ndarray:
+    """40 points of a sweeping underline: out of the lower part of the signature's first
+    letters, down under the ink (staying on the image), then to the right, often rising, 0.6 to
+    1.15 of its width."""
+    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+    width, height = max(x1 - x0, 1), max(y1 - y0, 1)
+    first = (xs < x0 + 0.3 * width) & (ys > y0 + 0.4 * height)
+    i = rng.choice(np.nonzero(first)[0]) if first.any() else int(np.argmin(xs))
+    start = np.array([xs[i], ys[i]], float)
+    low = np.array([start[0] + width * rng.uniform(-0.08, 0.15), min(y1 + height * rng.uniform(0.0, 0.3), image_height - 4.0)])
+    rise = math.tan(math.radians(rng.normal(6, 6)))
+    reach = width * rng.uniform(0.6, 1.15)
+    end = np.array([x0 + reach, low[1] - rise * (x0 + reach - low[0])])
+    t = np.linspace(0, 1, 40)[:, None]
+    return (1 - t) ** 2 * start + 2 * t * (1 - t) * low + t**2 * end  # a quadratic Bezier curve
+
+
+def _draw_stroke(out: np.ndarray, points: np.ndarray, pen: float, tone: float, rng: np.random.Generator) -> np.ndarray:
+    """`points` drawn onto the whitened signature `out` as one tapered stroke of its pen."""
+    t = np.linspace(0, 1, len(points))
     canvas = np.zeros(out.shape, np.float32)
     width = pen * rng.uniform(0.7, 1.3)
     taper = np.minimum(1.0, np.minimum(t, 1 - t) * rng.uniform(4, 12)) * 0.6 + 0.4
@@ -185,7 +211,7 @@ def make_pair(signature: np.ndarray, rng: np.random.Generator, config: dict) -> 
     if f < 1:
         signature = cv2.resize(signature, (max(8, round(signature.shape[1] * f)), max(8, round(signature.shape[0] * f))), interpolation=cv2.INTER_AREA)
     if rng.random() < config.get("hand_stroke_fraction", 0.0):
-        signature = add_hand_stroke(signature, rng)
+        signature = add_hand_stroke(signature, rng, float(config.get("flourish_fraction", 0.0)))
     if rng.random() < config.get("clean_fraction", 0.15):  # nothing to remove: the cleaner must change nothing
         target = overlays.whiten(signature)
         dirty = overlays.degrade(target, rng, 0.7) if rng.random() < 0.6 else target
@@ -308,6 +334,8 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"
     state = resume(checkpoint, network, optimizer, scheduler)
+    if not state and config.get("init"):  # a new run fine-tuning another run's chosen network
+        network.load_state_dict(torch.load(config["init"], weights_only=False)["network"])
     start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", -1.0)
     workers = int(config.get("workers", 1))
     loader = torch.utils.data.DataLoader(PairStream(train, config, int(config.get("seed", 0)) * 1000 + start), batch_size=None,
@@ -376,7 +404,8 @@ def export_cleaner(network: nn.Module, config: dict, config_path: str, seconds: 
                        "overlays": "signver.overlays.clutter: printed text, paragraphs, rules, boxes, leaders, stamps, speckle; scan degradation",
                        "fonts": len(fonts), "held_out_font_families": list(overlays.HELD_OUT_FAMILIES),
                        "clean_fraction": config.get("clean_fraction", 0.15),
-                       "hand_stroke_fraction": config.get("hand_stroke_fraction", 0.0)},
+                       "hand_stroke_fraction": config.get("hand_stroke_fraction", 0.0),
+                       "flourish_fraction": config.get("flourish_fraction", 0.0), "init": config.get("init")},
         "training": {"steps": config["steps"], "chosen_step": config["chosen_step"], "batch": config["batch"], "patch": config["patch"],
                      "lr": config["lr"], "loss": config.get("loss", {}), "seconds": round(seconds),
                      "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
