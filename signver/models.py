@@ -84,12 +84,28 @@ def load_card(name_or_path: str | os.PathLike) -> ModelCard:
     return card
 
 
+_spin_wait = True
+
+
+def set_spin_wait(on: bool) -> None:
+    """Whether sessions made from now on keep their idle worker threads spinning for the next
+    piece of work. On (the default) one caller's runs come back sooner (a pair verified in 10.5
+    against 13-15 ms); off, runs going on at once, as a service's concurrent requests do, stop
+    starving each other (verify 61 -> 75 requests/s, documents 10 -> 17 per second; see
+    docs/benchmarks.md, Speed). The service turns it off before it loads its models."""
+    global _spin_wait
+    if bool(on) != _spin_wait:
+        _spin_wait = bool(on)
+        inference_session.cache_clear()
+
+
 @lru_cache(maxsize=8)
 def inference_session(model_path: Path, threads: int = 0) -> ort.InferenceSession:
     """One cached CPU session per model file (`threads` 0 lets onnxruntime choose)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if _spin_wait else "0")
     try:
         return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own untyped errors

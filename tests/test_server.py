@@ -266,6 +266,24 @@ def test_settings_from_environment():
     assert settings.cors_origins == ("http://a", "http://b") and settings.timeout_s == 7
     with pytest.raises(Exception, match="SIGNVER_WORKERS"):
         Settings.from_env({"SIGNVER_WORKERS": "lots"})
+    assert not settings.spin_wait and Settings.from_env({"SIGNVER_SPIN_WAIT": "1"}).spin_wait
+
+
+def test_the_service_stops_onnxruntime_threads_spinning(tmp_path):
+    """Concurrent requests would starve each other; a caller in its own process keeps spinning."""
+    from signver import models
+
+    key = "session.intra_op.allow_spinning"
+    models.set_spin_wait(True)  # as a fresh process starts (earlier tests made services)
+    spinning = models.inference_session(models.load_card("lite0-ms-spatial-160").path)
+    assert spinning.get_session_options().get_session_config_entry(key) == "1"
+    try:
+        create_app(tmp_path / "g.sqlite", api_key=None, detector=None)
+        quiet = models.inference_session(models.load_card("lite0-ms-spatial-160").path)
+        assert quiet.get_session_options().get_session_config_entry(key) == "0"
+    finally:
+        models.set_spin_wait(True)
+    assert models.inference_session(models.load_card("lite0-ms-spatial-160").path).get_session_options().get_session_config_entry(key) == "1"
 
 
 def test_signver_serve_prints_the_url_and_answers(tmp_path):

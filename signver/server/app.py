@@ -34,6 +34,7 @@ from .. import __version__
 from ..errors import InputError, SignverError
 from ..gallery import Gallery
 from ..images import DEFAULT_MAX_PIXELS
+from ..models import set_spin_wait
 from ..pipeline import DEFAULT_MAX_PAGES, Pipeline
 
 log = logging.getLogger("signver.server")
@@ -47,7 +48,8 @@ class Settings:
     """How one service runs. Every field can also come from an environment variable
     (`Settings.from_env`): SIGNVER_GALLERY, SIGNVER_API_KEY, SIGNVER_PROTECT_READS, SIGNVER_MODEL,
     SIGNVER_MAX_UPLOAD_MB, SIGNVER_MAX_PIXELS, SIGNVER_MAX_PAGES, SIGNVER_TIMEOUT_S,
-    SIGNVER_BODY_TIMEOUT_S, SIGNVER_WORKERS, SIGNVER_CORS_ORIGINS (comma-separated), SIGNVER_CLEAN."""
+    SIGNVER_BODY_TIMEOUT_S, SIGNVER_WORKERS, SIGNVER_CORS_ORIGINS (comma-separated), SIGNVER_CLEAN,
+    SIGNVER_SPIN_WAIT."""
 
     gallery_path: str | None = None  # None: $SIGNVER_GALLERY, else ~/.signver/gallery.sqlite
     api_key: str | None = None  # when set, every write needs header X-API-Key
@@ -61,11 +63,13 @@ class Settings:
     workers: int = max(1, os.cpu_count() or 1)  # model calls running at once
     cors_origins: tuple[str, ...] = ()  # none: CORS off (same-origin only)
     clean: bool | None = None  # clean signatures when a request does not say (None: the cleaner's default)
+    spin_wait: bool = False  # onnxruntime threads spin between runs (signver.models.set_spin_wait): off for concurrent requests
 
     _ENV = {"gallery_path": "SIGNVER_GALLERY", "api_key": "SIGNVER_API_KEY", "protect_reads": "SIGNVER_PROTECT_READS",
             "model": "SIGNVER_MODEL", "max_upload_bytes": "SIGNVER_MAX_UPLOAD_MB", "max_pixels": "SIGNVER_MAX_PIXELS",
             "max_pages": "SIGNVER_MAX_PAGES", "timeout_s": "SIGNVER_TIMEOUT_S", "body_timeout_s": "SIGNVER_BODY_TIMEOUT_S",
-            "workers": "SIGNVER_WORKERS", "cors_origins": "SIGNVER_CORS_ORIGINS", "clean": "SIGNVER_CLEAN"}
+            "workers": "SIGNVER_WORKERS", "cors_origins": "SIGNVER_CORS_ORIGINS", "clean": "SIGNVER_CLEAN",
+            "spin_wait": "SIGNVER_SPIN_WAIT"}
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -85,7 +89,7 @@ class Settings:
 
 
 def _parse(name: str, raw: str) -> Any:
-    if name in ("protect_reads", "clean"):
+    if name in ("protect_reads", "clean", "spin_wait"):
         if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
             raise ValueError("expected true or false")
         return raw.lower() in ("1", "true", "yes", "on")
@@ -135,6 +139,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     if settings.workers < 1 or settings.timeout_s <= 0 or settings.max_upload_bytes < 1:
         raise InputError("workers, timeout_s and max_upload_bytes must be positive")
 
+    set_spin_wait(settings.spin_wait)  # before any model loads
     owns_gallery = gallery is None
     store = gallery if gallery is not None else Gallery(settings.gallery_path, model=settings.model)
     pipeline = Pipeline(store, detector=detector, cleaner=cleaner, clean=settings.clean,
