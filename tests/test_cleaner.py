@@ -235,6 +235,8 @@ def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     tuned = train_cleaner({**config, "name": "tuned", "init": str(tmp_path / "run" / "best.pt"), "run_dir": str(tmp_path / "tuned"),
                            "steps": 1}, "tuned.yaml")
     assert Cleaner(str(tuned)).card.details["trained_on"]["init"] == str(tmp_path / "run" / "best.pt")
+    with pytest.raises(signver.SignverError, match="not a checkpoint"):
+        train_cleaner({**config, "init": str(tmp_path / "missing.pt"), "run_dir": str(tmp_path / "other")}, "tuned.yaml")
     first = torch.load(tmp_path / "tuned" / "best.pt", weights_only=False)["network"]
     assert any(not torch.equal(first[k], v) for k, v in network.state_dict().items())  # trained on from there
 

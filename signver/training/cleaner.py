@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import overlays, synth
 from ..datasets import read_dataset
+from ..errors import InputError
 from ..images import load_image
 from .data import writers_for
 from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
@@ -144,9 +145,9 @@ def add_hand_stroke(signature: np.ndarray, rng: np.random.Generator, flourish: f
     thickness = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)
     pen = float(np.clip(2 * np.median(thickness[ink]), 1.0, 8.0))
     tone = float(np.median(out[ink]))
-    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
     if flourish > 0 and rng.random() < flourish:  # drawn only when asked, so other configs keep their random stream
         return _draw_stroke(out, _flourish_path(xs, ys, out.shape[0], rng), pen, tone, rng)
+    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
     kind = rng.random()
     i = rng.integers(len(ys))
     if kind < 0.65:  # underline or cross-stroke, from an ink pixel
@@ -318,6 +319,8 @@ def validate(network: nn.Module, dirty: np.ndarray, mask: np.ndarray) -> dict[st
 
 
 def train_cleaner(config: dict, config_path: str) -> Path:
+    if config.get("init") and not Path(config["init"]).is_file():  # before minutes of loading data
+        raise InputError(f"init: {config['init']} is not a checkpoint here; train the run it comes from first")
     torch.manual_seed(config.get("seed", 0))
     torch.set_num_threads(int(config.get("threads", 2)))
     cv2.setNumThreads(1)  # before the data worker forks: no OpenCV thread pool to inherit, none to fight the network
