@@ -14,7 +14,8 @@ from signver.normalize import to_model_input  # noqa: E402
 from signver.training.augment import augment  # noqa: E402
 from signver.training.data import TrainingSet, load_training_set, writer_batches, writers_for  # noqa: E402
 from signver.training.losses import LOSSES  # noqa: E402
-from signver.training.loop import holdout_distances, train_extractor  # noqa: E402
+from signver.errors import InputError  # noqa: E402
+from signver.training.loop import holdout_distances, train_extractor, training_device  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
 from signver.training.networks import FusedEmbedder, SpatialHead, build_network  # noqa: E402
 from signver.training.spatial import PairSampler  # noqa: E402
@@ -64,6 +65,32 @@ def test_augment_keeps_shape_range_and_ink():
     assert not torch.equal(out[0], out[1])  # every sample gets its own transform
 
 
+def test_training_device_is_cpu_unless_a_gpu_is_asked_for_and_there(monkeypatch):
+    assert training_device({}) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device({"device": "auto"}) == torch.device("cpu")
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        training_device({"device": "cuda"})
+    with pytest.raises(InputError, match="unknown training device 'tpu'"):
+        training_device({"device": "tpu"})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert training_device({"device": "auto"}) == torch.device("cuda")
+
+
+def test_augment_makes_its_randomness_on_the_input_device():
+    x = torch.rand(4, 1, 16, 32, device="meta")  # shapes and devices only: a CPU-made tensor would fail here
+    assert augment(x).device == x.device
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_augment_and_losses_run_on_a_gpu():
+    x = torch.rand(4, 1, 16, 32, device="cuda")
+    assert augment(x).device == x.device
+    embeddings, labels = clustered()
+    for loss in LOSSES.values():
+        assert torch.isfinite(loss(embeddings.cuda(), labels.cuda()))
+
+
 def test_writer_batches_compose_writers():
     writer = np.repeat(np.arange(5), 6)
     genuine = np.tile([True] * 4 + [False] * 2, 5)
@@ -106,9 +133,14 @@ def test_tiny_training_run_end_to_end(synthetic_dataset, tmp_path):
     with torch.no_grad():
         expected = network.eval()(torch.from_numpy(to_model_input(holdout.images))).numpy()
     assert np.abs(Extractor(str(path)).embed_normalized(holdout.images) - expected).max() < 1e-4
-    # resuming a finished run trains no further and exports the same model
-    train_extractor(config, "tiny.yaml")
+    assert card["training"]["machine"]  # where it trained
+    # resuming a finished run trains no further and exports the same model; the card still
+    # names the machine that trained it (a GPU run finished elsewhere keeps its GPU's name)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    torch.save({**last, "machine": "a GPU elsewhere"}, tmp_path / "run" / "last.pt")
+    again = json.loads(train_extractor(config, "tiny.yaml").with_suffix(".json").read_text())
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
+    assert again["training"]["machine"] == "a GPU elsewhere"
     genuine, skilled = holdout_distances(expected, holdout)
     assert len(genuine) == 2 * 15 and len(skilled) == 2 * 6 * 4 and 0 <= eer(genuine, skilled)[0] <= 1
     # served at a finer input than it trained on: the same network, exported for that size, and

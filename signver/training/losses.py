@@ -34,7 +34,7 @@ def triplet(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.2,
     positive (FaceNet), falling back to the hardest negative."""
     positive, negative = _masks(labels)
     d = _distances(embeddings)
-    inf = torch.tensor(float("inf"), dtype=d.dtype)
+    inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
     if mining == "hard":
         hardest_positive = torch.where(positive, d, -inf).max(dim=1).values
         hardest_negative = torch.where(negative, d, inf).min(dim=1).values
@@ -54,7 +54,7 @@ def multi_similarity(
     """Multi-similarity loss with its pair mining (Wang et al., CVPR 2019)."""
     positive, negative = _masks(labels)
     s = embeddings @ embeddings.T
-    inf = torch.tensor(float("inf"), dtype=s.dtype)
+    inf = torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
     hardest_positive = torch.where(positive, s, inf).min(dim=1, keepdim=True).values
     hardest_negative = torch.where(negative, s, -inf).max(dim=1, keepdim=True).values
     mined_positive = positive & (s - epsilon < hardest_negative)
@@ -68,7 +68,7 @@ def multi_similarity(
 def supervised_contrastive(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Supervised contrastive loss (Khosla et al., NeurIPS 2020)."""
     positive, _ = _masks(labels)
-    eye = torch.eye(len(labels), dtype=torch.bool)
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     logits = (embeddings @ embeddings.T / temperature).masked_fill(eye, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     valid = positive.any(1)

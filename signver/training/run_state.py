@@ -28,7 +28,7 @@ def resume(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler) -> 
     """Restore a run from `checkpoint` if it exists; returns its other fields (empty if new)."""
     if not checkpoint.is_file():
         return {}
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=False, map_location="cpu")  # a GPU run resumes anywhere
     network.load_state_dict(state.pop("network"))
     optimizer.load_state_dict(state.pop("optimizer"))
     scheduler.load_state_dict(state.pop("scheduler"))
