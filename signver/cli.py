@@ -43,6 +43,21 @@ def reports_errors(command):
     return wrapper
 
 
+def read_config(path: Path) -> dict:
+    """A training config: a YAML mapping, or a clear error naming what is wrong with the file."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise InputError(f"cannot read config {path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"config {path} is not valid YAML: {error}") from None
+    if not isinstance(config, dict):
+        raise InputError(f"config {path} must be a YAML mapping of settings (name, data, steps, ...), not {type(config).__name__}")
+    return config
+
+
 def progress_bar() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
 
@@ -531,11 +546,9 @@ def evaluate_detector(
 @reports_errors
 def train_baseline(config: Path = typer.Option(..., help="YAML config, e.g. configs/baseline-effnet-lite0.yaml")) -> None:
     """Export the ImageNet-feature baseline extractor and write its model card."""
-    import yaml
-
     from .training.baseline import make_baseline
 
-    path = make_baseline(yaml.safe_load(config.read_text()), str(config))
+    path = make_baseline(read_config(config), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
@@ -543,11 +556,9 @@ def train_baseline(config: Path = typer.Option(..., help="YAML config, e.g. conf
 @reports_errors
 def train_extractor(config: Path = typer.Option(..., help="YAML config, e.g. configs/extractor-resnet-ms.yaml")) -> None:
     """Train an embedding network (resumable), export it to ONNX and write its model card."""
-    import yaml
-
     from .training.loop import train_extractor as run
 
-    path = run(yaml.safe_load(config.read_text()), str(config))
+    path = run(read_config(config), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
@@ -555,11 +566,9 @@ def train_extractor(config: Path = typer.Option(..., help="YAML config, e.g. con
 @reports_errors
 def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. configs/cleaner-unet-wide.yaml")) -> None:
     """Train the clutter-removing U-Net on synthetic overlays (resumable), export ONNX + card."""
-    import yaml
-
     from .training.cleaner import train_cleaner as run
 
-    path = run(yaml.safe_load(config.read_text()), str(config))
+    path = run(read_config(config), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
@@ -567,11 +576,9 @@ def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. confi
 @reports_errors
 def train_detector(config: Path = typer.Option(..., help="YAML config, e.g. configs/detector-lite0-centre.yaml")) -> None:
     """Train the signature detector on a YOLO split (resumable), choose on another, export ONNX + card."""
-    import yaml
-
     from .training.detector import train_detector as run
 
-    path = run(yaml.safe_load(config.read_text()), str(config))
+    path = run(read_config(config), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
@@ -579,11 +586,9 @@ def train_detector(config: Path = typer.Option(..., help="YAML config, e.g. conf
 @reports_errors
 def train_detector_rescorer(config: Path = typer.Option(..., help="YAML config, e.g. configs/detector-rescorer.yaml")) -> None:
     """Fit the detector's box re-scorer on training pages, choose its threshold on validation pages, update the card."""
-    import yaml
-
     from .training.detector_rescorer import fit_rescorer
 
-    path = fit_rescorer(yaml.safe_load(config.read_text()), str(config))
+    path = fit_rescorer(read_config(config), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
@@ -591,9 +596,7 @@ def train_detector_rescorer(config: Path = typer.Option(..., help="YAML config, 
 @reports_errors
 def train_detector_refiner(config: Path = typer.Option(..., help="YAML config, e.g. configs/detector-refiner.yaml")) -> None:
     """Train the detector's box refiner on training pages (resumable), choose the threshold on validation pages, update the card."""
-    import yaml
-
     from .training.detector_refiner import train_refiner
 
-    path = train_refiner(yaml.safe_load(config.read_text()), str(config))
+    path = train_refiner(read_config(config), str(config))
     print(f"wrote {path}, its refiner and {path.with_suffix('.json')}")

@@ -95,3 +95,14 @@ def test_inference_never_imports_torch():
 
     code = "import sys, signver, numpy as np; from signver import synth; signver.verify(synth.genuine(1, 0), synth.genuine(1, 1)); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("text, problem", [("", "must be a YAML mapping"), ("- a\n- b\n", "not list"), ("name: [unclosed\n", "not valid YAML")])
+@pytest.mark.parametrize("kind", ["extractor", "cleaner", "detector"])
+def test_train_rejects_a_bad_config_clearly(tmp_path, kind, text, problem):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    result = runner.invoke(app, ["train", kind, "--config", str(config)])
+    assert result.exit_code == 2 and problem in result.output and "Traceback" not in result.output
+    missing = runner.invoke(app, ["train", kind, "--config", str(tmp_path / "none.yaml")])
+    assert missing.exit_code == 2 and "cannot read config" in missing.output
