@@ -275,15 +275,15 @@ def test_the_service_stops_onnxruntime_threads_spinning(tmp_path):
 
     key = "session.intra_op.allow_spinning"
     models.set_spin_wait(True)  # as a fresh process starts (earlier tests made services)
-    spinning = models.inference_session(models.load_card("lite0-ms-spatial-160").path)
+    spinning = models.inference_session(models.load_card(models.DEFAULT_EXTRACTOR).path)
     assert spinning.get_session_options().get_session_config_entry(key) == "1"
     try:
         create_app(tmp_path / "g.sqlite", api_key=None, detector=None)
-        quiet = models.inference_session(models.load_card("lite0-ms-spatial-160").path)
+        quiet = models.inference_session(models.load_card(models.DEFAULT_EXTRACTOR).path)
         assert quiet.get_session_options().get_session_config_entry(key) == "0"
     finally:
         models.set_spin_wait(True)
-    assert models.inference_session(models.load_card("lite0-ms-spatial-160").path).get_session_options().get_session_config_entry(key) == "1"
+    assert models.inference_session(models.load_card(models.DEFAULT_EXTRACTOR).path).get_session_options().get_session_config_entry(key) == "1"
 
 
 def test_signver_serve_prints_the_url_and_answers(tmp_path):
