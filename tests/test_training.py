@@ -240,7 +240,7 @@ def test_pair_sampler_labels_pairs_by_writer_and_kind():
 
 def test_tiny_run_with_a_spatial_head(synthetic_dataset, tmp_path):
     config = {
-        "name": "tiny-spatial", "description": "test", "seed": 0,
+        "name": "tiny-spatial", "description": "test", "seed": 0, "device": "auto",  # the CPU here; a GPU where torch sees one
         "network": {"kind": "lite0", "blocks": 5, "width": 16, "dim": 8, "frozen_blocks": 3},
         "loss": {"name": "multi_similarity"}, "input": {"height": 32, "width": 64}, "serve_input": {"height": 64, "width": 128},
         "data": [{"path": str(synthetic_dataset), "holdout": [7, 8]}],
