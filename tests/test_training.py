@@ -219,6 +219,15 @@ def test_spatial_export_matches_torch(tmp_path):
     assert np.abs(ours - expected).max() < 1e-4
 
 
+def test_pair_sampler_shares_are_settable():
+    data = TrainingSet(np.zeros((12, 2, 2), np.uint8), np.repeat(np.arange(3), 4), np.array([True, True, True, False] * 3), np.array(["a"] * 12))
+    for same, forged in [(0.5, 0.35), (0.2, 0.7)]:
+        first, second, label = PairSampler(data, same, forged).sample(4000, np.random.default_rng(0))
+        assert abs(label.mean() - same) < 0.03 and abs((~data.genuine[second]).mean() - forged) < 0.03
+    with pytest.raises(ValueError, match="pair shares"):
+        PairSampler(data, 0.6, 0.5)
+
+
 def test_pair_sampler_labels_pairs_by_writer_and_kind():
     data = TrainingSet(np.zeros((9, 2, 2), np.uint8), np.array([0, 0, 0, 1, 1, 1, 2, 2, 2]),
                        np.array([True, True, False] * 3), np.array(["a"] * 6 + ["b"] * 3))

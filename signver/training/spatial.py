@@ -23,7 +23,7 @@ from .data import TrainingSet
 from .networks import FusedEmbedder, SpatialHead
 from .run_state import optimizer_and_schedule, progress_columns
 
-SAME, FORGED = 0.5, 0.35  # shares of same-writer and forgery pairs; the rest pair two writers
+SAME, FORGED = 0.5, 0.35  # default shares of same-writer and forgery pairs; the rest pair two writers
 
 
 def imagenet_maps(fused: FusedEmbedder, images: np.ndarray, taps: list[int], batch: int = 64) -> torch.Tensor:
@@ -47,9 +47,12 @@ def spatial_embeddings(head: SpatialHead, maps: torch.Tensor, batch: int = 256) 
 class PairSampler:
     """Random training pairs of a `TrainingSet`, labelled 1 for the same writer's genuine pair."""
 
-    def __init__(self, data: TrainingSet):
+    def __init__(self, data: TrainingSet, same: float = SAME, forged: float = FORGED):
         if len(np.unique(data.writer)) < 2:
             raise ValueError("training a spatial head needs at least two writers")
+        if not (0 <= same and 0 <= forged and same + forged <= 1):
+            raise ValueError(f"pair shares must be at least 0 and sum to at most 1: same {same}, forged {forged}")
+        self.same_share, self.forged_share = same, forged
         self.writers = np.unique(data.writer)
         self.genuine = {w: np.flatnonzero((data.writer == w) & data.genuine) for w in self.writers}
         self.forged = {w: np.flatnonzero((data.writer == w) & ~data.genuine) for w in self.writers}
@@ -65,9 +68,9 @@ class PairSampler:
             genuine = self.genuine[writer]
             first[i] = rng.choice(genuine)
             kind = rng.random()
-            if kind < SAME and len(genuine) > 1:
+            if kind < self.same_share and len(genuine) > 1:
                 second[i], same[i] = rng.choice(genuine[genuine != first[i]]), 1.0
-            elif kind < SAME + FORGED and len(self.forged[writer]):
+            elif kind < self.same_share + self.forged_share and len(self.forged[writer]):
                 second[i] = rng.choice(self.forged[writer])
             else:
                 second[i] = rng.choice(self.genuine[rng.choice(self.peers[writer])])
@@ -75,8 +78,9 @@ class PairSampler:
 
 
 def train_spatial_head(fused: FusedEmbedder, spec: dict, train: TrainingSet, run_dir: Path) -> SpatialHead:
-    """Train a head as `spec` says (taps, width, channels, pool, steps, batch, lr) on `train`'s
-    images at the served size; a head `run_dir` holds for the same spec is loaded instead."""
+    """Train a head as `spec` says (taps, width, channels, pool, steps, batch, lr, and the pair
+    shares same_pairs and forged_pairs) on `train`'s images at the served size; a head
+    `run_dir` holds for the same spec is loaded instead."""
     taps = [int(t) for t in spec["taps"]]
     channels_in = imagenet_maps(fused, train.images[:1], taps).shape[1]
     head = SpatialHead(taps, channels_in, int(spec.get("width", 96)), int(spec.get("channels", 32)), int(spec.get("pool", 2)))
@@ -92,7 +96,8 @@ def train_spatial_head(fused: FusedEmbedder, spec: dict, train: TrainingSet, run
     steps, batch = int(spec.get("steps", 2000)), int(spec.get("batch", 128))
     optimizer, scheduler = optimizer_and_schedule(nn.ModuleList([head, holder]), {"lr": spec.get("lr", 0.001), "weight_decay": spec.get("weight_decay", 0.001)},
                                                   steps, int(spec.get("warmup", 200)))
-    sampler, rng = PairSampler(train), np.random.default_rng(int(spec.get("seed", 0)))
+    sampler = PairSampler(train, float(spec.get("same_pairs", SAME)), float(spec.get("forged_pairs", FORGED)))
+    rng = np.random.default_rng(int(spec.get("seed", 0)))
     head.train()
     log = []
     with Progress(*progress_columns("spatial head")) as progress:
