@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _uniform(n: int, low: float, high: float, device: torch.device | str = "cpu") -> torch.Tensor:
+def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
     return torch.empty(n, device=device).uniform_(low, high)
 
 

@@ -88,13 +88,16 @@ def train_extractor(config: dict, config_path: str) -> Path:
     network, seconds = trained.network, trained.seconds
     config = {**config, "chosen_step": trained.chosen_step, "machine": trained.machine}
     served = served_size(config)  # the network is convolutional up to its pooling: it may serve a finer input
-    holdout = load_training_set(config["data"], served, "holdout", run_dir / ("holdout.npz" if served == size else f"holdout-{served[0]}x{served[1]}.npz"))
+    train, holdout = trained.train, trained.holdout
+    if served != size:
+        holdout = load_training_set(config["data"], served, "holdout", run_dir / f"holdout-{served[0]}x{served[1]}.npz")
     if "fuse_imagenet" in config:
         network, config["fusion_weight"] = fuse_with_imagenet(network, config["fuse_imagenet"], holdout)
     if "spatial" in config:
         if "fuse_imagenet" not in config:
             raise ValueError("a spatial head compares ImageNet maps: the config needs fuse_imagenet as well")
-        train = load_training_set(config["data"], served, "train", run_dir / ("train.npz" if served == size else f"train-{served[0]}x{served[1]}.npz"))
+        if served != size:
+            train = load_training_set(config["data"], served, "train", run_dir / f"train-{served[0]}x{served[1]}.npz")
         config["spatial_result"] = add_spatial_head(network, config["spatial"], train, holdout, run_dir)
     return export_extractor(network, config, config_path, holdout, seconds)
 
@@ -105,6 +108,8 @@ class TrainedNetwork:
     seconds: float  # training time over all stretches of the run
     chosen_step: int
     machine: str  # where the run's last stretch trained
+    train: TrainingSet  # the images it trained on and the held-out ones, at the training size
+    holdout: TrainingSet
 
 
 def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
@@ -162,7 +167,7 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
     chosen = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")
     network = network.cpu()
     network.load_state_dict(chosen["network"])
-    return TrainedNetwork(network, seconds, chosen["step"], machine)
+    return TrainedNetwork(network, seconds, chosen["step"], machine, train, holdout)
 
 
 def _machine(device: torch.device) -> str:
