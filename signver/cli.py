@@ -173,7 +173,7 @@ def enroll(
     images: list[Path] = typer.Argument(..., help="reference signatures: image or PDF files, or folders of them"),
     metadata: Optional[str] = typer.Option(None, help="a JSON object stored with the person (replaces the old one)"),
     gallery: Optional[Path] = GalleryOption,
-    model: Optional[str] = typer.Option(None, help="extractor (a new gallery is bound to it)"),
+    model: Optional[str] = typer.Option(None, help="extractor (default: the one the gallery holds, or the default model for a new gallery)"),
 ) -> None:
     """Enrol PERSON with reference signatures (adds to them if already enrolled)."""
     from .gallery import Gallery
@@ -195,7 +195,7 @@ def check(
     images: list[Path] = typer.Argument(..., help="questioned signatures: files or folders"),
     threshold: Optional[float] = typer.Option(None, help="accept when the fused distance <= this (default: the model's)"),
     gallery: Optional[Path] = GalleryOption,
-    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with"),
+    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with (default: the one it holds)"),
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
 ) -> None:
@@ -204,7 +204,7 @@ def check(
 
     columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion")
     printer = ResultPrinter(output_format, columns)
-    with Gallery(gallery, model=model, threshold=threshold) as store:
+    with Gallery(gallery, model=model, threshold=threshold, create=False) as store:
         store.get(person)
         files = expand_images(images)
         for path in each_with_progress(files, "checking"):
@@ -227,7 +227,7 @@ def identify(
     images: list[Path] = typer.Argument(..., help="questioned signatures: files or folders"),
     k: int = typer.Option(5, "-k", "--top", help="candidates per signature"),
     gallery: Optional[Path] = GalleryOption,
-    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with"),
+    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with (default: the one it holds)"),
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
 ) -> None:
@@ -236,7 +236,7 @@ def identify(
 
     columns = ("questioned", "rank", "person_id", "verified", "distance", "threshold", "confidence")
     printer = ResultPrinter(output_format, columns)
-    with Gallery(gallery, model=model) as store:
+    with Gallery(gallery, model=model, create=False) as store:
         files = expand_images(images)
         for path in each_with_progress(files, "identifying"):
             try:
@@ -260,7 +260,7 @@ def gallery_list(gallery: Optional[Path] = GalleryOption, as_json: bool = typer.
     """List the enrolled people."""
     from .gallery import Gallery
 
-    with Gallery(gallery) as store:
+    with Gallery(gallery, create=False) as store:
         for person in store.list():
             if as_json:
                 print(json.dumps(person.to_dict()))
@@ -274,7 +274,7 @@ def gallery_remove(people: list[str] = typer.Argument(..., help="ids of the peop
     """Remove people and all their references."""
     from .gallery import Gallery
 
-    with Gallery(gallery) as store:
+    with Gallery(gallery, create=False) as store:
         for person_id in people:
             store.get(person_id)  # all must exist before any is removed
         for person_id in people:
@@ -422,7 +422,7 @@ def serve(
     port: int = typer.Option(8000, help="TCP port"),
     gallery: Optional[Path] = GalleryOption,
     api_key: Optional[str] = typer.Option(None, envvar="SIGNVER_API_KEY", help="key that writes need (header X-API-Key); prefer the env var"),
-    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with"),
+    model: Optional[str] = typer.Option(None, help="extractor the gallery was made with (default: the one it holds)"),
 ) -> None:
     """Start the HTTP API and web app (needs the `server` extra); prints the URL to open."""
     try:

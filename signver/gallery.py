@@ -110,13 +110,19 @@ class Gallery:
     """
 
     def __init__(self, path: str | os.PathLike | None = None, model: str | None = None, index: str = "flat",
-                 fusion: str = DEFAULT_FUSION, threshold: float | None = None):
-        """`threshold` None: the card's claim threshold for the fusion and number of references."""
+                 fusion: str = DEFAULT_FUSION, threshold: float | None = None, create: bool = True):
+        """`model` None: the model the gallery holds, or the default one for a new gallery.
+        `threshold` None: the card's claim threshold for the fusion and number of references.
+        `create` False: a missing file is an error instead of a new, empty gallery."""
         self.path = Path(path) if path is not None else default_gallery_path()
         if self.path.is_dir():
             raise GalleryError(f"gallery path {self.path} is a folder; give a file path such as {self.path / 'gallery.sqlite'}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.extractor: Extractor = get_extractor(model)
+        if not self.path.exists():
+            if not create:
+                raise GalleryError(f"no gallery at {self.path}: enrol someone first, or check the path (--gallery / SIGNVER_GALLERY)")
+            if self.path.parent.exists() and not self.path.parent.is_dir():
+                raise GalleryError(f"cannot make gallery {self.path}: {self.path.parent} is a file, not a folder")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         fuse(np.zeros((1, 1)), fusion)  # refuse an unknown fusion now, not at the first claim
         self.fusion = fusion
         self.threshold = None if threshold is None else float(threshold)
@@ -126,6 +132,8 @@ class Gallery:
         except sqlite3.Error as error:
             raise GalleryError(f"cannot open gallery {self.path}: {error}") from error
         try:
+            stored = self._stored_model()  # reads only: a file that is not a gallery is left as it was
+            self.extractor: Extractor = get_extractor(model or stored)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -133,13 +141,27 @@ class Gallery:
             self._bind_model()
         except sqlite3.DatabaseError as error:
             self._db.close()
-            raise GalleryError(f"{self.path} is not a signver gallery (SQLite said: {error})") from error
-        except GalleryError:
+            raise GalleryError(f"{self.path} is not a signver gallery, or it is damaged (SQLite said: {error})") from error
+        except Exception:
             self._db.close()
             raise
         self._index = VectorIndex(self.extractor.dimension, index)
         self._generation = -1
         self._refresh()
+
+    def _stored_model(self) -> str | None:
+        """The model an existing gallery file is bound to; None for an empty database. Any other
+        SQLite database is refused before anything is written to it."""
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return None
+        if not {"meta", "people", "refs"} <= tables:
+            raise GalleryError(f"{self.path} is an SQLite database but not a signver gallery (its tables: "
+                               f"{', '.join(sorted(tables)[:8])}); give a new file or an existing gallery")
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        if row is None:
+            raise GalleryError(f"{self.path} is not a signver gallery: it names no model")
+        return row[0]
 
     # -- storage -------------------------------------------------------------------------
 

@@ -312,15 +312,21 @@ class Pipeline:
                names: Sequence[str] | None = None, clean: bool | None = None):
         """Enrol (or add references to) a person from signature images, read with this
         pipeline's limits and cleaned as `clean` says; all or nothing, as `Gallery.enroll`."""
+        vectors = self.enrollment_vectors(person_id, sources, clean)
+        return self._gallery().enroll(person_id, vectors, metadata=metadata, sources=names)
+
+    def enrollment_vectors(self, person_id: str, sources: Sequence[SourceLike], clean: bool | None = None) -> list[np.ndarray]:
+        """The reference vectors `enroll` would store, computed without touching the gallery
+        (so a caller can give up on the slow part and still never half-write)."""
         from .gallery import check_person_id
 
-        gallery = self._gallery()
+        self._gallery()
         check_person_id(person_id)
         do_clean = self.resolve_clean(clean)
         images = [self.prepare(self.load_signature(s), do_clean) for s in sources]
         if not images:
             raise InputError(f"enrolling {person_id!r} needs at least one reference signature")
-        return gallery.enroll(person_id, list(self.embed_images(images)), metadata=metadata, sources=names)
+        return list(self.embed_images(images))
 
     def _gallery(self) -> Gallery:
         if self.gallery is None:

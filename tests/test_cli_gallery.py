@@ -84,3 +84,12 @@ def test_bad_usage_exits_2(files):
     assert nothing.exit_code == 2 and "holds no image" in nothing.stderr
     assert invoke("identify", files / "q3.png", "--format", "xml").exit_code == 2
     assert invoke("identify", files / "q3.png", "-k", "0").exit_code == 2
+
+
+def test_reading_a_missing_gallery_is_an_error_and_creates_nothing(files):
+    missing = files / "typo" / "g.sqlite"
+    for args in (("gallery", "list"), ("gallery", "remove", "alice"), ("check", "alice", files / "q3.png"),
+                 ("identify", files / "q3.png")):
+        result = invoke(*args, "--gallery", missing)
+        assert result.exit_code == 2 and "no gallery at" in result.stderr, args
+    assert not missing.parent.exists()

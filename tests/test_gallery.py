@@ -114,6 +114,37 @@ def test_not_a_gallery_is_refused(tmp_path):
         Gallery(tmp_path)
 
 
+def test_gallery_opens_with_the_model_it_holds(tmp_path, people):
+    """Galleries enrolled under an earlier default keep opening once the default changes."""
+    path = tmp_path / "old.sqlite"
+    with Gallery(path, model="effnet-lite0-imagenet") as g:
+        g.enroll("writer-3", people["writer-3"][0])
+    with Gallery(path) as g:
+        assert g.extractor.name == "effnet-lite0-imagenet" and g.get("writer-3").references == 4
+
+
+def test_another_sqlite_database_is_left_untouched(tmp_path):
+    path = tmp_path / "accounts.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT)")
+        db.execute("INSERT INTO accounts (owner) VALUES ('alice')")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(GalleryError, match="not a signver gallery"):
+        Gallery(path)
+    assert path.read_bytes() == before and not (tmp_path / "accounts.sqlite-wal").exists()
+
+
+def test_missing_gallery_is_an_error_when_it_must_exist(tmp_path):
+    missing = tmp_path / "typo" / "g.sqlite"
+    with pytest.raises(GalleryError, match="no gallery at"):
+        Gallery(missing, create=False)
+    assert not missing.parent.exists()
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(GalleryError, match="is a file, not a folder"):
+        Gallery(tmp_path / "a-file" / "g.sqlite")
+
+
 def test_hnsw_index_rebuilds_after_removal(tmp_path, people):
     with Gallery(tmp_path / "h.sqlite", index="hnsw") as g:
         for person, (references, _, _) in people.items():

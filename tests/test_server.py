@@ -210,6 +210,15 @@ def test_timeout_is_503(tmp_path, document):
         assert time.monotonic() - started < 2.5
 
 
+def test_enrolment_answered_503_stores_nothing(tmp_path, document):
+    """The embedding of a timed-out enrolment finishes in the background; it must not then be
+    written, or a client's retry would enrol the references twice."""
+    with make_client(tmp_path, document, timeout_s=0.001) as c:
+        assert_error(enrol(c), 503, "limit")
+        time.sleep(1.0)  # let the abandoned embedding finish
+        assert c.get("/v1/people").json()["count"] == 0
+
+
 def test_api_key_guards_writes(tmp_path, document):
     with make_client(tmp_path, document, api_key=KEY) as c:
         assert c.get("/v1/health").json()["auth"] == {"writes": True, "reads": False}

@@ -136,8 +136,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         raise TypeError(f"create_app got unknown settings: {', '.join(sorted(unknown))}")
     given = {"gallery_path": None if gallery_path is None else os.fspath(gallery_path), "api_key": api_key, **overrides}
     settings = replace(settings, **{k: v for k, v in given.items() if v is not None}) if settings else Settings.from_env(**given)
-    if settings.workers < 1 or settings.timeout_s <= 0 or settings.max_upload_bytes < 1:
-        raise InputError("workers, timeout_s and max_upload_bytes must be positive")
+    if settings.workers < 1 or not 0 < settings.timeout_s or not 0 < settings.body_timeout_s or settings.max_upload_bytes < 1:
+        raise InputError("workers, timeout_s, body_timeout_s and max_upload_bytes must be positive numbers")
 
     set_spin_wait(settings.spin_wait)  # before any model loads
     owns_gallery = gallery is None
@@ -256,7 +256,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         extra = _metadata(metadata)
         sources = [await _source(image, f"images[{i}]") for i, image in enumerate(images)]
         names = [(image.filename or f"upload {i + 1}")[:200] for i, image in enumerate(images)]
-        person = await service.compute(partial(pipeline.enroll, person_id, sources, extra, names, clean))
+        vectors = await service.compute(pipeline.enrollment_vectors, person_id, sources, clean)
+        person = await service.write(partial(store.enroll, person_id, vectors, metadata=extra, sources=names))
         return {**person.to_dict(), "added": len(sources)}
 
     @app.get("/v1/people", tags=["gallery"], dependencies=reads, summary="Everyone enrolled")
@@ -323,7 +324,8 @@ def _swagger_dir() -> Path | None:
 class _Service:
     """Model work in worker threads: at most `workers` at once, each request under `timeout_s`
     (waiting for a worker included). A request over time is answered 503 at once; its thread
-    finishes in the background (Python threads cannot be killed)."""
+    finishes in the background (Python threads cannot be killed), so only work that changes
+    nothing runs under the limit and gallery writes go through `write`."""
 
     def __init__(self, settings: Settings, pipeline: Pipeline):
         self.settings, self.pipeline = settings, pipeline
@@ -344,6 +346,11 @@ class _Service:
         except TimeoutError:
             raise ServiceError(f"the request took longer than the service's limit of {self.settings.timeout_s:g} s; "
                                "try a smaller document or again later", 503) from None
+
+    async def write(self, fn):
+        """A gallery write, run to its end however long it waits for the database: a request
+        answered 503 must not have changed anything, so writes are never abandoned."""
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter())
 
     def check_key(self, key: str | None) -> None:
         expected = self.settings.api_key
