@@ -115,6 +115,40 @@ class ResultPrinter:
             self.row({**record, "error": str(error)}, "")
 
 
+def output_folder(folder: Path, option: str, inputs: list[Path] = ()) -> Path:
+    """Make an output folder, refusing one that is a file or, when outputs take the inputs'
+    names, one that holds an input (the originals would be overwritten)."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{option} {folder} is a file; give a folder")
+    holding = {p.resolve().parent for p in inputs}
+    if folder.exists() and folder.resolve() in holding:
+        raise InputError(f"{option} {folder} holds input files that would be overwritten; give another folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot make {option} folder {folder}: {error}") from None
+    return folder
+
+
+def write_png(path: Path, image) -> None:
+    """Write an image as PNG through Python's own file handling (any file name the system
+    takes), with an error that names the file when it cannot be written."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise SignverError(f"cannot encode {path} as PNG")
+    try:
+        path.write_bytes(data.tobytes())
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def shown(path: Path) -> str:
+    """A file name as it can be printed, whatever bytes it was made of."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def each_with_progress(items: list, description: str):
     """Iterate, with a progress bar on stderr when there is more than one item."""
     if len(items) < 2:
@@ -388,13 +422,11 @@ def clean_images(
 ) -> None:
     """Remove printed text, ruling lines, stamps and scan noise around each signature; writes
     OUT/<name>.png (same size, ink dark on white) and prints one line per file."""
-    import cv2
-
     from .cleaner import clean, get_cleaner
 
     get_cleaner(model)  # a missing model is one error, not one per file
     files = expand_images(images)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out, "--out", files)
     used: set[str] = set()
     exit_code = EXIT_OK
     for path in each_with_progress(files, "cleaning"):
@@ -407,11 +439,11 @@ def clean_images(
         try:
             cleaned = clean(path, model=model)
         except SignverError as error:
-            err.print(f"[red]error:[/red] {path}: {error}", highlight=False)
+            err.print(f"[red]error:[/red] {shown(path)}: {error}", highlight=False)
             exit_code = EXIT_BAD_INPUT
             continue
-        cv2.imwrite(str(out / name), cleaned)
-        print(f"{path}\t{out / name}", flush=True)
+        write_png(out / name, cleaned)
+        print(f"{shown(path)}\t{shown(out / name)}", flush=True)
     raise typer.Exit(exit_code)
 
 
@@ -469,16 +501,14 @@ def detect(
     import contextlib
     import itertools
 
-    import cv2
-
     from .detector import annotate as draw_boxes
     from .detector import crop, get_detector
 
     detector = get_detector(model)
     files = expand_images(files)
-    for folder in (crops, annotate):
+    for folder, option in ((crops, "--crops"), (annotate, "--annotate")):
         if folder:
-            folder.mkdir(parents=True, exist_ok=True)
+            output_folder(folder, option)
     loaded = _load_each(files, dpi)
     first = next(loaded)
     total = len(files) - 1 + max(len(first[1]), 1)  # grows as later documents are opened
@@ -488,7 +518,7 @@ def detect(
         task = bar.add_task("detecting", total=total) if bar else None
         for (path, pages, error), stem in zip(itertools.chain([first], loaded), _unique_stems(files)):
             if error:
-                err.print(f"[red]error:[/red] {path}: {error}", highlight=False)
+                err.print(f"[red]error:[/red] {shown(path)}: {error}", highlight=False)
                 exit_code = EXIT_BAD_INPUT
                 if bar:
                     bar.advance(task)
@@ -499,21 +529,22 @@ def detect(
                 boxes = detector.detect_page(page, index, threshold)
                 records = []
                 for k, box in enumerate(boxes):
-                    record = {"file": str(path), **box.to_dict()}
+                    record = {"file": shown(path), **box.to_dict()}
                     if crops:
-                        record["crop"] = str(crops / f"{stem}-page{index}-sig{k}.png")
-                        cv2.imwrite(record["crop"], crop(page, box))
+                        target = crops / f"{stem}-page{index}-sig{k}.png"
+                        write_png(target, crop(page, box))
+                        record["crop"] = shown(target)
                     records.append(record)
                 if annotate:
-                    cv2.imwrite(str(annotate / f"{stem}-page{index}.png"), draw_boxes(page, boxes))
+                    write_png(annotate / f"{stem}-page{index}.png", draw_boxes(page, boxes))
                 if as_json:
-                    print(json.dumps({"file": str(path), "page": index, "width": page.shape[1], "height": page.shape[0],
+                    print(json.dumps({"file": shown(path), "page": index, "width": page.shape[1], "height": page.shape[0],
                                       "boxes": [{k: v for k, v in r.items() if k not in ("file", "page")} for r in records]}), flush=True)
                 elif not boxes:
-                    print(f"{path}\t{index}\tno signature", flush=True)
+                    print(f"{shown(path)}\t{index}\tno signature", flush=True)
                 else:
                     for box in boxes:
-                        print(f"{path}\t{index}\t{box.x0:.1f}\t{box.y0:.1f}\t{box.x1:.1f}\t{box.y1:.1f}\t{box.score:.3f}", flush=True)
+                        print(f"{shown(path)}\t{index}\t{box.x0:.1f}\t{box.y0:.1f}\t{box.x1:.1f}\t{box.y1:.1f}\t{box.score:.3f}", flush=True)
                 if bar:
                     bar.advance(task)
     raise typer.Exit(exit_code)

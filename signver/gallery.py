@@ -99,7 +99,22 @@ def check_person_id(person_id: str) -> str:
         raise InputError("a person id must be a non-empty string")
     if len(person_id) > MAX_PERSON_ID or any(ord(c) < 32 for c in person_id):
         raise InputError(f"a person id must be at most {MAX_PERSON_ID} printable characters, got {person_id[:40]!r}")
+    if not _is_text(person_id):
+        raise InputError(f"a person id must be text, got undecodable bytes in {person_id[:40]!r}")
     return person_id
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes a command line could not decode, kept as surrogates
+        return False
+    return True
+
+
+def _source_label(label) -> str:
+    """A reference's source file name as storable text, whatever bytes it was made of."""
+    return str(label).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class Gallery:
@@ -217,10 +232,10 @@ class Gallery:
         if metadata is not None and not isinstance(metadata, dict):
             raise InputError("metadata must be a JSON object (a dict)")
         try:
-            metadata_json = None if metadata is None else json.dumps(metadata)
+            metadata_json = None if metadata is None else json.dumps(metadata, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise InputError(f"metadata must be JSON-serialisable: {error}") from error
-        labels = list(sources) if sources is not None else [""] * len(images)
+        labels = [_source_label(label) for label in sources] if sources is not None else [""] * len(images)
         vectors = self.extractor.vectors(images)  # before the transaction: no lock held while embedding
         with self._lock:
             with self._write():

@@ -31,6 +31,23 @@ def test_embed_is_unit_length():
     assert np.allclose(one, many[0], atol=1e-5)
 
 
+def test_embed_in_batches_keeps_order_and_errors():
+    """Batches are prepared one ahead in a worker thread: the vectors must still come back in
+    order, equal to embedding each image alone, and a bad image in a later batch must raise."""
+    from signver.extractor import get_extractor
+
+    extractor = get_extractor()
+    images = [synth.genuine(writer, k) for writer in (1, 2, 3) for k in (0, 1)]
+    batched = extractor.embed(images, batch_size=2)
+    alone = np.stack([extractor.embed([image])[0] for image in images])
+    assert np.allclose(batched, alone, atol=1e-5)
+    done = []
+    extractor.embed(images, batch_size=4, progress=done.append)
+    assert done == [4, 2]
+    with pytest.raises(BlankImageError):
+        extractor.embed(images[:4] + [np.full((50, 80), 255, np.uint8)], batch_size=2)
+
+
 def test_verify_result_and_precomputed_embeddings():
     a, b = synth.genuine(1, 0), synth.genuine(1, 1)
     result = signver.verify(a, b)

@@ -1,8 +1,10 @@
 """The cleaner: the clutter generator, the shipped model, the switches, and a tiny training run."""
 
 import io
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -198,6 +200,27 @@ def test_cli_clean_writes_files_and_bad_input_exits_2(tmp_path, cluttered):
     assert result.exit_code == 2 and (tmp_path / "out2" / "a.png").is_file()
     assert runner.invoke(app, ["clean", str(tmp_path / "missing.png"), "--out", str(out)]).exit_code == 2
     assert runner.invoke(app, ["clean", str(bad), "--out", str(out), "--model", "no-such-model"]).exit_code == 2
+
+
+def test_cli_clean_never_overwrites_its_inputs(tmp_path, cluttered):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    Image.fromarray(cluttered.image).save(folder / "a.png")
+    before = (folder / "a.png").read_bytes()
+    result = runner.invoke(app, ["clean", str(folder), "--out", str(folder)])
+    assert result.exit_code == 2 and "would be overwritten" in result.output
+    assert (folder / "a.png").read_bytes() == before
+    (tmp_path / "a-file").write_text("x")
+    assert runner.invoke(app, ["clean", str(folder), "--out", str(tmp_path / "a-file")]).exit_code == 2
+
+
+def test_cli_clean_takes_any_file_name(tmp_path):
+    """A name that is not valid UTF-8 (as from an old archive) is read, written and printed."""
+    odd = Path(os.fsdecode(bytes(tmp_path / "odd") + b"_\xff.png"))
+    Image.fromarray(synth.genuine(1, 0)).save(odd)
+    result = runner.invoke(app, ["clean", str(odd), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [odd.stem + ".png"]
 
 
 def test_cleaning_never_imports_torch():

@@ -250,3 +250,13 @@ def test_sqlite_file_is_plain_and_inspectable(gallery):
     gallery.close()
     rows = sqlite3.connect(gallery.path).execute("SELECT person_id, metadata FROM people ORDER BY person_id").fetchall()
     assert rows[0] == ("writer-13", json.dumps({"branch": "test"}))
+
+
+def test_metadata_and_names_that_cannot_be_stored_as_text(tmp_path, people):
+    with Gallery(tmp_path / "g.sqlite") as g:
+        with pytest.raises(InputError, match="JSON-serialisable"):
+            g.enroll("writer-3", people["writer-3"][0], metadata={"score": float("nan")})
+        with pytest.raises(InputError, match="undecodable"):
+            g.enroll("bad\udcff", people["writer-3"][0])
+        g.enroll("writer-3", people["writer-3"][0][:1], sources=["scan_\udcff.png"])
+        assert g.get("writer-3").references == 1 and g.list()[0].metadata == {}

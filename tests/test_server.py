@@ -210,6 +210,19 @@ def test_timeout_is_503(tmp_path, document):
         assert time.monotonic() - started < 2.5
 
 
+def test_person_ids_with_a_slash_can_be_read_checked_and_removed(client):
+    assert enrol(client, "branch/7/alice").status_code == 201
+    assert client.get("/v1/people/branch%2F7%2Falice").json()["references"] == 4
+    assert client.post("/v1/people/branch%2F7%2Falice/verify", files={"image": sig(ALICE, 9)}).json()["verified"]
+    assert client.delete("/v1/people/branch%2F7%2Falice").json()["removed"]
+    assert_error(client.get("/v1/people/branch%2F7%2Falice"), 404, "branch/7/alice")
+
+
+def test_metadata_that_is_not_strict_json_is_400(client):
+    assert_error(enrol(client, metadata='{"score": NaN}'), 400, "strict JSON")
+    assert client.get("/v1/people").json()["count"] == 0
+
+
 def test_enrolment_answered_503_stores_nothing(tmp_path, document):
     """The embedding of a timed-out enrolment finishes in the background; it must not then be
     written, or a client's retry would enrol the references twice."""

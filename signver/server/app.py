@@ -265,15 +265,15 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         people = [p.to_dict() for p in store.list()]
         return {"people": people, "count": len(people)}
 
-    @app.get("/v1/people/{person_id}", tags=["gallery"], dependencies=reads, summary="One person")
+    @app.get("/v1/people/{person_id:path}", tags=["gallery"], dependencies=reads, summary="One person")
     def get_person(person_id: PersonPath) -> dict:
         return store.get(person_id).to_dict()
 
-    @app.delete("/v1/people/{person_id}", tags=["gallery"], dependencies=writes, summary="Remove a person and their references")
+    @app.delete("/v1/people/{person_id:path}", tags=["gallery"], dependencies=writes, summary="Remove a person and their references")
     def remove_person(person_id: PersonPath) -> dict:
         return {**store.remove(person_id).to_dict(), "removed": True}
 
-    @app.post("/v1/people/{person_id}/verify", tags=["gallery"], dependencies=reads, summary="Verify a claim against a person")
+    @app.post("/v1/people/{person_id:path}/verify", tags=["gallery"], dependencies=reads, summary="Verify a claim against a person")
     async def verify_claim(person_id: PersonPath, image: ImageField, clean: CleanField = None) -> dict:
         person = store.get(person_id)  # 404 before the upload is decoded
         result = await service.compute(pipeline.verify_claim, person_id, await _source(image, "image"), clean)
@@ -380,6 +380,10 @@ def _metadata(raw: str | None) -> dict | None:
         raise InputError(f"field 'metadata' is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise InputError("field 'metadata' must be a JSON object, such as {\"branch\": \"north\"}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise InputError("field 'metadata' is not strict JSON: NaN and Infinity cannot be stored") from None
     return value
 
 
