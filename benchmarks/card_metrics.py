@@ -9,7 +9,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from signver.models import load_card
+from signver.models import load_card, write_card
 
 KEYS = ("eer_skilled", "eer_random", "auc_skilled", "balanced_accuracy_skilled", "threshold", "frr_at_threshold",
         "far_skilled_at_threshold", "far_random_at_threshold", "ece", "cllr")
@@ -23,5 +23,5 @@ for path in sorted(Path("out", model).glob("*/metrics.json")):
     metrics = json.loads(path.read_text())
     measured[path.parent.name] = {k: round(metrics[k], 4) for k in KEYS if k in metrics}
 card["test_metrics"] = measured
-card_path.write_text(json.dumps(card, indent=2) + "\n")
+write_card(card_path, card)
 print(f"wrote {len(measured) - 3} results into {card_path}")

@@ -38,6 +38,7 @@ from signver.evaluation.cleaning import mean_scores, restoration_scores
 from signver.evaluation.metrics import eer
 from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
 from signver.evaluation.report import build_trials
+from signver.models import write_card
 from signver.extractor import get_extractor
 from signver.errors import BlankImageError
 from signver.images import load_image
@@ -156,10 +157,10 @@ def main() -> None:
     print(table(results))
     print(f"wrote {args.out / 'metrics.json'}")
     if args.write_card:
-        write_card(results, machine())
+        record_in_card(results, machine())
 
 
-def write_card(results: list[dict], where: str) -> None:
+def record_in_card(results: list[dict], where: str) -> None:
     """Put the test-writer figures into the cleaner's model card (`measured_on_test_writers`)."""
     card_path = get_cleaner(None).card.path.with_suffix(".json")
     card = json.loads(card_path.read_text())
@@ -171,7 +172,7 @@ def write_card(results: list[dict], where: str) -> None:
         measured[r["dataset"]] = {"images": r["images"], "rows": {k: {m: round(v, 4) for m, v in row.items()} for k, row in r["rows"].items()},
                                   **{k: round(v, 4) for k, v in r.items() if "recovered" in k or "change" in k}}
     card["measured_on_test_writers"] = measured
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_card(card_path, card)
     print(f"wrote the figures into {card_path}")
 
 

@@ -61,6 +61,8 @@ def decision(distance: float, threshold: float | None, calibration: Calibration 
     """The fields every verification result shares: accept when distance <= threshold."""
     if threshold is None:
         raise InputError(f"model {model} has no default threshold; pass threshold=")
+    if not 0 <= threshold <= 2:
+        raise InputError(f"a threshold is a distance between unit vectors, from 0 to 2; got {threshold}")
     return {
         "verified": distance <= threshold,
         "distance": distance,

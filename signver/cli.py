@@ -407,6 +407,8 @@ def demo(writers: int = typer.Option(3, help="synthetic writers to draw")) -> No
     from . import synth
     from .api import verify as verify_pair
 
+    if writers < 1:
+        raise InputError(f"--writers must be at least 1, got {writers}")
     for label, a, b in synth.pair_examples(3 * writers):
         result = verify_pair(a, b)
         decision = "verified" if result.verified else "not verified"
@@ -504,6 +506,8 @@ def detect(
     from .detector import annotate as draw_boxes
     from .detector import crop, get_detector
 
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise InputError(f"--threshold is a detection score, from 0 to 1; got {threshold}")
     detector = get_detector(model)
     files = expand_images(files)
     for folder, option in ((crops, "--crops"), (annotate, "--annotate")):

@@ -19,6 +19,7 @@ import numpy as np
 
 from .detector_refiner import BoxRefiner
 from .detector_rescorer import Rescorer, box_features
+from .errors import InputError
 from .images import DEFAULT_DPI, SourceLike, load_pages
 from .models import ModelCard, inference_session, load_card
 
@@ -90,6 +91,8 @@ class Detector:
 
     def __init__(self, model: str | None = None):
         self.card: ModelCard = load_card(model or DEFAULT_DETECTOR)
+        if self.card.kind != "detector":
+            raise InputError(f"model {self.card.name} is a {self.card.kind}, not a signature detector")
         self.session = inference_session(self.card.path)
         self.input_name = self.session.get_inputs()[0].name
         self.stride = int(self.card.details["stride"])

@@ -86,8 +86,8 @@ def load_pages(
 
 
 def _load(source, page, dpi, max_bytes, max_pixels, max_pages) -> list[np.ndarray]:
-    if not dpi > 0:
-        raise InputError(f"dpi must be positive, got {dpi}")
+    if not 0 < dpi < float("inf"):
+        raise InputError(f"dpi must be a positive number, got {dpi}")
     if isinstance(source, np.ndarray):
         _pick(1, page, max_pages, "array")
         return [_from_array(source, max_pixels)]

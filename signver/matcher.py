@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 FUSIONS = ("mean", "min", "median")
 # The distance to the nearest reference: lowest P2 skilled EER on held-out training writers
 # (benchmarks/fusion.py; docs/benchmarks.md, "Fusing K references").
@@ -18,7 +20,7 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def fuse(reference_distances: np.ndarray, method: str = DEFAULT_FUSION) -> np.ndarray:
     """One distance per questioned signature from its distances to K references (last axis)."""
     if method not in FUSIONS:
-        raise ValueError(f"unknown fusion {method!r}; choose one of {', '.join(FUSIONS)}")
+        raise InputError(f"unknown fusion {method!r}; choose one of {', '.join(FUSIONS)}")
     return getattr(np, method)(reference_distances, axis=-1)
 
 

@@ -63,6 +63,15 @@ class ModelCard:
         return self.claim_rules.get(fusion, references)
 
 
+def write_card(card_path: Path, data: dict) -> None:
+    """Write a model card whole or not at all (a temporary file, then an atomic rename), so a
+    crash or a full disk mid-write never leaves a shipped card unreadable."""
+    card_path = Path(card_path)
+    partial = card_path.with_name(card_path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, card_path)
+
+
 def available_models(kind: str | None = None) -> list[ModelCard]:
     cards = [ModelCard.from_file(p) for p in sorted(MODELS_DIR.glob("*.json"))]
     return [c for c in cards if kind is None or c.kind == kind]

@@ -83,6 +83,28 @@ def test_cli_bad_input_exits_2_with_a_message(pair_files):
     assert missing.exit_code == 2 and "no such file" in missing.stderr.lower()
 
 
+@pytest.mark.parametrize("args, words", [
+    (["verify", "{a}", "{b}", "--model", "signature-detector"], "not a signature extractor"),
+    (["verify", "{a}", "{b}", "--model", "cleaner-unet-flourish"], "not a signature extractor"),
+    (["detect", "{a}", "--model", "effnet-lite0-imagenet"], "not a signature detector"),
+    (["verify", "{a}", "{b}", "--threshold", "-1"], "from 0 to 2"),
+    (["verify", "{a}", "{b}", "--threshold", "nan"], "from 0 to 2"),
+    (["detect", "{a}", "--threshold", "1.5"], "from 0 to 1"),
+    (["detect", "{a}", "--dpi", "inf"], "positive number"),
+    (["detect", "{a}", "--crops", "{a}"], "is a file"),
+    (["evaluate", "{data}", "--test-writers", "all", "--out", "{a}"], "is a file"),
+    (["evaluate", "{data}", "--test-writers", "all", "--protocol", "p3", "--out", "{tmp}"], "unknown protocol"),
+    (["evaluate", "{data}", "--test-writers", "all", "--fusion", "bogus", "--out", "{tmp}"], "unknown fusion"),
+    (["evaluate-detector", "{tmp}", "--out", "{a}"], "is a file"),
+    (["demo", "--writers", "0"], "at least 1"),
+])
+def test_cli_bad_options_exit_2_with_a_message(pair_files, synthetic_dataset, tmp_path, args, words):
+    a, b, _ = pair_files
+    names = {"a": a, "b": b, "data": synthetic_dataset, "tmp": tmp_path / "out"}
+    result = runner.invoke(app, [arg.format(**names) for arg in args])
+    assert result.exit_code == 2 and words in result.stderr, result.stdout + result.stderr
+
+
 def test_cli_evaluate_writes_metrics(synthetic_dataset, tmp_path):
     result = runner.invoke(app, ["evaluate", str(synthetic_dataset), "--protocol", "p1", "--test-writers", "all", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.stdout + result.stderr

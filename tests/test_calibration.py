@@ -148,3 +148,23 @@ def test_shipped_calibration_is_reproduced_from_held_out_training_writers(tmp_pa
     assert refitted["n_genuine"] == shipped.n_genuine and refitted["n_impostor"] == shipped.n_impostor
     for source in refitted["fitted_on"]:  # training writers only, never a test writer
         assert not {str(w) for w in source["writers"]} & set(get_split(source["split"]).test)
+
+
+def test_card_writes_are_whole_or_nothing(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from signver.models import write_card
+
+    card = tmp_path / "m.json"
+    write_card(card, {"name": "m", "threshold": 0.25})
+    real_write = Path.write_text
+
+    def disk_full_half_way(path, text, *args, **kwargs):
+        real_write(path, text[: len(text) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full_half_way)
+    with pytest.raises(OSError):
+        write_card(card, {"name": "m", "threshold": 0.3})
+    monkeypatch.undo()
+    assert json.loads(card.read_text()) == {"name": "m", "threshold": 0.25}

@@ -13,7 +13,8 @@ from ..cleaner import resolve as resolve_clean
 from ..datasets import read_dataset, select_writers
 from ..extractor import Extractor
 from ..models import ModelCard
-from ..matcher import DEFAULT_FUSION, score_trials
+from ..errors import InputError
+from ..matcher import DEFAULT_FUSION, fuse, score_trials
 from . import plots
 from .metrics import accept_rate, auc, best_balanced_accuracy, brier_score, cllr, eer, expected_calibration_error
 from .protocols import POSITIVE, RANDOM, SKILLED, Trials, p1_pairs, p2_references
@@ -68,7 +69,7 @@ def build_trials(data_dir: str | Path, protocol: str, references: int, split: st
         return dataset.name, p1_pairs(dataset, writers)
     if protocol == "p2":
         return dataset.name, p2_references(dataset, writers, references)
-    raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    raise InputError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 
 
 def evaluate(
@@ -88,6 +89,10 @@ def evaluate(
     `progress(done, total)` is told how many images have been embedded; `clean` cleans each
     image first (None: `signver.cleaner.DEFAULT_CLEAN`).
     """
+    fuse(np.zeros((1, 1)), fusion)  # an unknown fusion is refused before anything is embedded
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for metrics.json and the plots")
     dataset_name, trials = build_trials(data_dir, protocol, references, split, test_writers)
     extractor = Extractor(model)
     done = 0
@@ -121,7 +126,7 @@ def evaluate(
         "threshold_source": source,
         "test_writers": trials.writers,
     }
-    write_report(Path(out), metrics, distances, trials.kind, calibration)
+    write_report(out, metrics, distances, trials.kind, calibration)
     return metrics
 
 

@@ -6,13 +6,13 @@ chooses its threshold on training writers and writes the model card.
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from datetime import date
 from pathlib import Path
 
 from ..extractor import Extractor
+from ..models import write_card
 from .export import export_onnx, input_spec
 from .pretrained import PretrainedFeatures, load_efficientnet_lite0
 from .threshold import choose_threshold
@@ -37,7 +37,7 @@ def make_baseline(config: dict, config_path: str) -> Path:
         "training_command": f"signver train baseline --config {config_path}",
     }
     card_path = onnx_path.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_card(card_path, card)
     threshold, details = choose_threshold(Extractor(str(onnx_path)), config["threshold_data"])
     card["threshold"] = round(threshold, 6)
     card["threshold_selection"] = {
@@ -46,5 +46,5 @@ def make_baseline(config: dict, config_path: str) -> Path:
         **details,
     }
     card["made"] = {"date": date.today().isoformat(), "seconds": round(time.time() - started, 1), "machine": platform.processor() or platform.machine()}
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_card(card_path, card)
     return onnx_path

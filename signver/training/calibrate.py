@@ -20,7 +20,7 @@ from ..evaluation.metrics import eer
 from ..evaluation.protocols import POSITIVE, SKILLED, Trials, p1_pairs, p2_references
 from ..extractor import Extractor, get_extractor
 from ..matcher import FUSIONS, score_trials
-from ..models import DEFAULT_EXTRACTOR, ModelCard, load_card
+from ..models import DEFAULT_EXTRACTOR, ModelCard, load_card, write_card
 from .data import writers_for
 
 RULE = "logistic on distance; genuine vs skilled-forgery P1 pairs of held-out training writers, classes weighted equally"
@@ -93,6 +93,6 @@ def fit_model_calibration(model_name: str, data_root: str | Path = "../shared/da
     card_path = card.path.with_suffix(".json")
     data = json.loads(card_path.read_text())
     data.update(written)
-    card_path.write_text(json.dumps(data, indent=2) + "\n")
+    write_card(card_path, data)
     get_extractor.cache_clear()  # so verify() in this process sees the new card
     return written

@@ -33,6 +33,7 @@ from .. import overlays, synth
 from ..datasets import read_dataset
 from ..errors import InputError
 from ..images import load_image
+from ..models import write_card
 from .data import writers_for
 from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
@@ -416,5 +417,5 @@ def export_cleaner(network: nn.Module, config: dict, config_path: str, seconds: 
         "threshold": None,
         "training_command": f"signver train cleaner --config {config_path}",
     }
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    write_card(path.with_suffix(".json"), card)
     return path

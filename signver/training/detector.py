@@ -24,7 +24,7 @@ from rich.progress import Progress, track
 from ..detector import decode, nms
 from ..evaluation.detection import PageDetections, average_precision, choose_threshold, detection_metrics
 from ..images import load_image
-from ..models import inference_session
+from ..models import inference_session, write_card
 from ..yolo import read_split
 from .detector_augment import augment_page
 from .detector_loss import detector_loss
@@ -208,5 +208,5 @@ def export_detector(network: CentreDetector, config: dict, config_path: str, val
         "training": training,
         "training_command": f"signver train detector --config {config_path}",
     }
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    write_card(path.with_suffix(".json"), card)
     return path

@@ -4,13 +4,13 @@ place, the figures from before it kept beside them, and the card written only at
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from ..detector import Detector
 from ..evaluation.detection import choose_threshold, detection_metrics
 from ..evaluation.detection_report import MIN_SCORE, run_detector
+from ..models import write_card
 
 
 def card_with_step(detector: Detector, valid_dir: str, key: str, spec: dict, note: str, before: str) -> dict:
@@ -45,5 +45,5 @@ def write_detector(detector: Detector, data: dict, out: str | Path, refiner_dir:
     for source, target in copies:
         if source.resolve() != target.resolve():
             shutil.copyfile(source, target)
-    onnx_path.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    write_card(onnx_path.with_suffix(".json"), data)
     return onnx_path

@@ -23,7 +23,7 @@ from rich.progress import Progress
 from ..errors import InputError
 from ..evaluation.metrics import eer
 from ..extractor import Extractor
-from ..models import inference_session
+from ..models import inference_session, write_card
 from .augment import augment
 from .data import TrainingSet, load_training_set, writer_batches
 from .export import export_onnx, input_spec
@@ -230,7 +230,7 @@ def export_extractor(network: torch.nn.Module, config: dict, config_path: str, h
         "threshold": None,
         "training_command": f"signver train extractor --config {config_path}",
     }
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    write_card(path.with_suffix(".json"), card)
     inference_session.cache_clear()  # a file of the same name exported earlier in this process may be cached
     embeddings = Extractor(str(path)).embed_normalized(holdout.images)
     genuine, skilled = holdout_distances(embeddings, holdout)
@@ -238,7 +238,7 @@ def export_extractor(network: torch.nn.Module, config: dict, config_path: str, h
     card["threshold"] = round(threshold, 6)
     card["threshold_selection"] = {"rule": "EER between genuine and skilled-forgery pairs of held-out training writers",
                                    "holdout_eer_skilled": holdout_eers(embeddings, holdout), "n_positive": len(genuine), "n_skilled": len(skilled)}
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    write_card(path.with_suffix(".json"), card)
     return path
 
 
