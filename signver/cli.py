@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Optional
@@ -38,6 +39,10 @@ def reports_errors(command):
             return command(*args, **kwargs)
         except SignverError as error:
             err.print(f"[red]error:[/red] {error}", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except sqlite3.DatabaseError as error:  # a gallery file damaged after it was opened
+            err.print(f"[red]error:[/red] the gallery file is damaged or unreadable (SQLite said: {error}); "
+                      "restore it from a backup", highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import sqlite3
 
 import pytest
 from PIL import Image
@@ -93,3 +94,18 @@ def test_reading_a_missing_gallery_is_an_error_and_creates_nothing(files):
         result = invoke(*args, "--gallery", missing)
         assert result.exit_code == 2 and "no gallery at" in result.stderr, args
     assert not missing.parent.exists()
+
+
+def test_a_damaged_gallery_is_an_error_not_a_traceback(files):
+    """Damage found after the file opened (the people table's page) is still one clear line."""
+    gallery = files / "g.sqlite"
+    assert invoke("enroll", "alice", files / "w3").exit_code == 0
+    with sqlite3.connect(gallery) as db:
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'people'").fetchone()[0]
+    db.close()
+    data = bytearray(gallery.read_bytes())
+    size = int.from_bytes(data[16:18], "big")
+    data[(root - 1) * size : root * size] = b"\xa5" * size
+    gallery.write_bytes(bytes(data))
+    result = invoke("gallery", "list")
+    assert result.exit_code == 2 and "damaged" in result.stderr, result.output
