@@ -6,8 +6,7 @@ similarity does and FAISS L2 indexes work unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -56,14 +55,9 @@ class Extractor:
         runs the cleaner on each image before normalisation (None: `cleaner.DEFAULT_CLEAN`)."""
         sources = list(sources)
         chunks = [np.zeros((0, self.dimension), np.float32)]
-        clean_first = cleaner.resolve(clean)
-
-        def prepare(part: list[SourceLike]) -> list[np.ndarray]:
-            images = (load_image(s) for s in part)
-            return [normalize(cleaner.for_embedding(i) if clean_first else i, self.card.input_size) for i in images]
-
-        parts = [sources[start : start + batch_size] for start in range(0, len(sources), batch_size)]
-        for batch in _prepared_ahead(prepare, parts):
+        prepare = cleaner.for_embedding if cleaner.resolve(clean) else (lambda image: image)
+        for start in range(0, len(sources), batch_size):
+            batch = [normalize(prepare(load_image(s)), self.card.input_size) for s in sources[start : start + batch_size]]
             chunks.append(self.embed_normalized(batch))
             if progress:
                 progress(len(batch))
@@ -87,21 +81,6 @@ class Extractor:
                     )
                 out[i] = value / max(float(np.linalg.norm(value)), 1e-12)
         return out
-
-
-def _prepared_ahead(prepare: Callable[[list], list[np.ndarray]], parts: list[list]) -> Iterator[list[np.ndarray]]:
-    """`prepare(part)` for each part in order, the next one made in a worker thread while the
-    caller runs the network on this one (decoding, cleaning and normalising release the GIL)."""
-    if len(parts) < 2:
-        yield from map(prepare, parts)
-        return
-    with ThreadPoolExecutor(max_workers=1) as worker:
-        pending = worker.submit(prepare, parts[0])
-        for following in parts[1:]:
-            ready = pending.result()
-            pending = worker.submit(prepare, following)
-            yield ready
-        yield pending.result()
 
 
 def _is_embedding(value) -> bool:

@@ -32,8 +32,8 @@ def test_embed_is_unit_length():
 
 
 def test_embed_in_batches_keeps_order_and_errors():
-    """Batches are prepared one ahead in a worker thread: the vectors must still come back in
-    order, equal to embedding each image alone, and a bad image in a later batch must raise."""
+    """Vectors come back in input order, equal to embedding each image alone, whatever the
+    batching; a bad image in a later batch raises."""
     from signver.extractor import get_extractor
 
     extractor = get_extractor()
