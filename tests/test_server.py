@@ -16,6 +16,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from signver import synth  # noqa: E402
+from signver.errors import InputError  # noqa: E402
 from signver.server import Settings, create_app  # noqa: E402
 
 from .documents import StandInCleaner, StandInDetector, free_port, page_with_signatures, pdf, png, png_header_only  # noqa: E402
@@ -281,7 +282,7 @@ def test_openapi_docs_are_served_locally(client):
         assert client.get(asset).status_code == 200
 
 
-def test_settings_from_environment():
+def test_settings_from_environment(tmp_path):
     settings = Settings.from_env({"SIGNVER_API_KEY": "k", "SIGNVER_MAX_UPLOAD_MB": "2", "SIGNVER_CORS_ORIGINS": "http://a, http://b",
                                   "SIGNVER_PROTECT_READS": "yes", "SIGNVER_TIMEOUT_S": "5"}, timeout_s=7)
     assert settings.api_key == "k" and settings.max_upload_bytes == 2 * 1024 * 1024 and settings.protect_reads
@@ -289,6 +290,9 @@ def test_settings_from_environment():
     with pytest.raises(Exception, match="SIGNVER_WORKERS"):
         Settings.from_env({"SIGNVER_WORKERS": "lots"})
     assert not settings.spin_wait and Settings.from_env({"SIGNVER_SPIN_WAIT": "1"}).spin_wait
+    for bad in ({"timeout_s": float("nan")}, {"timeout_s": 0}, {"body_timeout_s": -1}):
+        with pytest.raises(InputError, match="positive numbers"):
+            create_app(tmp_path / "g.sqlite", **bad)
 
 
 def test_the_service_stops_onnxruntime_threads_spinning(tmp_path):
