@@ -40,8 +40,12 @@ def reports_errors(command):
         except SignverError as error:
             err.print(f"[red]error:[/red] {error}", highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except sqlite3.OperationalError as error:  # locked past the wait, read-only, disk full
+            err.print(f"[red]error:[/red] the gallery is busy or cannot be written (SQLite said: {error}); "
+                      "nothing was changed, try again", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
         except sqlite3.DatabaseError as error:  # a gallery file damaged after it was opened
-            err.print(f"[red]error:[/red] the gallery file is damaged or unreadable (SQLite said: {error}); "
+            err.print(f"[red]error:[/red] the gallery file is damaged (SQLite said: {error}); "
                       "restore it from a backup", highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
@@ -125,7 +129,7 @@ def output_folder(folder: Path, option: str, inputs: list[Path] = ()) -> Path:
     names, one that holds an input (the originals would be overwritten)."""
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{option} {folder} is a file; give a folder")
-    holding = {p.resolve().parent for p in inputs}
+    holding = {p.absolute().parent.resolve() for p in inputs}  # the folder a name is in, links or not
     if folder.exists() and folder.resolve() in holding:
         raise InputError(f"{option} {folder} holds input files that would be overwritten; give another folder")
     try:
@@ -149,9 +153,16 @@ def write_png(path: Path, image) -> None:
         raise InputError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def shown(path: Path) -> str:
-    """A file name as it can be printed, whatever bytes it was made of."""
-    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+def _file_id(path: Path) -> tuple[int, int]:
+    """Which file a path reaches, through any links."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def check_distance_threshold(threshold: float | None) -> None:
+    """Refuse a --threshold no distance can be compared with, before any model loads."""
+    if threshold is not None and not 0 <= threshold <= 2:
+        raise InputError(f"--threshold is a distance between unit vectors, from 0 to 2; got {threshold}")
 
 
 def each_with_progress(items: list, description: str):
@@ -189,6 +200,7 @@ def verify(
     from .api import verify as verify_pair
     from .extractor import get_extractor
 
+    check_distance_threshold(threshold)
     columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model")
     printer = ResultPrinter("jsonl" if as_json else output_format, columns)
     reference_vector = get_extractor(model).vectors([reference], clean=clean)[0]
@@ -430,10 +442,12 @@ def clean_images(
     """Remove printed text, ruling lines, stamps and scan noise around each signature; writes
     OUT/<name>.png (same size, ink dark on white) and prints one line per file."""
     from .cleaner import clean, get_cleaner
+    from .images import printable_name
 
     get_cleaner(model)  # a missing model is one error, not one per file
     files = expand_images(images)
     output_folder(out, "--out", files)
+    originals = {_file_id(f) for f in files if f.exists()}
     used: set[str] = set()
     exit_code = EXIT_OK
     for path in each_with_progress(files, "cleaning"):
@@ -446,11 +460,13 @@ def clean_images(
         try:
             cleaned = clean(path, model=model)
         except SignverError as error:
-            err.print(f"[red]error:[/red] {shown(path)}: {error}", highlight=False)
+            err.print(f"[red]error:[/red] {printable_name(path)}: {error}", highlight=False)
             exit_code = EXIT_BAD_INPUT
             continue
+        if (out / name).exists() and _file_id(out / name) in originals:
+            raise InputError(f"{out / name} is one of the inputs (a link to it); choose another --out folder")
         write_png(out / name, cleaned)
-        print(f"{shown(path)}\t{shown(out / name)}", flush=True)
+        print(f"{printable_name(path)}\t{printable_name(out / name)}", flush=True)
     raise typer.Exit(exit_code)
 
 
@@ -510,6 +526,7 @@ def detect(
 
     from .detector import annotate as draw_boxes
     from .detector import crop, get_detector
+    from .images import printable_name
 
     if threshold is not None and not 0 <= threshold <= 1:
         raise InputError(f"--threshold is a detection score, from 0 to 1; got {threshold}")
@@ -527,7 +544,7 @@ def detect(
         task = bar.add_task("detecting", total=total) if bar else None
         for (path, pages, error), stem in zip(itertools.chain([first], loaded), _unique_stems(files)):
             if error:
-                err.print(f"[red]error:[/red] {shown(path)}: {error}", highlight=False)
+                err.print(f"[red]error:[/red] {printable_name(path)}: {error}", highlight=False)
                 exit_code = EXIT_BAD_INPUT
                 if bar:
                     bar.advance(task)
@@ -538,22 +555,22 @@ def detect(
                 boxes = detector.detect_page(page, index, threshold)
                 records = []
                 for k, box in enumerate(boxes):
-                    record = {"file": shown(path), **box.to_dict()}
+                    record = {"file": printable_name(path), **box.to_dict()}
                     if crops:
                         target = crops / f"{stem}-page{index}-sig{k}.png"
                         write_png(target, crop(page, box))
-                        record["crop"] = shown(target)
+                        record["crop"] = printable_name(target)
                     records.append(record)
                 if annotate:
                     write_png(annotate / f"{stem}-page{index}.png", draw_boxes(page, boxes))
                 if as_json:
-                    print(json.dumps({"file": shown(path), "page": index, "width": page.shape[1], "height": page.shape[0],
+                    print(json.dumps({"file": printable_name(path), "page": index, "width": page.shape[1], "height": page.shape[0],
                                       "boxes": [{k: v for k, v in r.items() if k not in ("file", "page")} for r in records]}), flush=True)
                 elif not boxes:
-                    print(f"{shown(path)}\t{index}\tno signature", flush=True)
+                    print(f"{printable_name(path)}\t{index}\tno signature", flush=True)
                 else:
                     for box in boxes:
-                        print(f"{shown(path)}\t{index}\t{box.x0:.1f}\t{box.y0:.1f}\t{box.x1:.1f}\t{box.y1:.1f}\t{box.score:.3f}", flush=True)
+                        print(f"{printable_name(path)}\t{index}\t{box.x0:.1f}\t{box.y0:.1f}\t{box.x1:.1f}\t{box.y1:.1f}\t{box.score:.3f}", flush=True)
                 if bar:
                     bar.advance(task)
     raise typer.Exit(exit_code)

@@ -27,7 +27,7 @@ import numpy as np
 from .errors import GalleryError, InputError, PersonNotFoundError
 from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
-from .images import SourceLike
+from .images import SourceLike, printable_name
 from .index import VectorIndex
 from .matcher import DEFAULT_FUSION, distances, fuse
 
@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS refs (
 );
 CREATE INDEX IF NOT EXISTS refs_by_person ON refs(person_id);
 """
+GALLERY_TABLES = {"meta", "people", "refs", "sqlite_sequence"}
 
 
 def default_gallery_path() -> Path:
@@ -112,11 +113,6 @@ def _is_text(value: str) -> bool:
     return True
 
 
-def _source_label(label) -> str:
-    """A reference's source file name as storable text, whatever bytes it was made of."""
-    return str(label).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
 class Gallery:
     """People and their reference vectors in one SQLite file, searched through FAISS.
 
@@ -140,6 +136,8 @@ class Gallery:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         fuse(np.zeros((1, 1)), fusion)  # refuse an unknown fusion now, not at the first claim
         self.fusion = fusion
+        if threshold is not None and not 0 <= threshold <= 2:
+            raise InputError(f"a threshold is a distance between unit vectors, from 0 to 2; got {threshold}")
         self.threshold = None if threshold is None else float(threshold)
         self._lock = threading.RLock()
         try:
@@ -152,8 +150,10 @@ class Gallery:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)
             self._bind_model()
+        except sqlite3.OperationalError as error:
+            self._db.close()
+            raise GalleryError(f"cannot open gallery {self.path}: it is busy or cannot be written (SQLite said: {error})") from error
         except sqlite3.DatabaseError as error:
             self._db.close()
             raise GalleryError(f"{self.path} is not a signver gallery, or it is damaged (SQLite said: {error})") from error
@@ -165,18 +165,17 @@ class Gallery:
         self._refresh()
 
     def _stored_model(self) -> str | None:
-        """The model an existing gallery file is bound to; None for an empty database. Any other
-        SQLite database is refused before anything is written to it."""
+        """The model an existing gallery file is bound to; None for an empty database or one not
+        yet bound. Any other SQLite database is refused before anything is written to it."""
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables:
+        foreign = tables - GALLERY_TABLES
+        if foreign:
+            raise GalleryError(f"{self.path} is an SQLite database but not a signver gallery (it has tables "
+                               f"{', '.join(sorted(foreign)[:8])}); give a new file or an existing gallery")
+        if "meta" not in tables:
             return None
-        if not {"meta", "people", "refs"} <= tables:
-            raise GalleryError(f"{self.path} is an SQLite database but not a signver gallery (its tables: "
-                               f"{', '.join(sorted(tables)[:8])}); give a new file or an existing gallery")
         row = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
-        if row is None:
-            raise GalleryError(f"{self.path} is not a signver gallery: it names no model")
-        return row[0]
+        return row[0] if row else None
 
     # -- storage -------------------------------------------------------------------------
 
@@ -191,8 +190,14 @@ class Gallery:
         return row[0] if row else None
 
     def _bind_model(self) -> None:
+        """Make the tables and bind the model in one transaction, so that processes opening a
+        new gallery at once never see it half made."""
         with self._write():
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                self._db.execute(statement)
             stored = self._meta("model")
+            if stored is None and self._db.execute("SELECT 1 FROM refs LIMIT 1").fetchone():
+                raise GalleryError(f"{self.path} holds references but names no model; it cannot be read safely")
             if stored is None:
                 self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
                     ("model", self.extractor.name), ("dimension", str(self.extractor.dimension)), ("generation", "0")])
@@ -235,7 +240,7 @@ class Gallery:
             metadata_json = None if metadata is None else json.dumps(metadata, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise InputError(f"metadata must be JSON-serialisable: {error}") from error
-        labels = [_source_label(label) for label in sources] if sources is not None else [""] * len(images)
+        labels = [printable_name(label) for label in sources] if sources is not None else [""] * len(images)
         vectors = self.extractor.vectors(images)  # before the transaction: no lock held while embedding
         with self._lock:
             with self._write():
@@ -245,7 +250,7 @@ class Gallery:
                     self._db.execute("UPDATE people SET metadata = ? WHERE person_id = ?", (metadata_json, person_id))
                 now = _now()
                 ids = [self._db.execute("INSERT INTO refs (person_id, vector, source, added_at) VALUES (?, ?, ?, ?)",
-                                        (person_id, v.tobytes(), str(label), now)).lastrowid for v, label in zip(vectors, labels)]
+                                        (person_id, v.tobytes(), label, now)).lastrowid for v, label in zip(vectors, labels)]
                 generation = self._bump()
             if before == self._generation:  # nobody else wrote since our last look: extend in place
                 self._index.add(np.array(ids), vectors)

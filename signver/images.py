@@ -270,3 +270,9 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
             return pages
         finally:
             pdf.close()
+
+
+def printable_name(path: str | os.PathLike) -> str:
+    """A file name as text that can be printed or stored, whatever bytes it was made of
+    (undecodable bytes become U+FFFD)."""
+    return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -68,8 +68,14 @@ def write_card(card_path: Path, data: dict) -> None:
     crash or a full disk mid-write never leaves a shipped card unreadable."""
     card_path = Path(card_path)
     partial = card_path.with_name(card_path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, card_path)
+    try:
+        with open(partial, "w") as file:
+            file.write(json.dumps(data, indent=2) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, card_path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def available_models(kind: str | None = None) -> list[ModelCard]:

@@ -151,20 +151,19 @@ def test_shipped_calibration_is_reproduced_from_held_out_training_writers(tmp_pa
 
 
 def test_card_writes_are_whole_or_nothing(tmp_path, monkeypatch):
-    from pathlib import Path
+    import os
 
     from signver.models import write_card
 
     card = tmp_path / "m.json"
     write_card(card, {"name": "m", "threshold": 0.25})
-    real_write = Path.write_text
 
-    def disk_full_half_way(path, text, *args, **kwargs):
-        real_write(path, text[: len(text) // 2])
+    def disk_full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", disk_full_half_way)
+    monkeypatch.setattr(os, "fsync", disk_full)  # the new text is written but never made durable
     with pytest.raises(OSError):
         write_card(card, {"name": "m", "threshold": 0.3})
     monkeypatch.undo()
     assert json.loads(card.read_text()) == {"name": "m", "threshold": 0.25}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # no partial file left behind

@@ -212,6 +212,15 @@ def test_cli_clean_never_overwrites_its_inputs(tmp_path, cluttered):
     assert (folder / "a.png").read_bytes() == before
     (tmp_path / "a-file").write_text("x")
     assert runner.invoke(app, ["clean", str(folder), "--out", str(tmp_path / "a-file")]).exit_code == 2
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "a.png").symlink_to(folder / "a.png")
+    assert runner.invoke(app, ["clean", str(links), "--out", str(links)]).exit_code == 2
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").symlink_to(folder / "a.png")  # an output name that leads to an original
+    assert runner.invoke(app, ["clean", str(folder / "a.png"), "--out", str(out)]).exit_code == 2
+    assert (folder / "a.png").read_bytes() == before
 
 
 def test_cli_clean_takes_any_file_name(tmp_path):

@@ -109,3 +109,20 @@ def test_a_damaged_gallery_is_an_error_not_a_traceback(files):
     gallery.write_bytes(bytes(data))
     result = invoke("gallery", "list")
     assert result.exit_code == 2 and "damaged" in result.stderr, result.output
+
+
+def test_a_busy_gallery_is_not_called_damaged(files, monkeypatch):
+    assert invoke("enroll", "alice", files / "w3").exit_code == 0
+    holder = sqlite3.connect(files / "g.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: _real_connect(*a, **{**k, "timeout": 0.1}))
+    try:
+        result = invoke("gallery", "remove", "alice")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 2 and "busy" in result.stderr and "damaged" not in result.stderr, result.stderr
+    assert "alice" in invoke("gallery", "list").stdout
+
+
+_real_connect = sqlite3.connect

@@ -260,3 +260,27 @@ def test_metadata_and_names_that_cannot_be_stored_as_text(tmp_path, people):
             g.enroll("bad\udcff", people["writer-3"][0])
         g.enroll("writer-3", people["writer-3"][0][:1], sources=["scan_\udcff.png"])
         assert g.get("writer-3").references == 1 and g.list()[0].metadata == {}
+
+
+def test_many_openers_of_a_new_gallery_all_succeed(tmp_path):
+    """Tables and model are made in one transaction: nobody sees a half-made gallery."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for attempt in range(5):
+        path = tmp_path / f"new{attempt}.sqlite"
+
+        def open_it(_):
+            with Gallery(path) as g:
+                return g.extractor.name
+
+        with ThreadPoolExecutor(4) as pool:
+            assert len(set(pool.map(open_it, range(4)))) == 1
+
+
+def test_a_gallery_left_half_made_opens(tmp_path):
+    path = tmp_path / "half.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.close()
+    with Gallery(path) as g:
+        assert g.list() == []

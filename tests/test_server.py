@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -214,6 +215,7 @@ def test_timeout_is_503(tmp_path, document):
 def test_person_ids_with_a_slash_can_be_read_checked_and_removed(client):
     assert enrol(client, "branch/7/alice").status_code == 201
     assert client.get("/v1/people/branch%2F7%2Falice").json()["references"] == 4
+    assert client.get("/v1/people/").json()["count"] == 1
     assert client.post("/v1/people/branch%2F7%2Falice/verify", files={"image": sig(ALICE, 9)}).json()["verified"]
     assert client.delete("/v1/people/branch%2F7%2Falice").json()["removed"]
     assert_error(client.get("/v1/people/branch%2F7%2Falice"), 404, "branch/7/alice")
@@ -224,12 +226,26 @@ def test_metadata_that_is_not_strict_json_is_400(client):
     assert client.get("/v1/people").json()["count"] == 0
 
 
-def test_enrolment_answered_503_stores_nothing(tmp_path, document):
+def test_enrolment_answered_503_stores_nothing(tmp_path, document, monkeypatch):
     """The embedding of a timed-out enrolment finishes in the background; it must not then be
     written, or a client's retry would enrol the references twice."""
-    with make_client(tmp_path, document, timeout_s=0.001) as c:
+    from signver.pipeline import Pipeline
+
+    embedded = threading.Event()
+    real = Pipeline.enrollment_vectors
+
+    def slow_then_done(self, *args, **kwargs):
+        time.sleep(0.3)
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            embedded.set()
+
+    monkeypatch.setattr(Pipeline, "enrollment_vectors", slow_then_done)
+    with make_client(tmp_path, document, timeout_s=0.1) as c:
         assert_error(enrol(c), 503, "limit")
-        time.sleep(1.0)  # let the abandoned embedding finish
+        assert embedded.wait(30)
+        time.sleep(0.2)  # a write, were one coming, follows the embedding at once
         assert c.get("/v1/people").json()["count"] == 0
 
 

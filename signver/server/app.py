@@ -261,6 +261,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         return {**person.to_dict(), "added": len(sources)}
 
     @app.get("/v1/people", tags=["gallery"], dependencies=reads, summary="Everyone enrolled")
+    @app.get("/v1/people/", dependencies=reads, include_in_schema=False)  # ids may hold "/", so no redirect
     def list_people() -> dict:
         people = [p.to_dict() for p in store.list()]
         return {"people": people, "count": len(people)}
@@ -325,7 +326,7 @@ class _Service:
     """Model work in worker threads: at most `workers` at once, each request under `timeout_s`
     (waiting for a worker included). A request over time is answered 503 at once; its thread
     finishes in the background (Python threads cannot be killed), so only work that changes
-    nothing runs under the limit and gallery writes go through `write`."""
+    nothing runs under the limit: enrolment writes through `write`, removal in a plain route."""
 
     def __init__(self, settings: Settings, pipeline: Pipeline):
         self.settings, self.pipeline = settings, pipeline
