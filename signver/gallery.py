@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GalleryError, InputError, PersonNotFoundError
+from .errors import GalleryError, InputError, ModelError, PersonNotFoundError
 from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike, printable_name
@@ -146,7 +146,13 @@ class Gallery:
             raise GalleryError(f"cannot open gallery {self.path}: {error}") from error
         try:
             stored = self._stored_model()  # reads only: a file that is not a gallery is left as it was
-            self.extractor: Extractor = get_extractor(model or stored)
+            try:
+                self.extractor: Extractor = get_extractor(model or stored)
+            except ModelError as error:
+                if model:
+                    raise
+                raise GalleryError(f"gallery {self.path} was enrolled with model {stored!r}, which this installation "
+                                   f"cannot load ({error}); install that model or enrol the people again") from error
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")

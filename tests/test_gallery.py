@@ -284,3 +284,14 @@ def test_a_gallery_left_half_made_opens(tmp_path):
     db.close()
     with Gallery(path) as g:
         assert g.list() == []
+
+
+def test_a_gallery_of_a_model_not_installed_says_so(tmp_path, people):
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as g:
+        g.enroll("writer-3", people["writer-3"][0][:1])
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = 'retired-model' WHERE key = 'model'")
+    db.close()
+    with pytest.raises(GalleryError, match="enrolled with model 'retired-model'"):
+        Gallery(path)
