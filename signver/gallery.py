@@ -28,7 +28,7 @@ from .errors import GalleryError, InputError, ModelError, PersonNotFoundError
 from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike, printable_name
-from .index import VectorIndex
+from .index import VectorIndex, check_index_kind
 from .matcher import DEFAULT_FUSION, distances, fuse
 
 MAX_PERSON_ID = 200
@@ -135,6 +135,7 @@ class Gallery:
                 raise GalleryError(f"cannot make gallery {self.path}: {self.path.parent} is a file, not a folder")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         fuse(np.zeros((1, 1)), fusion)  # refuse an unknown fusion now, not at the first claim
+        check_index_kind(index)
         self.fusion = fusion
         if threshold is not None and not 0 <= threshold <= 2:
             raise InputError(f"a threshold is a distance between unit vectors, from 0 to 2; got {threshold}")

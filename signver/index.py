@@ -17,18 +17,25 @@ import os
 import faiss
 import numpy as np
 
+from .errors import InputError
+
 INDEX_KINDS = ("flat", "hnsw")
 HNSW_NEIGHBOURS = 32  # graph degree M: recall/speed/memory trade-off measured in the benchmark
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 96
 
 
+def check_index_kind(kind: str) -> str:
+    if kind not in INDEX_KINDS:
+        raise InputError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+    return kind
+
+
 class VectorIndex:
     """FAISS index of (id, unit vector) rows; ids are the gallery's reference row ids."""
 
     def __init__(self, dimension: int, kind: str = "flat", ef_search: int = HNSW_EF_SEARCH):
-        if kind not in INDEX_KINDS:
-            raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+        check_index_kind(kind)
         self.kind, self.dimension = kind, dimension
         if kind == "flat":
             inner = faiss.IndexFlatL2(dimension)

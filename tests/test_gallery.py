@@ -295,3 +295,9 @@ def test_a_gallery_of_a_model_not_installed_says_so(tmp_path, people):
     db.close()
     with pytest.raises(GalleryError, match="enrolled with model 'retired-model'"):
         Gallery(path)
+
+
+def test_an_unknown_index_kind_is_refused_before_any_file_is_made(tmp_path):
+    with pytest.raises(InputError, match="unknown index kind"):
+        Gallery(tmp_path / "g.sqlite", index="annoy")
+    assert not (tmp_path / "g.sqlite").exists()
