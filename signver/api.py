@@ -12,7 +12,7 @@ from .calibration import Calibration
 from .errors import InputError
 from .extractor import get_extractor
 from .images import SourceLike
-from .matcher import distances
+from .matcher import check_threshold, distances
 
 SignatureLike = SourceLike | np.ndarray  # an image of any kind, or a precomputed embedding
 
@@ -61,8 +61,7 @@ def decision(distance: float, threshold: float | None, calibration: Calibration 
     """The fields every verification result shares: accept when distance <= threshold."""
     if threshold is None:
         raise InputError(f"model {model} has no default threshold; pass threshold=")
-    if not 0 <= threshold <= 2:
-        raise InputError(f"a threshold is a distance between unit vectors, from 0 to 2; got {threshold}")
+    check_threshold(threshold)
     return {
         "verified": distance <= threshold,
         "distance": distance,

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import InputError, SignverError
-from .matcher import DEFAULT_FUSION
+from .matcher import DEFAULT_FUSION, check_threshold
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.")
 train_app = typer.Typer(no_args_is_help=True, help="Re-make the shipped models (needs the `train` extra).")
@@ -159,12 +159,6 @@ def _file_id(path: Path) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
-def check_distance_threshold(threshold: float | None) -> None:
-    """Refuse a --threshold no distance can be compared with, before any model loads."""
-    if threshold is not None and not 0 <= threshold <= 2:
-        raise InputError(f"--threshold is a distance between unit vectors, from 0 to 2; got {threshold}")
-
-
 def each_with_progress(items: list, description: str):
     """Iterate, with a progress bar on stderr when there is more than one item."""
     if len(items) < 2:
@@ -200,7 +194,7 @@ def verify(
     from .api import verify as verify_pair
     from .extractor import get_extractor
 
-    check_distance_threshold(threshold)
+    check_threshold(threshold)
     columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model")
     printer = ResultPrinter("jsonl" if as_json else output_format, columns)
     reference_vector = get_extractor(model).vectors([reference], clean=clean)[0]

@@ -29,7 +29,7 @@ from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike, printable_name
 from .index import VectorIndex, check_index_kind
-from .matcher import DEFAULT_FUSION, distances, fuse
+from .matcher import DEFAULT_FUSION, check_threshold, distances, fuse
 
 MAX_PERSON_ID = 200
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
@@ -137,9 +137,7 @@ class Gallery:
         fuse(np.zeros((1, 1)), fusion)  # refuse an unknown fusion now, not at the first claim
         check_index_kind(index)
         self.fusion = fusion
-        if threshold is not None and not 0 <= threshold <= 2:
-            raise InputError(f"a threshold is a distance between unit vectors, from 0 to 2; got {threshold}")
-        self.threshold = None if threshold is None else float(threshold)
+        self.threshold = None if check_threshold(threshold) is None else float(threshold)
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)

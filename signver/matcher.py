@@ -17,6 +17,14 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(a, np.float32) - np.asarray(b, np.float32), axis=-1)
 
 
+def check_threshold(threshold: float | None) -> float | None:
+    """A decision threshold is a distance between unit vectors: refuse anything outside 0..2
+    (NaN included) before any work, rather than deciding every case the same way."""
+    if threshold is not None and not 0 <= threshold <= 2:
+        raise InputError(f"a threshold is a distance between unit vectors, from 0 to 2; got {threshold}")
+    return threshold
+
+
 def fuse(reference_distances: np.ndarray, method: str = DEFAULT_FUSION) -> np.ndarray:
     """One distance per questioned signature from its distances to K references (last axis)."""
     if method not in FUSIONS:
