@@ -8,7 +8,7 @@ out=out/$(basename "$model" .onnx)
 for ds in cedar bhsig260-bengali; do
   signver evaluate "$data/$ds" --split "$ds" --protocol p1 --model "$model" --out "$out/$ds-p1" > /dev/null
   for k in 5 12; do
-    for fusion in min mean; do
+    for fusion in scaled min mean; do
       signver evaluate "$data/$ds" --split "$ds" --protocol p2 --references "$k" --fusion "$fusion" --model "$model" --out "$out/$ds-p2-k$k-$fusion" > /dev/null
     done
   done

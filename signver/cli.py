@@ -238,7 +238,7 @@ def enroll(
 def check(
     person: str = typer.Argument(..., help="the claimed person's id"),
     images: list[Path] = typer.Argument(..., help="questioned signatures: files or folders"),
-    threshold: Optional[float] = typer.Option(None, help="accept when the fused distance <= this (default: the model's)"),
+    threshold: Optional[float] = typer.Option(None, help="accept when the claim score (fused distance) <= this (default: the card's rule for the fusion and K)"),
     gallery: Optional[Path] = GalleryOption,
     model: Optional[str] = typer.Option(None, help="extractor the gallery was made with (default: the one it holds)"),
     output_format: str = FormatOption,

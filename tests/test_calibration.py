@@ -127,7 +127,7 @@ def test_fit_model_calibration_writes_the_card(synthetic_dataset, uncalibrated_m
     card = load_card(uncalibrated_model)
     assert card.calibration == Calibration.from_dict(entry)
     # claim rules for every fusion and K = 1 .. 5 (6 genuine each leaves at least one to question)
-    assert set(written["claims"]) == {"mean", "min", "median"}
+    assert set(written["claims"]) == {"mean", "min", "median", "scaled"}
     assert list(written["claims"]["min"]["by_references"]) == ["1", "2", "3", "4", "5"]
     k3 = written["claims"]["min"]["by_references"]["3"]
     assert k3["calibration"]["n_genuine"] == 3 * 3 and k3["calibration"]["n_impostor"] == 3 * 4

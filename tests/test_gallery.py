@@ -16,6 +16,7 @@ from signver import synth
 from signver.errors import GalleryError, InputError, PersonNotFoundError
 from signver.gallery import Gallery
 from signver.index import VectorIndex
+from signver.matcher import SPREAD_EXPONENT, reference_spread
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,10 @@ def test_claims_accept_genuine_and_reject_others(gallery, people):
         claim = gallery.verify_claim(person, questioned)
         assert claim.verified and claim.distance <= claim.threshold
         assert len(claim.reference_distances) == 4
-        rule = gallery.extractor.card.claim_rule("min", 4)  # the threshold and confidence fitted for K = 4
+        rule = gallery.extractor.card.claim_rule("scaled", 4)  # the threshold and confidence fitted for K = 4
         assert claim.threshold == rule.threshold and claim.confidence == pytest.approx(rule.calibration.probability(claim.distance))
-        assert claim.fusion == "min" and claim.distance == pytest.approx(min(claim.reference_distances), abs=1e-5)
+        spread = reference_spread(gallery.references(person))  # the references' mean distance to each other
+        assert claim.fusion == "scaled" and claim.distance == pytest.approx(min(claim.reference_distances) / spread**SPREAD_EXPONENT, rel=1e-4)
     impostor = people["writer-5"][1]
     assert not gallery.verify_claim("writer-3", impostor).verified
     with pytest.raises(PersonNotFoundError):

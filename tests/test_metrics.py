@@ -42,3 +42,17 @@ def test_metrics_for_reports_rates_at_the_threshold():
     assert metrics["far_random_at_threshold"] == 0
     assert metrics["eer_random"] == 0 and metrics["auc_random"] == 1
     assert 0 < metrics["eer_skilled"] < 0.5
+
+
+def test_scaled_fusion_divides_by_the_references_spread():
+    from signver.matcher import SPREAD_EXPONENT, fuse, reference_spread, score_trials
+
+    references = np.eye(3, dtype=np.float32)  # three unit vectors, each sqrt(2) from the others
+    assert reference_spread(references) == pytest.approx(np.sqrt(2))
+    assert reference_spread(references[:1]) == 1  # one reference: nothing to scale by
+    per_reference = np.array([0.3, 0.5, 0.4])
+    assert fuse(per_reference, "scaled", np.sqrt(2)) == pytest.approx(0.3 / np.sqrt(2) ** SPREAD_EXPONENT)
+    embeddings = np.vstack([references, [[0.6, 0.8, 0.0]]]).astype(np.float32)
+    scores = score_trials(embeddings, np.array([[0, 1, 2]]), np.array([3]), "scaled")
+    nearest = np.linalg.norm(embeddings[3] - embeddings[1])
+    assert scores[0] == pytest.approx(nearest / np.sqrt(2) ** SPREAD_EXPONENT, rel=1e-5)
