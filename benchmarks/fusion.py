@@ -17,7 +17,7 @@ from signver.evaluation.metrics import eer
 from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
 from signver.evaluation.report import build_trials
 from signver.extractor import Extractor
-from signver.matcher import FUSIONS, distances, fuse, reference_spread
+from signver.matcher import FUSIONS, distances, fuse
 from signver.models import load_card
 
 TEST_SPLITS = {"cedar": "cedar", "bhsig260-bengali": "bhsig260-bengali"}
@@ -26,11 +26,11 @@ TEST_SPLITS = {"cedar": "cedar", "bhsig260-bengali": "bhsig260-bengali"}
 def p2_eers(extractor: Extractor, data_dir: str, k: int, split: str | None, writers: str | None) -> dict[str, dict[str, float]]:
     _, trials = build_trials(data_dir, "p2", k, split, writers)
     embeddings = extractor.embed(trials.images)
-    per_reference = distances(embeddings[trials.references], embeddings[trials.questioned][:, None, :])
-    spread = reference_spread(embeddings[trials.references])
+    references = embeddings[trials.references]
+    per_reference = distances(references, embeddings[trials.questioned][:, None, :])
     result = {}
     for fusion in FUSIONS:
-        scores = fuse(per_reference, fusion, spread)
+        scores = fuse(per_reference, fusion, references)
         genuine = scores[trials.kind == POSITIVE]
         result[fusion] = {"skilled": eer(genuine, scores[trials.kind == SKILLED])[0], "random": eer(genuine, scores[trials.kind == RANDOM])[0]}
     return result

@@ -29,7 +29,7 @@ from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike, printable_name
 from .index import VectorIndex, check_index_kind
-from .matcher import DEFAULT_FUSION, check_threshold, distances, fuse, reference_spread
+from .matcher import DEFAULT_FUSION, check_threshold, distances, fuse
 
 MAX_PERSON_ID = 200
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
@@ -313,8 +313,7 @@ class Gallery:
 
     def _decide(self, person_id: str, questioned: np.ndarray, references: np.ndarray, started: float, embedded: float) -> ClaimResult:
         per_reference = distances(references, questioned[None, :])
-        spread = reference_spread(references) if self.fusion == "scaled" else 1.0
-        distance = float(fuse(per_reference, self.fusion, spread))
+        distance = float(fuse(per_reference, self.fusion, references))
         card = self.extractor.card
         rule = card.claim_rule(self.fusion, len(references))
         threshold = self.threshold if self.threshold is not None else rule.threshold if rule else card.threshold

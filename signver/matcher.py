@@ -38,12 +38,14 @@ def reference_spread(reference_vectors: np.ndarray) -> np.ndarray:
     return pairwise.sum(axis=(-1, -2)) / (k * (k - 1))
 
 
-def fuse(reference_distances: np.ndarray, method: str = DEFAULT_FUSION, spread: np.ndarray | float = 1.0) -> np.ndarray:
-    """One score per questioned signature from its distances to K references (last axis);
-    `spread` (from `reference_spread`) is used by the "scaled" fusion only."""
+def fuse(reference_distances: np.ndarray, method: str = DEFAULT_FUSION, references: np.ndarray | None = None) -> np.ndarray:
+    """One score per questioned signature from its distances to K references (last axis).
+    The "scaled" fusion also reads the reference vectors themselves (..., K, D) for their
+    spread; without them it is left unscaled."""
     if method not in FUSIONS:
         raise InputError(f"unknown fusion {method!r}; choose one of {', '.join(FUSIONS)}")
     if method == "scaled":
+        spread = 1.0 if references is None else reference_spread(references)
         return np.min(reference_distances, axis=-1) / np.maximum(spread, 1e-6) ** SPREAD_EXPONENT
     return getattr(np, method)(reference_distances, axis=-1)
 
@@ -52,5 +54,4 @@ def score_trials(embeddings: np.ndarray, references: np.ndarray, questioned: np.
     """Fused score of each questioned embedding against its references (indices into embeddings)."""
     reference_vectors = embeddings[references]  # (n, K, D)
     questioned_vectors = embeddings[questioned][:, None, :]  # (n, 1, D)
-    spread = reference_spread(reference_vectors) if fusion == "scaled" else 1.0
-    return fuse(distances(reference_vectors, questioned_vectors), fusion, spread)
+    return fuse(distances(reference_vectors, questioned_vectors), fusion, reference_vectors)

@@ -51,7 +51,8 @@ def test_scaled_fusion_divides_by_the_references_spread():
     assert reference_spread(references) == pytest.approx(np.sqrt(2))
     assert reference_spread(references[:1]) == 1  # one reference: nothing to scale by
     per_reference = np.array([0.3, 0.5, 0.4])
-    assert fuse(per_reference, "scaled", np.sqrt(2)) == pytest.approx(0.3 / np.sqrt(2) ** SPREAD_EXPONENT)
+    assert fuse(per_reference, "scaled", references) == pytest.approx(0.3 / np.sqrt(2) ** SPREAD_EXPONENT)
+    assert fuse(per_reference, "scaled") == pytest.approx(0.3)  # no references given: unscaled
     embeddings = np.vstack([references, [[0.6, 0.8, 0.0]]]).astype(np.float32)
     scores = score_trials(embeddings, np.array([[0, 1, 2]]), np.array([3]), "scaled")
     nearest = np.linalg.norm(embeddings[3] - embeddings[1])
