@@ -273,6 +273,18 @@ def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     assert any(not torch.equal(first[k], v) for k, v in network.state_dict().items())  # trained on from there
 
 
+def test_training_pairs_take_the_configs_clutter_mix(monkeypatch):
+    pytest.importorskip("torch")
+    from signver.training.cleaner import make_pair
+
+    drawn, real = [], overlays.clutter
+    monkeypatch.setattr(overlays, "clutter", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
+    only_stamps = {name: 0.0 for name in overlays._ELEMENT_P} | {"stamp": 1.0}
+    for seed in range(4):
+        make_pair(synth.genuine(1, 0), np.random.default_rng(seed), {"max_pixels": 4096, "clean_fraction": 0.0, "elements": only_stamps})
+    assert len(drawn) == 4 and all(set(pair.elements) == {"stamp"} for pair in drawn)
+
+
 def test_flourish_strokes_sweep_under_the_signature_from_its_ink():
     from signver.training.cleaner import add_hand_stroke
 

@@ -218,7 +218,8 @@ def make_pair(signature: np.ndarray, rng: np.random.Generator, config: dict) -> 
         target = overlays.whiten(signature)
         dirty = overlays.degrade(target, rng, 0.7) if rng.random() < 0.6 else target
     else:
-        pair = overlays.clutter(signature, rng, fonts=config.get("fonts", "train"), strength=rng.uniform(0.5, 1.4))
+        pair = overlays.clutter(signature, rng, fonts=config.get("fonts", "train"), strength=rng.uniform(0.5, 1.4),
+                                elements=config.get("elements"))
         dirty, target = pair.image, pair.target
     dirty, _ = to_working(dirty, max_pixels)
     target, _ = to_working(target, max_pixels)
