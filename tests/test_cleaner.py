@@ -255,6 +255,7 @@ def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     assert [int(line.split('"step": ')[1].split(",")[0]) for line in log] == [1, 2, 3]
     cleaner = Cleaner(str(path))
     assert cleaner.card.kind == "cleaner" and cleaner.card.details["training_command"] == "signver train cleaner --config tiny.yaml"
+    assert cleaner.card.details["trained_on"]["element_probabilities"] == {}  # signver.overlays' own mix
     network = build_unet(config["network"])
     network.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=False)["network"])
     x = np.random.default_rng(1).random((1, 1, 48, 80)).astype(np.float32)

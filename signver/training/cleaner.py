@@ -410,7 +410,8 @@ def export_cleaner(network: nn.Module, config: dict, config_path: str, seconds: 
                        "fonts": len(fonts), "held_out_font_families": list(overlays.HELD_OUT_FAMILIES),
                        "clean_fraction": config.get("clean_fraction", 0.15),
                        "hand_stroke_fraction": config.get("hand_stroke_fraction", 0.0),
-                       "flourish_fraction": config.get("flourish_fraction", 0.0), "init": config.get("init")},
+                       "flourish_fraction": config.get("flourish_fraction", 0.0), "init": config.get("init"),
+                       "element_probabilities": config.get("elements", {})},  # overrides of signver.overlays' defaults
         "training": {"steps": config["steps"], "chosen_step": config["chosen_step"], "batch": config["batch"], "patch": config["patch"],
                      "lr": config["lr"], "loss": config.get("loss", {}), "seconds": round(seconds),
                      "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
