@@ -43,20 +43,16 @@ def deform(image: np.ndarray, degrees: float, scale: float, shift: float) -> np.
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
 
 
-def embed(extractor: Extractor, images: list[np.ndarray], batch: int = 32) -> np.ndarray:
-    return np.concatenate([extractor.embed_normalized(images[i : i + batch]) for i in range(0, len(images), batch)])
-
-
 def p1_eers(extractor: Extractor, data_dir: str, split: str | None, writers: str | None, exponents: list[float]) -> dict[str, tuple[float, float]]:
     """Skilled and random P1 EER for the plain distance and for each deformation set and exponent."""
     _, trials = build_trials(data_dir, "p1", 1, split, writers)
     images = [normalize(load_image(p), extractor.card.input_size) for p in trials.images]
-    vectors = embed(extractor, images)
+    vectors = extractor.embed_normalized(images)
     reference, questioned = trials.references[:, 0], trials.questioned
     distance = np.linalg.norm(vectors[reference] - vectors[questioned], axis=1)
     scores = {"plain distance": distance}
     for name, copies in DEFORMATIONS.items():
-        moved = np.stack([embed(extractor, [deform(i, *c) for i in images]) for c in copies], axis=1)
+        moved = np.stack([extractor.embed_normalized([deform(i, *c) for i in images]) for c in copies], axis=1)
         stability = np.linalg.norm(moved - vectors[:, None], axis=2).mean(axis=1)
         for a in exponents:
             scores[f"{name}, a = {a}"] = distance / stability[reference] ** a

@@ -38,10 +38,14 @@ class Extractor:
     def dimension(self) -> int:
         return int(self.session.get_outputs()[0].shape[-1])
 
-    def embed_normalized(self, batch: Sequence[np.ndarray]) -> np.ndarray:
-        """Embed already-normalised uint8 images, returning unit vectors (N, D) float32."""
-        (vectors,) = self.session.run(None, {self.input_name: to_model_input(batch)})
-        vectors = vectors.reshape(len(vectors), -1).astype(np.float32)
+    def embed_normalized(self, images: Sequence[np.ndarray], batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """Embed already-normalised uint8 images, returning unit vectors (N, D) float32; the
+        network sees `batch_size` at a time, so any number of images fits in memory."""
+        chunks = [np.zeros((0, self.dimension), np.float32)]
+        for start in range(0, len(images), batch_size):
+            (vectors,) = self.session.run(None, {self.input_name: to_model_input(images[start : start + batch_size])})
+            chunks.append(vectors.reshape(len(vectors), -1).astype(np.float32))
+        vectors = np.concatenate(chunks)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def embed(
@@ -58,7 +62,7 @@ class Extractor:
         prepare = cleaner.for_embedding if cleaner.resolve(clean) else (lambda image: image)
         for start in range(0, len(sources), batch_size):
             batch = [normalize(prepare(load_image(s)), self.card.input_size) for s in sources[start : start + batch_size]]
-            chunks.append(self.embed_normalized(batch))
+            chunks.append(self.embed_normalized(batch, batch_size))
             if progress:
                 progress(len(batch))
         return np.concatenate(chunks)

@@ -31,7 +31,7 @@ import numpy as np
 from .api import VerificationResult, decision
 from .detector import Box
 from .errors import InputError, ModelError, SignverError
-from .extractor import BATCH_SIZE, Extractor, get_extractor
+from .extractor import Extractor, get_extractor
 from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, load_image, load_pages
 from .matcher import distances
 from .normalize import normalize
@@ -252,10 +252,7 @@ class Pipeline:
         """Unit vectors (N, D) of grey images exactly as given: any cleaning has been done (or
         not) by `prepare`, so the extractor is asked to normalise and embed, nothing more."""
         size = self.extractor.card.input_size
-        chunks = [np.zeros((0, self.extractor.dimension), np.float32)]
-        for start in range(0, len(images), BATCH_SIZE):
-            chunks.append(self.extractor.embed_normalized([normalize(image, size) for image in images[start:start + BATCH_SIZE]]))
-        return np.concatenate(chunks)
+        return self.extractor.embed_normalized([normalize(image, size) for image in images])
 
     def prepare(self, gray: np.ndarray, clean: bool) -> np.ndarray:
         """The image the extractor should see: cleaned when asked, unless cleaning left no

@@ -10,6 +10,7 @@ from signver import synth
 from signver.cli import app
 from signver.errors import BlankImageError, InputError
 from signver.models import DEFAULT_EXTRACTOR
+from signver.normalize import normalize
 
 runner = CliRunner()
 
@@ -46,6 +47,9 @@ def test_embed_in_batches_keeps_order_and_errors():
     assert done == [4, 2]
     with pytest.raises(BlankImageError):
         extractor.embed(images[:4] + [np.full((50, 80), 255, np.uint8)], batch_size=2)
+    normalized = [normalize(image, extractor.card.input_size) for image in images]
+    assert np.allclose(extractor.embed_normalized(normalized, batch_size=4), alone, atol=1e-5)  # batches of 4 and 2
+    assert extractor.embed_normalized([]).shape == (0, extractor.dimension)
 
 
 def test_verify_result_and_precomputed_embeddings():
