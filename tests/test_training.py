@@ -17,8 +17,8 @@ from signver.training.losses import LOSSES  # noqa: E402
 from signver.errors import InputError  # noqa: E402
 from signver.training.loop import holdout_distances, train_extractor, training_device  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
-from signver.training.networks import FusedEmbedder, SpatialHead, build_network  # noqa: E402
-from signver.training.spatial import PairSampler  # noqa: E402
+from signver.training.networks import FusedEmbedder, SpatialHead, build_network, join_maps  # noqa: E402
+from signver.training.spatial import PairSampler, imagenet_maps  # noqa: E402
 
 
 def clustered(n_classes=6, per_class=4, spread=0.05, seed=0):
@@ -216,6 +216,27 @@ def test_spatial_export_matches_torch(tmp_path):
     (ours,) = session.run(None, {"image": to_model_input(images)})
     with torch.no_grad():
         expected = fused(torch.from_numpy(to_model_input(images))).numpy()
+    assert np.abs(ours - expected).max() < 1e-4
+
+
+def test_join_maps_pools_finer_taps_onto_the_deepest_grid():
+    fine, coarse = torch.rand(2, 3, 8, 16), torch.rand(2, 5, 4, 8)
+    joined = join_maps({5: fine, 6: coarse, 7: torch.rand(2, 1, 2, 4)}, [6, 5])
+    assert joined.shape == (2, 8, 4, 8)
+    assert torch.allclose(joined[:, :3], fine.reshape(2, 3, 4, 2, 8, 2).mean(dim=(3, 5)))  # each cell: the mean of its 2x2
+    assert torch.equal(joined[:, 3:], coarse)
+
+
+def test_spatial_head_on_taps_of_two_resolutions_exports(tmp_path):
+    trained = build_network({"kind": "lite0", "blocks": 5, "width": 32, "dim": 16, "frozen_blocks": 3}).eval()
+    fused = FusedEmbedder(trained, imagenet_blocks=[5, 6], weight=0.9, pooling="gem").eval()
+    fused.add_spatial(SpatialHead([5, 6], 40 + 80, width=8, channels=4, pool=2).eval(), 0.2)
+    images = (np.random.default_rng(1).random((2, 64, 128)) * 255).astype(np.uint8)
+    assert imagenet_maps(fused, images, [5, 6]).shape == (2, 120, 4, 8)  # block 5 (stride 8) pooled to block 6's grid
+    with torch.no_grad():
+        expected = fused(torch.from_numpy(to_model_input(images))).numpy()
+    assert expected.shape == (2, 40 + 80 + 16 + 4 * 2 * 4)
+    (ours,) = inference_session(export_onnx(fused, tmp_path / "s.onnx", (64, 128))).run(None, {"image": to_model_input(images)})
     assert np.abs(ours - expected).max() < 1e-4
 
 

@@ -128,7 +128,7 @@ class FusedEmbedder(nn.Module):
         pooled = torch.cat([imagenet * self.weight**0.5, trained * (1 - self.weight) ** 0.5], dim=1)
         if self.spatial is None:
             return pooled
-        local = self.spatial(torch.cat([maps[t] for t in self.spatial.taps], dim=1))
+        local = self.spatial(join_maps(maps, self.spatial.taps))
         return torch.cat([pooled * (1 - self.spatial_weight) ** 0.5, local * self.spatial_weight**0.5], dim=1)
 
 
@@ -150,6 +150,13 @@ class SpatialHead(nn.Module):
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.project(maps).flatten(1), dim=1)
+
+
+def join_maps(maps: dict[int, torch.Tensor], taps: list[int]) -> torch.Tensor:
+    """The maps after `taps`, joined along channels on the deepest tap's grid: a finer (earlier)
+    map is average-pooled down to it, so its fine strokes are summed per cell, not dropped."""
+    cells = maps[max(taps)].shape[-2:]
+    return torch.cat([F.avg_pool2d(maps[t], maps[t].shape[-1] // cells[-1]) if maps[t].shape[-2:] != cells else maps[t] for t in sorted(taps)], dim=1)
 
 
 def _untrained_lite0() -> nn.Module:

@@ -20,21 +20,22 @@ from rich.progress import Progress
 from torch import nn
 
 from .data import TrainingSet
-from .networks import FusedEmbedder, SpatialHead
+from .networks import FusedEmbedder, SpatialHead, join_maps
 from .run_state import optimizer_and_schedule, progress_columns
 
 SAME, FORGED = 0.5, 0.35  # default shares of same-writer and forgery pairs; the rest pair two writers
 
 
 def imagenet_maps(fused: FusedEmbedder, images: np.ndarray, taps: list[int], batch: int = 64) -> torch.Tensor:
-    """(N, C, h, w) float16: the ImageNet maps after `taps`, joined, for normalised uint8 images."""
+    """(N, C, h, w) float16: the ImageNet maps after `taps`, joined on the deepest tap's grid
+    (`join_maps`), for normalised uint8 images."""
     fused.eval()
     chunks = []
     with torch.no_grad():
         for start in range(0, len(images), batch):
             x = torch.from_numpy(images[start : start + batch]).float().div_(255.0)[:, None]
             maps = fused.imagenet_maps(fused.trained.shared(x))
-            chunks.append(torch.cat([maps[t] for t in taps], dim=1).half())
+            chunks.append(join_maps(maps, taps).half())
     return torch.cat(chunks)
 
 
