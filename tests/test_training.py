@@ -294,3 +294,26 @@ def test_tiny_run_with_a_spatial_head(synthetic_dataset, tmp_path):
     again = train_extractor(config, "tiny.yaml")
     assert (tmp_path / "run" / "spatial.pt").stat().st_mtime_ns == written
     assert np.abs(Extractor(str(again)).embed_normalized(images) - vectors).max() < 1e-5
+
+
+def test_tiny_run_chooses_among_spatial_head_seeds(synthetic_dataset, tmp_path):
+    config = {
+        "name": "tiny-seeds", "description": "test", "seed": 0, "device": "cpu",
+        "network": {"kind": "lite0", "blocks": 5, "width": 16, "dim": 8, "frozen_blocks": 3},
+        "loss": {"name": "multi_similarity"}, "input": {"height": 32, "width": 64},
+        "data": [{"path": str(synthetic_dataset), "holdout": [7, 8]}],
+        "batch": {"writers": 4, "genuine": 2, "forged": 1}, "steps": 2, "warmup": 1, "lr": 0.001, "eval_every": 2,
+        "fuse_imagenet": {"blocks": [4, 5], "pooling": "gem"},
+        "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2, "seeds": [0, 1]},
+        "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
+    }
+    spatial = json.loads(train_extractor(config, "tiny.yaml").with_suffix(".json").read_text())["spatial"]
+    by_seed = spatial["holdout_eer_mean_with_by_seed"]
+    assert set(by_seed) == {"0", "1"} and spatial["holdout_eer_mean_with"] == min(by_seed.values()) == by_seed[str(spatial["seed"])]
+    saved = [tmp_path / "run" / f"spatial-seed{seed}.pt" for seed in (0, 1)]
+    heads = [torch.load(path, weights_only=False) for path in saved]
+    assert [h["spec"]["seed"] for h in heads] == [0, 1] and "seeds" not in heads[0]["spec"]
+    assert not torch.equal(heads[0]["head"]["project.1.weight"], heads[1]["head"]["project.1.weight"])  # seeded apart
+    written = [path.stat().st_mtime_ns for path in saved]
+    train_extractor(config, "tiny.yaml")  # again: both heads are loaded, not trained again
+    assert [path.stat().st_mtime_ns for path in saved] == written

@@ -29,7 +29,7 @@ from .data import TrainingSet, load_training_set, writer_batches
 from .export import export_onnx, input_spec
 from .losses import LOSSES
 from .networks import FusedEmbedder, build_network
-from .spatial import imagenet_maps, spatial_embeddings, train_spatial_head
+from .spatial import head_seeds, imagenet_maps, spatial_embeddings, train_spatial_heads
 from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
 
@@ -175,17 +175,27 @@ def _machine(device: torch.device) -> str:
 
 
 def add_spatial_head(fused: FusedEmbedder, spec: dict, train: TrainingSet, holdout: TrainingSet, run_dir: Path) -> dict:
-    """Train a `SpatialHead` on the training writers and join it to `fused` with the share of
-    the squared distance that minimises the held-out writers' EER (mean over datasets)."""
-    head = train_spatial_head(fused, spec, train, run_dir)
+    """Train a `SpatialHead` on the training writers (one per seed the spec lists) and join the
+    one the held-out writers score best to `fused`, with the share of the squared distance that
+    minimises their EER (mean over datasets)."""
+    heads = train_spatial_heads(fused, spec, train, run_dir)
     pooled = embed_with(fused, holdout.images)
-    local = spatial_embeddings(head, imagenet_maps(fused, holdout.images, head.taps))
+    maps = imagenet_maps(fused, holdout.images, heads[0].taps)
     weights = np.round(np.arange(0.0, 0.91, 0.05), 2)
-    scores = [holdout_eers(np.hstack([pooled * (1 - v) ** 0.5, local * v**0.5]), holdout)["mean"] for v in weights]
-    best = int(np.argmin(scores))
-    fused.add_spatial(head, float(weights[best]))
+    tried = []
+    for head in heads:
+        local = spatial_embeddings(head, maps)
+        scores = [holdout_eers(np.hstack([pooled * (1 - v) ** 0.5, local * v**0.5]), holdout)["mean"] for v in weights]
+        tried.append((int(np.argmin(scores)), scores))
+    chosen = min(range(len(heads)), key=lambda i: tried[i][1][tried[i][0]])
+    best, scores = tried[chosen]
+    fused.add_spatial(heads[chosen], float(weights[best]))
     fused.eval()
-    return {"weight": float(weights[best]), "holdout_eer_mean_without": scores[0], "holdout_eer_mean_with": scores[best]}
+    result = {"weight": float(weights[best]), "holdout_eer_mean_without": scores[0], "holdout_eer_mean_with": scores[best]}
+    seeds = head_seeds(spec)
+    if seeds != [None]:
+        result |= {"seed": seeds[chosen], "holdout_eer_mean_with_by_seed": {str(s): t[1][t[0]] for s, t in zip(seeds, tried)}}
+    return result
 
 
 def fuse_with_imagenet(network: torch.nn.Module, fusion: dict, holdout: TrainingSet) -> tuple[FusedEmbedder, float]:

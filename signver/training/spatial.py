@@ -78,20 +78,41 @@ class PairSampler:
         return first, second, same
 
 
-def train_spatial_head(fused: FusedEmbedder, spec: dict, train: TrainingSet, run_dir: Path) -> SpatialHead:
-    """Train a head as `spec` says (taps, width, channels, pool, steps, batch, lr, and the pair
-    shares same_pairs and forged_pairs) on `train`'s images at the served size; a head
-    `run_dir` holds for the same spec is loaded instead."""
+def head_seeds(spec: dict) -> list[int | None]:
+    """The seeds `spec` trains heads with: its `seeds` list, else one head (None: `seed` seeds
+    only the pairs, as before `seeds` existed)."""
+    return [int(seed) for seed in spec["seeds"]] if "seeds" in spec else [None]
+
+
+def train_spatial_heads(fused: FusedEmbedder, spec: dict, train: TrainingSet, run_dir: Path) -> list[SpatialHead]:
+    """Train heads as `spec` says (taps, width, channels, pool, steps, batch, lr, the pair
+    shares same_pairs and forged_pairs, and seed or seeds) on `train`'s images at the served
+    size, one per seed of `head_seeds`: one head's held-out EER moves by most of a point with
+    its initialisation alone, so a spec may list several and let the held-out writers choose.
+    A head `run_dir` holds for the same spec is loaded instead."""
     taps = [int(t) for t in spec["taps"]]
     channels_in = imagenet_maps(fused, train.images[:1], taps).shape[1]
-    head = SpatialHead(taps, channels_in, int(spec.get("width", 96)), int(spec.get("channels", 32)), int(spec.get("pool", 2)))
-    saved = run_dir / "spatial.pt"
-    if saved.is_file():
-        state = torch.load(saved, weights_only=False)
-        if state.get("spec") == spec:
+    heads, maps = [], None
+    for seed in head_seeds(spec):
+        own = spec if seed is None else {**{k: v for k, v in spec.items() if k != "seeds"}, "seed": seed}
+        suffix = "" if seed is None else f"-seed{seed}"
+        saved = run_dir / f"spatial{suffix}.pt"
+        if seed is not None:
+            torch.manual_seed(seed)  # the head's initialisation, not just its pairs
+        head = SpatialHead(taps, channels_in, int(spec.get("width", 96)), int(spec.get("channels", 32)), int(spec.get("pool", 2)))
+        state = torch.load(saved, weights_only=False) if saved.is_file() else {}
+        if state.get("spec") == own:
             head.load_state_dict(state["head"])
-            return head.eval()
-    maps = imagenet_maps(fused, train.images, taps)
+        else:
+            maps = imagenet_maps(fused, train.images, taps) if maps is None else maps
+            log = _fit_head(head, maps, own, train)
+            torch.save({"head": head.state_dict(), "spec": own, "log": log}, saved)
+            (run_dir / f"spatial-log{suffix}.json").write_text(json.dumps(log) + "\n")
+        heads.append(head.eval())
+    return heads
+
+
+def _fit_head(head: SpatialHead, maps: torch.Tensor, spec: dict, train: TrainingSet) -> list[dict]:
     scale, margin = nn.Parameter(torch.tensor(5.0)), nn.Parameter(torch.tensor(1.0))
     holder = nn.ParameterList([scale, margin])
     steps, batch = int(spec.get("steps", 2000)), int(spec.get("batch", 128))
@@ -118,6 +139,4 @@ def train_spatial_head(fused: FusedEmbedder, spec: dict, train: TrainingSet, run
             if (step + 1) % 100 == 0:
                 log.append({"step": step + 1, "loss": round(running, 4)})
             progress.update(task, advance=1, status=f"loss {running:.3f}")
-    torch.save({"head": head.state_dict(), "spec": spec, "log": log}, saved)
-    (run_dir / "spatial-log.json").write_text(json.dumps(log) + "\n")
-    return head.eval()
+    return log
