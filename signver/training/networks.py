@@ -154,7 +154,7 @@ class SpatialHead(nn.Module):
 
 def join_maps(maps: dict[int, torch.Tensor], taps: list[int]) -> torch.Tensor:
     """The maps after `taps`, joined along channels on the deepest tap's grid: a finer (earlier)
-    map is average-pooled down to it, so its fine strokes are summed per cell, not dropped."""
+    map is average-pooled down to it, so each cell holds the mean of its finer cells."""
     cells = maps[max(taps)].shape[-2:]
     return torch.cat([F.avg_pool2d(maps[t], maps[t].shape[-1] // cells[-1]) if maps[t].shape[-2:] != cells else maps[t] for t in sorted(taps)], dim=1)
 
