@@ -150,9 +150,18 @@ def get_detector(model: str | None = None) -> Detector:
     return Detector(model)
 
 
+def check_score(threshold: float | None) -> float | None:
+    """A detection threshold is a score from 0 to 1: refuse anything else (NaN included),
+    which would silently keep every box or none."""
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise InputError(f"a detection threshold is a score from 0 to 1; got {threshold}")
+    return threshold
+
+
 def detect(source: SourceLike, *, dpi: float = DEFAULT_DPI, threshold: float | None = None, model: str | None = None) -> list[Box]:
     """Signatures on every page of `source` (an image of any kind signver reads, a multi-page
     TIFF or a PDF rendered at `dpi`), as boxes in each page's pixels, best first per page."""
+    check_score(threshold)
     detector = get_detector(model)
     return [box for index, page in enumerate(load_pages(source, dpi=dpi)) for box in detector.detect_page(page, index, threshold)]
 

@@ -51,6 +51,10 @@ class GalleryError(SignverError):
     http_status = 409
 
 
+class DuplicateReferenceError(GalleryError):
+    """The signature is already one of the person's references (or is given twice)."""
+
+
 class PersonNotFoundError(GalleryError):
     """No person of that id is enrolled."""
 

@@ -83,6 +83,8 @@ class Extractor:
                         f"an embedding for model {self.name} must be a finite float vector of length {self.dimension}, "
                         f"got {value.dtype} of length {len(value)}"
                     )
+                if not np.any(value):
+                    raise InputError(f"an embedding of all zeros has no direction, so it cannot stand for a signature (model {self.name})")
                 out[i] = value / max(float(np.linalg.norm(value)), 1e-12)
         return out
 

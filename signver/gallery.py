@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import numbers
 import os
 import sqlite3
 import threading
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GalleryError, InputError, ModelError, PersonNotFoundError
+from .errors import DuplicateReferenceError, GalleryError, InputError, ModelError, PersonNotFoundError
 from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike, printable_name
@@ -33,6 +34,7 @@ from .matcher import DEFAULT_FUSION, check_threshold, distances, fuse
 
 MAX_PERSON_ID = 200
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
+DUPLICATE_DISTANCE = 1e-4  # references closer than this are one image given twice; two scans never are
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -133,7 +135,10 @@ class Gallery:
                 raise GalleryError(f"no gallery at {self.path}: enrol someone first, or check the path (--gallery / SIGNVER_GALLERY)")
             if self.path.parent.exists() and not self.path.parent.is_dir():
                 raise GalleryError(f"cannot make gallery {self.path}: {self.path.parent} is a file, not a folder")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:  # read-only disk, no permission
+                raise GalleryError(f"cannot make the folder for gallery {self.path}: {error.strerror or error}") from None
         fuse(np.zeros((1, 1)), fusion)  # refuse an unknown fusion now, not at the first claim
         check_index_kind(index)
         self.fusion = fusion
@@ -245,10 +250,13 @@ class Gallery:
             metadata_json = None if metadata is None else json.dumps(metadata, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise InputError(f"metadata must be JSON-serialisable: {error}") from error
+        if sources is not None and len(sources) != len(images):
+            raise InputError(f"enrolling {person_id!r}: {len(sources)} source names for {len(images)} images")
         labels = [printable_name(label) for label in sources] if sources is not None else [""] * len(images)
         vectors = self.extractor.vectors(images)  # before the transaction: no lock held while embedding
         with self._lock:
             with self._write():
+                self._refuse_duplicates(person_id, vectors, labels)
                 before = int(self._meta("generation"))
                 self._db.execute("INSERT INTO people (person_id, enrolled_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (person_id, _now()))
                 if metadata_json is not None:
@@ -261,6 +269,23 @@ class Gallery:
                 self._index.add(np.array(ids), vectors)
                 self._generation = generation
             return self.get(person_id)
+
+    def _refuse_duplicates(self, person_id: str, vectors: np.ndarray, labels: Sequence[str]) -> None:
+        """Inside the write transaction: refuse a reference the person already has, or one given
+        twice. A copy adds no evidence, yet it shrinks the references' spread, which the default
+        "scaled" fusion divides by, and so changes the score of every later claim."""
+        rows = self._db.execute("SELECT vector, source FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
+        known = [np.frombuffer(r[0], np.float32) for r in rows]
+        names = [f"{r[1] or 'a reference'} (already enrolled)" for r in rows]
+        for number, (vector, label) in enumerate(zip(vectors, labels), 1):
+            name = label or f"image {number}"
+            if known:
+                gaps = distances(np.stack(known), vector[None, :])
+                if gaps.min() < DUPLICATE_DISTANCE:
+                    raise DuplicateReferenceError(f"{name} is the same signature as {names[int(gaps.argmin())]} for {person_id!r}; "
+                                                  "a copy would skew every claim, so nothing was enrolled")
+            known.append(vector)
+            names.append(f"{name} (in this enrolment)")
 
     @_locked
     def remove(self, person_id: str) -> Person:
@@ -340,8 +365,8 @@ class Gallery:
         The index proposes the people owning the nearest references; each candidate is then
         scored with the same fusion over all of their references as `verify_claim`.
         """
-        if k < 1:
-            raise InputError(f"k must be at least 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise InputError(f"k must be a whole number of at least 1, got {k!r}")
         started = time.perf_counter()
         vector = self.extractor.vectors([questioned], clean=clean)[0]
         embedded = time.perf_counter()

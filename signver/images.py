@@ -124,6 +124,8 @@ def _read(source, max_bytes: int) -> tuple[bytes, str]:
         data = bytes(source)
     elif hasattr(source, "read"):
         label = str(getattr(source, "name", "file object"))
+        if isinstance(source, io.TextIOBase):  # reading it would fail decoding the image as text
+            raise InputError(f"file object must be opened in binary mode: {label}")
         data = source.read(max_bytes + 1)
         if not isinstance(data, (bytes, bytearray)):
             raise InputError(f"file object must be opened in binary mode: {label}")

@@ -100,6 +100,11 @@ def test_cli_bad_input_exits_2_with_a_message(pair_files):
     (["evaluate", "{data}", "--test-writers", "all", "--protocol", "p3", "--out", "{tmp}"], "unknown protocol"),
     (["evaluate", "{data}", "--test-writers", "all", "--fusion", "bogus", "--out", "{tmp}"], "unknown fusion"),
     (["evaluate-detector", "{tmp}", "--out", "{a}"], "is a file"),
+    (["evaluate", "{data}", "--test-writers", "all", "--out", "{a}/sub"], "cannot make --out folder"),
+    (["evaluate-detector", "{tmp}", "--out", "{a}/sub"], "cannot make --out folder"),
+    (["inspect", "{data}", "--out", "{a}/sub"], "cannot make --out folder"),
+    (["inspect", "{data}", "--out", "{a}"], "is a file"),
+    (["inspect", "{data}", "--out", "{tmp}", "--max-writers", "0"], "at least 1"),
     (["demo", "--writers", "0"], "at least 1"),
 ])
 def test_cli_bad_options_exit_2_with_a_message(pair_files, synthetic_dataset, tmp_path, args, words):

@@ -126,3 +126,16 @@ def test_a_busy_gallery_is_not_called_damaged(files, monkeypatch):
 
 
 _real_connect = sqlite3.connect
+
+
+def test_enrolling_the_same_file_again_exits_2_and_keeps_the_gallery(files):
+    assert invoke("enroll", "alice", files / "w3").exit_code == 0
+    for args in ((files / "w3" / "0.png",), (files / "q3.png", files / "q3.png"), (files / "w3", files / "w3" / "1.png")):
+        result = invoke("enroll", "alice", *args)
+        assert result.exit_code == 2 and "same signature" in result.stderr and "nothing was enrolled" in result.stderr, result.output
+    assert "alice\t4 references" in invoke("gallery", "list").stdout
+
+
+def test_a_gallery_folder_that_cannot_be_made_exits_2_not_a_traceback(files):
+    result = invoke("enroll", "alice", files / "w3", "--gallery", files / "bad.png" / "sub" / "g.sqlite")
+    assert result.exit_code == 2 and "cannot make the folder for gallery" in result.stderr, result.output

@@ -14,7 +14,7 @@ from signver import synth_pages
 from signver.cli import app
 from signver.detector import Box, annotate, box_iou, crop, decode, nms
 from signver.detector_baseline import BaselineDetector
-from signver.errors import DatasetError
+from signver.errors import DatasetError, InputError
 from signver.evaluation.detection import PageDetections, average_precision, choose_threshold, detection_metrics
 from signver.models import available_models
 from signver.yolo import read_split
@@ -120,6 +120,13 @@ def test_detect_api_on_a_page_and_a_blank_page():
     assert all(isinstance(b, Box) and b.page == 0 and 0 <= b.x0 < b.x1 <= 600 and 0 <= b.y0 < b.y1 <= 800 for b in boxes)
     assert [b.score for b in boxes] == sorted((b.score for b in boxes), reverse=True)
     assert signver.detect(np.full((800, 600), 250, np.uint8)) == []
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan")])
+def test_detect_api_refuses_a_threshold_that_is_not_a_score(threshold):
+    """Out of 0..1 a threshold keeps every box or none, silently: refused like the CLI's."""
+    with pytest.raises(InputError, match="from 0 to 1"):
+        signver.detect(np.full((80, 60), 250, np.uint8), threshold=threshold)
 
 
 def test_shipped_detector_card():

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from signver import synth
-from signver.errors import GalleryError, InputError, PersonNotFoundError
+from signver.errors import DuplicateReferenceError, GalleryError, InputError, PersonNotFoundError
 from signver.gallery import Gallery
 from signver.index import VectorIndex
 from signver.matcher import SPREAD_EXPONENT, reference_spread
@@ -303,3 +304,41 @@ def test_an_unknown_index_kind_is_refused_before_any_file_is_made(tmp_path):
     with pytest.raises(InputError, match="unknown index kind"):
         Gallery(tmp_path / "g.sqlite", index="annoy")
     assert not (tmp_path / "g.sqlite").exists()
+
+
+def test_a_reference_given_twice_is_refused_and_changes_nothing(gallery, people):
+    """A copy of a reference adds no evidence but shrinks the references' spread, so it would
+    change every later claim's score: refused, whether already stored or twice in one call."""
+    before, claim = gallery.integrity(), gallery.verify_claim("writer-3", people["writer-3"][1]).distance
+    again = people["writer-3"][0][0]
+    with pytest.raises(DuplicateReferenceError, match="already enrolled"):
+        gallery.enroll("writer-3", [synth.genuine(3, 5), again], sources=["new.png", "old.png"])
+    with pytest.raises(DuplicateReferenceError, match="new.png is the same signature as new.png"):
+        gallery.enroll("newcomer", [synth.genuine(7, 0), synth.genuine(7, 0)], sources=["new.png", "new.png"])
+    assert gallery.integrity() == before and "newcomer" not in [p.person_id for p in gallery.list()]
+    assert gallery.verify_claim("writer-3", people["writer-3"][1]).distance == claim
+    assert gallery.enroll("writer-5", [again]).references == 5  # another person's reference is not a copy
+
+
+def test_mismatched_sources_and_empty_embeddings_change_nothing(gallery):
+    before = gallery.integrity()
+    with pytest.raises(InputError, match="0 source names for 1 images"):
+        gallery.enroll("someone", [synth.genuine(1, 0)], sources=[])
+    with pytest.raises(InputError, match="all zeros"):
+        gallery.enroll("someone", [np.zeros(gallery.extractor.dimension, np.float32)])
+    assert gallery.integrity() == before
+
+
+@pytest.mark.parametrize("k", [2.5, "3", None, True])
+def test_identify_refuses_a_k_that_is_not_a_whole_number(gallery, people, k):
+    with pytest.raises(InputError, match="whole number"):
+        gallery.identify(people["writer-3"][1], k)
+
+
+def test_a_gallery_folder_that_cannot_be_made_is_a_gallery_error(tmp_path, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(GalleryError, match="cannot make the folder for gallery .*Read-only file system"):
+        Gallery(tmp_path / "new" / "g.sqlite")

@@ -367,9 +367,13 @@ def test_wrong_python_type(source, name):
         load_image(source)
 
 
-def test_text_mode_file_object():
+def test_text_mode_file_object(tmp_path):
     with pytest.raises(InputError, match="binary mode"):
         load_image(io.StringIO("hello"))
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+    with open(path) as text, pytest.raises(InputError, match="binary mode"):  # not a UnicodeDecodeError
+        load_image(text)
 
 
 def test_missing_path_and_directory(tmp_path):

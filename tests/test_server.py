@@ -221,6 +221,13 @@ def test_person_ids_with_a_slash_can_be_read_checked_and_removed(client):
     assert_error(client.get("/v1/people/branch%2F7%2Falice"), 404, "branch/7/alice")
 
 
+def test_enrolling_a_reference_again_is_409_and_stores_nothing(client):
+    assert enrol(client).status_code == 201
+    again = client.post("/v1/people", data={"person_id": "alice"}, files=[("images", sig(ALICE, 5, "new.png")), ("images", sig(ALICE, 0, "0.png"))])
+    assert_error(again, 409, "0.png", "same signature", "nothing was enrolled")
+    assert client.get("/v1/people/alice").json()["references"] == 4
+
+
 def test_metadata_that_is_not_strict_json_is_400(client):
     assert_error(enrol(client, metadata='{"score": NaN}'), 400, "strict JSON")
     assert client.get("/v1/people").json()["count"] == 0

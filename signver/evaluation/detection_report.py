@@ -13,11 +13,11 @@ import numpy as np
 
 from ..detector import Detector
 from ..detector_baseline import BaselineDetector
-from ..errors import InputError
 from ..images import load_image
 from ..yolo import read_split, scaled
 from . import plots
 from .detection import PageDetections, detection_metrics, precision_recall_curve
+from .report import report_folder
 
 MIN_SCORE = 0.01  # detections kept for the precision-recall curves, well below any threshold
 
@@ -45,9 +45,7 @@ def run_detector(split_dir: str | Path, find: Finder, progress: Callable[[int, i
 def evaluate_detector(split_dir: str | Path, out: str | Path, model: str | None = None, baseline: bool = False,
                       progress: Callable[[int, int], None] | None = None) -> dict:
     """Measure the shipped detector (or `model`, or the classical baseline) on a YOLO split."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder for metrics.json and the plot")
+    out = report_folder(out, "metrics.json and the plot")
     if baseline:
         method = BaselineDetector()
         find, threshold, name = method.find, method.threshold, "classical baseline (signver.detector_baseline)"
@@ -56,7 +54,6 @@ def evaluate_detector(split_dir: str | Path, out: str | Path, model: str | None 
         find, threshold, name = (lambda page: detector.find(page, MIN_SCORE)), detector.threshold, detector.name
     pages, ms_per_page = run_detector(split_dir, find, progress)
     metrics = {"model": name, "split": str(split_dir), **detection_metrics(pages, threshold), "ms_per_page": ms_per_page}
-    out.mkdir(parents=True, exist_ok=True)
     curves = {f"IoU {iou}": precision_recall_curve(pages, iou) for iou in (0.5, 0.75)}
     plots.precision_recall_plot(curves, threshold, f"{name} on {Path(split_dir).name}", out / "precision_recall.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

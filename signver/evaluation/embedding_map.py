@@ -16,10 +16,12 @@ import numpy as np  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from ..datasets import read_dataset, select_writers  # noqa: E402
+from ..errors import InputError  # noqa: E402
 from ..extractor import Extractor  # noqa: E402
 from ..matcher import score_trials  # noqa: E402
 from . import plots  # noqa: E402
 from .protocols import KIND_NAMES, p1_pairs  # noqa: E402
+from .report import report_folder  # noqa: E402
 
 
 def embedding_map(
@@ -28,10 +30,11 @@ def embedding_map(
 ) -> list[Path]:
     """Write `tsne.png` (up to `max_writers` writers: dots genuine, crosses forged) and
     `distances.png` (P1 distance distributions) into `out`."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if max_writers < 1:
+        raise InputError(f"--max-writers must be at least 1, got {max_writers}")
     dataset = read_dataset(data_dir)
     writers = select_writers(dataset, split, test_writers)
+    out = report_folder(out, "tsne.png and distances.png")
     extractor = Extractor(model)
     trials = p1_pairs(dataset, writers)
     embeddings = extractor.embed(trials.images)

@@ -90,10 +90,8 @@ def evaluate(
     image first (None: `signver.cleaner.DEFAULT_CLEAN`).
     """
     fuse(np.zeros((1, 1)), fusion)  # an unknown fusion is refused before anything is embedded
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder for metrics.json and the plots")
     dataset_name, trials = build_trials(data_dir, protocol, references, split, test_writers)
+    out = report_folder(out, "metrics.json and the plots")
     extractor = Extractor(model)
     done = 0
 
@@ -128,6 +126,19 @@ def evaluate(
     }
     write_report(out, metrics, distances, trials.kind, calibration)
     return metrics
+
+
+def report_folder(out: str | Path, contents: str) -> Path:
+    """Make the folder a report goes to now, before the slow work: a file of that name, or a
+    folder that cannot be made (read-only disk, no permission), is one clear error."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for {contents}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot make --out folder {out}: {error.strerror or error}") from None
+    return out
 
 
 def write_report(out: Path, metrics: dict, distances: np.ndarray, kind: np.ndarray, calibration: Calibration | None = None) -> None:
