@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import InputError, SignverError
+from .folders import output_folder
 from .matcher import DEFAULT_FUSION, check_threshold
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.")
@@ -122,21 +123,6 @@ class ResultPrinter:
         self.exit_code = EXIT_BAD_INPUT
         if self.format != "text":
             self.row({**record, "error": str(error)}, "")
-
-
-def output_folder(folder: Path, option: str, inputs: list[Path] = ()) -> Path:
-    """Make an output folder, refusing one that is a file or, when outputs take the inputs'
-    names, one that holds an input (the originals would be overwritten)."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{option} {folder} is a file; give a folder")
-    holding = {p.absolute().parent.resolve() for p in inputs}  # the folder a name is in, links or not
-    if folder.exists() and folder.resolve() in holding:
-        raise InputError(f"{option} {folder} holds input files that would be overwritten; give another folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"cannot make {option} folder {folder}: {error}") from None
-    return folder
 
 
 def write_png(path: Path, image) -> None:

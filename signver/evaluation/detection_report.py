@@ -13,11 +13,11 @@ import numpy as np
 
 from ..detector import Detector
 from ..detector_baseline import BaselineDetector
+from ..folders import output_folder
 from ..images import load_image
 from ..yolo import read_split, scaled
 from . import plots
 from .detection import PageDetections, detection_metrics, precision_recall_curve
-from .report import report_folder
 
 MIN_SCORE = 0.01  # detections kept for the precision-recall curves, well below any threshold
 
@@ -45,7 +45,7 @@ def run_detector(split_dir: str | Path, find: Finder, progress: Callable[[int, i
 def evaluate_detector(split_dir: str | Path, out: str | Path, model: str | None = None, baseline: bool = False,
                       progress: Callable[[int, int], None] | None = None) -> dict:
     """Measure the shipped detector (or `model`, or the classical baseline) on a YOLO split."""
-    out = report_folder(out, "metrics.json and the plot")
+    out = output_folder(out, contents="metrics.json and the plot")
     if baseline:
         method = BaselineDetector()
         find, threshold, name = method.find, method.threshold, "classical baseline (signver.detector_baseline)"

@@ -18,10 +18,10 @@ from sklearn.manifold import TSNE  # noqa: E402
 from ..datasets import read_dataset, select_writers  # noqa: E402
 from ..errors import InputError  # noqa: E402
 from ..extractor import Extractor  # noqa: E402
+from ..folders import output_folder  # noqa: E402
 from ..matcher import score_trials  # noqa: E402
 from . import plots  # noqa: E402
 from .protocols import KIND_NAMES, p1_pairs  # noqa: E402
-from .report import report_folder  # noqa: E402
 
 
 def embedding_map(
@@ -34,7 +34,7 @@ def embedding_map(
         raise InputError(f"--max-writers must be at least 1, got {max_writers}")
     dataset = read_dataset(data_dir)
     writers = select_writers(dataset, split, test_writers)
-    out = report_folder(out, "tsne.png and distances.png")
+    out = output_folder(out, contents="tsne.png and distances.png")
     extractor = Extractor(model)
     trials = p1_pairs(dataset, writers)
     embeddings = extractor.embed(trials.images)

@@ -12,6 +12,7 @@ from ..calibration import Calibration
 from ..cleaner import resolve as resolve_clean
 from ..datasets import read_dataset, select_writers
 from ..extractor import Extractor
+from ..folders import output_folder
 from ..models import ModelCard
 from ..errors import InputError
 from ..matcher import DEFAULT_FUSION, fuse, score_trials
@@ -91,7 +92,7 @@ def evaluate(
     """
     fuse(np.zeros((1, 1)), fusion)  # an unknown fusion is refused before anything is embedded
     dataset_name, trials = build_trials(data_dir, protocol, references, split, test_writers)
-    out = report_folder(out, "metrics.json and the plots")
+    out = output_folder(out, contents="metrics.json and the plots")
     extractor = Extractor(model)
     done = 0
 
@@ -126,19 +127,6 @@ def evaluate(
     }
     write_report(out, metrics, distances, trials.kind, calibration)
     return metrics
-
-
-def report_folder(out: str | Path, contents: str) -> Path:
-    """Make the folder a report goes to now, before the slow work: a file of that name, or a
-    folder that cannot be made (read-only disk, no permission), is one clear error."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder for {contents}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"cannot make --out folder {out}: {error.strerror or error}") from None
-    return out
 
 
 def write_report(out: Path, metrics: dict, distances: np.ndarray, kind: np.ndarray, calibration: Calibration | None = None) -> None:

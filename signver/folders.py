@@ -1,0 +1,25 @@
+"""Output folders made up front, before the slow work, with one clear error when they can't be."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import InputError
+
+
+def output_folder(folder: str | Path, option: str = "--out", inputs: Iterable[Path] = (), contents: str = "") -> Path:
+    """Make an output folder, refusing a file of that name, one that cannot be made (read-only
+    disk, no permission) and, when outputs take the inputs' names, one that holds an input (the
+    originals would be overwritten). `contents` names what goes there, for the message."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{option} {folder} is a file; give a folder{f' for {contents}' if contents else ''}")
+    holding = {p.absolute().parent.resolve() for p in inputs}  # the folder a name is in, links or not
+    if folder.exists() and folder.resolve() in holding:
+        raise InputError(f"{option} {folder} holds input files that would be overwritten; give another folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot make {option} folder {folder}: {error.strerror or error}") from None
+    return folder
