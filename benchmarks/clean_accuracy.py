@@ -49,6 +49,9 @@ SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DATASETS = {"cedar": ("cedar", "cedar"), "bengali": ("bhsig260-bengali", "bhsig260-bengali")}
 DEV_WRITERS = {"cedar": "1,10,20,30,40", "bengali": "46,47,48,49,50"}
 VERSIONS = ("clean", "overlaid", "overlaid-mild", "alt-overlaid")
+# The Debian font packages behind the published figures (installed: 96 training fonts, as the cards record, and 67 held out)
+FONT_PACKAGES = ("fonts-dejavu", "fonts-freefont-ttf", "fonts-urw-base35", "fonts-texgyre", "fonts-liberation", "fonts-liberation2",
+                 "fonts-crosextra-carlito", "fonts-crosextra-caladea", "fonts-linuxlibertine", "fonts-roboto")
 
 
 def has_ink(image: np.ndarray) -> bool:
@@ -144,6 +147,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="folder holding cedar/ and bhsig260-bengali/")
     parser.add_argument("--out", type=Path, default=Path("out/cleaner"))
     args = parser.parse_args()
+    if not overlays.font_files("test"):  # the overlays would fall back to PIL's one font: incomparable figures
+        sys.exit(f"no font of the held-out families ({', '.join(overlays.HELD_OUT_FAMILIES)}) is installed; "
+                 f"install Debian's {' '.join(FONT_PACKAGES)}")
     results = []
     for name in args.datasets.split(","):
         folder, split = DATASETS[name]
@@ -152,7 +158,8 @@ def main() -> None:
             sys.exit(f"{root} is not here")
         results.append(run_dataset(name, root, split, args.model, args.cleaner, args.limit_writers, args.dev))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=2) + "\n")
+    fonts = {subset: len(overlays.font_files(subset)) for subset in ("train", "test")}
+    (args.out / "metrics.json").write_text(json.dumps({"machine": machine(), "fonts": fonts, "results": results}, indent=2) + "\n")
     print(f"machine: {machine()}")
     print(table(results))
     print(f"wrote {args.out / 'metrics.json'}")
