@@ -37,9 +37,10 @@ MULTIPLE = 16
 # Whether single signatures (verify, embed, check, identify, evaluate) are cleaned when the caller
 # passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean test scans cleaning changes
 # P1 skilled EER by -0.04 (CEDAR) and -0.7 (Bengali) points, so it buys little there, and it costs
-# about 8 ms per image; on cluttered crops it recovers 49-94 % of the skilled EER lost. So: off for signature
-# images, on for crops cut from documents (DEFAULT_CLEAN_DOCUMENT_CROPS, for the detect -> crop ->
-# verify pipeline), and --clean / clean=True whenever a signature image carries print, lines or stamps.
+# about 8 ms per image; on cluttered crops it recovers 49-94 % of the skilled EER lost. So: off
+# for signature images, on for crops cut from documents (DEFAULT_CLEAN_DOCUMENT_CROPS, for the
+# detect -> crop -> verify pipeline), and --clean / clean=True whenever a signature image carries
+# print, lines or stamps.
 DEFAULT_CLEAN = False
 DEFAULT_CLEAN_DOCUMENT_CROPS = True
 
