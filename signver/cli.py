@@ -505,11 +505,10 @@ def detect(
     import itertools
 
     from .detector import annotate as draw_boxes
-    from .detector import crop, get_detector
+    from .detector import check_score, crop, get_detector
     from .images import printable_name
 
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise InputError(f"--threshold is a detection score, from 0 to 1; got {threshold}")
+    check_score(threshold)
     detector = get_detector(model)
     files = expand_images(files)
     for folder, option in ((crops, "--crops"), (annotate, "--annotate")):

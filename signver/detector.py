@@ -150,12 +150,11 @@ def get_detector(model: str | None = None) -> Detector:
     return Detector(model)
 
 
-def check_score(threshold: float | None) -> float | None:
+def check_score(threshold: float | None) -> None:
     """A detection threshold is a score from 0 to 1: refuse anything else (NaN included),
     which would silently keep every box or none."""
     if threshold is not None and not 0 <= threshold <= 1:
         raise InputError(f"a detection threshold is a score from 0 to 1; got {threshold}")
-    return threshold
 
 
 def detect(source: SourceLike, *, dpi: float = DEFAULT_DPI, threshold: float | None = None, model: str | None = None) -> list[Box]:
