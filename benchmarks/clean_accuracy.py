@@ -49,9 +49,6 @@ SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DATASETS = {"cedar": ("cedar", "cedar"), "bengali": ("bhsig260-bengali", "bhsig260-bengali")}
 DEV_WRITERS = {"cedar": "1,10,20,30,40", "bengali": "46,47,48,49,50"}
 VERSIONS = ("clean", "overlaid", "overlaid-mild", "alt-overlaid")
-# The Debian font packages behind the published figures (installed: 96 training fonts, as the cards record, and 67 held out)
-FONT_PACKAGES = ("fonts-dejavu", "fonts-freefont-ttf", "fonts-urw-base35", "fonts-texgyre", "fonts-liberation", "fonts-liberation2",
-                 "fonts-crosextra-carlito", "fonts-crosextra-caladea", "fonts-linuxlibertine", "fonts-roboto")
 
 
 def has_ink(image: np.ndarray) -> bool:
@@ -149,7 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     if not overlays.font_files("test"):  # the overlays would fall back to PIL's one font: incomparable figures
         sys.exit(f"no font of the held-out families ({', '.join(overlays.HELD_OUT_FAMILIES)}) is installed; "
-                 f"install Debian's {' '.join(FONT_PACKAGES)}")
+                 f"install Debian's {' '.join(overlays.FONT_PACKAGES)}")
     results = []
     for name in args.datasets.split(","):
         folder, split = DATASETS[name]

@@ -11,7 +11,13 @@ the original pixels where the map says ink and turns everything else white:
     out = 255 - m * (255 - grey),   m = clip((p - low) / (high - low), 0, 1)
 
 so a clean signature passes unchanged apart from its paper, and the ink keeps its own tone,
-which is what the extractor was trained on. Before that, `m` is pruned (`Cleaner.keep_map`):
+which is what the extractor was trained on. A model with a tone output (card `network.tone`)
+also predicts the darkness `d` the clean ink had, and the kept ink is drawn in it instead:
+
+    out = 255 - m * 255 * d
+
+since scan damage (bitonal thresholds, noise, faded ink) changes the ink's tone and texture,
+which the extractor reads. Before that, `m` is pruned (`Cleaner.keep_map`):
 faint pieces that never become confident, and small clusters away from the signature, are
 dropped, since stray ink far from the signature is what misleads the normaliser's crop. The
 card's `mask` holds these settings, chosen on held-out training writers. Inference never
@@ -68,13 +74,14 @@ class Cleaner:
 
     def ink_probability(self, gray: np.ndarray) -> np.ndarray:
         """P(signature ink) for every pixel of a uint8 grey crop, float32 of the same shape."""
-        probability, scale = self._working_probability(gray)
+        probability, _, scale = self._working_maps(gray)
         if scale < 1:
             probability = cv2.resize(probability, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
         return probability
 
-    def _working_probability(self, gray: np.ndarray) -> tuple[np.ndarray, float]:
-        """P(signature ink) at the working resolution, and the scale from the crop to it."""
+    def _working_maps(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """P(signature ink) at the working resolution, the clean ink's darkness there (None
+        for a model without a tone output), and the scale from the crop to it."""
         if gray.ndim != 2 or gray.dtype != np.uint8:
             raise InputError(f"expected a 2-D uint8 grey image, got {gray.dtype} array of shape {gray.shape}")
         h, w = gray.shape
@@ -86,8 +93,9 @@ class Cleaner:
         ph, pw = -sh % MULTIPLE, -sw % MULTIPLE
         x = np.zeros((1, 1, sh + ph, sw + pw), np.float32)  # padding is white paper: darkness 0
         x[0, 0, :sh, :sw] = 1 - small.astype(np.float32) / 255
-        (probability,) = self.session.run(None, {self.input_name: x})
-        return probability[0, 0, :sh, :sw], scale
+        (maps,) = self.session.run(None, {self.input_name: x})
+        tone = maps[0, 1, :sh, :sw] if maps.shape[1] > 1 else None
+        return maps[0, 0, :sh, :sw], tone, scale
 
     def keep_map(self, probability: np.ndarray) -> np.ndarray:
         """How much of each pixel to keep (0 to 1), from the ink probability map:
@@ -120,12 +128,16 @@ class Cleaner:
         return keep
 
     def clean(self, gray: np.ndarray) -> np.ndarray:
-        """The cleaned crop: signature ink as it was, everything else white."""
-        probability, scale = self._working_probability(gray)
+        """The cleaned crop: signature ink (in the tone the model restores, or as it was),
+        everything else white."""
+        probability, tone, scale = self._working_maps(gray)
         keep = self.keep_map(probability)
         if scale < 1:
-            keep = cv2.resize(keep, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
-        return (255 - keep * (255 - gray.astype(np.float32)) + 0.5).astype(np.uint8)
+            size = (gray.shape[1], gray.shape[0])
+            keep = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR)
+            tone = None if tone is None else cv2.resize(tone, size, interpolation=cv2.INTER_LINEAR)
+        darkness = 1 - gray.astype(np.float32) / 255 if tone is None else tone
+        return (255 - keep * 255 * darkness + 0.5).astype(np.uint8)
 
 
 @lru_cache(maxsize=2)

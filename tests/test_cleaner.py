@@ -242,13 +242,13 @@ def test_cleaning_never_imports_torch():
 
 def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     torch = pytest.importorskip("torch")
-    from signver.training.cleaner import InkProbability, build_unet, make_pair, train_cleaner
+    from signver.training.cleaner import InkProbability, build_unet, ink_of, make_pair, train_cleaner
 
     config = {"name": "tiny-cleaner", "description": "test", "data": [], "network": {"channels": [4, 8, 8, 16]},
               "patch": {"height": 32, "width": 64}, "batch": 2, "steps": 2, "eval_every": 1, "validation_pairs": 2,
               "lr": 0.001, "workers": 0, "max_pixels": 4096, "out": str(tmp_path / "models"), "run_dir": str(tmp_path / "run")}
-    dirty, mask = make_pair(synth.genuine(1, 0), np.random.default_rng(0), config)
-    assert dirty.shape == mask.shape and dirty.size <= 4096 * 1.01 and set(np.unique(mask)) <= {0, 1}
+    dirty, target = make_pair(synth.genuine(1, 0), np.random.default_rng(0), config)
+    assert dirty.shape == target.shape and dirty.size <= 4096 * 1.01 and target.dtype == np.uint8 and ink_of(target).any()
     train_cleaner(config, "tiny.yaml")
     path = train_cleaner({**config, "steps": 3}, "tiny.yaml")  # resumes from step 2
     log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
@@ -272,6 +272,44 @@ def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
         train_cleaner({**config, "init": str(tmp_path / "missing.pt"), "run_dir": str(tmp_path / "other")}, "tuned.yaml")
     first = torch.load(tmp_path / "tuned" / "best.pt", weights_only=False)["network"]
     assert any(not torch.equal(first[k], v) for k, v in network.state_dict().items())  # trained on from there
+
+
+def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_it(tmp_path):
+    torch = pytest.importorskip("torch")
+    from signver.training.cleaner import InkProbability, build_unet, train_cleaner
+
+    config = {"name": "tiny-plain", "description": "test", "data": [], "network": {"channels": [4, 8, 8, 16]},
+              "patch": {"height": 32, "width": 64}, "batch": 2, "steps": 1, "eval_every": 1, "validation_pairs": 2,
+              "lr": 0.001, "workers": 0, "max_pixels": 4096, "out": str(tmp_path / "models"), "run_dir": str(tmp_path / "plain")}
+    train_cleaner(config, "plain.yaml")
+    toned = {**config, "name": "tiny-tone", "network": {"channels": [4, 8, 8, 16], "tone": True}, "steps": 2,
+             "run_dir": str(tmp_path / "tone"), "init": str(tmp_path / "plain" / "best.pt")}  # the tone head starts new
+    cleaner = Cleaner(str(train_cleaner(toned, "tone.yaml")))
+    assert "channel 2" in cleaner.card.details["output"] and "tone_error" in cleaner.card.details["validation"]
+    network = build_unet(toned["network"])
+    network.load_state_dict(torch.load(tmp_path / "tone" / "best.pt", weights_only=False)["network"])
+    x = np.random.default_rng(1).random((1, 1, 48, 80)).astype(np.float32)
+    with torch.no_grad():
+        expected = InkProbability(network.eval())(torch.from_numpy(x)).numpy()
+    (got,) = cleaner.session.run(None, {cleaner.input_name: x})
+    assert got.shape == (1, 2, 48, 80) and np.allclose(got, expected, atol=1e-4)
+    gray = (255 * (1 - x[0, 0])).astype(np.uint8)  # small enough to be cleaned at its own size
+    probability, tone, scale = cleaner._working_maps(gray)
+    assert scale == 1 and np.allclose(tone, got[0, 1], atol=1e-4)
+    drawn = (255 - cleaner.keep_map(probability) * 255 * tone + 0.5).astype(np.uint8)
+    assert np.array_equal(cleaner.clean(gray), drawn)  # kept ink is drawn in the restored tone, not the input's
+    with pytest.raises(signver.SignverError, match="different network"):
+        train_cleaner({**toned, "network": {"channels": [4, 8, 16, 16]}, "run_dir": str(tmp_path / "other")}, "other.yaml")
+
+
+def test_training_refuses_a_machine_with_too_few_fonts(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from signver.training.cleaner import train_cleaner
+
+    monkeypatch.setattr(overlays, "font_files", lambda subset="train": ())
+    with pytest.raises(signver.SignverError, match="needs at least 96 fonts.*has 0.*fonts-dejavu"):
+        train_cleaner({"name": "wants-fonts", "min_fonts": 96, "run_dir": str(tmp_path / "run")}, "fonts.yaml")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_training_pairs_take_the_configs_clutter_mix(monkeypatch):

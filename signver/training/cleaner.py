@@ -4,13 +4,14 @@ Training pairs are made on the fly: a clean signature of a training writer (genu
 images of the configured splits' training writers; never a test writer), optionally a
 procedural one from `signver.synth`, surrounded and overlapped by `signver.overlays.clutter`
 (printed text in many fonts, rules, boxes, leaders, stamps, speckle, scan degradation). The
-target is the signature's ink mask. Pairs are brought to the working resolution the same way
-`signver.cleaner` does at inference (area at most `max_pixels`), then cut or padded to a fixed
-patch. The network predicts, for every pixel, the probability that it is signature ink.
+target is the clean signature: its ink mask and, for a network with a tone head, its ink's
+darkness. Pairs are brought to the working resolution the same way `signver.cleaner` does at
+inference (area at most `max_pixels`), then cut or padded to a fixed patch. The network
+predicts, for every pixel, the probability that it is signature ink (and that ink's tone).
 
 Runs are resumable: `runs/<name>/last.pt` is written every `eval_every` steps and `best.pt`
-whenever the validation ink F-measure (fixed pairs from held-out training writers) improves;
-best is exported to ONNX with its model card.
+whenever the validation score (`choice_score`, on fixed pairs from held-out training writers)
+improves; best is exported to ONNX with its model card.
 """
 
 from __future__ import annotations
@@ -52,10 +53,13 @@ class UNet(nn.Module):
 
     Input (N, 1, H, W), ink bright in [0, 1], H and W multiples of 16; output (N, 1, H, W)
     logits of "this pixel is signature ink". Encoder levels have two 3x3 convolutions, decoder
-    levels one, after a bilinear upsampling and the skip connection.
+    levels one, after a bilinear upsampling and the skip connection. With `tone`, a second
+    output channel gives the logit of the clean signature's ink darkness at each pixel: scan
+    damage (bitonal thresholds, noise, faded ink) changes the ink's tone, and the extractor
+    reads tone (docs/benchmarks.md, "Cleaner").
     """
 
-    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128), unshuffle: int = 2):
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128), unshuffle: int = 2, tone: bool = False):
         super().__init__()
         self.unshuffle = unshuffle
         self.encoder = nn.ModuleList()
@@ -70,6 +74,7 @@ class UNet(nn.Module):
             self.decoder.append(nn.Sequential(*_conv(2 * c, c)))
             cin = c
         self.head = nn.Conv2d(cin, unshuffle * unshuffle, 1)
+        self.tone = nn.Conv2d(cin, unshuffle * unshuffle, 1) if tone else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pixel_unshuffle(x, self.unshuffle)
@@ -82,11 +87,14 @@ class UNet(nn.Module):
         for lateral, level, skip in zip(self.lateral, self.decoder, reversed(skips[:-1])):
             x = F.interpolate(lateral(x), scale_factor=2, mode="bilinear", align_corners=False)
             x = level(torch.cat([x, skip], 1))
-        return F.pixel_shuffle(self.head(x), self.unshuffle)
+        ink = F.pixel_shuffle(self.head(x), self.unshuffle)
+        if self.tone is None:
+            return ink
+        return torch.cat([ink, F.pixel_shuffle(self.tone(x), self.unshuffle)], 1)
 
 
 class InkProbability(nn.Module):
-    """What is exported: the network followed by a sigmoid."""
+    """What is exported: the network followed by a sigmoid (P(ink), and the ink's darkness)."""
 
     def __init__(self, network: nn.Module):
         super().__init__()
@@ -97,7 +105,7 @@ class InkProbability(nn.Module):
 
 
 def build_unet(config: dict) -> UNet:
-    return UNet(tuple(config.get("channels", (16, 32, 64, 128))), int(config.get("unshuffle", 2)))
+    return UNet(tuple(config.get("channels", (16, 32, 64, 128))), int(config.get("unshuffle", 2)), bool(config.get("tone", False)))
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -204,7 +212,7 @@ def _draw_stroke(out: np.ndarray, points: np.ndarray, pen: float, tone: float, r
 
 
 def make_pair(signature: np.ndarray, rng: np.random.Generator, config: dict) -> tuple[np.ndarray, np.ndarray]:
-    """One training pair at working resolution: (dirty uint8 grey, ink mask uint8 0/1), full size."""
+    """One training pair at working resolution: (dirty, clean target), uint8 grey, full size."""
     max_pixels = int(config.get("max_pixels", 65536))
     # the signature's own size: from tiny crops of low-resolution pages to large scans
     area = signature.shape[0] * signature.shape[1]
@@ -223,30 +231,35 @@ def make_pair(signature: np.ndarray, rng: np.random.Generator, config: dict) -> 
         dirty, target = pair.image, pair.target
     dirty, _ = to_working(dirty, max_pixels)
     target, _ = to_working(target, max_pixels)
-    return dirty, (target <= 255 * (1 - overlays.INK_DARKNESS)).astype(np.uint8)
+    return dirty, target
 
 
-def fit_patch(dirty: np.ndarray, mask: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def ink_of(target: np.ndarray | torch.Tensor):
+    """The target's signature ink (True where a pixel is at least overlays.INK_DARKNESS dark)."""
+    return target <= 255 * (1 - overlays.INK_DARKNESS)
+
+
+def fit_patch(dirty: np.ndarray, target: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Cut (at a random place, most of the time around the ink) or pad with white to `size`."""
     ph, pw = size
     h, w = dirty.shape
     if h < ph or w < pw:
         top, left = rng.integers(0, max(0, ph - h) + 1), rng.integers(0, max(0, pw - w) + 1)
         pads = ((top, max(0, ph - h - top)), (left, max(0, pw - w - left)))
-        dirty, mask = np.pad(dirty, pads, constant_values=255), np.pad(mask, pads, constant_values=0)
+        dirty, target = np.pad(dirty, pads, constant_values=255), np.pad(target, pads, constant_values=255)
         h, w = dirty.shape
-    ys, xs = np.nonzero(mask)
+    ys, xs = np.nonzero(ink_of(target))
     if len(ys) and rng.random() < 0.85:
         i = rng.integers(len(ys))
         y0 = int(np.clip(ys[i] - rng.integers(0, ph), 0, h - ph))
         x0 = int(np.clip(xs[i] - rng.integers(0, pw), 0, w - pw))
     else:
         y0, x0 = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
-    return dirty[y0 : y0 + ph, x0 : x0 + pw], mask[y0 : y0 + ph, x0 : x0 + pw]
+    return dirty[y0 : y0 + ph, x0 : x0 + pw], target[y0 : y0 + ph, x0 : x0 + pw]
 
 
 class PairStream(torch.utils.data.IterableDataset):
-    """Endless batches of (dirty, mask) patches; each worker draws from its own seed."""
+    """Endless batches of (dirty, target) patches; each worker draws from its own seed."""
 
     def __init__(self, signatures: list[np.ndarray], config: dict, seed: int):
         self.signatures, self.config, self.seed = signatures, config, seed
@@ -294,6 +307,17 @@ def ink_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float = 2.0
     return bce + dice * soft_dice.mean()
 
 
+def choice_score(scores: dict[str, float]) -> float:
+    """What picks the exported step: the ink F-measure, less the tone error when there is one."""
+    return scores["f"] - scores.get("tone_error", 0.0)
+
+
+def tone_loss(logits: torch.Tensor, darkness: torch.Tensor, ink: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error of the predicted ink darkness, on the target's ink pixels only: off
+    the ink the tone does not matter (the cleaner whitens it)."""
+    return ((torch.sigmoid(logits) - darkness).abs() * ink).sum() / ink.sum().clamp(min=1)
+
+
 def mask_scores(predicted: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """Pixel precision, recall (stroke recall) and F-measure of an ink mask, pooled."""
     tp = float(np.count_nonzero(predicted & target))
@@ -303,26 +327,42 @@ def mask_scores(predicted: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 
 def predict(network: nn.Module, dirty: np.ndarray, batch: int = 32) -> np.ndarray:
+    """(N, C, H, W): P(ink), and with a tone head the ink's darkness."""
     network.eval()
     with torch.no_grad():
-        out = [torch.sigmoid(network(as_input(dirty[i : i + batch]))).numpy()[:, 0] for i in range(0, len(dirty), batch)]
+        out = [torch.sigmoid(network(as_input(dirty[i : i + batch]))).numpy() for i in range(0, len(dirty), batch)]
     network.train()
     return np.concatenate(out)
 
 
-def validate(network: nn.Module, dirty: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    probability = predict(network, dirty)
-    scores = mask_scores(probability > 0.5, mask.astype(bool))
-    # input ink (Otsu of the dirty patch) compared: how much of it was clutter, how much is left
+def validate(network: nn.Module, dirty: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Ink precision, recall and F; with a tone head also `tone_error`, the mean absolute error
+    of the predicted darkness on the target's ink (0 paper, 1 black)."""
+    predicted = predict(network, dirty)
+    ink = ink_of(target)
+    scores = mask_scores(predicted[:, 0] > 0.5, ink)
+    if predicted.shape[1] > 1:
+        scores["tone_error"] = float(np.abs(predicted[:, 1] - (1 - target / 255))[ink].mean())
     return {k: round(v, 4) for k, v in scores.items()}
 
 
 # -- loop ----------------------------------------------------------------------------------
 
 
+def check_fonts(config: dict) -> None:
+    """Refuse to train on fewer fonts than the config was made with (`min_fonts`): the printed
+    text would come from a few fonts, and the run would not re-make the model its card describes."""
+    wanted = int(config.get("min_fonts", 0))
+    found = len(overlays.font_files(config.get("fonts", "train")))
+    if found < wanted:
+        raise InputError(f"{config['name']} needs at least {wanted} fonts for its printed text, this machine has {found}; "
+                         f"install Debian's {' '.join(overlays.FONT_PACKAGES)}")
+
+
 def train_cleaner(config: dict, config_path: str) -> Path:
     if config.get("init") and not Path(config["init"]).is_file():  # before minutes of loading data
         raise InputError(f"init: {config['init']} is not a checkpoint here; train the run it comes from first")
+    check_fonts(config)
     torch.manual_seed(config.get("seed", 0))
     torch.set_num_threads(int(config.get("threads", 2)))
     cv2.setNumThreads(1)  # before the data worker forks: no OpenCV thread pool to inherit, none to fight the network
@@ -333,14 +373,20 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     holdout = load_clean_signatures(sources, "holdout", run_dir / "holdout.npz") if sources else []
     if not holdout:  # no data configured (tests): validate on procedural writers never drawn in training
         holdout = [synth.genuine(10_000_000 + i, 0) for i in range(8)]
-    val_dirty, val_mask = validation_pairs(holdout, config, int(config.get("validation_pairs", 96)))
+    val_dirty, val_target = validation_pairs(holdout, config, int(config.get("validation_pairs", 96)))
     network = build_unet(config.get("network", {})).to(memory_format=torch.channels_last)
     steps, warmup = int(config["steps"]), int(config.get("warmup", 50))
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"
     state = resume(checkpoint, network, optimizer, scheduler)
     if not state and config.get("init"):  # a new run fine-tuning another run's chosen network
-        network.load_state_dict(torch.load(config["init"], weights_only=False)["network"])
+        # a tone head may be new: only its weights may be missing from the other run's network
+        try:
+            missing, unexpected = network.load_state_dict(torch.load(config["init"], weights_only=False)["network"], strict=False)
+        except RuntimeError as error:  # layers of other sizes
+            raise InputError(f"init: {config['init']} holds a different network: {error}") from None
+        if unexpected or any(not k.startswith("tone.") for k in missing):
+            raise InputError(f"init: {config['init']} holds a different network (missing {missing}, unexpected {unexpected})")
     start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", -1.0)
     workers = int(config.get("workers", 1))
     loader = torch.utils.data.DataLoader(PairStream(train, config, int(config.get("seed", 0)) * 1000 + start), batch_size=None,
@@ -352,13 +398,16 @@ def train_cleaner(config: dict, config_path: str) -> Path:
         task = progress.add_task("train", total=steps, completed=start, status="")
         began, running = time.time(), None
         for step in range(start, steps):
-            dirty, mask = next(batches)
+            dirty, target = next(batches)
             x = as_input(dirty).contiguous(memory_format=torch.channels_last)
-            y = mask.float()[:, None]
+            y = ink_of(target).float()[:, None]
             network.train()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 logits = network(x)
-            loss = ink_loss(logits.float(), y, loss_config.get("pos_weight", 2.0), loss_config.get("dice", 1.0))
+            logits = logits.float()
+            loss = ink_loss(logits[:, :1], y, loss_config.get("pos_weight", 2.0), loss_config.get("dice", 1.0))
+            if logits.shape[1] > 1:
+                loss = loss + float(loss_config.get("tone", 1.0)) * tone_loss(logits[:, 1:], as_input(target), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -366,12 +415,12 @@ def train_cleaner(config: dict, config_path: str) -> Path:
             running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
             done = step + 1
             if done % int(config.get("eval_every", 200)) == 0 or done == steps:
-                scores = validate(network, val_dirty, val_mask)
+                scores = validate(network, val_dirty, val_target)
                 elapsed = seconds + time.time() - began
                 log.write(json.dumps({"step": done, "loss": round(running, 4), "validation": scores, "seconds": round(elapsed)}) + "\n")
                 log.flush()
-                if scores["f"] > best:
-                    best = scores["f"]
+                if choice_score(scores) > best:
+                    best = choice_score(scores)
                     torch.save({"network": network.state_dict(), "step": done, "validation": scores}, run_dir / "best.pt")
                 save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best)
                 progress.update(task, status=f"loss {running:.3f} val F {scores['f']:.3f} recall {scores['recall']:.3f}")
@@ -401,7 +450,8 @@ def export_cleaner(network: nn.Module, config: dict, config_path: str, seconds: 
         "input": {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],
                   "polarity": "ink bright on black (1 - grey / 255)", "sides": f"any multiple of {MULTIPLE} (training patch shown)",
                   "preprocessing": "signver.cleaner: shrink to at most max_pixels, pad with white to a multiple of 16"},
-        "output": "probability that each pixel is signature ink, same size as the input",
+        "output": "probability that each pixel is signature ink, same size as the input"
+                  + ("; channel 2: the darkness of the clean signature's ink there (0 paper, 1 black)" if config.get("network", {}).get("tone") else ""),
         "max_pixels": int(config.get("max_pixels", 65536)),
         "mask": config.get("mask", {"low": 0.3, "high": 0.7}),
         "trained_on": {"signatures": [{k: v for k, v in s.items()} for s in config.get("data", [])], "images": n_train,
