@@ -12,12 +12,13 @@ the original pixels where the map says ink and turns everything else white:
 
 so a clean signature passes unchanged apart from its paper, and the ink keeps its own tone,
 which is what the extractor was trained on. A model with a tone output (card `network.tone`)
-also predicts the darkness `d` the clean ink had, and the kept ink is drawn in it instead:
+also predicts the darkness `t` the clean ink had; the kept ink's darkness is then corrected by
+how far `t` is from the crop's darkness at the working resolution, `s`:
 
-    out = 255 - m * 255 * d
+    out = 255 - m * 255 * clip(1 - grey / 255 + (t - s), 0, 1)
 
-since scan damage (bitonal thresholds, noise, faded ink) changes the ink's tone and texture,
-which the extractor reads. Before that, `m` is pruned (`Cleaner.keep_map`):
+since scan damage (bitonal thresholds, noise, faded ink) changes the ink's tone, which the
+extractor reads; where the model agrees with the crop, the ink is left as it was. Before that, `m` is pruned (`Cleaner.keep_map`):
 faint pieces that never become confident, and small clusters away from the signature, are
 dropped, since stray ink far from the signature is what misleads the normaliser's crop. The
 card's `mask` holds these settings, chosen on held-out training writers. Inference never
@@ -38,12 +39,12 @@ from .images import SourceLike, load_image
 from .models import ModelCard, inference_session, load_card
 from .normalize import ink_mask
 
-DEFAULT_CLEANER = "cleaner-unet-long"
+DEFAULT_CLEANER = "cleaner-unet-fonts"
 MULTIPLE = 16
 # Whether single signatures (verify, embed, check, identify, evaluate) are cleaned when the caller
 # passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean test scans cleaning changes
-# P1 skilled EER by -0.04 (CEDAR) and -0.7 (Bengali) points, so it buys little there, and it costs
-# about 8 ms per image; on cluttered crops it recovers 49-94 % of the skilled EER lost. So: off
+# P1 skilled EER by +0.13 (CEDAR) and -0.8 (Bengali) points, so it buys little there, and it costs
+# about 8 ms per image; on cluttered crops it recovers 48-94 % of the skilled EER lost. So: off
 # for signature images, on for crops cut from documents (DEFAULT_CLEAN_DOCUMENT_CROPS, for the
 # detect -> crop -> verify pipeline), and --clean / clean=True whenever a signature image carries
 # print, lines or stamps.
@@ -132,12 +133,21 @@ class Cleaner:
         everything else white."""
         probability, tone, scale = self._working_maps(gray)
         keep = self.keep_map(probability)
+        correction = None if tone is None else tone - self._working_darkness(gray, scale, tone.shape)
         if scale < 1:
             size = (gray.shape[1], gray.shape[0])
             keep = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR)
-            tone = None if tone is None else cv2.resize(tone, size, interpolation=cv2.INTER_LINEAR)
-        darkness = 1 - gray.astype(np.float32) / 255 if tone is None else tone
+            correction = None if correction is None else cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
+        darkness = 1 - gray.astype(np.float32) / 255
+        if correction is not None:
+            darkness = np.clip(darkness + correction, 0, 1)
         return (255 - keep * 255 * darkness + 0.5).astype(np.uint8)
+
+    @staticmethod
+    def _working_darkness(gray: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
+        """The crop's darkness (0 paper, 1 black) at the working resolution the maps have."""
+        small = gray if scale >= 1 else cv2.resize(gray, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+        return 1 - small.astype(np.float32) / 255
 
 
 @lru_cache(maxsize=2)
