@@ -13,9 +13,10 @@ the original pixels where the map says ink and turns everything else white:
 so a clean signature passes unchanged apart from its paper, and the ink keeps its own tone,
 which is what the extractor was trained on. A model with a tone output (card `network.tone`)
 also predicts the darkness `t` the clean ink had; the kept ink's darkness is then corrected by
-how far `t` is from the crop's darkness at the working resolution, `s`:
+how far `t` is from the crop's darkness at the working resolution, `s`, less a margin `e`
+(the card's `mask.tone_margin`) that leaves the model's small errors out:
 
-    out = 255 - m * 255 * clip(1 - grey / 255 + (t - s), 0, 1)
+    out = 255 - m * 255 * clip(1 - grey / 255 + c, 0, 1),   c = sign(t - s) * max(|t - s| - e, 0)
 
 since scan damage (bitonal thresholds, noise, faded ink) changes the ink's tone, which the
 extractor reads; where the model agrees with the crop, the ink is left as it was. Before that, `m` is pruned (`Cleaner.keep_map`):
@@ -68,6 +69,7 @@ class Cleaner:
         self.cluster_radius = float(mask.get("cluster_radius", 0.0))  # of the crop's longer side
         self.cluster_fraction = float(mask.get("cluster_fraction", 0.0))  # of the largest cluster's ink
         self.grow = int(mask.get("grow", 0))  # pixels the kept strokes are widened by (working resolution)
+        self.tone_margin = float(mask.get("tone_margin", 0.0))  # tone corrections smaller than this are not made
 
     @property
     def name(self) -> str:
@@ -133,7 +135,7 @@ class Cleaner:
         everything else white."""
         probability, tone, scale = self._working_maps(gray)
         keep = self.keep_map(probability)
-        correction = None if tone is None else tone - self._working_darkness(gray, scale, tone.shape)
+        correction = None if tone is None else self._tone_correction(tone, self._working_darkness(gray, scale, tone.shape))
         if scale < 1:
             size = (gray.shape[1], gray.shape[0])
             keep = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR)
@@ -142,6 +144,10 @@ class Cleaner:
         if correction is not None:
             darkness = np.clip(darkness + correction, 0, 1)
         return (255 - keep * 255 * darkness + 0.5).astype(np.uint8)
+
+    def _tone_correction(self, tone: np.ndarray, darkness: np.ndarray) -> np.ndarray:
+        difference = tone - darkness
+        return np.sign(difference) * np.maximum(np.abs(difference) - self.tone_margin, 0)
 
     @staticmethod
     def _working_darkness(gray: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:

@@ -301,6 +301,9 @@ def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_i
     assert np.abs(cleaner.clean(gray).astype(int) - drawn).max() <= 1  # kept ink is drawn in the restored tone, not the input's
     big = cv2.resize(gray, (400, 240), interpolation=cv2.INTER_LINEAR)  # shrunk to work on: the correction is resized back
     assert cleaner.clean(big).shape == big.shape
+    cleaner.tone_margin = 1.0  # no correction is that large: the ink keeps the crop's own tone
+    plain = (255 - cleaner.keep_map(probability) * (255 - gray.astype(np.float32)) + 0.5).astype(np.uint8)
+    assert np.abs(cleaner.clean(gray).astype(int) - plain).max() <= 1
     with pytest.raises(signver.SignverError, match="different network"):
         train_cleaner({**toned, "network": {"channels": [4, 8, 16, 16]}, "run_dir": str(tmp_path / "other")}, "other.yaml")
 
