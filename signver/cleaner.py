@@ -19,11 +19,11 @@ how far `t` is from the crop's darkness at the working resolution, `s`, less a m
     out = 255 - m * 255 * clip(1 - grey / 255 + c, 0, 1),   c = sign(t - s) * max(|t - s| - e, 0)
 
 since scan damage (bitonal thresholds, noise, faded ink) changes the ink's tone, which the
-extractor reads; where the model agrees with the crop, the ink is left as it was. Before that, `m` is pruned (`Cleaner.keep_map`):
-faint pieces that never become confident, and small clusters away from the signature, are
-dropped, since stray ink far from the signature is what misleads the normaliser's crop. The
-card's `mask` holds these settings, chosen on held-out training writers. Inference never
-imports torch.
+extractor reads; where the model agrees with the crop, the ink is left as it was. Before that,
+`m` is pruned (`Cleaner.keep_map`): faint pieces that never become confident, and small
+clusters away from the signature, are dropped, since stray ink far from the signature is what
+misleads the normaliser's crop. The card's `mask` holds these settings, chosen on held-out
+training writers. Inference never imports torch.
 """
 
 from __future__ import annotations
@@ -135,14 +135,15 @@ class Cleaner:
         everything else white."""
         probability, tone, scale = self._working_maps(gray)
         keep = self.keep_map(probability)
-        correction = None if tone is None else self._tone_correction(tone, self._working_darkness(gray, scale, tone.shape))
-        if scale < 1:
-            size = (gray.shape[1], gray.shape[0])
-            keep = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR)
-            correction = None if correction is None else cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
         darkness = 1 - gray.astype(np.float32) / 255
-        if correction is not None:
+        size = (gray.shape[1], gray.shape[0])
+        if tone is not None:
+            correction = self._tone_correction(tone, self._working_darkness(gray, scale, tone.shape))
+            if scale < 1:
+                correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
             darkness = np.clip(darkness + correction, 0, 1)
+        if scale < 1:
+            keep = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR)
         return (255 - keep * 255 * darkness + 0.5).astype(np.uint8)
 
     def _tone_correction(self, tone: np.ndarray, darkness: np.ndarray) -> np.ndarray:
