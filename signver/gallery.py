@@ -35,6 +35,7 @@ from .matcher import DEFAULT_FUSION, check_threshold, distances, fuse
 MAX_PERSON_ID = 200
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
 DUPLICATE_DISTANCE = 1e-4  # references closer than this are one image given twice; two scans never are
+BUSY_TIMEOUT = 30  # seconds a connection waits for another writer before giving up
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -145,7 +146,7 @@ class Gallery:
         self.threshold = None if check_threshold(threshold) is None else float(threshold)
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:
             raise GalleryError(f"cannot open gallery {self.path}: {error}") from error
         try:
@@ -157,7 +158,7 @@ class Gallery:
                     raise
                 raise GalleryError(f"gallery {self.path} was enrolled with model {stored!r}, which this installation "
                                    f"cannot load ({error}); install that model or enrol the people again") from error
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._use_wal()
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._bind_model()
@@ -173,6 +174,20 @@ class Gallery:
         self._index = VectorIndex(self.extractor.dimension, index)
         self._generation = -1
         self._refresh()
+
+    def _use_wal(self) -> None:
+        """Switch to write-ahead logging. SQLite answers "locked" at once, without waiting out
+        the busy timeout, when another connection opens the same new file at that moment; so
+        try again for as long as the timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _stored_model(self) -> str | None:
         """The model an existing gallery file is bound to; None for an empty database or one not
