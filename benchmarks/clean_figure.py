@@ -57,8 +57,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/cleaner/real-crops.png"))
     parser.add_argument("--n", type=int, default=24, help="crops in the figure")
     parser.add_argument("--pad", type=float, default=0.3, help="widen each box by this fraction of its size")
+    parser.add_argument("--cleaner", default=None, help="cleaner name or .onnx path (default: the shipped default)")
     args = parser.parse_args()
-    cleaner = get_cleaner()
+    cleaner = get_cleaner(args.cleaner)
     rows = []
     for crop in crops(args.split, args.n, args.pad):
         gap = np.full((TILE[0], 6), 255, np.uint8)
