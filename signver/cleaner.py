@@ -83,8 +83,8 @@ class Cleaner:
         return probability
 
     def _working_maps(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
-        """P(signature ink) at the working resolution, the clean ink's darkness there (None
-        for a model without a tone output), and the scale from the crop to it."""
+        """P(signature ink) at the working resolution, the correction of the ink's darkness
+        there (None for a model without a tone output), and the scale from the crop to it."""
         if gray.ndim != 2 or gray.dtype != np.uint8:
             raise InputError(f"expected a 2-D uint8 grey image, got {gray.dtype} array of shape {gray.shape}")
         h, w = gray.shape
@@ -97,8 +97,8 @@ class Cleaner:
         x = np.zeros((1, 1, sh + ph, sw + pw), np.float32)  # padding is white paper: darkness 0
         x[0, 0, :sh, :sw] = 1 - small.astype(np.float32) / 255
         (maps,) = self.session.run(None, {self.input_name: x})
-        tone = maps[0, 1, :sh, :sw] if maps.shape[1] > 1 else None
-        return maps[0, 0, :sh, :sw], tone, scale
+        correction = self._tone_correction(maps[0, 1, :sh, :sw], x[0, 0, :sh, :sw]) if maps.shape[1] > 1 else None
+        return maps[0, 0, :sh, :sw], correction, scale
 
     def keep_map(self, probability: np.ndarray) -> np.ndarray:
         """How much of each pixel to keep (0 to 1), from the ink probability map:
@@ -133,12 +133,11 @@ class Cleaner:
     def clean(self, gray: np.ndarray) -> np.ndarray:
         """The cleaned crop: signature ink (in the tone the model restores, or as it was),
         everything else white."""
-        probability, tone, scale = self._working_maps(gray)
+        probability, correction, scale = self._working_maps(gray)
         keep = self.keep_map(probability)
         darkness = 1 - gray.astype(np.float32) / 255
         size = (gray.shape[1], gray.shape[0])
-        if tone is not None:
-            correction = self._tone_correction(tone, self._working_darkness(gray, scale, tone.shape))
+        if correction is not None:
             if scale < 1:
                 correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
             darkness = np.clip(darkness + correction, 0, 1)
@@ -147,14 +146,9 @@ class Cleaner:
         return (255 - keep * 255 * darkness + 0.5).astype(np.uint8)
 
     def _tone_correction(self, tone: np.ndarray, darkness: np.ndarray) -> np.ndarray:
+        """How much darker (or lighter) the clean ink was than the crop is, less the margin."""
         difference = tone - darkness
         return np.sign(difference) * np.maximum(np.abs(difference) - self.tone_margin, 0)
-
-    @staticmethod
-    def _working_darkness(gray: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
-        """The crop's darkness (0 paper, 1 black) at the working resolution the maps have."""
-        small = gray if scale >= 1 else cv2.resize(gray, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-        return 1 - small.astype(np.float32) / 255
 
 
 @lru_cache(maxsize=2)

@@ -240,13 +240,31 @@ def test_cleaning_never_imports_torch():
 # -- training ------------------------------------------------------------------------------
 
 
+def tiny_config(tmp_path: Path, **changes) -> dict:
+    """A training config small enough to run in a test: procedural signatures, a few steps."""
+    return {"name": "tiny-cleaner", "description": "test", "data": [], "network": {"channels": [4, 8, 8, 16]},
+            "patch": {"height": 32, "width": 64}, "batch": 2, "steps": 2, "eval_every": 1, "validation_pairs": 2,
+            "lr": 0.001, "workers": 0, "max_pixels": 4096, "out": str(tmp_path / "models"), "run_dir": str(tmp_path / "run"), **changes}
+
+
+def torch_and_onnx_outputs(cleaner: Cleaner, checkpoint: Path, network_config: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the run's chosen torch network computes on `x`, and what its exported ONNX does."""
+    import torch
+    from signver.training.cleaner import InkProbability, build_unet
+
+    network = build_unet(network_config)
+    network.load_state_dict(torch.load(checkpoint, weights_only=False)["network"])
+    with torch.no_grad():
+        expected = InkProbability(network.eval())(torch.from_numpy(x)).numpy()
+    (got,) = cleaner.session.run(None, {cleaner.input_name: x})
+    return expected, got
+
+
 def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     torch = pytest.importorskip("torch")
-    from signver.training.cleaner import InkProbability, build_unet, ink_of, make_pair, train_cleaner
+    from signver.training.cleaner import ink_of, make_pair, train_cleaner
 
-    config = {"name": "tiny-cleaner", "description": "test", "data": [], "network": {"channels": [4, 8, 8, 16]},
-              "patch": {"height": 32, "width": 64}, "batch": 2, "steps": 2, "eval_every": 1, "validation_pairs": 2,
-              "lr": 0.001, "workers": 0, "max_pixels": 4096, "out": str(tmp_path / "models"), "run_dir": str(tmp_path / "run")}
+    config = tiny_config(tmp_path)
     dirty, target = make_pair(synth.genuine(1, 0), np.random.default_rng(0), config)
     assert dirty.shape == target.shape and dirty.size <= 4096 * 1.01 and target.dtype == np.uint8 and ink_of(target).any()
     train_cleaner(config, "tiny.yaml")
@@ -256,12 +274,8 @@ def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     cleaner = Cleaner(str(path))
     assert cleaner.card.kind == "cleaner" and cleaner.card.details["training_command"] == "signver train cleaner --config tiny.yaml"
     assert cleaner.card.details["trained_on"]["element_probabilities"] == {}  # signver.overlays' own mix
-    network = build_unet(config["network"])
-    network.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=False)["network"])
     x = np.random.default_rng(1).random((1, 1, 48, 80)).astype(np.float32)
-    with torch.no_grad():
-        expected = InkProbability(network.eval())(torch.from_numpy(x)).numpy()
-    (got,) = cleaner.session.run(None, {cleaner.input_name: x})
+    expected, got = torch_and_onnx_outputs(cleaner, tmp_path / "run" / "best.pt", config["network"], x)
     assert np.allclose(got, expected, atol=1e-4)
     assert cleaner.clean(dirty).shape == dirty.shape
     # a new run can start from another run's chosen network (fine-tuning) and says so in its card
@@ -271,33 +285,28 @@ def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     with pytest.raises(signver.SignverError, match="not a checkpoint"):
         train_cleaner({**config, "init": str(tmp_path / "missing.pt"), "run_dir": str(tmp_path / "other")}, "tuned.yaml")
     first = torch.load(tmp_path / "tuned" / "best.pt", weights_only=False)["network"]
-    assert any(not torch.equal(first[k], v) for k, v in network.state_dict().items())  # trained on from there
+    chosen = torch.load(tmp_path / "run" / "best.pt", weights_only=False)["network"]
+    assert any(not torch.equal(first[k], v) for k, v in chosen.items())  # trained on from there
 
 
 def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_it(tmp_path):
-    torch = pytest.importorskip("torch")
-    from signver.training.cleaner import InkProbability, build_unet, train_cleaner
+    pytest.importorskip("torch")
+    from signver.training.cleaner import train_cleaner
 
-    config = {"name": "tiny-plain", "description": "test", "data": [], "network": {"channels": [4, 8, 8, 16]},
-              "patch": {"height": 32, "width": 64}, "batch": 2, "steps": 1, "eval_every": 1, "validation_pairs": 2,
-              "lr": 0.001, "workers": 0, "max_pixels": 4096, "out": str(tmp_path / "models"), "run_dir": str(tmp_path / "plain")}
+    config = tiny_config(tmp_path, name="tiny-plain", steps=1, run_dir=str(tmp_path / "plain"))
     train_cleaner(config, "plain.yaml")
     toned = {**config, "name": "tiny-tone", "network": {"channels": [4, 8, 8, 16], "tone": True}, "steps": 2,
              "run_dir": str(tmp_path / "tone"), "init": str(tmp_path / "plain" / "best.pt")}  # the tone head starts new
     cleaner = Cleaner(str(train_cleaner(toned, "tone.yaml")))
     assert "channel 2" in cleaner.card.details["output"] and "tone_error" in cleaner.card.details["validation"]
-    network = build_unet(toned["network"])
-    network.load_state_dict(torch.load(tmp_path / "tone" / "best.pt", weights_only=False)["network"])
     x = np.random.default_rng(1).random((1, 1, 48, 80)).astype(np.float32)
-    with torch.no_grad():
-        expected = InkProbability(network.eval())(torch.from_numpy(x)).numpy()
-    (got,) = cleaner.session.run(None, {cleaner.input_name: x})
+    expected, got = torch_and_onnx_outputs(cleaner, tmp_path / "tone" / "best.pt", toned["network"], x)
     assert got.shape == (1, 2, 48, 80) and np.allclose(got, expected, atol=1e-4)
     gray = (255 * (1 - x[0, 0])).astype(np.uint8)  # small enough to be cleaned at its own size
-    probability, tone, scale = cleaner._working_maps(gray)
+    probability, correction, scale = cleaner._working_maps(gray)
+    tone = correction + (1 - gray / 255)  # with no margin the correction brings the crop to the model's tone
     assert scale == 1 and np.allclose(tone, got[0, 1], atol=1e-4)
-    darkness = np.clip(1 - gray / 255 + (tone - (1 - gray / 255)), 0, 1)  # at its own size: the restored tone itself
-    drawn = (255 - cleaner.keep_map(probability) * 255 * darkness + 0.5).astype(np.uint8)
+    drawn = (255 - cleaner.keep_map(probability) * 255 * np.clip(tone, 0, 1) + 0.5).astype(np.uint8)
     assert np.abs(cleaner.clean(gray).astype(int) - drawn).max() <= 1  # kept ink is drawn in the restored tone, not the input's
     big = cv2.resize(gray, (400, 240), interpolation=cv2.INTER_LINEAR)  # shrunk to work on: the correction is resized back
     assert cleaner.clean(big).shape == big.shape
