@@ -105,14 +105,16 @@ def train_spatial_heads(fused: FusedEmbedder, spec: dict, train: TrainingSet, ru
             head.load_state_dict(state["head"])
         else:
             maps = imagenet_maps(fused, train.images, taps) if maps is None else maps
-            log = _fit_head(head, maps, own, train)
+            log = fit_head(head, maps, own, train)
             torch.save({"head": head.state_dict(), "spec": own, "log": log}, saved)
             (run_dir / f"spatial-log{suffix}.json").write_text(json.dumps(log) + "\n")
         heads.append(head.eval())
     return heads
 
 
-def _fit_head(head: SpatialHead, maps: torch.Tensor, spec: dict, train: TrainingSet) -> list[dict]:
+def fit_head(head: SpatialHead, maps: torch.Tensor, spec: dict, train: TrainingSet) -> list[dict]:
+    """Train `head` on pairs of `train` (whose images' maps are `maps`, in the same order) as
+    `spec` says; returns the loss log."""
     scale, margin = nn.Parameter(torch.tensor(5.0)), nn.Parameter(torch.tensor(1.0))
     holder = nn.ParameterList([scale, margin])
     steps, batch = int(spec.get("steps", 2000)), int(spec.get("batch", 128))
