@@ -26,6 +26,7 @@ import torch
 from common import machine
 from signver.extractor import Extractor
 from signver.models import inference_session
+from signver.normalize import to_model_input
 from signver.training.data import TrainingSet, load_training_set
 from signver.training.loop import holdout_eers
 from signver.training.networks import SpatialHead
@@ -47,8 +48,7 @@ def maps_session(model_path: Path):
 def vectors_and_maps(session, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, torch.Tensor]:
     vectors, maps = [], []
     for start in range(0, len(images), batch):
-        x = images[start : start + batch].astype(np.float32)[:, None] / 255.0
-        vector, grid = session.run(None, {session.get_inputs()[0].name: x})
+        vector, grid = session.run(None, {session.get_inputs()[0].name: to_model_input(images[start : start + batch])})
         vectors.append(vector)
         maps.append(torch.from_numpy(grid).half())
     return np.concatenate(vectors), torch.cat(maps)
