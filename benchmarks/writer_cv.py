@@ -32,7 +32,7 @@ from signver.training.loop import holdout_eers
 from signver.training.networks import SpatialHead
 from signver.training.spatial import fit_head, spatial_embeddings
 
-SHARES = (0.0, 0.02, 0.03, 0.05, 0.1, 0.2)  # the spatial head's share of the squared distance
+SHARES = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)  # the spatial head's share of the squared distance
 
 
 def maps_session(model_path: Path):
