@@ -13,8 +13,9 @@ torch = pytest.importorskip("torch")
 from signver.normalize import to_model_input  # noqa: E402
 from signver.training.data import TrainingSet  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
-from signver.training.networks import FusedEmbedder, SpatialHead, build_network, join_maps  # noqa: E402
+from signver.training.networks import join_maps  # noqa: E402
 from signver.training.spatial import spatial_embeddings  # noqa: E402
+from tests.test_training import tiny_fused_with_spatial  # noqa: E402
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -24,10 +25,7 @@ spec.loader.exec_module(writer_cv)
 
 
 def test_maps_session_gives_the_spatial_heads_input(tmp_path):
-    trained = build_network({"kind": "lite0", "blocks": 5, "width": 32, "dim": 16, "frozen_blocks": 3}).eval()
-    fused = FusedEmbedder(trained, imagenet_blocks=[4, 5], weight=0.9, pooling="gem").eval()
-    head = SpatialHead([4, 5], 40 + 40, width=8, channels=4, pool=2).eval()
-    fused.add_spatial(head, 0.3)
+    fused = tiny_fused_with_spatial(0.3)
     path = export_onnx(fused, tmp_path / "tiny.onnx", (64, 128))
     images = (np.random.default_rng(0).random((3, 64, 128)) * 255).astype(np.uint8)
     vectors, maps = writer_cv.vectors_and_maps(writer_cv.maps_session(path), images)
@@ -35,7 +33,7 @@ def test_maps_session_gives_the_spatial_heads_input(tmp_path):
         x = torch.from_numpy(to_model_input(images))
         expected = join_maps(fused.imagenet_maps(fused.trained.shared(x)), [4, 5])
     assert maps.shape == expected.shape and torch.allclose(maps.float(), expected, rtol=2e-3, atol=1e-2)  # stored as float16
-    local = spatial_embeddings(head, maps)  # the head on the benchmark's maps gives the vector's spatial part
+    local = spatial_embeddings(fused.spatial, maps)  # the head on the benchmark's maps gives the vector's spatial part
     assert np.abs(local * 0.3**0.5 - vectors[:, -local.shape[1]:]).max() < 2e-3
 
 
