@@ -598,6 +598,16 @@ def train_extractor(config: Path = typer.Option(..., help="YAML config, e.g. con
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
+@train_app.command("spatial-heads")
+@reports_errors
+def train_spatial_heads(config: Path = typer.Option(..., help="YAML config, e.g. configs/extractor-lite0-ms-gpu-t5e.yaml")) -> None:
+    """Give an exported extractor new spatial heads (resumable), their share chosen by writer cross-validation; export it with its card."""
+    from .training.spatial_refit import refit_spatial
+
+    path = refit_spatial(read_config(config), str(config))
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
 @train_app.command("cleaner")
 @reports_errors
 def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. configs/cleaner-unet-wide.yaml")) -> None:

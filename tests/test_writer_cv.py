@@ -1,21 +1,19 @@
-"""The writer cross-validation benchmark reads exactly what the spatial head reads, and deals
-every writer to one fold."""
+"""The writer cross-validation benchmark runs end to end on a tiny extractor and keeps its
+folds' heads for the next run."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
-import numpy as np
+import onnx
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from signver.normalize import to_model_input  # noqa: E402
-from signver.training.data import TrainingSet  # noqa: E402
-from signver.training.export import export_onnx  # noqa: E402
-from signver.training.networks import join_maps  # noqa: E402
-from signver.training.spatial import spatial_embeddings  # noqa: E402
-from tests.test_training import tiny_fused_with_spatial  # noqa: E402
+from signver.training.networks import SpatialHead, SpatialTail  # noqa: E402
+from signver.training.spatial_refit import export_tail  # noqa: E402
+from tests.test_spatial_refit import tiny_base, trunk_outputs  # noqa: E402
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -24,25 +22,30 @@ writer_cv = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(writer_cv)
 
 
-def test_maps_session_gives_the_spatial_heads_input(tmp_path):
-    fused = tiny_fused_with_spatial(0.3)
-    path = export_onnx(fused, tmp_path / "tiny.onnx", (64, 128))
-    images = (np.random.default_rng(0).random((3, 64, 128)) * 255).astype(np.uint8)
-    vectors, maps = writer_cv.vectors_and_maps(writer_cv.maps_session(path), images)
-    with torch.no_grad():
-        x = torch.from_numpy(to_model_input(images))
-        expected = join_maps(fused.imagenet_maps(fused.trained.shared(x)), [4, 5])
-    assert maps.shape == expected.shape and torch.allclose(maps.float(), expected, rtol=2e-3, atol=1e-2)  # stored as float16
-    local = spatial_embeddings(fused.spatial, maps)  # the head on the benchmark's maps gives the vector's spatial part
-    assert np.abs(local * 0.3**0.5 - vectors[:, -local.shape[1]:]).max() < 2e-3
+def with_a_spatial_share(base, share, tmp_path):
+    """`base` with a fresh head at `share` (the tiny run may choose 0, which keeps nothing of its head)."""
+    pooled, maps = trunk_outputs(base)
+    torch.manual_seed(0)
+    tail = SpatialTail(SpatialHead([4, 5], maps.shape[1], width=8, channels=4, pool=2).eval(), share)
+    path = export_tail(onnx.load(base), tail, pooled.shape[1], tuple(maps.shape[1:]), tmp_path / "model" / "tiny-shared.onnx")
+    card = json.loads(base.with_suffix(".json").read_text())
+    card["name"], card["spatial"]["weight"] = "tiny-shared", share
+    path.with_suffix(".json").write_text(json.dumps(card))
+    return path
 
 
-def test_folds_deal_each_writer_to_one_fold_within_its_dataset():
-    writers = np.repeat([f"a/{i}" for i in range(7)] + [f"b/{i}" for i in range(4)], 3)
-    data = TrainingSet(np.zeros((len(writers), 2, 2), np.uint8), writers, np.ones(len(writers), bool), np.array([w[0] for w in writers]))
-    fold = writer_cv.folds_of(data, 3)
-    for writer in np.unique(writers):
-        assert len(set(fold[writers == writer])) == 1
-    for dataset, count in (("a", 7), ("b", 4)):
-        sizes = np.bincount(fold[(data.dataset == dataset)], minlength=3) // 3
-        assert sizes.sum() == count and sizes.max() - sizes.min() <= 1  # each dataset spread evenly over the folds
+def test_writer_cv_tables_every_share_for_both_kinds_of_writer(synthetic_dataset, tmp_path, monkeypatch, capsys):
+    base = with_a_spatial_share(tiny_base(synthetic_dataset, tmp_path), 0.3, tmp_path)
+    argv = ["writer_cv.py", "--model", str(base), "--folds", "2", "--data", str(synthetic_dataset.parent), "--cache", str(tmp_path / "cache")]
+    monkeypatch.setattr(sys, "argv", argv)
+    writer_cv.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| cross") or line.startswith("| held")]
+    assert len(rows) == 2 * len(writer_cv.SHARES)
+    for row in rows:
+        cells = [float(x) for x in row.strip("| ").split(" | ")[2:]]
+        assert len(cells) == 2 and all(0 <= x <= 100 for x in cells)  # the one synthetic dataset and the mean
+    heads = sorted((tmp_path / "cache").glob("heads-*/spatial-seed*-fold*.pt"))
+    assert len(heads) == 2
+    written = [h.stat().st_mtime_ns for h in heads]
+    writer_cv.main()  # again: the folds' heads are loaded, not trained again
+    assert [h.stat().st_mtime_ns for h in heads] == written

@@ -242,6 +242,13 @@ def export_extractor(network: torch.nn.Module, config: dict, config_path: str, h
     }
     write_card(path.with_suffix(".json"), card)
     inference_session.cache_clear()  # a file of the same name exported earlier in this process may be cached
+    set_holdout_threshold(path, card, holdout)
+    return path
+
+
+def set_holdout_threshold(path: Path, card: dict, holdout: TrainingSet) -> None:
+    """Write `card` (of the extractor at `path`) with the threshold at the held-out writers'
+    skilled-forgery EER point."""
     embeddings = Extractor(str(path)).embed_normalized(holdout.images)
     genuine, skilled = holdout_distances(embeddings, holdout)
     rate, threshold = eer(genuine, skilled)
@@ -249,7 +256,6 @@ def export_extractor(network: torch.nn.Module, config: dict, config_path: str, h
     card["threshold_selection"] = {"rule": "EER between genuine and skilled-forgery pairs of held-out training writers",
                                    "holdout_eer_skilled": holdout_eers(embeddings, holdout), "n_positive": len(genuine), "n_skilled": len(skilled)}
     write_card(path.with_suffix(".json"), card)
-    return path
 
 
 def _batch_size(config: dict) -> int:

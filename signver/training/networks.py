@@ -128,8 +128,12 @@ class FusedEmbedder(nn.Module):
         pooled = torch.cat([imagenet * self.weight**0.5, trained * (1 - self.weight) ** 0.5], dim=1)
         if self.spatial is None:
             return pooled
-        local = self.spatial(join_maps(maps, self.spatial.taps))
-        return torch.cat([pooled * (1 - self.spatial_weight) ** 0.5, local * self.spatial_weight**0.5], dim=1)
+        return join_parts(pooled, self.spatial(join_maps(maps, self.spatial.taps)), self.spatial_weight)
+
+
+def join_parts(pooled: torch.Tensor, local: torch.Tensor, weight: float) -> torch.Tensor:
+    """Two unit vectors as one, `local` taking share `weight` of the squared distance."""
+    return torch.cat([pooled * (1 - weight) ** 0.5, local * weight**0.5], dim=1)
 
 
 class SpatialHead(nn.Module):
@@ -150,6 +154,36 @@ class SpatialHead(nn.Module):
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.project(maps).flatten(1), dim=1)
+
+
+class SpatialEnsemble(nn.Module):
+    """Several spatial heads read as one: their unit vectors side by side, each scaled by
+    1/sqrt(n), so the squared distance is the mean of theirs. One head's error moves by most of
+    a point with its initialisation alone; the mean of several does not."""
+
+    def __init__(self, heads: list[SpatialHead]):
+        super().__init__()
+        if not heads or any(head.taps != heads[0].taps for head in heads):
+            raise ValueError("an ensemble needs at least one head, all reading the same taps")
+        self.heads = nn.ModuleList(heads)
+        self.taps = heads[0].taps
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return torch.cat([head(maps) for head in self.heads], dim=1) / len(self.heads) ** 0.5
+
+
+class SpatialTail(nn.Module):
+    """The end of a fused extractor: its pooled vector and joined ImageNet maps in, the embedding
+    out. `signver.training.spatial_refit` exports it and joins it to an exported extractor's
+    trunk in place of the old spatial part (the attribute keeps the name `spatial`, so the new
+    file's head nodes are found the same way)."""
+
+    def __init__(self, spatial: nn.Module, weight: float):
+        super().__init__()
+        self.spatial, self.weight = spatial, weight
+
+    def forward(self, pooled: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        return join_parts(pooled, self.spatial(maps), self.weight)
 
 
 def join_maps(maps: dict[int, torch.Tensor], taps: list[int]) -> torch.Tensor:

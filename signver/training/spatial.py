@@ -11,6 +11,7 @@ learned. One side's maps move by up to a cell, as two signatures never line up e
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,24 +93,34 @@ def train_spatial_heads(fused: FusedEmbedder, spec: dict, train: TrainingSet, ru
     A head `run_dir` holds for the same spec is loaded instead."""
     taps = [int(t) for t in spec["taps"]]
     channels_in = imagenet_maps(fused, train.images[:1], taps).shape[1]
-    heads, maps = [], None
-    for seed in head_seeds(spec):
-        own = spec if seed is None else {**{k: v for k, v in spec.items() if k != "seeds"}, "seed": seed}
-        suffix = "" if seed is None else f"-seed{seed}"
-        saved = run_dir / f"spatial{suffix}.pt"
-        if seed is not None:
-            torch.manual_seed(seed)  # the head's initialisation, not just its pairs
-        head = SpatialHead(taps, channels_in, int(spec.get("width", 96)), int(spec.get("channels", 32)), int(spec.get("pool", 2)))
-        state = torch.load(saved, weights_only=False) if saved.is_file() else {}
-        if state.get("spec") == own:
-            head.load_state_dict(state["head"])
-        else:
-            maps = imagenet_maps(fused, train.images, taps) if maps is None else maps
-            log = fit_head(head, maps, own, train)
-            torch.save({"head": head.state_dict(), "spec": own, "log": log}, saved)
-            (run_dir / f"spatial-log{suffix}.json").write_text(json.dumps(log) + "\n")
-        heads.append(head.eval())
-    return heads
+    maps: list[torch.Tensor] = []
+
+    def train_maps() -> torch.Tensor:
+        if not maps:
+            maps.append(imagenet_maps(fused, train.images, taps))
+        return maps[0]
+
+    return [trained_head(spec, seed, channels_in, train_maps, train, run_dir / f"spatial{'' if seed is None else f'-seed{seed}'}.pt")
+            for seed in head_seeds(spec)]
+
+
+def trained_head(spec: dict, seed: int | None, channels_in: int, maps: Callable[[], torch.Tensor], train: TrainingSet, saved: Path) -> SpatialHead:
+    """The head `spec` and `seed` describe: the one `saved` holds for the same spec, else one
+    trained on `train` (whose maps `maps()` gives, in the same order) and saved there with its
+    loss log beside it."""
+    own = spec if seed is None else {**{k: v for k, v in spec.items() if k != "seeds"}, "seed": seed}
+    if seed is not None:
+        torch.manual_seed(seed)  # the head's initialisation, not just its pairs
+    head = SpatialHead([int(t) for t in spec["taps"]], channels_in, int(spec.get("width", 96)), int(spec.get("channels", 32)), int(spec.get("pool", 2)))
+    state = torch.load(saved, weights_only=False) if saved.is_file() else {}
+    if state.get("spec") == own:
+        head.load_state_dict(state["head"])
+    else:
+        log = fit_head(head, maps(), own, train)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"head": head.state_dict(), "spec": own, "log": log}, saved)
+        saved.with_name(saved.name.replace("spatial", "spatial-log", 1)).with_suffix(".json").write_text(json.dumps(log) + "\n")
+    return head.eval()
 
 
 def fit_head(head: SpatialHead, maps: torch.Tensor, spec: dict, train: TrainingSet) -> list[dict]:

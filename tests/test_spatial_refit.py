@@ -1,0 +1,139 @@
+"""New spatial heads for an exported extractor: the cut finds the right tensors, the joined file
+computes what torch does, and the share is the cross-validation's choice."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from signver.extractor import Extractor  # noqa: E402
+from signver.models import inference_session  # noqa: E402
+from signver.normalize import to_model_input  # noqa: E402
+from signver.training.data import TrainingSet, load_training_set  # noqa: E402
+from signver.training.export import export_onnx  # noqa: E402
+from signver.training.loop import train_extractor  # noqa: E402
+from signver.training.networks import FusedEmbedder, SpatialEnsemble, SpatialHead, SpatialTail, join_maps  # noqa: E402
+from signver.training.spatial_refit import cut_points, export_tail, folds_of, pooled_and_maps, refit_spatial, trunk  # noqa: E402
+from tests.test_training import tiny_fused_with_spatial  # noqa: E402
+
+IMAGES = (np.random.default_rng(0).random((3, 64, 128)) * 255).astype(np.uint8)
+
+
+def run(path, images=IMAGES):
+    (vectors,) = inference_session(path).run(None, {"image": to_model_input(images)})
+    return vectors
+
+
+def trunk_outputs(path):
+    return pooled_and_maps(ort.InferenceSession(trunk(onnx.load(path)).SerializeToString(), providers=["CPUExecutionProvider"]), IMAGES)
+
+
+def test_trunk_gives_the_pooled_vector_and_the_heads_input(tmp_path):
+    fused = tiny_fused_with_spatial(0.3)
+    path = export_onnx(fused, tmp_path / "tiny.onnx", (64, 128))
+    pooled, maps = trunk_outputs(path)
+    with torch.no_grad():
+        x = torch.from_numpy(to_model_input(IMAGES))
+        expected_maps = join_maps(fused.imagenet_maps(fused.trained.shared(x)), [4, 5])
+        fused.spatial_weight = 0.0
+        expected_pooled = fused(x)[:, : pooled.shape[1]]
+    assert torch.allclose(maps.float(), expected_maps, rtol=2e-3, atol=1e-2)  # stored as float16
+    assert np.abs(pooled - expected_pooled.numpy()).max() < 1e-4
+
+
+def test_a_new_tail_rebuilds_the_extractor(tmp_path):
+    fused = tiny_fused_with_spatial(0.3)
+    base = export_onnx(fused, tmp_path / "tiny.onnx", (64, 128))
+    pooled, maps = trunk_outputs(base)
+    same = export_tail(onnx.load(base), SpatialTail(fused.spatial, 0.3), pooled.shape[1], tuple(maps.shape[1:]), tmp_path / "same.onnx")
+    assert np.abs(run(same) - run(base)).max() < 1e-5  # the old head as a new tail: the same model
+    torch.manual_seed(5)
+    ensemble = SpatialEnsemble([fused.spatial, SpatialHead([4, 5], 80, width=8, channels=4, pool=2).eval()])
+    new = export_tail(onnx.load(base), SpatialTail(ensemble, 0.2), pooled.shape[1], tuple(maps.shape[1:]), tmp_path / "new.onnx")
+    vectors = run(new)
+    with torch.no_grad():
+        local = ensemble(maps.float()).numpy()
+    assert vectors.shape == (3, pooled.shape[1] + 2 * local.shape[1] // 2)
+    assert np.abs(vectors[:, : pooled.shape[1]] - pooled * 0.8**0.5).max() < 1e-5
+    assert np.abs(vectors[:, pooled.shape[1] :] - local * 0.2**0.5).max() < 2e-3  # the torch side read float16 maps
+    assert cut_points(onnx.load(new))[1] == cut_points(onnx.load(base))[1]  # a refitted file can be refitted again
+
+
+def test_cut_points_needs_a_spatial_part(tmp_path):
+    trained = tiny_fused_with_spatial().trained
+    plain = export_onnx(FusedEmbedder(trained, imagenet_blocks=[4, 5], weight=0.9).eval(), tmp_path / "plain.onnx", (64, 128))
+    with pytest.raises(ValueError, match="spatial part"):
+        cut_points(onnx.load(plain))
+
+
+def test_an_ensemble_averages_its_heads_squared_distances():
+    torch.manual_seed(0)
+    heads = [SpatialHead([4, 5], 80, width=8, channels=4, pool=2).eval() for _ in range(3)]
+    a, b = torch.rand(2, 80, 4, 8), torch.rand(2, 80, 4, 8)
+    with torch.no_grad():
+        ensemble = SpatialEnsemble(heads)
+        d2 = (ensemble(a) - ensemble(b)).pow(2).sum(1)
+        each = torch.stack([(h(a) - h(b)).pow(2).sum(1) for h in heads]).mean(0)
+    assert torch.allclose(d2, each, atol=1e-5) and torch.allclose(ensemble(a).norm(dim=1), torch.ones(2), atol=1e-5)
+    with pytest.raises(ValueError, match="same taps"):
+        SpatialEnsemble([heads[0], SpatialHead([5], 40)])
+
+
+def test_folds_deal_each_writer_to_one_fold_within_its_dataset():
+    writers = np.repeat([f"a/{i}" for i in range(7)] + [f"b/{i}" for i in range(4)], 3)
+    data = TrainingSet(np.zeros((len(writers), 2, 2), np.uint8), writers, np.ones(len(writers), bool), np.array([w[0] for w in writers]))
+    fold = folds_of(data, 3)
+    for writer in np.unique(writers):
+        assert len(set(fold[writers == writer])) == 1
+    for dataset, count in (("a", 7), ("b", 4)):
+        sizes = np.bincount(fold[(data.dataset == dataset)], minlength=3) // 3
+        assert sizes.sum() == count and sizes.max() - sizes.min() <= 1  # each dataset spread evenly over the folds
+
+
+def tiny_base(dataset, tmp_path):
+    """A tiny fused extractor with one spatial head, trained for two steps on `dataset`."""
+    return train_extractor({
+        "name": "tiny-base", "description": "test", "seed": 0, "device": "cpu",
+        "network": {"kind": "lite0", "blocks": 5, "width": 16, "dim": 8, "frozen_blocks": 3},
+        "loss": {"name": "multi_similarity"}, "input": {"height": 64, "width": 128}, "data": [{"path": str(dataset), "holdout": [7, 8]}],
+        "batch": {"writers": 4, "genuine": 2, "forged": 1}, "steps": 2, "warmup": 1, "lr": 0.001, "eval_every": 2,
+        "fuse_imagenet": {"blocks": [4, 5], "pooling": "gem"},
+        "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2},
+        "run_dir": str(tmp_path / "base-run"), "out": str(tmp_path / "model"),
+    }, "tiny.yaml")
+
+
+def test_refit_trains_heads_chooses_the_share_by_cross_validation_and_exports(synthetic_dataset, tmp_path):
+    data = [{"path": str(synthetic_dataset), "holdout": [7, 8]}]
+    base = tiny_base(synthetic_dataset, tmp_path)
+    config = {
+        "name": "tiny-refit", "description": "two heads", "base": str(base), "folds": 2, "shares": [0.0, 0.3, 0.6],
+        "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2, "seeds": [0, 1]},
+        "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
+    }
+    path = refit_spatial(config, "refit.yaml")
+    card = json.loads(path.with_suffix(".json").read_text())
+    spatial = card["spatial"]
+    cv = {float(v): r["mean"] for v, r in spatial["cross_validated_eer"].items()}
+    assert spatial["weight"] == min(cv, key=cv.get) and spatial["heads"] == 2 and card["base"] == "tiny-base"
+    assert card["threshold"] > 0 and card["training_command"] == "signver train spatial-heads --config refit.yaml"
+    assert card["trained_on"] == data and card["network"]["dim"] == 8
+    images = load_training_set(data, (64, 128), "holdout").images
+    vectors = Extractor(str(path)).embed_normalized(images)
+    assert vectors.shape[1] == 40 + 40 + 8 + 2 * 4 * 4 * 8
+    assert np.allclose(np.linalg.norm(vectors[:, -256:], axis=1) ** 2, spatial["weight"], atol=1e-4)
+    before = Extractor(str(base)).embed_normalized(images)
+    pooled = vectors[:, :88] / max(1 - spatial["weight"], 1e-12) ** 0.5
+    if spatial["weight"] < 1:
+        assert np.abs(pooled - before[:, :88] / np.linalg.norm(before[:, :88], axis=1, keepdims=True)).max() < 1e-4  # the trunk is untouched
+    heads = sorted((tmp_path / "run").glob("spatial-seed*.pt"))
+    assert len(heads) == 2 + 2 * 2  # two final heads, and two per fold
+    written = [h.stat().st_mtime_ns for h in heads]
+    inference_session.cache_clear()
+    again = refit_spatial(config, "refit.yaml")  # resumed: every head is loaded, not trained again
+    assert [h.stat().st_mtime_ns for h in heads] == written
+    assert np.abs(Extractor(str(again)).embed_normalized(images) - vectors).max() < 1e-5
