@@ -31,10 +31,15 @@ def check_threshold(threshold: float | None) -> float | None:
 def reference_spread(reference_vectors: np.ndarray) -> np.ndarray:
     """The mean distance between a set's K references to each other (K, D -> a number, or
     batched ..., K, D); 1 where K = 1, which leaves a scaled distance unscaled."""
-    k = reference_vectors.shape[-2]
+    vectors = np.asarray(reference_vectors, np.float32)
+    k = vectors.shape[-2]
     if k < 2:
-        return np.ones(reference_vectors.shape[:-2], np.float32)
-    pairwise = distances(reference_vectors[..., :, None, :], reference_vectors[..., None, :, :])
+        return np.ones(vectors.shape[:-2], np.float32)
+    # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b from the K x K products: broadcasting the differences
+    # would hold K x K x D numbers per set, gigabytes over an evaluation's trials
+    squared = np.einsum("...kd,...kd->...k", vectors, vectors)
+    gram = np.einsum("...id,...jd->...ij", vectors, vectors)
+    pairwise = np.sqrt(np.maximum(squared[..., :, None] + squared[..., None, :] - 2 * gram, 0)) * (1 - np.eye(k, dtype=np.float32))
     return pairwise.sum(axis=(-1, -2)) / (k * (k - 1))
 
 
@@ -50,8 +55,13 @@ def fuse(reference_distances: np.ndarray, method: str = DEFAULT_FUSION, referenc
     return getattr(np, method)(reference_distances, axis=-1)
 
 
-def score_trials(embeddings: np.ndarray, references: np.ndarray, questioned: np.ndarray, fusion: str = DEFAULT_FUSION) -> np.ndarray:
-    """Fused score of each questioned embedding against its references (indices into embeddings)."""
-    reference_vectors = embeddings[references]  # (n, K, D)
-    questioned_vectors = embeddings[questioned][:, None, :]  # (n, 1, D)
-    return fuse(distances(reference_vectors, questioned_vectors), fusion, reference_vectors)
+def score_trials(embeddings: np.ndarray, references: np.ndarray, questioned: np.ndarray, fusion: str = DEFAULT_FUSION,
+                 chunk: int = 1024) -> np.ndarray:
+    """Fused score of each questioned embedding against its references (indices into embeddings),
+    `chunk` trials at a time so that memory stays bounded however many trials there are."""
+    scores = [np.zeros(0, np.float32)]
+    for start in range(0, len(questioned), chunk):
+        reference_vectors = embeddings[references[start : start + chunk]]  # (n, K, D)
+        questioned_vectors = embeddings[questioned[start : start + chunk]][:, None, :]  # (n, 1, D)
+        scores.append(fuse(distances(reference_vectors, questioned_vectors), fusion, reference_vectors))
+    return np.concatenate(scores)

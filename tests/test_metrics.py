@@ -57,3 +57,18 @@ def test_scaled_fusion_divides_by_the_references_spread():
     scores = score_trials(embeddings, np.array([[0, 1, 2]]), np.array([3]), "scaled")
     nearest = np.linalg.norm(embeddings[3] - embeddings[1])
     assert scores[0] == pytest.approx(nearest / np.sqrt(2) ** SPREAD_EXPONENT, rel=1e-5)
+
+
+def test_scores_and_spreads_are_the_same_in_chunks_and_by_products():
+    from signver.matcher import FUSIONS, distances, reference_spread, score_trials
+
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(40, 16)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    references, questioned = rng.integers(0, 40, (300, 5)), rng.integers(0, 40, 300)
+    sets = embeddings[references]
+    direct = distances(sets[:, :, None, :], sets[:, None, :, :]).sum(axis=(1, 2)) / 20  # every ordered pair of the 5
+    assert np.allclose(reference_spread(sets), direct, atol=1e-5)
+    for fusion in FUSIONS:
+        assert np.allclose(score_trials(embeddings, references, questioned, fusion, chunk=7), score_trials(embeddings, references, questioned, fusion), atol=1e-6)
+    assert score_trials(embeddings, references[:0], questioned[:0]).shape == (0,)
