@@ -120,6 +120,7 @@ def test_refit_trains_heads_chooses_the_share_by_cross_validation_and_exports(sy
     spatial = card["spatial"]
     cv = {float(v): r["mean"] for v, r in spatial["cross_validated_eer"].items()}
     assert spatial["weight"] == min(cv, key=cv.get) and spatial["heads"] == 2 and card["base"] == "tiny-base"
+    assert set(spatial["holdout_eer"]) == set(spatial["cross_validated_eer"]) and spatial["head_training_seconds"] > 0
     assert card["threshold"] > 0 and card["training_command"] == "signver train spatial-heads --config refit.yaml"
     assert card["trained_on"] == data and card["network"]["dim"] == 8
     images = load_training_set(data, (64, 128), "holdout").images

@@ -11,6 +11,7 @@ learned. One side's maps move by up to a cell, as two signatures never line up e
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,9 +117,10 @@ def trained_head(spec: dict, seed: int | None, channels_in: int, maps: Callable[
     if state.get("spec") == own:
         head.load_state_dict(state["head"])
     else:
+        started = time.time()
         log = fit_head(head, maps(), own, train)
         saved.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"head": head.state_dict(), "spec": own, "log": log}, saved)
+        torch.save({"head": head.state_dict(), "spec": own, "log": log, "seconds": round(time.time() - started, 1)}, saved)
         saved.with_name(saved.name.replace("spatial", "spatial-log", 1)).with_suffix(".json").write_text(json.dumps(log) + "\n")
     return head.eval()
 

@@ -169,7 +169,8 @@ def refit_spatial(config: dict, config_path: str) -> Path:
         "base": base.name,
         "spatial": {**spec, "heads": len(heads), "weight": share, "chosen_on": f"{folds}-fold writer cross-validation over the training writers (ImageNet part + heads)",
                     "cross_validated_eer": {str(v): cv[v] for v in shares}, "holdout_eer": {str(v): held[v] for v in shares},
-                    "seconds": round(time.time() - started), "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
+                    "seconds": round(time.time() - started), "head_training_seconds": round(sum(torch.load(p, weights_only=False).get("seconds", 0) for p in run_dir.glob("spatial-seed*.pt")), 1),
+                    "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
         "training_command": f"signver train spatial-heads --config {config_path}",
     }
     write_card(path.with_suffix(".json"), card)
