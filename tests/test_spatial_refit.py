@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from signver.errors import InputError  # noqa: E402
 from signver.extractor import Extractor  # noqa: E402
 from signver.models import inference_session  # noqa: E402
 from signver.normalize import to_model_input  # noqa: E402
@@ -120,7 +121,9 @@ def test_refit_trains_heads_chooses_the_share_by_cross_validation_and_exports(sy
     spatial = card["spatial"]
     cv = {float(v): r["mean"] for v, r in spatial["cross_validated_eer"].items()}
     assert spatial["weight"] == min(cv, key=cv.get) and spatial["heads"] == 2 and card["base"] == "tiny-base"
-    assert set(spatial["holdout_eer"]) == set(spatial["cross_validated_eer"]) and spatial["head_training_seconds"] > 0
+    assert set(spatial["holdout_eer"]) == set(spatial["cross_validated_eer"])
+    seconds = [torch.load(p, weights_only=False)["seconds"] for p in (tmp_path / "run").glob("spatial-seed*.pt")]
+    assert min(seconds) > 0 and spatial["head_training_seconds"] == pytest.approx(sum(seconds), abs=0.05)
     assert card["threshold"] > 0 and card["training_command"] == "signver train spatial-heads --config refit.yaml"
     assert card["trained_on"] == data and card["network"]["dim"] == 8
     images = load_training_set(data, (64, 128), "holdout").images
@@ -138,3 +141,18 @@ def test_refit_trains_heads_chooses_the_share_by_cross_validation_and_exports(sy
     again = refit_spatial(config, "refit.yaml")  # resumed: every head is loaded, not trained again
     assert [h.stat().st_mtime_ns for h in heads] == written
     assert np.abs(Extractor(str(again)).embed_normalized(images) - vectors).max() < 1e-5
+
+
+def test_refit_can_choose_the_share_on_the_held_out_writers_instead(synthetic_dataset, tmp_path):
+    base = tiny_base(synthetic_dataset, tmp_path)
+    config = {
+        "name": "tiny-holdout", "description": "one head", "base": str(base), "share_chosen_on": "holdout", "shares": [0.0, 0.3, 0.6],
+        "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2, "seeds": [3]},
+        "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
+    }
+    spatial = json.loads(refit_spatial(config, "refit.yaml").with_suffix(".json").read_text())["spatial"]
+    held = {float(v): r["mean"] for v, r in spatial["holdout_eer"].items()}
+    assert spatial["weight"] == min(held, key=held.get) and spatial["heads"] == 1 and "cross_validated_eer" not in spatial
+    assert [p.name for p in (tmp_path / "run").glob("spatial-seed*.pt")] == ["spatial-seed3.pt"]  # no folds' heads
+    with pytest.raises(InputError, match="share_chosen_on"):
+        refit_spatial({**config, "share_chosen_on": "test"}, "refit.yaml")

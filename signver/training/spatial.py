@@ -120,7 +120,7 @@ def trained_head(spec: dict, seed: int | None, channels_in: int, maps: Callable[
         started = time.time()
         log = fit_head(head, maps(), own, train)
         saved.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"head": head.state_dict(), "spec": own, "log": log, "seconds": round(time.time() - started, 1)}, saved)
+        torch.save({"head": head.state_dict(), "spec": own, "log": log, "seconds": round(time.time() - started, 3)}, saved)
         saved.with_name(saved.name.replace("spatial", "spatial-log", 1)).with_suffix(".json").write_text(json.dumps(log) + "\n")
     return head.eval()
 

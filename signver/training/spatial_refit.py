@@ -30,6 +30,7 @@ import onnxruntime as ort
 import torch
 from rich.progress import track
 
+from ..errors import InputError
 from ..extractor import Extractor
 from ..models import inference_session, write_card
 from ..normalize import to_model_input
@@ -140,12 +141,16 @@ def export_tail(base: onnx.ModelProto, tail: SpatialTail, pooled_size: int, maps
 
 
 def refit_spatial(config: dict, config_path: str) -> Path:
-    """Train the config's heads for its `base` extractor, choose their share by writer
-    cross-validation, export the new extractor with its card; returns the ONNX path."""
+    """Train the config's heads for its `base` extractor, choose their share (`share_chosen_on`:
+    `cross_validation`, or `holdout`, the whole vector on the held-out writers), export the new
+    extractor with its card; returns the ONNX path."""
     started = time.time()
     base = Extractor(config["base"])
     spec, run_dir = config["spatial"], Path(config["run_dir"])
     folds, shares = int(config.get("folds", 5)), tuple(float(v) for v in config.get("shares", SHARES))
+    rule = config.get("share_chosen_on", "cross_validation")
+    if rule not in ("cross_validation", "holdout"):
+        raise InputError(f"share_chosen_on must be cross_validation or holdout, not {rule!r}")
     sources = config.get("data") or base.card.details["trained_on"]
     size = base.card.input_size
     train = load_training_set(sources, size, "train", run_dir / "train.npz")
@@ -154,12 +159,17 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     session = ort.InferenceSession(trunk(model).SerializeToString(), providers=["CPUExecutionProvider"])
     train_pooled, train_maps = pooled_and_maps(session, train.images)
     held_pooled, held_maps = pooled_and_maps(session, holdout.images)
-    trained_dim = int(base.card.details["network"]["dim"])
-    cv = cross_validated_shares(unit(train_pooled[:, :-trained_dim]), train_maps, train, spec, folds, shares, run_dir)
-    share = min(shares, key=lambda v: cv[v]["mean"])
     heads = [trained_head(spec, seed, train_maps.shape[1], lambda: train_maps, train, run_dir / f"spatial-seed{seed}.pt") for seed in head_seeds(spec)]
     local = ensemble_vectors(heads, held_maps)
     held = {v: holdout_eers(joined(held_pooled, local, v), holdout) for v in shares}
+    found = {"holdout_eer": {str(v): held[v] for v in shares}}
+    if rule == "cross_validation":
+        trained_dim = int(base.card.details["network"]["dim"])
+        cv = cross_validated_shares(unit(train_pooled[:, :-trained_dim]), train_maps, train, spec, folds, shares, run_dir)
+        share, chosen_on = min(shares, key=lambda v: cv[v]["mean"]), f"{folds}-fold writer cross-validation over the training writers (ImageNet part + heads)"
+        found["cross_validated_eer"] = {str(v): cv[v] for v in shares}
+    else:
+        share, chosen_on = min(shares, key=lambda v: held[v]["mean"]), "held-out training writers (the whole vector)"
     spatial = SpatialEnsemble(heads) if len(heads) > 1 else heads[0]
     path = export_tail(model, SpatialTail(spatial, share), held_pooled.shape[1], tuple(train_maps.shape[1:]), Path(config["out"]) / f"{config['name']}.onnx")
     card = {key: copy.deepcopy(value) for key, value in base.card.details.items() if key not in ("calibration", "claims", "test_metrics", "threshold_selection")}
@@ -167,8 +177,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
         "name": config["name"],
         "description": config["description"],
         "base": base.name,
-        "spatial": {**spec, "heads": len(heads), "weight": share, "chosen_on": f"{folds}-fold writer cross-validation over the training writers (ImageNet part + heads)",
-                    "cross_validated_eer": {str(v): cv[v] for v in shares}, "holdout_eer": {str(v): held[v] for v in shares},
+        "spatial": {**spec, "heads": len(heads), "weight": share, "chosen_on": chosen_on, **found,
                     "seconds": round(time.time() - started), "head_training_seconds": round(sum(torch.load(p, weights_only=False).get("seconds", 0) for p in run_dir.glob("spatial-seed*.pt")), 1),
                     "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
         "training_command": f"signver train spatial-heads --config {config_path}",
