@@ -8,10 +8,13 @@ input (the joined ImageNet maps) are made (`trunk`), heads train on the maps it 
 new tail (`SpatialTail`: the heads and their share) exported from torch is joined back on.
 
 The heads' share of the squared distance is chosen by writer cross-validation over all the
-training writers that are not held out: for each fold, heads trained on the other folds'
-writers score the fold's, on the ImageNet part joined to them (the trained part saw these
-writers, so it is left out). The 20 held-out writers alone misstate unseen writers by several
-points (docs/benchmarks.md, "Fourteenth session"); they set the threshold as for any extractor.
+training writers that are not held out (for each fold, heads trained on the other folds'
+writers score the fold's, on the ImageNet part joined to them: the trained part saw these
+writers, so it is left out), or on the whole vector of the held-out writers
+(`share_chosen_on: holdout`). Neither is right on its own: the 20 held-out writers misstate
+unseen writers by several points, and the part's best share is not the whole vector's
+(docs/benchmarks.md, fourteenth and fifteenth sessions). The held-out writers set the
+threshold as for any extractor.
 
     signver train spatial-heads --config configs/extractor-lite0-ms-gpu-t5e.yaml
 """
