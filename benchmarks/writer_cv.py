@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from common import machine
 from signver.extractor import Extractor
 from signver.training.data import load_training_set
 from signver.training.loop import holdout_eers
-from signver.training.spatial_refit import SHARES, cross_validated_shares, joined, pooled_and_maps, trunk, unit
+from signver.training.spatial_refit import SHARES, cross_validated_shares, joined, pooled_and_maps, trunk, trunk_session, unit
 
 
 def main() -> None:
@@ -47,7 +46,7 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     train = load_training_set(sources, card.input_size, "train", cache / f"train-{card.input_size[0]}.npz")
     holdout = load_training_set(sources, card.input_size, "holdout", cache / f"holdout-{card.input_size[0]}.npz")
-    session = ort.InferenceSession(trunk(onnx.load(card.path)).SerializeToString(), providers=["CPUExecutionProvider"])
+    session = trunk_session(trunk(onnx.load(card.path)))
     pooled, maps = pooled_and_maps(session, train.images)
     imagenet_size = pooled.shape[1] - int(card.details["network"]["dim"])
     cv = cross_validated_shares(unit(pooled[:, :imagenet_size]), maps, train, spec, args.folds, SHARES, cache / f"heads-{card.name}")

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -18,7 +17,7 @@ from signver.training.data import TrainingSet, load_training_set  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
 from signver.training.loop import train_extractor  # noqa: E402
 from signver.training.networks import FusedEmbedder, SpatialEnsemble, SpatialHead, SpatialTail, join_maps  # noqa: E402
-from signver.training.spatial_refit import cut_points, export_tail, folds_of, pooled_and_maps, refit_spatial, trunk  # noqa: E402
+from signver.training.spatial_refit import cut_points, export_tail, folds_of, pooled_and_maps, refit_spatial, trunk, trunk_session  # noqa: E402
 from tests.test_training import tiny_fused_with_spatial  # noqa: E402
 
 IMAGES = (np.random.default_rng(0).random((3, 64, 128)) * 255).astype(np.uint8)
@@ -30,7 +29,7 @@ def run(path, images=IMAGES):
 
 
 def trunk_outputs(path):
-    return pooled_and_maps(ort.InferenceSession(trunk(onnx.load(path)).SerializeToString(), providers=["CPUExecutionProvider"]), IMAGES)
+    return pooled_and_maps(trunk_session(trunk(onnx.load(path))), IMAGES)
 
 
 def test_trunk_gives_the_pooled_vector_and_the_heads_input(tmp_path):
@@ -50,11 +49,11 @@ def test_a_new_tail_rebuilds_the_extractor(tmp_path):
     fused = tiny_fused_with_spatial(0.3)
     base = export_onnx(fused, tmp_path / "tiny.onnx", (64, 128))
     pooled, maps = trunk_outputs(base)
-    same = export_tail(onnx.load(base), SpatialTail(fused.spatial, 0.3), pooled.shape[1], tuple(maps.shape[1:]), tmp_path / "same.onnx")
+    same = export_tail(trunk(onnx.load(base)), SpatialTail(fused.spatial, 0.3), pooled.shape[1], tuple(maps.shape[1:]), tmp_path / "same.onnx")
     assert np.abs(run(same) - run(base)).max() < 1e-5  # the old head as a new tail: the same model
     torch.manual_seed(5)
     ensemble = SpatialEnsemble([fused.spatial, SpatialHead([4, 5], 80, width=8, channels=4, pool=2).eval()])
-    new = export_tail(onnx.load(base), SpatialTail(ensemble, 0.2), pooled.shape[1], tuple(maps.shape[1:]), tmp_path / "new.onnx")
+    new = export_tail(trunk(onnx.load(base)), SpatialTail(ensemble, 0.2), pooled.shape[1], tuple(maps.shape[1:]), tmp_path / "new.onnx")
     vectors = run(new)
     with torch.no_grad():
         local = ensemble(maps.float()).numpy()

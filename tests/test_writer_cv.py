@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from signver.training.networks import SpatialHead, SpatialTail  # noqa: E402
-from signver.training.spatial_refit import export_tail  # noqa: E402
+from signver.training.spatial_refit import export_tail, trunk  # noqa: E402
 from tests.test_spatial_refit import tiny_base, trunk_outputs  # noqa: E402
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -27,7 +27,7 @@ def with_a_spatial_share(base, share, tmp_path):
     pooled, maps = trunk_outputs(base)
     torch.manual_seed(0)
     tail = SpatialTail(SpatialHead([4, 5], maps.shape[1], width=8, channels=4, pool=2).eval(), share)
-    path = export_tail(onnx.load(base), tail, pooled.shape[1], tuple(maps.shape[1:]), tmp_path / "model" / "tiny-shared.onnx")
+    path = export_tail(trunk(onnx.load(base)), tail, pooled.shape[1], tuple(maps.shape[1:]), tmp_path / "model" / "tiny-shared.onnx")
     card = json.loads(base.with_suffix(".json").read_text())
     card["name"], card["spatial"]["weight"] = "tiny-shared", share
     path.with_suffix(".json").write_text(json.dumps(card))

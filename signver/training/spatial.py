@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -94,13 +95,7 @@ def train_spatial_heads(fused: FusedEmbedder, spec: dict, train: TrainingSet, ru
     A head `run_dir` holds for the same spec is loaded instead."""
     taps = [int(t) for t in spec["taps"]]
     channels_in = imagenet_maps(fused, train.images[:1], taps).shape[1]
-    maps: list[torch.Tensor] = []
-
-    def train_maps() -> torch.Tensor:
-        if not maps:
-            maps.append(imagenet_maps(fused, train.images, taps))
-        return maps[0]
-
+    train_maps = cache(lambda: imagenet_maps(fused, train.images, taps))  # computed once, and only if a head must train
     return [trained_head(spec, seed, channels_in, train_maps, train, run_dir / f"spatial{'' if seed is None else f'-seed{seed}'}.pt")
             for seed in head_seeds(spec)]
 

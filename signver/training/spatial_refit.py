@@ -73,6 +73,11 @@ def trunk(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model)).extract_model([model.graph.input[0].name], [pooled, maps])
 
 
+def trunk_session(body: onnx.ModelProto) -> ort.InferenceSession:
+    """A CPU session of a `trunk`, made from memory."""
+    return ort.InferenceSession(body.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
 def pooled_and_maps(session: ort.InferenceSession, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, torch.Tensor]:
     """The trunk's outputs for normalised uint8 images: pooled vectors, and maps as float16
     (what the heads train on; 9,162 training images' maps take 0.85 GB so)."""
@@ -122,10 +127,9 @@ def cross_validated_shares(imagenet: np.ndarray, maps: torch.Tensor, train: Trai
     return {v: {n: round(float(np.mean([f[v][n] for f in per_fold])), 4) for n in names} for v in shares}
 
 
-def export_tail(base: onnx.ModelProto, tail: SpatialTail, pooled_size: int, maps_shape: tuple[int, ...], path: Path) -> Path:
-    """Write `base`'s trunk joined to `tail` as one ONNX file at `path`."""
-    body = trunk(base)
-    pooled, maps = cut_points(base)
+def export_tail(body: onnx.ModelProto, tail: SpatialTail, pooled_size: int, maps_shape: tuple[int, ...], path: Path) -> Path:
+    """Write a `trunk` joined to `tail` as one ONNX file at `path`."""
+    pooled, maps = (output.name for output in body.graph.output)
     tail_path = path.with_name(path.stem + "-tail.onnx")
     with torch.no_grad():
         torch.onnx.export(tail.eval(), (torch.zeros(2, pooled_size), torch.zeros(2, *maps_shape)), str(tail_path),
@@ -158,8 +162,8 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     size = base.card.input_size
     train = load_training_set(sources, size, "train", run_dir / "train.npz")
     holdout = load_training_set(sources, size, "holdout", run_dir / "holdout.npz")
-    model = onnx.load(base.card.path)
-    session = ort.InferenceSession(trunk(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    body = trunk(onnx.load(base.card.path))
+    session = trunk_session(body)
     train_pooled, train_maps = pooled_and_maps(session, train.images)
     held_pooled, held_maps = pooled_and_maps(session, holdout.images)
     heads = [trained_head(spec, seed, train_maps.shape[1], lambda: train_maps, train, run_dir / f"spatial-seed{seed}.pt") for seed in head_seeds(spec)]
@@ -174,7 +178,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     else:
         share, chosen_on = min(shares, key=lambda v: held[v]["mean"]), "held-out training writers (the whole vector)"
     spatial = SpatialEnsemble(heads) if len(heads) > 1 else heads[0]
-    path = export_tail(model, SpatialTail(spatial, share), held_pooled.shape[1], tuple(train_maps.shape[1:]), Path(config["out"]) / f"{config['name']}.onnx")
+    path = export_tail(body, SpatialTail(spatial, share), held_pooled.shape[1], tuple(train_maps.shape[1:]), Path(config["out"]) / f"{config['name']}.onnx")
     card = {key: copy.deepcopy(value) for key, value in base.card.details.items() if key not in ("calibration", "claims", "test_metrics", "threshold_selection")}
     card |= {
         "name": config["name"],
