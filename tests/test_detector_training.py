@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from signver import synth_pages  # noqa: E402
 from signver.detector import Detector  # noqa: E402
-from signver.training.detector import load_page_set, train_detector  # noqa: E402
+from signver.training.detector import AugmentedPages, load_page_set, train_detector, training_batches  # noqa: E402
 from signver.training.detector_augment import augment_page, random_affine, turn  # noqa: E402
 from signver.training.detector_loss import box_loss, focal_loss, giou  # noqa: E402
 from signver.training.detector_network import build_detector, load_detector_weights  # noqa: E402
@@ -86,6 +86,15 @@ def test_network_shapes():
     logits, distances = network(torch.rand(2, 1, 96, 128))
     assert network.stride == 4 and logits.shape == (2, 1, 24, 32) and distances.shape == (2, 4, 24, 32)
     assert (distances > 0).all()
+
+
+def test_training_examples_do_not_depend_on_the_workers_that_make_them(tmp_path):
+    synth_pages.write_yolo_split(tmp_path / "train", 6, (192, 192), seed=3)
+    examples = AugmentedPages(load_page_set(str(tmp_path / "train"), 160), 128, 96, 4, 1.0, seed=5)
+    batches = {workers: list(training_batches(examples, 1, 2, workers)) for workers in (0, 2)}
+    assert len(batches[0]) == 3 and batches[0][0][0].shape == (2, 96, 96) and batches[0][0][0].dtype == torch.uint8
+    assert all(torch.equal(a, b) for one, two in zip(batches[0], batches[2]) for a, b in zip(one, two))
+    assert not torch.equal(batches[0][0][0], list(training_batches(examples, 2, 2, 0))[0][0])  # another epoch, other examples
 
 
 def test_tiny_training_run_end_to_end(tmp_path):

@@ -15,7 +15,8 @@ from signver.training.augment import augment  # noqa: E402
 from signver.training.data import TrainingSet, load_training_set, writer_batches, writers_for  # noqa: E402
 from signver.training.losses import LOSSES  # noqa: E402
 from signver.errors import InputError  # noqa: E402
-from signver.training.loop import holdout_distances, train_extractor, training_device  # noqa: E402
+from signver.training.loop import holdout_distances, train_extractor  # noqa: E402
+from signver.training.run_state import training_device  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
 from signver.training.networks import FusedEmbedder, SpatialHead, build_network, join_maps  # noqa: E402
 from signver.training.spatial import PairSampler, imagenet_maps  # noqa: E402

@@ -10,7 +10,6 @@ split: best F1 at IoU 0.5 among thresholds that leave 95 % of signature-free pag
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -30,7 +29,7 @@ from .detector_augment import augment_page
 from .detector_loss import detector_loss
 from .detector_network import CentreDetector, ExportedDetector, build_detector, load_detector_weights
 from .detector_targets import centre_targets
-from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
+from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_device
 
 MIN_SCORE = 0.01  # detections kept when scoring the validation split
 
@@ -60,33 +59,48 @@ def load_page_set(split_dir: str, size: int, cache: Path | None = None) -> PageS
     return result
 
 
-def training_batches(pages: PageSet, batch: int, size: int, window: int, stride: int, rng: np.random.Generator, strength: float):
-    """Batches for one epoch (shuffled, last partial batch dropped): `window` x `window` parts of
-    pages augmented at `size` x `size`, (B, 1, window, window), and their targets."""
-    order = rng.permutation(len(pages.images))
-    for start in range(0, len(order) - batch + 1, batch):
-        images, heat, box_target, weight = [], [], [], []
-        for index in order[start : start + batch]:
-            image, boxes = augment_page(pages.images[index], pages.boxes_in_pixels(index), (size, size), rng, strength, window)
-            targets = centre_targets(boxes, (window, window), stride)
-            images.append(image)
-            heat.append(targets[0])
-            box_target.append(targets[1])
-            weight.append(targets[2])
-        x = torch.from_numpy(np.stack(images)).float().div_(255.0)[:, None].contiguous(memory_format=torch.channels_last)
-        yield x, *(torch.from_numpy(np.stack(t)) for t in (heat, box_target, weight))
+class AugmentedPages(torch.utils.data.Dataset):
+    """Training examples of one epoch: page `index` augmented at `size` x `size` (a `window` x
+    `window` part of it), and its targets. Each page draws from its own stream (seed, epoch,
+    index), so the examples do not depend on how many workers make them, and a resumed run
+    sees the epochs it would have seen."""
+
+    def __init__(self, pages: PageSet, size: int, window: int, stride: int, strength: float, seed: int):
+        self.pages, self.size, self.window, self.stride, self.strength, self.seed = pages, size, window, stride, strength, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.pages.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, boxes = augment_page(self.pages.images[index], self.pages.boxes_in_pixels(index), (self.size, self.size), rng, self.strength, self.window)
+        return tuple(torch.from_numpy(a) for a in (image, *centre_targets(boxes, (self.window, self.window), self.stride)))
+
+
+def training_batches(examples: AugmentedPages, epoch: int, batch: int, workers: int):
+    """Batches of one epoch (shuffled, last partial batch dropped): uint8 images (B, window,
+    window) and their targets, made by `workers` processes (0: in this one)."""
+    examples.epoch = epoch
+    order = torch.from_numpy(np.random.default_rng([examples.seed, epoch]).permutation(len(examples)))
+    return torch.utils.data.DataLoader(examples, batch_size=batch, sampler=order.tolist(), drop_last=True, num_workers=workers)
+
+
+def as_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 pages (B, H, W) -> the network's float input (B, 1, H, W) in [0, 1] on `device`."""
+    return images.to(device, non_blocking=True).float().div_(255.0)[:, None].contiguous(memory_format=torch.channels_last)
 
 
 def predict(network: CentreDetector, images: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Centre probabilities (N, h, w) and side distances (N, 4, h, w) of the torch network."""
     network.eval()
+    device = next(network.parameters()).device
     heat, distances = [], []
     with torch.no_grad():
         for start in range(0, len(images), batch):
-            x = torch.from_numpy(images[start : start + batch]).float().div_(255.0)[:, None].contiguous(memory_format=torch.channels_last)
-            logits, d = network(x)
-            heat.append(torch.sigmoid(logits)[:, 0].numpy())
-            distances.append(d.numpy())
+            logits, d = network(as_input(torch.from_numpy(images[start : start + batch]), device))
+            heat.append(torch.sigmoid(logits)[:, 0].float().cpu().numpy())
+            distances.append(d.float().cpu().numpy())
     network.train()
     return np.concatenate(heat), np.concatenate(distances)
 
@@ -115,9 +129,11 @@ def train_detector(config: dict, config_path: str) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     train = load_page_set(config["data"]["train"], cache_size, run_dir / f"train-{cache_size}.npz")
     valid = load_page_set(config["data"]["valid"], size, run_dir / f"valid-{size}.npz")
-    network = build_detector(config["network"]).to(memory_format=torch.channels_last)
+    device = training_device(config)
+    network = build_detector(config["network"])
     if config.get("init_from"):  # a second stage starts from the weights an earlier run chose
-        load_detector_weights(network, torch.load(config["init_from"], weights_only=False)["network"])
+        load_detector_weights(network, torch.load(config["init_from"], map_location="cpu", weights_only=False)["network"])
+    network = network.to(device, memory_format=torch.channels_last)
     batch, epochs = int(config["batch"]), int(config["epochs"])
     steps_per_epoch = len(train.images) // batch
     total, warmup = epochs * steps_per_epoch, int(config.get("warmup", 100))
@@ -127,16 +143,18 @@ def train_detector(config: dict, config_path: str) -> Path:
     start_epoch, seconds, best = state.get("epoch", 0), state.get("seconds", 0.0), state.get("best", -1.0)
     nms_iou, strength = config.get("nms_iou", 0.5), config.get("augment_strength", 1.0)
     window = int(config.get("window", size))
+    examples = AugmentedPages(train, size, window, network.stride, strength, seed)
+    workers = int(config.get("workers", 0))
     with Progress(*progress_columns()) as progress, open(run_dir / "log.jsonl", "a") as log:
         task = progress.add_task("train", total=total, completed=start_epoch * steps_per_epoch, status="")
         began = time.time()
         for epoch in range(start_epoch, epochs):
             network.train()
-            rng = np.random.default_rng([seed, epoch])  # a resumed run sees the epochs it would have seen
             running = {"loss": 0.0, "heat": 0.0, "box": 0.0}
-            for x, heat, box_target, weight in training_batches(train, batch, size, window, network.stride, rng, strength):
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    logits, distances = network(x)
+            for images, *targets in training_batches(examples, epoch, batch, workers):
+                heat, box_target, weight = (t.to(device, non_blocking=True) for t in targets)
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    logits, distances = network(as_input(images, device))
                 loss, parts = detector_loss(logits, distances, heat, box_target, weight, network.stride, config.get("box_weight", 5.0))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -158,12 +176,13 @@ def train_detector(config: dict, config_path: str) -> Path:
             record["seconds"] = round(elapsed)
             log.write(json.dumps(record) + "\n")
             log.flush()
-            save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=done, seconds=elapsed, best=best)
+            save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=done, seconds=elapsed, best=best, machine=machine_name(device))
     seconds += time.time() - began
-    chosen = torch.load(run_dir / "best.pt", weights_only=False)
+    chosen = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    network = network.cpu()
     network.load_state_dict(chosen["network"])
     training = {"epochs": epochs, "chosen_epoch": chosen["epoch"], "batch": batch, "lr": config["lr"], "window": window, "windows_seen": epochs * steps_per_epoch * batch,
-                "augment_strength": strength, "init_from": config.get("init_from"), "seconds": round(seconds), "machine": platform.processor() or platform.machine(),
+                "augment_strength": strength, "init_from": config.get("init_from"), "seconds": round(seconds), "machine": state.get("machine", machine_name(device)) if start_epoch >= epochs else machine_name(device),
                 "date": date.today().isoformat()}
     return export_detector(network, config, config_path, valid, training)
 

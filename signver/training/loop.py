@@ -9,7 +9,6 @@ Runs are resumable: `runs/<name>/last.pt` is written every `eval_every` steps, a
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -20,7 +19,6 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from ..errors import InputError
 from ..evaluation.metrics import eer
 from ..extractor import Extractor
 from ..models import inference_session, write_card
@@ -30,7 +28,7 @@ from .export import export_onnx, input_spec
 from .losses import LOSSES
 from .networks import FusedEmbedder, build_network
 from .spatial import head_seeds, imagenet_maps, spatial_embeddings, train_spatial_heads
-from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
+from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_device
 
 
 def holdout_distances(embeddings: np.ndarray, data: TrainingSet) -> tuple[np.ndarray, np.ndarray]:
@@ -66,19 +64,6 @@ def embed_with(network: torch.nn.Module, images: np.ndarray, batch: int = 128) -
 
 def _as_batch(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).float().div_(255.0)[:, None].contiguous(memory_format=torch.channels_last)
-
-
-def training_device(config: dict) -> torch.device:
-    """The config's `device`: cpu (the default), cuda, or auto (a CUDA GPU when torch sees one).
-    A GPU trains the same recipe in minutes instead of an hour; what it makes runs on any CPU."""
-    name = str(config.get("device", "cpu"))
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.split(":")[0] not in ("cpu", "cuda"):
-        raise InputError(f"unknown training device {name!r}: use cpu, cuda or auto")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"the config asks for device {name!r}, but torch sees no CUDA GPU here: use cpu or auto")
-    return torch.device(name)
 
 
 def train_extractor(config: dict, config_path: str) -> Path:
@@ -129,7 +114,7 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
     checkpoint = run_dir / "last.pt"
     state = resume(checkpoint, network, optimizer, scheduler)
     start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", float("inf"))
-    machine = state.get("machine", _machine(device)) if start >= steps else _machine(device)
+    machine = state.get("machine", machine_name(device)) if start >= steps else machine_name(device)
     batch = config["batch"]
     batches = writer_batches(train, batch["writers"], batch["genuine"], batch["forged"], np.random.default_rng(config.get("seed", 0) + start))
     with Progress(*progress_columns()) as progress, open(run_dir / "log.jsonl", "a") as log:
@@ -168,10 +153,6 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
     network = network.cpu()
     network.load_state_dict(chosen["network"])
     return TrainedNetwork(network, seconds, chosen["step"], machine, train, holdout)
-
-
-def _machine(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
 
 
 def add_spatial_head(fused: FusedEmbedder, spec: dict, train: TrainingSet, holdout: TrainingSet, run_dir: Path) -> dict:

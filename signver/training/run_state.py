@@ -1,13 +1,33 @@
-"""What every training loop here shares: AdamW with warm-up then cosine decay, a resumable
-`last.pt` checkpoint, and the progress bar's columns."""
+"""What every training loop here shares: the device it trains on, AdamW with warm-up then cosine
+decay, a resumable `last.pt` checkpoint, and the progress bar's columns."""
 
 from __future__ import annotations
 
 import math
+import platform
 from pathlib import Path
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+from ..errors import InputError
+
+
+def training_device(config: dict) -> torch.device:
+    """The config's `device`: cpu (the default), cuda, or auto (a CUDA GPU when torch sees one).
+    A GPU trains the same recipe in minutes instead of an hour; what it makes runs on any CPU."""
+    name = str(config.get("device", "cpu"))
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.split(":")[0] not in ("cpu", "cuda"):
+        raise InputError(f"unknown training device {name!r}: use cpu, cuda or auto")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"the config asks for device {name!r}, but torch sees no CUDA GPU here: use cpu or auto")
+    return torch.device(name)
+
+
+def machine_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
