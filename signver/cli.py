@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .errors import InputError, SignverError
 from .folders import output_folder
 from .matcher import DEFAULT_FUSION, check_threshold
+from .training.config import read_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.")
 train_app = typer.Typer(no_args_is_help=True, help="Re-make the shipped models (needs the `train` extra).")
@@ -51,21 +52,6 @@ def reports_errors(command):
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
-
-
-def read_config(path: Path) -> dict:
-    """A training config: a YAML mapping, or a clear error naming what is wrong with the file."""
-    import yaml
-
-    try:
-        config = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise InputError(f"cannot read config {path}: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        raise InputError(f"config {path} is not valid YAML: {error}") from None
-    if not isinstance(config, dict):
-        raise InputError(f"config {path} must be a YAML mapping of settings (name, data, steps, ...), not {type(config).__name__}")
-    return config
 
 
 def progress_bar() -> Progress:

@@ -2,10 +2,12 @@
 ink, and a tiny resumable run whose ONNX export computes what the torch network computes."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 torch = pytest.importorskip("torch")
 
@@ -140,3 +142,36 @@ def test_tiny_training_run_end_to_end(tmp_path):
     load_detector_weights(stage2_network, torch.load(tmp_path / "run2" / "best.pt", weights_only=False)["network"])
     first = dict(network.state_dict())
     assert all(torch.equal(first[k], v) for k, v in stage2_network.state_dict().items() if "running" not in k and "num_batches" not in k)
+
+
+def test_an_ensemble_of_detectors_trains_its_members_and_exports_their_average_as_one_file(tmp_path):
+    synth_pages.write_yolo_split(tmp_path / "train", 6, (192, 192), seed=1)
+    synth_pages.write_yolo_split(tmp_path / "valid", 3, (192, 192), seed=2)
+    data = {"train": str(tmp_path / "train"), "valid": str(tmp_path / "valid")}
+    member_paths = []
+    for frozen in (1, 5):
+        member = {"name": f"member-{frozen}", "description": "test", "seed": frozen, "network": {"taps": [2, 4, 10], "width": 16, "frozen_blocks": frozen},
+                  "input": {"size": 128}, "data": data, "batch": 3, "epochs": 1, "lr": 0.001, "warmup": 1,
+                  "run_dir": str(tmp_path / f"run-{frozen}"), "out": str(tmp_path / f"run-{frozen}")}
+        member_paths.append(str(tmp_path / f"member-{frozen}.yaml"))
+        Path(member_paths[-1]).write_text(yaml.safe_dump(member))
+    config = {"name": "tiny-ensemble", "description": "test", "members": member_paths, "input": {"size": 128}, "data": data,
+              "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model")}
+    path = train_detector(config, "ensemble.yaml")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["network"] == {"members": [{"taps": [2, 4, 10], "width": 16, "frozen_blocks": f} for f in (1, 5)]} and card["stride"] == 4
+    assert [m["config"] for m in card["training"]["members"]] == member_paths and card["valid"]["n_images"] == 3
+    # the file computes the members' mean centre probability and the geometric mean of their side distances
+    valid = load_page_set(data["valid"], 128)
+    x = torch.from_numpy(valid.images).float().div(255.0)[:, None]
+    heat, distances = [], []
+    for frozen in (1, 5):
+        network = build_detector({"taps": [2, 4, 10], "width": 16, "frozen_blocks": frozen})
+        network.load_state_dict(torch.load(tmp_path / f"run-{frozen}" / "best.pt", weights_only=False)["network"])
+        with torch.no_grad():
+            logits, d = network.eval()(x)
+        heat.append(torch.sigmoid(logits).numpy())
+        distances.append(np.log(d.numpy()))
+    heat_onnx, distances_onnx = Detector(str(path)).session.run(None, {"page": x.numpy()})
+    assert np.abs(heat_onnx - np.mean(heat, axis=0)).max() < 1e-4
+    assert np.abs(distances_onnx - np.exp(np.mean(distances, axis=0))).max() < 1e-2

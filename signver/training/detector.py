@@ -27,7 +27,8 @@ from ..models import inference_session, write_card
 from ..yolo import read_split
 from .detector_augment import augment_page
 from .detector_loss import detector_loss
-from .detector_network import CentreDetector, ExportedDetector, build_detector, load_detector_weights
+from .config import read_config
+from .detector_network import AveragedDetector, CentreDetector, ExportedDetector, build_detector, load_detector_weights
 from .detector_targets import centre_targets
 from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_device
 
@@ -121,6 +122,9 @@ def quick_scores(pages: list[PageDetections]) -> dict[str, float]:
 
 
 def train_detector(config: dict, config_path: str) -> Path:
+    """Train one detector, or with `members` (config files) an ensemble of them."""
+    if "members" in config:
+        return train_ensemble(config, config_path)
     seed = config.get("seed", 0)
     torch.manual_seed(seed)
     torch.set_num_threads(config.get("threads", 2))
@@ -187,7 +191,27 @@ def train_detector(config: dict, config_path: str) -> Path:
     return export_detector(network, config, config_path, valid, training)
 
 
-def export_detector(network: CentreDetector, config: dict, config_path: str, valid: PageSet, training: dict) -> Path:
+def train_ensemble(config: dict, config_path: str) -> Path:
+    """Train each member config in turn (resumable: a finished member is only exported again),
+    then export their average (`AveragedDetector`) as one detector, its threshold chosen on the
+    validation split as for one network."""
+    members, trainings, specs = [], [], []
+    for member_path in config["members"]:
+        member_config = read_config(Path(member_path))
+        card = json.loads(train_detector(member_config, member_path).with_suffix(".json").read_text())
+        network = build_detector(member_config["network"])
+        run_dir = Path(member_config.get("run_dir", f"runs/{member_config['name']}"))
+        network.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)["network"])
+        members.append(network)
+        specs.append(member_config["network"])
+        trainings.append({"config": member_path, "valid": card["valid"], **card["training"]})
+    size = int(config["input"]["size"])
+    valid = load_page_set(config["data"]["valid"], size, Path(config.get("run_dir", f"runs/{config['name']}")) / f"valid-{size}.npz")
+    training = {"members": trainings, "seconds": sum(t["seconds"] for t in trainings), "date": date.today().isoformat()}
+    return export_detector(AveragedDetector(members), {**config, "network": {"members": specs}}, config_path, valid, training)
+
+
+def export_detector(network: CentreDetector | AveragedDetector, config: dict, config_path: str, valid: PageSet, training: dict) -> Path:
     """Write the ONNX file and its card; the threshold and the card's figures come from running
     the exported file itself on the validation split."""
     size = int(config["input"]["size"])

@@ -70,10 +70,29 @@ class CentreDetector(nn.Module):
         return self.heat(top), distances
 
 
+class AveragedDetector(nn.Module):
+    """Several centre detectors read as one, so that one ONNX file holds an ensemble: centre
+    probabilities averaged, side distances averaged in log space (a geometric mean, as they
+    are regressed). Outputs centre logits, like each member."""
+
+    def __init__(self, members: list[CentreDetector]):
+        super().__init__()
+        if len({m.stride for m in members}) != 1:
+            raise ValueError(f"ensemble members must share one output stride, not {[m.stride for m in members]}")
+        self.members = nn.ModuleList(members)
+        self.stride = members[0].stride
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = [member(x) for member in self.members]
+        probability = torch.stack([torch.sigmoid(logits.float()) for logits, _ in outputs]).mean(0)
+        distances = torch.stack([torch.log(d) for _, d in outputs]).mean(0).exp()
+        return torch.logit(probability, eps=1e-6), distances
+
+
 class ExportedDetector(nn.Module):
     """What the ONNX file holds: centre probabilities instead of logits."""
 
-    def __init__(self, network: CentreDetector):
+    def __init__(self, network: CentreDetector | AveragedDetector):
         super().__init__()
         self.network = network
 
