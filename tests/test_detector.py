@@ -3,6 +3,7 @@ with known answers, the threshold rule, YOLO splits, synthetic pages, the classi
 and the `detect` / `evaluate-detector` commands on synthetic pages and PDFs."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -180,6 +181,27 @@ def test_cli_evaluate_detector(tmp_path):
         assert {"map50", "map50_95", "precision", "recall", "f1", "score_threshold", "ms_per_page"} <= set(metrics)
         assert (out / "precision_recall.png").is_file()
     assert runner.invoke(app, ["evaluate-detector", str(tmp_path), "--out", str(tmp_path / "x")]).exit_code == 2
+
+
+def test_detection_timing_is_of_the_operating_point_and_boxes_of_the_full_search(tmp_path):
+    from signver.evaluation.detection_report import run_detector
+
+    split = synth_pages.write_yolo_split(tmp_path / "split", 3, (160, 160), seed=4)
+    calls = {"find": 0, "timed": 0}
+
+    def find(page):  # the search down to low scores: slow, many boxes
+        calls["find"] += 1
+        time.sleep(0.05)
+        return np.array([[0, 0, 10, 10]], np.float32), np.array([0.02], np.float32)
+
+    def timed(page):  # what a user runs: fast, no box
+        calls["timed"] += 1
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+
+    pages, ms = run_detector(split, find, timed=timed)
+    assert [len(p.boxes) for p in pages] == [1, 1, 1] and ms < 40 and calls == {"find": 3, "timed": 4}
+    pages, ms = run_detector(split, find)  # one search, timed
+    assert ms >= 45 and calls["find"] == 3 + 4
 
 
 @pytest.mark.data
