@@ -17,7 +17,7 @@ from signver.models import inference_session, load_card
 
 torch = pytest.importorskip("torch")
 
-from signver.training.detector_refiner import RefinerNetwork, augmented, export_onnx, jittered, train_refiner  # noqa: E402
+from signver.training.detector_refiner import RefinerNetwork, augmented, export_onnx, jittered  # noqa: E402
 
 SPEC = {"input": {"height": 64, "width": 128}, "expand": [1.6, 2.0], "pad": 8.0}
 
@@ -139,26 +139,3 @@ def test_train_refiner_on_synthetic_pages(tmp_path):
     assert card["valid"]["n_images"] == 3 and 0 < card["threshold"] <= 1 and "valid_without_refiner" in card
     assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2]
     assert Detector(str(path)).refiner is not None
-
-
-def test_refiners_of_several_seeds_export_as_one_averaged_network(tmp_path):
-    train = synth_pages.write_yolo_split(tmp_path / "train", 4, (640, 640), seed=5)
-    valid = synth_pages.write_yolo_split(tmp_path / "valid", 2, (640, 640), seed=6)
-    config = {"detector": "signature-detector", "data": {"train": str(train), "valid": str(valid)}, **SPEC, "jitters": 1,
-              "jitter": {"log_width": 0.2, "log_height": 0.2, "centre_x": 0.05, "centre_y": 0.05}, "seeds": [0, 1],
-              "epochs": 1, "batch": 4, "lr": 0.001, "warmup": 1, "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model")}
-    path = train_refiner(config, "r.yaml")
-    card = json.loads(path.with_suffix(".json").read_text())
-    assert sorted(card["refiner"]["training"]["seeds"]) == ["0", "1"]
-    members = []
-    for seed in (0, 1):
-        assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / f"seed-{seed}" / "log.jsonl").read_text().splitlines()] == [1]
-        network = RefinerNetwork((SPEC["input"]["height"], SPEC["input"]["width"]))
-        network.load_state_dict(torch.load(tmp_path / "run" / f"seed-{seed}" / "last.pt", weights_only=False)["network"])
-        members.append(network.eval())
-    x = torch.rand(3, 1, SPEC["input"]["height"], SPEC["input"]["width"])
-    with torch.no_grad():
-        expected = (members[0](x) + members[1](x)) / 2
-    session = inference_session(tmp_path / "model" / card["refiner"]["model"])
-    (shifts,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    assert np.abs(shifts - expected.numpy()).max() < 1e-5

@@ -117,40 +117,17 @@ def augmented(crops: np.ndarray, targets: np.ndarray, rng: np.random.Generator) 
     return torch.from_numpy(np.ascontiguousarray(x[:, None])), torch.from_numpy(t)
 
 
-class AveragedRefiner(nn.Module):
-    """Refiners trained from other seeds read as one: their shifts averaged, in one ONNX file."""
-
-    def __init__(self, members: list[RefinerNetwork]):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([member(x) for member in self.members]).mean(0)
-
-
 def train_refiner(config: dict, config_path: str) -> Path:
-    """Train (resumably) one refiner per seed (`seeds`, default [`seed`]), export them beside the
-    detector as one averaged network, and write the detector's card with the refiner, a
-    threshold chosen again and the validation figures."""
-    detector = Detector(config["detector"])
-    detector.refiner = None  # the boxes to refine are the unrefined ones, even when training again
-    pages = training_pages(detector, config["data"]["train"], float(config.get("candidate_floor", 0.05)))
-    seeds = [int(seed) for seed in config.get("seeds", [config.get("seed", 0)])]
-    run_dir = Path(config.get("run_dir", "runs/detector-refiner"))
-    runs = [train_one_refiner(pages, config, seed, run_dir if len(seeds) == 1 else run_dir / f"seed-{seed}") for seed in seeds]
-    if len(runs) == 1:
-        network, training = runs[0]
-    else:
-        network = AveragedRefiner([n for n, _ in runs])
-        training = {"seeds": {str(seed): t for seed, (_, t) in zip(seeds, runs)}, "seconds": sum(t["seconds"] for _, t in runs)}
-    return export_refiner(network.eval(), detector, config, config_path, training)
-
-
-def train_one_refiner(pages: list[TrainingPage], config: dict, seed: int, run_dir: Path) -> tuple[RefinerNetwork, dict]:
-    """One refiner from `seed`, resumable in `run_dir`; its training record for the card."""
+    """Train (resumably), export the refiner beside the detector, and write the detector's card
+    with the refiner, a threshold chosen again and the validation figures."""
+    seed = int(config.get("seed", 0))
     torch.manual_seed(seed)
     torch.set_num_threads(config.get("threads", 2))
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
+    detector = Detector(config["detector"])
+    detector.refiner = None  # the boxes to refine are the unrefined ones, even when training again
+    pages = training_pages(detector, config["data"]["train"], float(config.get("candidate_floor", 0.05)))
+    run_dir = Path(config.get("run_dir", "runs/detector-refiner"))
     run_dir.mkdir(parents=True, exist_ok=True)
     network = RefinerNetwork(size)
     batch, epochs = int(config["batch"]), int(config["epochs"])
@@ -161,7 +138,7 @@ def train_one_refiner(pages: list[TrainingPage], config: dict, seed: int, run_di
     state = resume(checkpoint, network, optimizer, scheduler)
     start_epoch, seconds = state.get("epoch", 0), state.get("seconds", 0.0)
     began = time.time()
-    with Progress(*progress_columns(f"refiner, seed {seed}")) as progress, open(run_dir / "log.jsonl", "a") as log:
+    with Progress(*progress_columns()) as progress, open(run_dir / "log.jsonl", "a") as log:
         task = progress.add_task("train", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch, status="")
         for epoch in range(start_epoch, epochs):
             rng = np.random.default_rng([seed, epoch])  # a resumed run sees the epochs it would have seen
@@ -182,20 +159,20 @@ def train_one_refiner(pages: list[TrainingPage], config: dict, seed: int, run_di
             log.write(json.dumps({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 5), "examples": len(crops), "seconds": round(elapsed)}) + "\n")
             log.flush()
             save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=epoch + 1, seconds=elapsed)
-    training = {"seed": seed, "epochs": epochs, "batch": batch, "lr": config["lr"], "examples_per_epoch": n_examples, "pages": len(pages),
+    training = {"epochs": epochs, "batch": batch, "lr": config["lr"], "examples_per_epoch": n_examples, "pages": len(pages),
                 "found_boxes": sum(len(p.found) for p in pages), "seconds": round(seconds + time.time() - began),
                 "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()}
-    return network, training
+    return export_refiner(network.eval(), detector, config, config_path, training)
 
 
-def export_onnx(network: RefinerNetwork | AveragedRefiner, path: Path, size: tuple[int, int]) -> None:
+def export_onnx(network: RefinerNetwork, path: Path, size: tuple[int, int]) -> None:
     with torch.no_grad():
         torch.onnx.export(network, (torch.ones(1, 1, *size),), str(path), input_names=["windows"], output_names=["shifts"],
                           dynamic_axes={"windows": {0: "batch"}, "shifts": {0: "batch"}}, opset_version=17, dynamo=False)
     inference_session.cache_clear()  # a previous file of the same name may be cached
 
 
-def export_refiner(network: RefinerNetwork | AveragedRefiner, detector: Detector, config: dict, config_path: str, training: dict) -> Path:
+def export_refiner(network: RefinerNetwork, detector: Detector, config: dict, config_path: str, training: dict) -> Path:
     """Write the refiner's ONNX file, the detector's (copied unchanged) and its card; the card's
     figures come from running the exported files on the validation split."""
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
