@@ -83,8 +83,8 @@ def training_batches(examples: AugmentedPages, epoch: int, batch: int, workers: 
     """Batches of one epoch (shuffled, last partial batch dropped): uint8 images (B, window,
     window) and their targets, made by `workers` processes (0: in this one)."""
     examples.epoch = epoch
-    order = torch.from_numpy(np.random.default_rng([examples.seed, epoch]).permutation(len(examples)))
-    return torch.utils.data.DataLoader(examples, batch_size=batch, sampler=order.tolist(), drop_last=True, num_workers=workers)
+    order = np.random.default_rng([examples.seed, epoch]).permutation(len(examples)).tolist()
+    return torch.utils.data.DataLoader(examples, batch_size=batch, sampler=order, drop_last=True, num_workers=workers)
 
 
 def as_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
