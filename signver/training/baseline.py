@@ -6,7 +6,6 @@ chooses its threshold on training writers and writes the model card.
 
 from __future__ import annotations
 
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -15,6 +14,7 @@ from ..extractor import Extractor
 from ..models import write_card
 from .export import export_onnx, input_spec
 from .pretrained import PretrainedFeatures, load_efficientnet_lite0
+from .run_state import machine_name
 from .threshold import choose_threshold
 
 
@@ -45,6 +45,6 @@ def make_baseline(config: dict, config_path: str) -> Path:
         "data": config["threshold_data"],
         **details,
     }
-    card["made"] = {"date": date.today().isoformat(), "seconds": round(time.time() - started, 1), "machine": platform.processor() or platform.machine()}
+    card["made"] = {"date": date.today().isoformat(), "seconds": round(time.time() - started, 1), "machine": machine_name()}
     write_card(card_path, card)
     return onnx_path

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -36,7 +35,7 @@ from ..errors import InputError
 from ..images import load_image
 from ..models import write_card
 from .data import writers_for
-from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
+from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
 MULTIPLE = 16  # input sides must be multiples of this (pixel-unshuffle 2 x three poolings)
 
@@ -464,7 +463,7 @@ def export_cleaner(network: nn.Module, config: dict, config_path: str, seconds: 
                        "element_probabilities": config.get("elements", {})},  # overrides of signver.overlays' defaults
         "training": {"steps": config["steps"], "chosen_step": config["chosen_step"], "batch": config["batch"], "patch": config["patch"],
                      "lr": config["lr"], "loss": config.get("loss", {}), "seconds": round(seconds),
-                     "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
+                     "machine": machine_name(), "date": date.today().isoformat()},
         "validation": {"pairs": int(config.get("validation_pairs", 96)), "writers": "held-out training writers", **config["validation"]},
         "threshold": None,
         "training_command": f"signver train cleaner --config {config_path}",

@@ -11,7 +11,6 @@ figures; the figures without the refiner stay in the card beside them.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -29,7 +28,7 @@ from ..images import load_image
 from ..models import inference_session
 from ..yolo import read_split, scaled
 from .detector_steps import card_with_step, write_detector
-from .run_state import optimizer_and_schedule, progress_columns, resume, save_checkpoint
+from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
 MATCH_IOU = 0.3  # a found box this close to a true box is worth refining towards it
 REFINER_NOTE = "; kept boxes refined by a second CNN that looks at each one"
@@ -161,7 +160,7 @@ def train_refiner(config: dict, config_path: str) -> Path:
             save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=epoch + 1, seconds=elapsed)
     training = {"epochs": epochs, "batch": batch, "lr": config["lr"], "examples_per_epoch": n_examples, "pages": len(pages),
                 "found_boxes": sum(len(p.found) for p in pages), "seconds": round(seconds + time.time() - began),
-                "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()}
+                "machine": machine_name(), "date": date.today().isoformat()}
     return export_refiner(network.eval(), detector, config, config_path, training)
 
 

@@ -26,8 +26,9 @@ def training_device(config: dict) -> torch.device:
     return torch.device(name)
 
 
-def machine_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+def machine_name(device: torch.device | None = None) -> str:
+    """What a card says trained the model: the GPU's name, else the CPU's (default)."""
+    return torch.cuda.get_device_name(device) if device is not None and device.type == "cuda" else platform.processor() or platform.machine()
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:

@@ -22,7 +22,6 @@ threshold as for any extractor.
 from __future__ import annotations
 
 import copy
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -40,6 +39,7 @@ from ..normalize import to_model_input
 from .data import TrainingSet, load_training_set
 from .loop import holdout_eers, set_holdout_threshold
 from .networks import SpatialEnsemble, SpatialTail
+from .run_state import machine_name
 from .spatial import head_seeds, spatial_embeddings, trained_head
 
 SHARES = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)  # spatial shares tried unless the config lists its own
@@ -186,7 +186,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
         "base": base.name,
         "spatial": {**spec, "heads": len(heads), "weight": share, "chosen_on": chosen_on, **found,
                     "seconds": round(time.time() - started), "head_training_seconds": round(sum(torch.load(p, weights_only=False).get("seconds", 0) for p in run_dir.glob("spatial-seed*.pt")), 1),
-                    "machine": platform.processor() or platform.machine(), "date": date.today().isoformat()},
+                    "machine": machine_name(), "date": date.today().isoformat()},
         "training_command": f"signver train spatial-heads --config {config_path}",
     }
     write_card(path.with_suffix(".json"), card)
