@@ -125,8 +125,7 @@ class Detector:
         """Boxes (K, 4) x0, y0, x1, y1 in pixels of the grey `page` and their scores, best first,
         down to `min_score` (default: the card's threshold). With a rescorer in the card, the
         network's candidates above the rescorer's floor are scored again; with a refiner, the
-        boxes kept are refined; with a refiner that scores, every candidate above its floor is
-        refined and scored again first."""
+        boxes kept are refined."""
         min_score = self.threshold if min_score is None else min_score
         if self.refiner is not None and self.refiner.scores:
             return self._refined_and_scored(page, min_score)

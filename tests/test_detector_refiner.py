@@ -18,7 +18,7 @@ from signver.models import inference_session, load_card
 torch = pytest.importorskip("torch")
 
 from signver.training.detector_refiner import (  # noqa: E402
-    RefinerNetwork, TrainingPage, augmented, epoch_examples, export_onnx, jittered, refiner_loss, start_from, training_pages)
+    RefinerNetwork, TrainingPage, augmented, epoch_examples, export_onnx, jittered, refiner_loss, training_pages)
 
 SPEC = {"input": {"height": 64, "width": 128}, "expand": [1.6, 2.0], "pad": 8.0}
 
@@ -184,20 +184,6 @@ def test_refiner_loss_refines_only_signature_windows():
     assert float(both) == pytest.approx(float(shifts_only) + 0.5 * np.log1p(np.exp(-3.0)), abs=1e-6)
 
 
-def test_a_scoring_refiner_starts_from_a_plain_one(tmp_path):
-    torch.manual_seed(0)
-    plain = RefinerNetwork((64, 128)).eval()
-    torch.save({"network": plain.state_dict()}, tmp_path / "last.pt")
-    scoring = RefinerNetwork((64, 128), 5)
-    start_from(scoring, tmp_path / "last.pt")
-    x = torch.rand(2, 1, 64, 128)
-    with torch.no_grad():
-        out = scoring.eval()(x)
-        assert torch.allclose(out[:, :4], plain(x), atol=1e-6) and (out[:, 4] == 0).all()
-    with pytest.raises(FileNotFoundError, match="init_from"):
-        start_from(scoring, tmp_path / "missing.pt")
-
-
 def test_training_pages_add_augmented_copies_with_their_found_boxes(tmp_path):
     split = synth_pages.write_yolo_split(tmp_path / "train", 4, (640, 640), seed=3)
     detector = Detector()
@@ -244,14 +230,13 @@ def test_train_a_scoring_refiner_on_synthetic_pages(tmp_path):
     config = {"detector": "signature-detector", "data": {"train": str(train), "valid": str(valid)}, **SPEC, "jitters": 1,
               "jitter": {"log_width": 0.2, "log_height": 0.2, "centre_x": 0.05, "centre_y": 0.05}, "candidate_floor": 0.02,
               "score": {"loss_weight": 0.5, "share": 0.5}, "epochs": 1, "batch": 4, "lr": 0.001, "warmup": 2,
-              "init_from": str(tmp_path / "plain.pt"), "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model")}
-    torch.save({"network": RefinerNetwork((64, 128)).state_dict()}, tmp_path / "plain.pt")
+              "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model")}
     (tmp_path / "r.yaml").write_text(json.dumps(config))
     result = CliRunner().invoke(app, ["train", "detector-refiner", "--config", str(tmp_path / "r.yaml")])
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "model" / "signature-detector.json").read_text())
     assert card["refiner"]["score"] == {"candidate_floor": 0.02, "share": 0.5}
-    assert card["refiner"]["training"]["negative_boxes"] >= 0 and card["refiner"]["training"]["init_from"] == str(tmp_path / "plain.pt")
+    assert card["refiner"]["training"]["negative_boxes"] >= 0
     session = inference_session(tmp_path / "model" / card["refiner"]["model"])
     assert session.run(None, {"windows": np.ones((2, 1, 64, 128), np.float32)})[0].shape == (2, 5)
     assert Detector(str(tmp_path / "model" / "signature-detector.onnx")).refiner.scores

@@ -106,23 +106,6 @@ def training_pages(detector: Detector, split_dir: str, floor: float, copies: int
     return pages
 
 
-def start_from(network: RefinerNetwork, checkpoint: Path) -> None:
-    """Start from a trained refiner's weights (a run's checkpoint). A refiner that learns to
-    score too starts from one that does not: the side shifts keep their trained rows and
-    the score's row starts at zero, an even chance."""
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"init_from: no refiner checkpoint at {checkpoint}")
-    weights = torch.load(checkpoint, map_location="cpu", weights_only=False)["network"]
-    own = network.state_dict()
-    for name in ("head.3.weight", "head.3.bias"):
-        rows = weights[name].shape[0]
-        if rows < own[name].shape[0]:
-            grown = torch.zeros_like(own[name])
-            grown[:rows] = weights[name]
-            weights[name] = grown
-    network.load_state_dict(weights)
-
-
 def jittered(truth: np.ndarray, copies: int, spread: dict, rng: np.random.Generator) -> np.ndarray:
     """`copies` boxes per true box, resized and moved by the configured spreads (log size, and
     centre in fractions of the size)."""
@@ -181,8 +164,6 @@ def train_refiner(config: dict, config_path: str) -> Path:
     run_dir = Path(config.get("run_dir", "runs/detector-refiner"))
     run_dir.mkdir(parents=True, exist_ok=True)
     network = RefinerNetwork(size, 5 if scoring else 4)
-    if config.get("init_from"):
-        start_from(network, Path(config["init_from"]))
     batch, epochs = int(config["batch"]), int(config["epochs"])
     n_examples = sum(len(p.found) + len(p.truth) * int(config["jitters"]) + (len(p.others) if scoring else 0) for p in pages)
     steps_per_epoch = n_examples // batch
@@ -214,7 +195,7 @@ def train_refiner(config: dict, config_path: str) -> Path:
             log.flush()
             save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=epoch + 1, seconds=elapsed)
     training = {"epochs": epochs, "batch": batch, "lr": config["lr"], "examples_per_epoch": n_examples, "pages": len(pages),
-                "negative_boxes": sum(len(p.others) for p in pages) if scoring else 0, "init_from": config.get("init_from"),
+                "negative_boxes": sum(len(p.others) for p in pages) if scoring else 0,
                 "augmented_copies": int(config.get("augmented_copies", 0)), "augment_strength": float(config.get("augment_strength", 1.0)),
                 "found_boxes": sum(len(p.found) for p in pages), "seconds": round(seconds + time.time() - began),
                 "machine": machine_name(), "date": date.today().isoformat()}
