@@ -6,8 +6,7 @@ distances from the cell centre to the box's four sides. Decoding and non-maximum
 are plain numpy, so inference needs neither torch nor custom operators. Where the card holds a
 re-scorer (`signver.detector_rescorer`), the candidates are scored again from their geometry, and
 where it holds a refiner (`signver.detector_refiner`), the boxes kept get their sides moved by a
-second network that looks at each one; where that refiner also scores, every candidate down to
-its floor is refined and scored again, and boxes that the refinement made overlap are suppressed.
+second network that looks at each one.
 """
 
 from __future__ import annotations
@@ -127,8 +126,6 @@ class Detector:
         network's candidates above the rescorer's floor are scored again; with a refiner, the
         boxes kept are refined."""
         min_score = self.threshold if min_score is None else min_score
-        if self.refiner is not None and self.refiner.scores:
-            return self._refined_and_scored(page, min_score)
         if self.rescorer is None:
             boxes, scores = self.candidates(page, min_score)
         else:
@@ -140,14 +137,6 @@ class Detector:
         if self.refiner is not None:
             boxes = self.refiner(page, boxes)
         return boxes, scores
-
-    def _refined_and_scored(self, page: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
-        boxes, scores = self.candidates(page, self.refiner.candidate_floor)
-        boxes, probability = self.refiner.refine_and_score(page, boxes)
-        scores = self.refiner.fused(scores, probability)
-        keep = nms(boxes, scores, self.nms_iou)
-        keep = keep[scores[keep] >= min_score]
-        return boxes[keep], scores[keep]
 
     def detect_page(self, page: np.ndarray, index: int = 0, threshold: float | None = None) -> list[Box]:
         """The signatures on one grey page, labelled as page `index`, best first."""

@@ -8,12 +8,6 @@ detector's and the card's `refiner` section names it. The network was trained on
 their mirror images alike, so the card can ask (`mirror`) for the shifts read from both to be
 averaged, and (`passes`) for the refined boxes to be looked at again: with both, valid
 mAP@0.5:0.95 0.538 -> 0.560, at 2.5 ms per window looked at (see docs/benchmarks.md).
-
-A refiner whose card has a `score` section also says, from the same look, how likely the
-window holds the signature its box is about (a fifth output, a logit). The detector then
-refines every candidate down to the section's `candidate_floor`, not only those above its
-threshold, and scores each as the weighted geometric mean of the two: the page network sees
-the whole page at 512 pixels, where a small or faint signature can score low.
 """
 
 from __future__ import annotations
@@ -67,10 +61,6 @@ class BoxRefiner:
         self.pad = float(spec["pad"])
         self.mirror = bool(spec.get("mirror", False))
         self.passes = int(spec.get("passes", 1))
-        score = spec.get("score")
-        self.scores = score is not None
-        self.candidate_floor = float(score["candidate_floor"]) if score else None
-        self.score_share = float(score["share"]) if score else 0.0  # the refiner's weight in the geometric mean
 
     def inputs(self, page: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The network's input (K, 1, H, W) in [0, 1], dark ink on white, and the windows it shows."""
@@ -80,39 +70,25 @@ class BoxRefiner:
 
     def __call__(self, page: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """`boxes` (K, 4) on the grey `page` with their sides moved, clipped to the page."""
-        return self.refine_and_score(page, boxes)[0]
-
-    def refine_and_score(self, page: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The refined boxes and, where the network scores, the probability that each one's
-        window holds its signature (logits averaged over the passes), else None."""
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         if not len(boxes):
-            return boxes, np.zeros(0, np.float32) if self.scores else None
-        logits = []
+            return boxes
         for _ in range(self.passes):
-            boxes, logit = self._refine_once(page, boxes)
-            logits.append(logit)
-        return boxes, (1 / (1 + np.exp(-np.mean(logits, axis=0)))).astype(np.float32) if self.scores else None
+            boxes = self._refine_once(page, boxes)
+        return boxes
 
-    def fused(self, detector_scores: np.ndarray, probability: np.ndarray) -> np.ndarray:
-        """The detector's and the refiner's scores as one: their weighted geometric mean."""
-        return (detector_scores ** (1 - self.score_share) * probability ** self.score_share).astype(np.float32)
-
-    def shifts(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The network's side shifts (K, 4) for windows `crops` and its logits (K,) where it
-        scores, each averaged with those read from the mirrored windows (left and right
-        swapped back) where the card asks for it."""
-        (out,) = self.session.run(None, {self.input_name: crops})
+    def shifts(self, crops: np.ndarray) -> np.ndarray:
+        """The network's side shifts (K, 4) for windows `crops`, averaged with those read from
+        the mirrored windows (left and right swapped back) where the card asks for it."""
+        (shifts,) = self.session.run(None, {self.input_name: crops})
         if self.mirror:
             (mirrored,) = self.session.run(None, {self.input_name: np.ascontiguousarray(crops[..., ::-1])})
-            mirrored = np.concatenate([np.stack([-mirrored[:, 2], mirrored[:, 1], -mirrored[:, 0], mirrored[:, 3]], axis=1), mirrored[:, 4:]], axis=1)
-            out = (out + mirrored) / 2
-        return out[:, :4], out[:, 4] if self.scores else None
+            shifts = (shifts + np.stack([-mirrored[:, 2], mirrored[:, 1], -mirrored[:, 0], mirrored[:, 3]], axis=1)) / 2
+        return shifts
 
-    def _refine_once(self, page: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _refine_once(self, page: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         crops, windows = self.inputs(page, boxes)
-        shifts, logits = self.shifts(crops)
-        refined = from_window(to_window(boxes, windows) + shifts, windows)
+        refined = from_window(to_window(boxes, windows) + self.shifts(crops), windows)
         refined[:, 2:] = np.maximum(refined[:, 2:], refined[:, :2] + 1)  # a side never crosses its opposite
         h, w = page.shape[:2]
-        return np.clip(refined, 0, [w, h, w, h]).astype(np.float32), logits
+        return np.clip(refined, 0, [w, h, w, h]).astype(np.float32)

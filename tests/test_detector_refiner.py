@@ -17,8 +17,7 @@ from signver.models import inference_session, load_card
 
 torch = pytest.importorskip("torch")
 
-from signver.training.detector_refiner import (  # noqa: E402
-    RefinerNetwork, TrainingPage, augmented, epoch_examples, export_onnx, jittered, refiner_loss, training_pages)
+from signver.training.detector_refiner import RefinerNetwork, augmented, export_onnx, jittered, training_pages  # noqa: E402
 
 SPEC = {"input": {"height": 64, "width": 128}, "expand": [1.6, 2.0], "pad": 8.0}
 
@@ -121,69 +120,6 @@ def test_mirror_and_passes(tmp_path):
     assert twice[0] == pytest.approx(boxes[0] + [2 * step, 0, 2 * step, 0], abs=0.01)
 
 
-def constant_network(outputs: list[float]) -> "RefinerNetwork":
-    """A refiner whose every output is the given constant, whatever the window holds."""
-    network = RefinerNetwork((64, 128), len(outputs))
-    with torch.no_grad():
-        network.head[-1].weight.zero_()
-        network.head[-1].bias.copy_(torch.tensor(outputs))
-    return network
-
-
-def scoring_detector(tmp_path, probability: float, floor: float) -> Detector:
-    export(constant_network([0.0, 0.0, 0.0, 0.0, float(np.log(probability / (1 - probability)))]), tmp_path)
-    card = load_card("signature-detector")
-    shutil.copyfile(card.path, tmp_path / "d.onnx")
-    details = {k: v for k, v in card.details.items() if k != "refiner"}
-    spec = {**SPEC, "model": "refiner.onnx", "mirror": True, "passes": 2, "score": {"candidate_floor": floor, "share": 0.5}}
-    (tmp_path / "d.json").write_text(json.dumps({**details, "refiner": spec}))
-    return Detector(str(tmp_path / "d.onnx"))
-
-
-def test_a_scoring_refiner_scores_every_candidate_down_to_its_floor(tmp_path):
-    page = synth_pages.page(2, signatures=2).image
-    detector = scoring_detector(tmp_path, 0.25, floor=0.05)
-    assert detector.refiner.scores and detector.refiner.candidate_floor == 0.05
-    boxes, scores = detector.candidates(page, 0.05)
-    assert len(scores) >= 2
-    found, fused = detector.find(page, 0.0)
-    assert fused == pytest.approx(np.sqrt(scores * 0.25), abs=1e-5)  # geometric mean, share 0.5
-    assert found == pytest.approx(boxes, abs=0.01)  # this network moves no side
-    cut = float(fused[1])
-    assert detector.find(page, cut)[1].tolist() == [s for s in fused.tolist() if s >= cut]
-    assert len(detector.refiner.refine_and_score(page, np.zeros((0, 4), np.float32))[1]) == 0
-
-
-def test_boxes_the_refinement_made_overlap_are_suppressed(tmp_path, monkeypatch):
-    detector = scoring_detector(tmp_path, 0.9, floor=0.05)
-    near_twins = np.array([[100, 100, 300, 160], [104, 100, 304, 160], [400, 300, 500, 340]], np.float32)
-    monkeypatch.setattr(detector, "candidates", lambda page, floor: (near_twins, np.array([0.8, 0.7, 0.6], np.float32)))
-    boxes, scores = detector.find(np.full((480, 640), 255, np.uint8), 0.0)
-    assert boxes == pytest.approx(near_twins[[0, 2]], abs=0.01)
-    assert scores == pytest.approx(np.sqrt(np.array([0.8, 0.6]) * 0.9), abs=1e-5)
-
-
-def test_scoring_examples_add_windows_with_no_signature():
-    page = np.full((300, 400), 255, np.uint8)
-    truth = np.array([[50, 50, 150, 90]], np.float32)
-    item = TrainingPage(page, truth, truth + 4, truth, np.array([[250, 200, 350, 240]], np.float32))
-    config = {**SPEC, "jitters": 2, "jitter": {"log_width": 0.1, "log_height": 0.1, "centre_x": 0.05, "centre_y": 0.05}}
-    crops, targets, labels = epoch_examples([item], config, np.random.default_rng(0))
-    assert len(crops) == 3 and labels.tolist() == [1, 1, 1]  # without a score section, no negatives
-    crops, targets, labels = epoch_examples([item], {**config, "score": {"loss_weight": 1.0, "share": 0.5}}, np.random.default_rng(0))
-    assert len(crops) == 4 and labels.tolist() == [1, 1, 1, 0] and not targets[3].any()
-    assert targets[0] == pytest.approx(-4 / np.array([168, 88, 168, 88]), abs=1e-4)  # the found box, 4 px off, moved back
-
-
-def test_refiner_loss_refines_only_signature_windows():
-    out = torch.tensor([[0.1, 0.0, 0.0, 0.0, 3.0], [5.0, 5.0, 5.0, 5.0, -3.0]])
-    targets, labels = torch.zeros(2, 4), torch.tensor([1.0, 0.0])
-    shifts_only = refiner_loss(out[:, :4], targets, labels, {"loss_beta": 0.02})
-    assert float(shifts_only) == pytest.approx((0.1 - 0.01) / 4)  # the negative's large shifts count for nothing
-    both = refiner_loss(out, targets, labels, {"loss_beta": 0.02, "score": {"loss_weight": 0.5}})
-    assert float(both) == pytest.approx(float(shifts_only) + 0.5 * np.log1p(np.exp(-3.0)), abs=1e-6)
-
-
 def test_training_pages_add_augmented_copies_with_their_found_boxes(tmp_path):
     split = synth_pages.write_yolo_split(tmp_path / "train", 4, (640, 640), seed=3)
     detector = Detector()
@@ -222,21 +158,3 @@ def test_train_refiner_on_synthetic_pages(tmp_path):
     assert card["valid"]["n_images"] == 3 and 0 < card["threshold"] <= 1 and "valid_without_refiner" in card
     assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2]
     assert Detector(str(path)).refiner is not None
-
-
-def test_train_a_scoring_refiner_on_synthetic_pages(tmp_path):
-    train = synth_pages.write_yolo_split(tmp_path / "train", 6, (640, 640), seed=3)
-    valid = synth_pages.write_yolo_split(tmp_path / "valid", 3, (640, 640), seed=4)
-    config = {"detector": "signature-detector", "data": {"train": str(train), "valid": str(valid)}, **SPEC, "jitters": 1,
-              "jitter": {"log_width": 0.2, "log_height": 0.2, "centre_x": 0.05, "centre_y": 0.05}, "candidate_floor": 0.02,
-              "score": {"loss_weight": 0.5, "share": 0.5}, "epochs": 1, "batch": 4, "lr": 0.001, "warmup": 2,
-              "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model")}
-    (tmp_path / "r.yaml").write_text(json.dumps(config))
-    result = CliRunner().invoke(app, ["train", "detector-refiner", "--config", str(tmp_path / "r.yaml")])
-    assert result.exit_code == 0, result.output
-    card = json.loads((tmp_path / "model" / "signature-detector.json").read_text())
-    assert card["refiner"]["score"] == {"candidate_floor": 0.02, "share": 0.5}
-    assert card["refiner"]["training"]["negative_boxes"] >= 0
-    session = inference_session(tmp_path / "model" / card["refiner"]["model"])
-    assert session.run(None, {"windows": np.ones((2, 1, 64, 128), np.float32)})[0].shape == (2, 5)
-    assert Detector(str(tmp_path / "model" / "signature-detector.onnx")).refiner.scores

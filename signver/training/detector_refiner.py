@@ -6,9 +6,7 @@ overlap a true box (IoU 0.3 or more), and around true boxes moved and resized at
 detector errs, drawn again every epoch. The detector has learnt the training pages well, so its
 boxes there are closer to the truth than on pages it has never seen; optionally it also runs on
 augmented copies of the training pages, where it errs about as much as on unseen ones, and the
-boxes it finds there are examples too. With a `score` section the network also learns whether a
-window holds the signature its box is about: the boxes the detector finds far from every true
-box (on signature-free pages too) are its negatives. The target is the true box's four sides as shifts in
+boxes it finds there are examples too. The target is the true box's four sides as shifts in
 window fractions. The validation split then chooses the threshold again and gives the card's
 figures; the figures without the refiner stay in the card beside them.
 """
@@ -37,7 +35,6 @@ from .detector_steps import card_with_step, write_detector
 from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
 MATCH_IOU = 0.3  # a found box this close to a true box is worth refining towards it
-NEGATIVE_IOU = 0.1  # a found box this far from every true box holds no signature of its own
 REFINER_NOTE = "; kept boxes refined by a second CNN that looks at each one"
 
 
@@ -47,16 +44,15 @@ def conv(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 class RefinerNetwork(nn.Module):
     """Input (N, 1, H, W) in [0, 1], dark ink on white, H and W multiples of 32. Output (N, 4):
-    shifts of the left, top, right and bottom sides in fractions of the window, then (with
-    `outputs` 5) the logit that the window holds the signature its box is about. The head sees
+    shifts of the left, top, right and bottom sides in fractions of the window. The head sees
     the whole final map, not a pooled vector: where the ink ends is the point."""
 
-    def __init__(self, size: tuple[int, int], outputs: int = 4):
+    def __init__(self, size: tuple[int, int]):
         super().__init__()
         self.features = nn.Sequential(conv(1, 16, 1), conv(16, 32, 2), conv(32, 32, 1), conv(32, 64, 2), conv(64, 64, 1),
                                       conv(64, 96, 2), conv(96, 96, 1), conv(96, 128, 2), conv(128, 64, 2))
         cells = (size[0] // 32) * (size[1] // 32)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * cells, 256), nn.ReLU(inplace=True), nn.Linear(256, outputs))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * cells, 256), nn.ReLU(inplace=True), nn.Linear(256, 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(1 - x))
@@ -68,41 +64,35 @@ class TrainingPage:
     truth: np.ndarray  # (T, 4) true boxes in pixels, jittered into examples every epoch (none on augmented copies)
     found: np.ndarray  # (F, 4) boxes the detector found near a true box
     found_truth: np.ndarray  # (F, 4) the true box each one overlaps most
-    others: np.ndarray  # (O, 4) boxes the detector found far from every true box
 
 
-def found_boxes(detector: Detector, page: np.ndarray, truth: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The boxes the detector finds on `page` near a true box, the true box each one overlaps
-    most, and the boxes it finds far from every true box."""
+def found_near(detector: Detector, page: np.ndarray, truth: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes the detector finds on `page` near a true box, and the true box each one overlaps most."""
     boxes, _ = detector.find(page, floor)
-    if not len(truth):
-        return np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32), boxes.reshape(-1, 4)
-    if not len(boxes):
-        return boxes.reshape(-1, 4), np.zeros((0, 4), np.float32), boxes.reshape(-1, 4)
+    if not len(boxes) or not len(truth):
+        return np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32)
     iou = box_iou(boxes, truth)
-    near, far = iou.max(axis=1) >= MATCH_IOU, iou.max(axis=1) < NEGATIVE_IOU
-    return boxes[near], truth[iou.argmax(axis=1)[near]], boxes[far]
+    near = iou.max(axis=1) >= MATCH_IOU
+    return boxes[near], truth[iou.argmax(axis=1)[near]]
 
 
-def training_pages(detector: Detector, split_dir: str, floor: float, copies: int = 0, strength: float = 1.0, seed: int = 0,
-                   signature_free: bool = False) -> list[TrainingPage]:
-    """The split's pages that hold signatures (and, with `signature_free`, those that hold
-    none), with the detector's boxes on them; then `copies` augmented copies of each
-    (`augment_page` at `strength`, at the page's own size and without small rotations, which
-    would loosen the true boxes), with the boxes found there."""
+def training_pages(detector: Detector, split_dir: str, floor: float, copies: int = 0, strength: float = 1.0, seed: int = 0) -> list[TrainingPage]:
+    """The split's pages that hold signatures, with the detector's boxes near them; then
+    `copies` augmented copies of each (`augment_page` at `strength`, at the page's own size and
+    without small rotations, which would loosen the true boxes), with the boxes found there."""
     pages = []
     rng = np.random.default_rng([seed, 1])
     for item in track(read_split(split_dir), description="boxes on training pages"):
-        if not len(item.boxes) and not signature_free:
+        if not len(item.boxes):
             continue
         page = load_image(item.image)
         truth = scaled(item.boxes, page.shape[1], page.shape[0])
-        pages.append(TrainingPage(page, truth, *found_boxes(detector, page, truth, floor)))
+        pages.append(TrainingPage(page, truth, *found_near(detector, page, truth, floor)))
         for _ in range(copies):
             copy, moved = augment_page(page, truth, page.shape, rng, strength, tilt=False)
-            found, found_truth, others = found_boxes(detector, copy, moved, floor)
-            if len(found) or (signature_free and len(others)):
-                pages.append(TrainingPage(copy, np.zeros((0, 4), np.float32), found, found_truth, others))
+            found, found_truth = found_near(detector, copy, moved, floor)
+            if len(found):
+                pages.append(TrainingPage(copy, np.zeros((0, 4), np.float32), found, found_truth))
     return pages
 
 
@@ -116,24 +106,17 @@ def jittered(truth: np.ndarray, copies: int, spread: dict, rng: np.random.Genera
     return np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
 
 
-def epoch_examples(pages: list[TrainingPage], config: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Window crops (N, H, W) uint8, targets (N, 4) and labels (N,): found boxes plus fresh
-    jittered ones (label 1), and with a `score` section the boxes found far from every true box
-    (label 0, targets 0, not refined towards anything)."""
+def epoch_examples(pages: list[TrainingPage], config: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Window crops (N, H, W) uint8 and targets (N, 4): found boxes plus fresh jittered ones."""
     size, expand, pad = (config["input"]["height"], config["input"]["width"]), tuple(config["expand"]), float(config["pad"])
-    crops, targets, labels = [], [], []
+    crops, targets = [], []
     for item in pages:
         boxes = np.concatenate([item.found, jittered(item.truth, int(config["jitters"]), config["jitter"], rng)])
         truth = np.concatenate([item.found_truth, np.repeat(item.truth, int(config["jitters"]), axis=0)])
         windows = windows_around(boxes, expand, pad)
-        shifts = to_window(truth, windows) - to_window(boxes, windows)
-        if "score" in config:
-            windows = np.concatenate([windows, windows_around(item.others, expand, pad)])
-            shifts = np.concatenate([shifts, np.zeros((len(item.others), 4), np.float32)])
         crops.extend(crop_window(item.page, window, size) for window in windows)
-        targets.append(shifts)
-        labels.append(np.arange(len(windows)) < len(boxes))
-    return np.stack(crops), np.concatenate(targets).astype(np.float32), np.concatenate(labels).astype(np.float32)
+        targets.append(to_window(truth, windows) - to_window(boxes, windows))
+    return np.stack(crops), np.concatenate(targets).astype(np.float32)
 
 
 def augmented(crops: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,14 +141,13 @@ def train_refiner(config: dict, config_path: str) -> Path:
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
     detector = Detector(config["detector"])
     detector.refiner = None  # the boxes to refine are the unrefined ones, even when training again
-    scoring = "score" in config
     pages = training_pages(detector, config["data"]["train"], float(config.get("candidate_floor", 0.05)),
-                           int(config.get("augmented_copies", 0)), float(config.get("augment_strength", 1.0)), seed, signature_free=scoring)
+                           int(config.get("augmented_copies", 0)), float(config.get("augment_strength", 1.0)), seed)
     run_dir = Path(config.get("run_dir", "runs/detector-refiner"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    network = RefinerNetwork(size, 5 if scoring else 4)
+    network = RefinerNetwork(size)
     batch, epochs = int(config["batch"]), int(config["epochs"])
-    n_examples = sum(len(p.found) + len(p.truth) * int(config["jitters"]) + (len(p.others) if scoring else 0) for p in pages)
+    n_examples = sum(len(p.found) + len(p.truth) * int(config["jitters"]) for p in pages)
     steps_per_epoch = n_examples // batch
     optimizer, scheduler = optimizer_and_schedule(network, config, epochs * steps_per_epoch, int(config.get("warmup", 100)))
     checkpoint = run_dir / "last.pt"
@@ -176,14 +158,13 @@ def train_refiner(config: dict, config_path: str) -> Path:
         task = progress.add_task("train", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch, status="")
         for epoch in range(start_epoch, epochs):
             rng = np.random.default_rng([seed, epoch])  # a resumed run sees the epochs it would have seen
-            crops, targets, labels = epoch_examples(pages, config, rng)
+            crops, targets = epoch_examples(pages, config, rng)
             order = rng.permutation(len(crops))
             network.train()
             total = 0.0
             for step in range(steps_per_epoch):
-                chosen = order[step * batch:(step + 1) * batch]
-                x, t = augmented(crops[chosen], targets[chosen], rng)
-                loss = refiner_loss(network(x), t, torch.from_numpy(labels[chosen]), config)
+                x, t = augmented(*(a[order[step * batch:(step + 1) * batch]] for a in (crops, targets)), rng)
+                loss = F.smooth_l1_loss(network(x), t, beta=float(config.get("loss_beta", 0.02)))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -195,21 +176,10 @@ def train_refiner(config: dict, config_path: str) -> Path:
             log.flush()
             save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=epoch + 1, seconds=elapsed)
     training = {"epochs": epochs, "batch": batch, "lr": config["lr"], "examples_per_epoch": n_examples, "pages": len(pages),
-                "negative_boxes": sum(len(p.others) for p in pages) if scoring else 0,
                 "augmented_copies": int(config.get("augmented_copies", 0)), "augment_strength": float(config.get("augment_strength", 1.0)),
                 "found_boxes": sum(len(p.found) for p in pages), "seconds": round(seconds + time.time() - began),
                 "machine": machine_name(), "date": date.today().isoformat()}
     return export_refiner(network.eval(), detector, config, config_path, training)
-
-
-def refiner_loss(out: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor, config: dict) -> torch.Tensor:
-    """Smooth L1 on the side shifts of the windows around a signature; with a `score` section,
-    plus its `loss_weight` times the cross-entropy of the fifth output against the labels."""
-    positive = labels > 0.5
-    loss = F.smooth_l1_loss(out[positive, :4], targets[positive], beta=float(config.get("loss_beta", 0.02))) if positive.any() else out.sum() * 0
-    if "score" in config:
-        loss = loss + float(config["score"]["loss_weight"]) * F.binary_cross_entropy_with_logits(out[:, 4], labels)
-    return loss
 
 
 def export_onnx(network: RefinerNetwork, path: Path, size: tuple[int, int]) -> None:
@@ -231,8 +201,6 @@ def export_refiner(network: RefinerNetwork, detector: Detector, config: dict, co
             "expand": list(config["expand"]), "pad": float(config["pad"]), "mirror": bool(config.get("mirror", False)),
             "passes": int(config.get("passes", 1)), "match_iou": MATCH_IOU, "jitters": int(config["jitters"]),
             "jitter": config["jitter"], "trained_on": config["data"]["train"], "training": training,
-            **({"score": {"candidate_floor": float(config.get("candidate_floor", 0.05)), "share": float(config["score"]["share"])}}
-               if "score" in config else {}),
             "training_command": f"signver train detector-refiner --config {config_path}"}
     detector.refiner = BoxRefiner(spec, staged.parent)
     data = card_with_step(detector, config["data"]["valid"], "refiner", spec, REFINER_NOTE, "without_refiner")
