@@ -11,13 +11,13 @@ from typer.testing import CliRunner
 
 from signver import synth_pages
 from signver.cli import app
-from signver.detector import Detector, box_iou
+from signver.detector import Detector
 from signver.detector_refiner import BoxRefiner, crop_window, from_window, to_window, windows_around
 from signver.models import inference_session, load_card
 
 torch = pytest.importorskip("torch")
 
-from signver.training.detector_refiner import RefinerNetwork, augmented, export_onnx, jittered, training_pages  # noqa: E402
+from signver.training.detector_refiner import RefinerNetwork, augmented, export_onnx, jittered  # noqa: E402
 
 SPEC = {"input": {"height": 64, "width": 128}, "expand": [1.6, 2.0], "pad": 8.0}
 
@@ -120,30 +120,12 @@ def test_mirror_and_passes(tmp_path):
     assert twice[0] == pytest.approx(boxes[0] + [2 * step, 0, 2 * step, 0], abs=0.01)
 
 
-def test_training_pages_add_augmented_copies_with_their_found_boxes(tmp_path):
-    split = synth_pages.write_yolo_split(tmp_path / "train", 4, (640, 640), seed=3)
-    detector = Detector()
-    detector.refiner = None
-    plain = training_pages(detector, str(split), 0.05)
-    pages = training_pages(detector, str(split), 0.05, copies=2, strength=1.5)
-    originals = [p for p in pages if len(p.truth)]
-    copies = [p for p in pages if not len(p.truth)]
-    assert [p.page.tobytes() for p in originals] == [p.page.tobytes() for p in plain]  # the pages as they are come first, unchanged
-    assert copies and len(copies) <= 2 * len(plain)  # copies where the detector found nothing are left out
-    for item in copies:
-        assert len(item.found) and item.found.shape == item.found_truth.shape
-        assert np.diag(box_iou(item.found, item.found_truth)).min() >= 0.3
-        assert (item.found_truth[:, 2:] <= np.array(item.page.shape[::-1])).all()
-    again = training_pages(detector, str(split), 0.05, copies=2, strength=1.5)
-    assert all(np.array_equal(a.found, b.found) for a, b in zip(pages, again))  # the copies come from the seed
-
-
 def test_train_refiner_on_synthetic_pages(tmp_path):
     train = synth_pages.write_yolo_split(tmp_path / "train", 6, (640, 640), seed=3)
     valid = synth_pages.write_yolo_split(tmp_path / "valid", 3, (640, 640), seed=4)
     config = {"detector": "signature-detector", "data": {"train": str(train), "valid": str(valid)}, **SPEC, "jitters": 2,
               "jitter": {"log_width": 0.2, "log_height": 0.2, "centre_x": 0.05, "centre_y": 0.05},
-              "augmented_copies": 1, "epochs": 2, "batch": 4, "lr": 0.001, "warmup": 2, "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model")}
+              "epochs": 2, "batch": 4, "lr": 0.001, "warmup": 2, "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model")}
     (tmp_path / "r.yaml").write_text(json.dumps(config))  # JSON is YAML
     result = CliRunner().invoke(app, ["train", "detector-refiner", "--config", str(tmp_path / "r.yaml")])
     assert result.exit_code == 0, result.output
@@ -153,7 +135,6 @@ def test_train_refiner_on_synthetic_pages(tmp_path):
     assert card["refiner"]["model"] == "signature-detector-refiner.onnx"
     assert (tmp_path / "model" / card["refiner"]["model"]).read_bytes() == (tmp_path / "run" / card["refiner"]["model"]).read_bytes()  # the new one
     assert card["refiner"]["training"]["epochs"] == 2 and card["refiner"]["training"]["found_boxes"] > 0
-    assert card["refiner"]["training"]["augmented_copies"] == 1
     assert card["refiner"]["training_command"] == f"signver train detector-refiner --config {tmp_path / 'r.yaml'}"
     assert card["valid"]["n_images"] == 3 and 0 < card["threshold"] <= 1 and "valid_without_refiner" in card
     assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2]

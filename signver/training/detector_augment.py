@@ -15,15 +15,14 @@ MIN_VISIBLE = 0.5  # a box cut by the page edge is kept when at least this much 
 
 
 def augment_page(page: np.ndarray, boxes: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
-                 strength: float = 1.0, window: int | None = None, tilt: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                 strength: float = 1.0, window: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A randomly transformed copy of `page` at `size` (h, w), or a `window` x `window` part of
-    it, and its boxes in the new pixels. Without `tilt`, no small rotations: the box around a
-    tilted box is looser than the ink, so tight boxes stay tight only without them."""
+    it, and its boxes in the new pixels."""
     page = page.copy()
     add_printed_text(page, boxes, rng)
     if rng.random() < 0.3:
         page, boxes = turn(page, boxes, int(rng.integers(1, 4)))
-    page, boxes = random_affine(page, boxes, size, rng, strength, window, tilt)
+    page, boxes = random_affine(page, boxes, size, rng, strength, window)
     return photometric(page, rng, strength), boxes
 
 
@@ -53,7 +52,7 @@ def turn(page: np.ndarray, boxes: np.ndarray, quarters: int) -> tuple[np.ndarray
 
 
 def random_affine(page: np.ndarray, boxes: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
-                  strength: float, window: int | None = None, tilt: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  strength: float, window: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stretch the page to `size` as inference does, then zoom, squash and rotate a little and
     shift; uncovered paper is the page's own tone (or black, as scanner borders are). With
     `window`, only a square of that side is made, most often around a signature: training on
@@ -62,7 +61,7 @@ def random_affine(page: np.ndarray, boxes: np.ndarray, size: tuple[int, int], rn
     out_h, out_w = size
     zoom = np.exp(rng.uniform(np.log(0.65), np.log(1.5)) * strength)
     aspect = np.exp(rng.uniform(-0.25, 0.25) * strength)
-    angle = np.deg2rad(rng.uniform(-4, 4) * strength) if rng.random() < 0.5 and tilt else 0.0
+    angle = np.deg2rad(rng.uniform(-4, 4) * strength) if rng.random() < 0.5 else 0.0
     scale = np.array([out_w / w * zoom * aspect**0.5, out_h / h * zoom / aspect**0.5])
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     linear = rotation @ np.diag(scale)

@@ -3,10 +3,7 @@ it to the detector's card.
 
 Its examples are windows around the boxes the shipped detector finds on the training pages that
 overlap a true box (IoU 0.3 or more), and around true boxes moved and resized at random as the
-detector errs, drawn again every epoch. The detector has learnt the training pages well, so its
-boxes there are closer to the truth than on pages it has never seen; optionally it also runs on
-augmented copies of the training pages, where it errs about as much as on unseen ones, and the
-boxes it finds there are examples too. The target is the true box's four sides as shifts in
+detector errs, drawn again every epoch. The target is the true box's four sides as shifts in
 window fractions. The validation split then chooses the threshold again and gives the card's
 figures; the figures without the refiner stay in the card beside them.
 """
@@ -30,7 +27,6 @@ from ..detector_refiner import BoxRefiner, crop_window, to_window, windows_aroun
 from ..images import load_image
 from ..models import inference_session
 from ..yolo import read_split, scaled
-from .detector_augment import augment_page
 from .detector_steps import card_with_step, write_detector
 from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
@@ -61,38 +57,26 @@ class RefinerNetwork(nn.Module):
 @dataclass
 class TrainingPage:
     page: np.ndarray  # grey, uint8
-    truth: np.ndarray  # (T, 4) true boxes in pixels, jittered into examples every epoch (none on augmented copies)
+    truth: np.ndarray  # (T, 4) true boxes in pixels
     found: np.ndarray  # (F, 4) boxes the detector found near a true box
     found_truth: np.ndarray  # (F, 4) the true box each one overlaps most
 
 
-def found_near(detector: Detector, page: np.ndarray, truth: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """The boxes the detector finds on `page` near a true box, and the true box each one overlaps most."""
-    boxes, _ = detector.find(page, floor)
-    if not len(boxes) or not len(truth):
-        return np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32)
-    iou = box_iou(boxes, truth)
-    near = iou.max(axis=1) >= MATCH_IOU
-    return boxes[near], truth[iou.argmax(axis=1)[near]]
-
-
-def training_pages(detector: Detector, split_dir: str, floor: float, copies: int = 0, strength: float = 1.0, seed: int = 0) -> list[TrainingPage]:
-    """The split's pages that hold signatures, with the detector's boxes near them; then
-    `copies` augmented copies of each (`augment_page` at `strength`, at the page's own size and
-    without small rotations, which would loosen the true boxes), with the boxes found there."""
+def training_pages(detector: Detector, split_dir: str, floor: float) -> list[TrainingPage]:
+    """The split's pages that hold signatures, with the detector's boxes near them."""
     pages = []
-    rng = np.random.default_rng([seed, 1])
     for item in track(read_split(split_dir), description="boxes on training pages"):
         if not len(item.boxes):
             continue
         page = load_image(item.image)
         truth = scaled(item.boxes, page.shape[1], page.shape[0])
-        pages.append(TrainingPage(page, truth, *found_near(detector, page, truth, floor)))
-        for _ in range(copies):
-            copy, moved = augment_page(page, truth, page.shape, rng, strength, tilt=False)
-            found, found_truth = found_near(detector, copy, moved, floor)
-            if len(found):
-                pages.append(TrainingPage(copy, np.zeros((0, 4), np.float32), found, found_truth))
+        boxes, _ = detector.find(page, floor)
+        found, found_truth = np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32)
+        if len(boxes):
+            iou = box_iou(boxes, truth)
+            near = iou.max(axis=1) >= MATCH_IOU
+            found, found_truth = boxes[near], truth[iou.argmax(axis=1)[near]]
+        pages.append(TrainingPage(page, truth, found, found_truth))
     return pages
 
 
@@ -141,8 +125,7 @@ def train_refiner(config: dict, config_path: str) -> Path:
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
     detector = Detector(config["detector"])
     detector.refiner = None  # the boxes to refine are the unrefined ones, even when training again
-    pages = training_pages(detector, config["data"]["train"], float(config.get("candidate_floor", 0.05)),
-                           int(config.get("augmented_copies", 0)), float(config.get("augment_strength", 1.0)), seed)
+    pages = training_pages(detector, config["data"]["train"], float(config.get("candidate_floor", 0.05)))
     run_dir = Path(config.get("run_dir", "runs/detector-refiner"))
     run_dir.mkdir(parents=True, exist_ok=True)
     network = RefinerNetwork(size)
@@ -176,7 +159,6 @@ def train_refiner(config: dict, config_path: str) -> Path:
             log.flush()
             save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=epoch + 1, seconds=elapsed)
     training = {"epochs": epochs, "batch": batch, "lr": config["lr"], "examples_per_epoch": n_examples, "pages": len(pages),
-                "augmented_copies": int(config.get("augmented_copies", 0)), "augment_strength": float(config.get("augment_strength", 1.0)),
                 "found_boxes": sum(len(p.found) for p in pages), "seconds": round(seconds + time.time() - began),
                 "machine": machine_name(), "date": date.today().isoformat()}
     return export_refiner(network.eval(), detector, config, config_path, training)
