@@ -3,10 +3,7 @@ it to the detector's card.
 
 Its examples are windows around the boxes the shipped detector finds on the training pages that
 overlap a true box (IoU 0.3 or more), and around true boxes moved and resized at random as the
-detector errs, drawn again every epoch. The detector knows its training pages, so its boxes
-there are closer to the labels than on unseen pages; other detectors named in
-`example_detectors` (a weaker one errs on the training pages about as this one does on unseen
-pages) add the boxes they find as examples too. The target is the true box's four sides as shifts in
+detector errs, drawn again every epoch. The target is the true box's four sides as shifts in
 window fractions. The validation split then chooses the threshold again and gives the card's
 figures; the figures without the refiner stay in the card beside them.
 """
@@ -65,23 +62,21 @@ class TrainingPage:
     found_truth: np.ndarray  # (F, 4) the true box each one overlaps most
 
 
-def training_pages(detectors: list[Detector], split_dir: str, floor: float) -> list[TrainingPage]:
-    """The split's pages that hold signatures, with the boxes each detector finds near them."""
+def training_pages(detector: Detector, split_dir: str, floor: float) -> list[TrainingPage]:
+    """The split's pages that hold signatures, with the detector's boxes near them."""
     pages = []
     for item in track(read_split(split_dir), description="boxes on training pages"):
         if not len(item.boxes):
             continue
         page = load_image(item.image)
         truth = scaled(item.boxes, page.shape[1], page.shape[0])
-        found, found_truth = [np.zeros((0, 4), np.float32)], [np.zeros((0, 4), np.float32)]
-        for detector in detectors:
-            boxes, _ = detector.find(page, floor)
-            if len(boxes):
-                iou = box_iou(boxes, truth)
-                near = iou.max(axis=1) >= MATCH_IOU
-                found.append(boxes[near])
-                found_truth.append(truth[iou.argmax(axis=1)[near]])
-        pages.append(TrainingPage(page, truth, np.concatenate(found), np.concatenate(found_truth)))
+        boxes, _ = detector.find(page, floor)
+        found, found_truth = np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32)
+        if len(boxes):
+            iou = box_iou(boxes, truth)
+            near = iou.max(axis=1) >= MATCH_IOU
+            found, found_truth = boxes[near], truth[iou.argmax(axis=1)[near]]
+        pages.append(TrainingPage(page, truth, found, found_truth))
     return pages
 
 
@@ -128,11 +123,9 @@ def train_refiner(config: dict, config_path: str) -> Path:
     torch.manual_seed(seed)
     torch.set_num_threads(config.get("threads", 2))
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
-    detectors = [Detector(name) for name in [config["detector"], *config.get("example_detectors", [])]]
-    for detector in detectors:
-        detector.refiner = None  # the boxes to refine are the unrefined ones, even when training again
-    detector = detectors[0]
-    pages = training_pages(detectors, config["data"]["train"], float(config.get("candidate_floor", 0.05)))
+    detector = Detector(config["detector"])
+    detector.refiner = None  # the boxes to refine are the unrefined ones, even when training again
+    pages = training_pages(detector, config["data"]["train"], float(config.get("candidate_floor", 0.05)))
     run_dir = Path(config.get("run_dir", "runs/detector-refiner"))
     run_dir.mkdir(parents=True, exist_ok=True)
     network = RefinerNetwork(size)
@@ -166,8 +159,8 @@ def train_refiner(config: dict, config_path: str) -> Path:
             log.flush()
             save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=epoch + 1, seconds=elapsed)
     training = {"epochs": epochs, "batch": batch, "lr": config["lr"], "examples_per_epoch": n_examples, "pages": len(pages),
-                "found_boxes": sum(len(p.found) for p in pages), "example_detectors": list(config.get("example_detectors", [])),
-                "seconds": round(seconds + time.time() - began), "machine": machine_name(), "date": date.today().isoformat()}
+                "found_boxes": sum(len(p.found) for p in pages), "seconds": round(seconds + time.time() - began),
+                "machine": machine_name(), "date": date.today().isoformat()}
     return export_refiner(network.eval(), detector, config, config_path, training)
 
 
