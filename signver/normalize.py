@@ -36,10 +36,10 @@ def ink_mask(gray: np.ndarray) -> tuple[np.ndarray, int]:
         raise BlankImageError(f"blank image: no ink found (all pixels within {int(hi - lo)} grey levels)")
     smooth = cv2.GaussianBlur(gray, (3, 3), 0)
     threshold, _ = cv2.threshold(smooth, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    mask = smooth <= threshold
-    if np.count_nonzero(mask) < MIN_INK_PIXELS:
+    ones = cv2.threshold(smooth, threshold, 1, cv2.THRESH_BINARY_INV)[1]  # 1 where smooth <= threshold
+    if cv2.countNonZero(ones) < MIN_INK_PIXELS:
         raise BlankImageError("blank image: too few ink pixels to hold a signature")
-    return mask, int(threshold)
+    return ones.view(bool), int(threshold)
 
 
 def _trimmed_extent(profile: np.ndarray) -> tuple[int, int]:
@@ -53,8 +53,9 @@ def _trimmed_extent(profile: np.ndarray) -> tuple[int, int]:
 
 def ink_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Bounding box (x0, y0, x1, y1), exclusive ends, of the ink with a small margin."""
-    y0, y1 = _trimmed_extent(np.count_nonzero(mask, axis=1))
-    x0, x1 = _trimmed_extent(np.count_nonzero(mask, axis=0))
+    ones = mask.view(np.uint8)  # OpenCV sums rows and columns several times faster than numpy
+    y0, y1 = _trimmed_extent(cv2.reduce(ones, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel())
+    x0, x1 = _trimmed_extent(cv2.reduce(ones, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel())
     margin = max(2, int(MARGIN_FRACTION * max(x1 - x0, y1 - y0)))
     h, w = mask.shape
     return max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + 1 + margin), min(h, y1 + 1 + margin)
@@ -68,7 +69,8 @@ def normalize(gray: np.ndarray, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndar
     mask, threshold = ink_mask(gray)
     x0, y0, x1, y1 = ink_box(mask)
     crop = gray[y0:y1, x0:x1]
-    ink = np.where(crop > threshold, 0, 255 - crop).astype(np.uint8)
+    # 255 - crop where crop <= threshold, else 0 (paper); as two OpenCV passes, not numpy's four
+    ink = cv2.threshold(cv2.bitwise_not(crop), 254 - threshold, 255, cv2.THRESH_TOZERO)[1]
     height, width = size
     scale = min(height / ink.shape[0], width / ink.shape[1])
     new_h = max(1, min(height, round(ink.shape[0] * scale)))

@@ -48,6 +48,21 @@ def test_stray_speck_does_not_widen_the_crop():
     assert np.abs(np.subtract(clean_box, specked_box)).max() <= 2
 
 
+def test_ink_is_kept_in_its_own_tone_and_paper_goes_black():
+    """The OpenCV passes do what the definition says: the ink mask is the blurred scan at or
+    below Otsu's level, kept pixels become 255 - grey, everything else 0."""
+    for k in range(4):
+        gray = synth.genuine(2, k)
+        mask, threshold = ink_mask(gray)
+        smooth = cv2.GaussianBlur(gray, (3, 3), 0)
+        assert mask.dtype == bool and np.array_equal(mask, smooth <= threshold)
+        x0, y0, x1, y1 = ink_box(mask)
+        crop = gray[y0:y1, x0:x1]
+        expected = np.where(crop > threshold, 0, 255 - crop).astype(np.uint8)
+        height, width = crop.shape  # a size that keeps the crop's pixels, so no resampling
+        assert np.array_equal(normalize(gray, size=(height, width)), expected)
+
+
 def test_custom_size_and_batch_input():
     images = [normalize(synth.genuine(1, k), size=(32, 64)) for k in range(3)]
     batch = to_model_input(images)
