@@ -6,6 +6,7 @@ similarity does and FAISS L2 indexes work unchanged.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
@@ -18,10 +19,17 @@ from .models import DEFAULT_EXTRACTOR, ModelCard, inference_session, load_card
 from .normalize import normalize, to_model_input
 
 BATCH_SIZE = 32  # images read and normalised per step (the unit of progress)
-# Images the network runs at once. Small batches keep each layer's activations in the CPU's
-# cache: 2.4 ms per image at 2 against 3.3 ms at 16 and 3.6 at 32 on a 2-core EPYC, with the
-# same vectors (docs/benchmarks.md, Speed).
-NETWORK_BATCH = 2
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# Images the network runs at once: about one per core. Small batches keep each layer's
+# activations in the CPU's cache: 2.4 ms per image at 2 against 3.3 ms at 16 and 3.6 at 32 on a
+# 2-core EPYC, with the same vectors (docs/benchmarks.md, Speed); more cores need more images to
+# share out (a guess: not measured on a larger machine).
+NETWORK_BATCH = max(2, _cores())
 
 
 class Extractor:
