@@ -53,7 +53,7 @@ def _trimmed_extent(profile: np.ndarray) -> tuple[int, int]:
 
 def ink_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Bounding box (x0, y0, x1, y1), exclusive ends, of the ink with a small margin."""
-    ones = mask.view(np.uint8)  # OpenCV sums rows and columns several times faster than numpy
+    ones = np.asarray(mask, bool).view(np.uint8)  # OpenCV sums rows and columns several times faster than numpy
     y0, y1 = _trimmed_extent(cv2.reduce(ones, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel())
     x0, x1 = _trimmed_extent(cv2.reduce(ones, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel())
     margin = max(2, int(MARGIN_FRACTION * max(x1 - x0, y1 - y0)))
