@@ -26,9 +26,9 @@ def _cores() -> int:
 
 
 # Images the network runs at once: about one per core. Small batches keep each layer's
-# activations in the CPU's cache: 2.4 ms per image at 2 against 3.3 ms at 16 and 3.6 at 32 on a
-# 2-core EPYC, with the same vectors (docs/benchmarks.md, Speed); more cores need more images to
-# share out (a guess: not measured on a larger machine).
+# activations in the CPU's cache: 2.3-3.1 ms per image at 2 against 3.1-3.3 ms at 16 and 3.4-3.6
+# at 32 on a 2-core EPYC, with the same vectors (docs/benchmarks.md, Speed); more cores need more
+# images to share out (a guess: not measured on a larger machine).
 NETWORK_BATCH = max(2, _cores())
 
 
