@@ -155,3 +155,31 @@ def test_refit_can_choose_the_share_on_the_held_out_writers_instead(synthetic_da
     assert [p.name for p in (tmp_path / "run").glob("spatial-seed*.pt")] == ["spatial-seed3.pt"]  # no folds' heads
     with pytest.raises(InputError, match="share_chosen_on"):
         refit_spatial({**config, "share_chosen_on": "test"}, "refit.yaml")
+
+
+def test_global_heads_take_the_trained_branchs_place_and_both_shares_are_cross_validated(synthetic_dataset, tmp_path):
+    base = tiny_base(synthetic_dataset, tmp_path)
+    config = {
+        "name": "tiny-global", "description": "global heads", "base": str(base), "folds": 2, "shares": [0.0, 0.3], "global_shares": [0.0, 0.2, 0.5],
+        "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2, "seeds": [0]},
+        "global": {"taps": [4, 5], "width": 8, "dim": 4, "steps": 4, "warmup": 1, "batch": {"writers": 4, "genuine": 2, "forged": 1}, "seeds": [0, 1]},
+        "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
+    }
+    path = refit_spatial(config, "global.yaml")
+    card = json.loads(path.with_suffix(".json").read_text())
+    cv = {(r["global_weight"], r["weight"]): r["mean"] for r in card["spatial"]["cross_validated_eer"]}
+    assert len(cv) == 6 and (card["global"]["weight"], card["spatial"]["weight"]) == min(cv, key=cv.get)
+    assert card["global"]["heads"] == 2 and card["network"]["dim"] == 8 and card["fusion"]["weight"] == pytest.approx(1 - card["global"]["weight"])
+    assert sorted(p.name for p in (tmp_path / "run").glob("global-seed*.pt")) == sorted(
+        f"global-seed{s}{f}.pt" for s in (0, 1) for f in ("", "-fold0of2", "-fold1of2"))
+    # the trained branch is gone: the file computes the ImageNet part, the global heads and the spatial head only
+    trained_nodes = [n.name for n in onnx.load(base).graph.node if n.name.startswith(("/blocks.3/", "/blocks.4/", "/head/"))]
+    assert trained_nodes and not any(n.name in trained_nodes for n in onnx.load(path).graph.node)
+    imagenet, maps = pooled_and_maps(trunk_session(trunk(onnx.load(base), imagenet_only=True)), IMAGES)
+    assert imagenet.shape[1] == 80 and np.allclose(np.linalg.norm(imagenet, axis=1), 1, atol=1e-5)
+    w, v = card["global"]["weight"], card["spatial"]["weight"]
+    vectors = run(path)
+    assert vectors.shape[1] == 80 + 8 + 4 * 4 * 8 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    assert np.abs(vectors[:, :80] - imagenet * ((1 - w) * (1 - v)) ** 0.5).max() < 1e-5
+    assert np.allclose(np.linalg.norm(vectors[:, 80:88], axis=1) ** 2, w * (1 - v), atol=1e-4)
+    assert cut_points(onnx.load(path))[1] == cut_points(onnx.load(base))[1]  # it can be refitted again

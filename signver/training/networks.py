@@ -156,6 +156,25 @@ class SpatialHead(nn.Module):
         return F.normalize(self.project(maps).flatten(1), dim=1)
 
 
+class GlobalHead(nn.Module):
+    """A writer-identity vector pooled from the fixed ImageNet maps the spatial head reads.
+
+    It does the trained network branch's job (a metric-learned global vector) at a fraction of
+    its cost: no blocks of its own, one 1x1 convolution on maps the extractor computes anyway.
+    Its maps never change, so it trains in minutes on a CPU and can be trained once per fold of
+    writers, which lets the whole vector be cross-validated (`signver.training.global_head`)."""
+
+    def __init__(self, taps: list[int], channels_in: int, width: int = 256, dim: int = 128):
+        super().__init__()
+        self.taps = sorted(int(t) for t in taps)
+        self.body = nn.Sequential(nn.BatchNorm2d(channels_in), nn.Conv2d(channels_in, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.pool = GeM()
+        self.embed = nn.Linear(width, dim)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.embed(self.pool(self.body(maps))), dim=1)
+
+
 class SpatialEnsemble(nn.Module):
     """Several spatial heads read as one: their unit vectors side by side, each scaled by
     1/sqrt(n), so the squared distance is the mean of theirs. One head's error moves by most of
@@ -176,13 +195,18 @@ class SpatialTail(nn.Module):
     """The end of a fused extractor: its pooled vector and joined ImageNet maps in, the embedding
     out. `signver.training.spatial_refit` exports it and joins it to an exported extractor's
     trunk in place of the old spatial part (the attribute keeps the name `spatial`, so the new
-    file's head nodes are found the same way)."""
+    file's head nodes are found the same way). With a `global_head`, the trunk gives the
+    ImageNet part alone and the head takes share `global_weight` of the pooled vector in place
+    of the trained network's part."""
 
-    def __init__(self, spatial: nn.Module, weight: float):
+    def __init__(self, spatial: nn.Module, weight: float, global_head: GlobalHead | None = None, global_weight: float = 0.0):
         super().__init__()
         self.spatial, self.weight = spatial, weight
+        self.global_head, self.global_weight = global_head, global_weight
 
     def forward(self, pooled: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        if self.global_head is not None:  # `pooled` is then the ImageNet part alone
+            pooled = join_parts(pooled, self.global_head(maps), self.global_weight)
         return join_parts(pooled, self.spatial(maps), self.weight)
 
 

@@ -7,6 +7,11 @@ the exported graph is cut where the pooled vector (ImageNet + trained parts) and
 input (the joined ImageNet maps) are made (`trunk`), heads train on the maps it gives, and a
 new tail (`SpatialTail`: the heads and their share) exported from torch is joined back on.
 
+A `global` spec goes further: global heads (`GlobalHead`, metric-learned on the same maps)
+take the place of the trained network branch, which the new file leaves out (about a quarter
+of the network's time). Every part of that vector is then fixed or trained on the maps alone,
+so both shares (global, spatial) are chosen by cross-validating the whole vector.
+
 The heads' share of the squared distance is chosen by writer cross-validation over all the
 training writers that are not held out (for each fold, heads trained on the other folds'
 writers score the fold's, on the ImageNet part joined to them: the trained part saw these
@@ -17,6 +22,7 @@ unseen writers by several points, and the part's best share is not the whole vec
 threshold as for any extractor.
 
     signver train spatial-heads --config configs/extractor-lite0-ms-gpu-t5e.yaml
+    signver train spatial-heads --config configs/extractor-lite0-heads.yaml
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from .data import TrainingSet, load_training_set
 from .loop import holdout_eers, set_holdout_threshold
 from .networks import SpatialEnsemble, SpatialTail
 from .run_state import machine_name
+from .global_head import global_seeds, trained_global_head
 from .spatial import head_seeds, spatial_embeddings, trained_head
 
 SHARES = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)  # spatial shares tried unless the config lists its own
@@ -67,9 +74,22 @@ def cut_points(model: onnx.ModelProto) -> tuple[str, str]:
     return pooled, entries.pop()
 
 
-def trunk(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The graph from the image to (pooled vector, maps), without the spatial part."""
+def imagenet_part(model: onnx.ModelProto, pooled: str) -> str:
+    """The ImageNet part inside a fused extractor's pooled vector `pooled` (which joins it,
+    scaled, to the learned part: the trained network's or a global head's)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    join = producers.get(pooled)
+    if join is None or join.op_type != "Concat" or len(join.input) != 2 or any(producers.get(i) is None or producers[i].op_type != "Mul" for i in join.input):
+        raise ValueError("not a fused extractor: its pooled vector is not two scaled parts joined")
+    return producers[join.input[0]].input[0]
+
+
+def trunk(model: onnx.ModelProto, imagenet_only: bool = False) -> onnx.ModelProto:
+    """The graph from the image to (pooled vector, maps), without the spatial part; with
+    `imagenet_only`, to (ImageNet part, maps), which leaves out the trained network branch."""
     pooled, maps = cut_points(model)
+    if imagenet_only:
+        pooled = imagenet_part(model, pooled)
     return onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model)).extract_model([model.graph.input[0].name], [pooled, maps])
 
 
@@ -115,16 +135,37 @@ def ensemble_vectors(heads: list, maps: torch.Tensor) -> np.ndarray:
 def cross_validated_shares(imagenet: np.ndarray, maps: torch.Tensor, train: TrainingSet, spec: dict, folds: int, shares, run_dir: Path) -> dict[float, dict[str, float]]:
     """P1 skilled EER (mean over folds, per dataset and their mean) of the ImageNet part joined
     to heads trained on the other folds, at each share. Heads are kept in `run_dir`."""
+    grid = cross_validated_grid(imagenet, maps, train, spec, folds, shares, run_dir)
+    return {v: grid[0.0, v] for v in shares}
+
+
+def cross_validated_grid(imagenet: np.ndarray, maps: torch.Tensor, train: TrainingSet, spec: dict, folds: int, shares, run_dir: Path,
+                         global_spec: dict | None = None, global_shares=(0.0,)) -> dict[tuple[float, float], dict[str, float]]:
+    """As `cross_validated_shares`, for each (global share w, spatial share v): the ImageNet
+    part joined first to global heads (`global_spec`) trained on the other folds at share w, then
+    to the spatial heads at share v. Every part is fixed or trained without the scored writers,
+    so this scores the whole vector."""
     fold = folds_of(train, folds)
     per_fold = []
     for k in range(folds):
         rest, mine = torch.from_numpy(fold != k), fold == k
-        heads = [trained_head(spec, seed, maps.shape[1], lambda: maps[rest], train.subset(fold != k), run_dir / f"spatial-seed{seed}-fold{k}of{folds}.pt")
-                 for seed in head_seeds(spec)]
+        others = train.subset(fold != k)
+        heads = [trained_head(spec, seed, maps.shape[1], lambda: maps[rest], others, run_dir / f"spatial-seed{seed}-fold{k}of{folds}.pt") for seed in head_seeds(spec)]
         local = ensemble_vectors(heads, maps[torch.from_numpy(mine)])
-        per_fold.append({v: holdout_eers(joined(imagenet[mine], local, v), train.subset(mine)) for v in shares})
-    names = [n for n in per_fold[0][shares[0]] if n != "all"]
-    return {v: {n: round(float(np.mean([f[v][n] for f in per_fold])), 4) for n in names} for v in shares}
+        learned = None
+        if global_spec is not None:
+            globals_ = [trained_global_head(global_spec, seed, maps.shape[1], lambda: maps[rest], others, run_dir / f"global-seed{seed}-fold{k}of{folds}.pt")
+                        for seed in global_seeds(global_spec)]
+            learned = ensemble_vectors(globals_, maps[torch.from_numpy(mine)])
+        per_fold.append({(w, v): holdout_eers(joined(with_learned(imagenet[mine], learned, w), local, v), train.subset(mine)) for w in global_shares for v in shares})
+    first = next(iter(per_fold[0].values()))
+    names = [n for n in first if n != "all"]
+    return {key: {n: round(float(np.mean([f[key][n] for f in per_fold])), 4) for n in names} for key in per_fold[0]}
+
+
+def with_learned(imagenet: np.ndarray, learned: np.ndarray | None, share: float) -> np.ndarray:
+    """The pooled vector: the ImageNet part, joined to a learned global part at `share` if any."""
+    return imagenet if learned is None else joined(imagenet, learned, share)
 
 
 def export_tail(body: onnx.ModelProto, tail: SpatialTail, pooled_size: int, maps_shape: tuple[int, ...], path: Path) -> Path:
@@ -150,11 +191,14 @@ def export_tail(body: onnx.ModelProto, tail: SpatialTail, pooled_size: int, maps
 def refit_spatial(config: dict, config_path: str) -> Path:
     """Train the config's heads for its `base` extractor, choose their share (`share_chosen_on`:
     `cross_validation`, or `holdout`, the whole vector on the held-out writers), export the new
-    extractor with its card; returns the ONNX path."""
+    extractor with its card; returns the ONNX path. With a `global` spec, global heads on the
+    same maps take the trained network branch's place (left out of the new file), and their
+    share is chosen with the spatial share, from `global_shares`."""
     started = time.time()
     base = Extractor(config["base"])
-    spec, run_dir = config["spatial"], Path(config["run_dir"])
+    spec, global_spec, run_dir = config["spatial"], config.get("global"), Path(config["run_dir"])
     folds, shares = int(config.get("folds", 5)), tuple(float(v) for v in config.get("shares", SHARES))
+    global_shares = tuple(float(w) for w in config.get("global_shares", SHARES)) if global_spec else (0.0,)
     rule = config.get("share_chosen_on", "cross_validation")
     if rule not in ("cross_validation", "holdout"):
         raise InputError(f"share_chosen_on must be cross_validation or holdout, not {rule!r}")
@@ -162,33 +206,62 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     size = base.card.input_size
     train = load_training_set(sources, size, "train", run_dir / "train.npz")
     holdout = load_training_set(sources, size, "holdout", run_dir / "holdout.npz")
-    body = trunk(onnx.load(base.card.path))
+    body = trunk(onnx.load(base.card.path), imagenet_only=global_spec is not None)
     session = trunk_session(body)
     train_pooled, train_maps = pooled_and_maps(session, train.images)
     held_pooled, held_maps = pooled_and_maps(session, holdout.images)
     heads = [trained_head(spec, seed, train_maps.shape[1], lambda: train_maps, train, run_dir / f"spatial-seed{seed}.pt") for seed in head_seeds(spec)]
+    globals_ = [trained_global_head(global_spec, seed, train_maps.shape[1], lambda: train_maps, train, run_dir / f"global-seed{seed}.pt")
+                for seed in global_seeds(global_spec)] if global_spec else []
     local = ensemble_vectors(heads, held_maps)
-    held = {v: holdout_eers(joined(held_pooled, local, v), holdout) for v in shares}
-    found = {"holdout_eer": {str(v): held[v] for v in shares}}
+    learned = ensemble_vectors(globals_, held_maps) if globals_ else None
+    grid = [(w, v) for w in global_shares for v in shares]
+    held = {(w, v): holdout_eers(joined(with_learned(held_pooled, learned, w), local, v), holdout) for w, v in grid}
     if rule == "cross_validation":
-        trained_dim = int(base.card.details["network"]["dim"])
-        cv = cross_validated_shares(unit(train_pooled[:, :-trained_dim]), train_maps, train, spec, folds, shares, run_dir)
-        share, chosen_on = min(shares, key=lambda v: cv[v]["mean"]), f"{folds}-fold writer cross-validation over the training writers (ImageNet part + heads)"
-        found["cross_validated_eer"] = {str(v): cv[v] for v in shares}
+        imagenet = train_pooled if global_spec else unit(train_pooled[:, : -int(base.card.details["network"]["dim"])])
+        scores = cross_validated_grid(imagenet, train_maps, train, spec, folds, shares, run_dir, global_spec, global_shares)
+        chosen_on = f"{folds}-fold writer cross-validation over the training writers (" + ("the whole vector" if global_spec else "ImageNet part + heads") + ")"
     else:
-        share, chosen_on = min(shares, key=lambda v: held[v]["mean"]), "held-out training writers (the whole vector)"
+        scores, chosen_on = held, "held-out training writers (the whole vector)"
+    global_share, share = min(grid, key=lambda key: scores[key]["mean"])
     spatial = SpatialEnsemble(heads) if len(heads) > 1 else heads[0]
-    path = export_tail(body, SpatialTail(spatial, share), held_pooled.shape[1], tuple(train_maps.shape[1:]), Path(config["out"]) / f"{config['name']}.onnx")
+    learned_head = (SpatialEnsemble(globals_) if len(globals_) > 1 else globals_[0]) if globals_ else None
+    tail = SpatialTail(spatial, share, learned_head, global_share)
+    path = export_tail(body, tail, held_pooled.shape[1], tuple(train_maps.shape[1:]), Path(config["out"]) / f"{config['name']}.onnx")
     card = {key: copy.deepcopy(value) for key, value in base.card.details.items() if key not in ("calibration", "claims", "test_metrics", "threshold_selection")}
+    seconds = {"seconds": round(time.time() - started), "machine": machine_name(), "date": date.today().isoformat()}
     card |= {
         "name": config["name"],
         "description": config["description"],
         "base": base.name,
-        "spatial": {**spec, "heads": len(heads), "weight": share, "chosen_on": chosen_on, **found,
-                    "seconds": round(time.time() - started), "head_training_seconds": round(sum(torch.load(p, weights_only=False).get("seconds", 0) for p in run_dir.glob("spatial-seed*.pt")), 1),
-                    "machine": machine_name(), "date": date.today().isoformat()},
+        "spatial": {**spec, "heads": len(heads), "weight": share, "chosen_on": chosen_on, **found_shares(held, scores if rule == "cross_validation" else None, global_spec is not None),
+                    "head_training_seconds": _training_seconds(run_dir, "spatial-seed*.pt"), **seconds},
         "training_command": f"signver train spatial-heads --config {config_path}",
     }
+    if global_spec:
+        learned_size = int(global_spec.get("dim", 128)) * len(globals_)
+        card |= {
+            "network": {"kind": "lite0", "blocks": max(int(t) for t in spec["taps"]), "pretrained": True, "trained_blocks": 0, "dim": learned_size,
+                        "learned_part": "global heads on the fixed ImageNet maps (no trained network branch)"},
+            "global": {**global_spec, "heads": len(globals_), "weight": global_share, "chosen_on": chosen_on,
+                       "head_training_seconds": _training_seconds(run_dir, "global-seed*.pt")},
+            "fusion": {**card.get("fusion", {}), "weight": round(1 - global_share, 6), "chosen_on": chosen_on},
+            "loss": global_spec.get("loss", {"name": "multi_similarity"}),
+            "training": {"kind": "heads on fixed ImageNet maps", **seconds},
+        }
     write_card(path.with_suffix(".json"), card)
     set_holdout_threshold(path, card, holdout)
     return path
+
+
+def found_shares(held: dict, cross_validated: dict | None, with_global: bool) -> dict:
+    """The EERs each share (or pair of global and spatial shares) scored, for the card."""
+    def table(scores: dict) -> dict | list:
+        if with_global:
+            return [{"global_weight": w, "weight": v, **eers} for (w, v), eers in scores.items()]
+        return {str(v): eers for (_, v), eers in scores.items()}
+    return {"holdout_eer": table(held)} | ({"cross_validated_eer": table(cross_validated)} if cross_validated is not None else {})
+
+
+def _training_seconds(run_dir: Path, pattern: str) -> float:
+    return round(sum(torch.load(p, weights_only=False).get("seconds", 0) for p in run_dir.glob(pattern)), 1)

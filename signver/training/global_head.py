@@ -1,0 +1,64 @@
+"""Train a `GlobalHead`: a metric-learned global vector on the fixed ImageNet maps.
+
+The same batches and loss as the trained network branch (P writers x K genuine + F of their
+forgeries, a writer's forgeries its hardest negatives; multi-similarity loss), but on maps
+computed once per training image, so a head trains in minutes on a CPU and one can be trained
+per fold of writers (`signver.training.spatial_refit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from .data import TrainingSet, writer_batches
+from .losses import LOSSES
+from .networks import GlobalHead
+from .run_state import optimizer_and_schedule, progress_columns
+from .spatial import load_or_fit
+
+
+def global_seeds(spec: dict) -> list[int]:
+    """The seeds `spec` trains global heads with (several are read as one ensemble)."""
+    return [int(seed) for seed in spec.get("seeds", [0])]
+
+
+def trained_global_head(spec: dict, seed: int, channels_in: int, maps: Callable[[], torch.Tensor], train: TrainingSet, saved: Path) -> GlobalHead:
+    """The head `spec` and `seed` describe: the one `saved` holds for the same spec, else one
+    trained on `train` (whose maps `maps()` gives, in the same order) and saved there."""
+    own = {**{k: v for k, v in spec.items() if k != "seeds"}, "seed": seed}
+    torch.manual_seed(seed)
+    head = GlobalHead([int(t) for t in spec["taps"]], channels_in, int(spec.get("width", 256)), int(spec.get("dim", 128)))
+    return load_or_fit(head, own, saved, lambda: fit_global_head(head, maps(), own, train))
+
+
+def fit_global_head(head: GlobalHead, maps: torch.Tensor, spec: dict, train: TrainingSet) -> list[dict]:
+    """Train `head` on writer batches of `train` (whose images' maps are `maps`) as `spec` says
+    (steps, lr, weight_decay, warmup, batch {writers, genuine, forged}, loss {name, ...},
+    seed); returns the loss log."""
+    steps, batch = int(spec.get("steps", 800)), spec.get("batch", {"writers": 32, "genuine": 4, "forged": 2})
+    loss_spec = dict(spec.get("loss", {"name": "multi_similarity"}))
+    loss_fn = LOSSES[loss_spec.pop("name")]
+    optimizer, scheduler = optimizer_and_schedule(head, {"lr": spec.get("lr", 0.001), "weight_decay": spec.get("weight_decay", 1e-4)}, steps, int(spec.get("warmup", 100)))
+    writers = min(int(batch["writers"]), len(np.unique(train.writer)))  # a small fold may hold fewer writers than a batch
+    batches = writer_batches(train, writers, int(batch["genuine"]), int(batch["forged"]), np.random.default_rng(int(spec.get("seed", 0))))
+    head.train()
+    log, running = [], None
+    with Progress(*progress_columns("global head")) as progress:
+        task = progress.add_task("global", total=steps, status="")
+        for step in range(steps):
+            index = next(batches)
+            loss = loss_fn(head(maps[index].float()), torch.from_numpy(train.labels(index)), **loss_spec)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            if (step + 1) % 100 == 0:
+                log.append({"step": step + 1, "loss": round(running, 4)})
+            progress.update(task, advance=1, status=f"loss {running:.3f}")
+    return log
