@@ -183,3 +183,32 @@ def test_global_heads_take_the_trained_branchs_place_and_both_shares_are_cross_v
     assert np.abs(vectors[:, :80] - imagenet * ((1 - w) * (1 - v)) ** 0.5).max() < 1e-5
     assert np.allclose(np.linalg.norm(vectors[:, 80:88], axis=1) ** 2, w * (1 - v), atol=1e-4)
     assert cut_points(onnx.load(path))[1] == cut_points(onnx.load(base))[1]  # it can be refitted again
+
+
+def test_a_global_head_learns_to_tell_writers_apart_from_their_maps(tmp_path):
+    from signver.training.global_head import trained_global_head
+    from signver.training.networks import GlobalHead
+
+    rng = np.random.default_rng(0)
+    writers, genuine = np.repeat(np.arange(6), 8), np.tile([True] * 6 + [False] * 2, 6)
+    tell = np.zeros((1, 12, 1, 1))
+    tell[0, :3] = 1.0  # what gives a forgery away: small, in three channels of twelve
+    x = rng.normal(size=(6, 12, 1, 1))[writers] * 2 + np.where(genuine, 0, 1)[:, None, None, None] * tell + rng.normal(scale=0.5, size=(48, 12, 4, 8))
+    maps = torch.from_numpy(x.astype(np.float16))
+    data = TrainingSet(np.zeros((48, 2, 2), np.uint8), writers, genuine, np.array(["a"] * 48))
+
+    def same_over_forged(head):
+        """Mean distance between a writer's genuine signatures over that to their forgeries."""
+        with torch.no_grad():
+            v = head.eval()(maps.float()).numpy()
+        d = np.linalg.norm(v[:, None] - v[None], axis=2)
+        mine = writers[:, None] == writers[None]
+        return d[mine & genuine[:, None] & genuine[None] & ~np.eye(48, dtype=bool)].mean() / d[mine & genuine[:, None] & ~genuine[None]].mean()
+
+    spec = {"taps": [5], "width": 16, "dim": 8, "steps": 60, "warmup": 5, "lr": 0.01, "batch": {"writers": 4, "genuine": 3, "forged": 1}}
+    torch.manual_seed(0)
+    assert same_over_forged(GlobalHead([5], 12, 16, 8)) > 0.4  # untrained: forgeries sit near their writer
+    head = trained_global_head(spec, 0, 12, lambda: maps, data, tmp_path / "global-seed0.pt")
+    assert same_over_forged(head) < 0.3 and (tmp_path / "global-log-seed0.json").is_file()
+    again = trained_global_head(spec, 0, 12, lambda: pytest.fail("a saved head is loaded, not trained again"), data, tmp_path / "global-seed0.pt")
+    assert all(torch.equal(a, b) for a, b in zip(head.state_dict().values(), again.state_dict().values()))
