@@ -19,7 +19,7 @@ from .calibration import Calibration, ClaimRule, ClaimRules
 from .errors import ModelError
 
 MODELS_DIR = Path(__file__).parent / "models"
-DEFAULT_EXTRACTOR = "lite0-ms-gpu-t5"
+DEFAULT_EXTRACTOR = "lite0-heads"
 
 
 @dataclass(frozen=True)

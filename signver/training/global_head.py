@@ -39,20 +39,25 @@ def trained_global_head(spec: dict, seed: int, channels_in: int, maps: Callable[
 def fit_global_head(head: GlobalHead, maps: torch.Tensor, spec: dict, train: TrainingSet) -> list[dict]:
     """Train `head` on writer batches of `train` (whose images' maps are `maps`) as `spec` says
     (steps, lr, weight_decay, warmup, batch {writers, genuine, forged}, loss {name, ...},
-    seed); returns the loss log."""
+    seed, precision fp32 or bf16); returns the loss log."""
     steps, batch = int(spec.get("steps", 800)), spec.get("batch", {"writers": 32, "genuine": 4, "forged": 2})
     loss_spec = dict(spec.get("loss", {"name": "multi_similarity"}))
     loss_fn = LOSSES[loss_spec.pop("name")]
     optimizer, scheduler = optimizer_and_schedule(head, {"lr": spec.get("lr", 0.001), "weight_decay": spec.get("weight_decay", 1e-4)}, steps, int(spec.get("warmup", 100)))
     writers = min(int(batch["writers"]), len(np.unique(train.writer)))  # a small fold may hold fewer writers than a batch
     batches = writer_batches(train, writers, int(batch["genuine"]), int(batch["forged"]), np.random.default_rng(int(spec.get("seed", 0))))
+    bf16 = spec.get("precision", "fp32") == "bf16"  # about twice as fast on a CPU with bf16 support
+    if bf16:
+        head.to(memory_format=torch.channels_last)
     head.train()
     log, running = [], None
     with Progress(*progress_columns("global head")) as progress:
         task = progress.add_task("global", total=steps, status="")
         for step in range(steps):
             index = next(batches)
-            loss = loss_fn(head(maps[index].float()), torch.from_numpy(train.labels(index)), **loss_spec)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                vectors = head(maps[index].float().contiguous(memory_format=torch.channels_last))
+            loss = loss_fn(vectors.float(), torch.from_numpy(train.labels(index)), **loss_spec)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
