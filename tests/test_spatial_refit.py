@@ -212,3 +212,19 @@ def test_a_global_head_learns_to_tell_writers_apart_from_their_maps(tmp_path):
     assert same_over_forged(head) < 0.3 and (tmp_path / "global-log-seed0.json").is_file()
     again = trained_global_head(spec, 0, 12, lambda: pytest.fail("a saved head is loaded, not trained again"), data, tmp_path / "global-seed0.pt")
     assert all(torch.equal(a, b) for a, b in zip(head.state_dict().values(), again.state_dict().values()))
+
+
+def test_folding_the_heads_input_norms_keeps_their_function():
+    from signver.training.networks import GlobalHead, fold_input_norms
+
+    torch.manual_seed(0)
+    tail = SpatialTail(SpatialEnsemble([SpatialHead([4, 5], 80, width=8, channels=4, pool=2) for _ in range(2)]), 0.2, GlobalHead([4, 5], 80, width=16, dim=8), 0.1)
+    for norm in [m for m in tail.modules() if isinstance(m, torch.nn.BatchNorm2d)]:  # statistics as training leaves them
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), norm.weight.data.uniform_(0.5, 1.5), norm.bias.data.uniform_(-0.5, 0.5)
+    tail.eval()
+    folded = fold_input_norms(tail)
+    pooled, maps = torch.nn.functional.normalize(torch.rand(3, 20), dim=1), torch.rand(3, 80, 4, 8)
+    with torch.no_grad():
+        assert torch.allclose(folded(pooled, maps), tail(pooled, maps), atol=1e-5)
+    norms = lambda m: sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # noqa: E731
+    assert norms(tail) == 6 and norms(folded) == 3  # each head's input norm is gone, the one after its convolution stays

@@ -8,6 +8,8 @@ Both take the normalised batch (N, 1, H, W), ink bright in [0, 1], and return un
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -208,6 +210,30 @@ class SpatialTail(nn.Module):
         if self.global_head is not None:  # `pooled` is then the ImageNet part alone
             pooled = join_parts(pooled, self.global_head(maps), self.global_weight)
         return join_parts(pooled, self.spatial(maps), self.weight)
+
+
+def fold_input_norms(module: nn.Module) -> nn.Module:
+    """A copy of `module` (in eval mode) with every batch norm that opens a block and feeds a 1x1
+    convolution folded into that convolution: the same function, one pass over the maps fewer
+    (the heads' input norms cost about 2 % of the extractor's time, and onnxruntime folds only
+    a norm that follows a convolution)."""
+    module = copy.deepcopy(module).eval()
+    for block in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        if len(block) < 2 or not isinstance(block[0], nn.BatchNorm2d) or not _pointwise(block[1]):
+            continue
+        norm, conv = block[0], block[1]
+        with torch.no_grad():
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            shift = norm.bias - norm.running_mean * scale
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, 1)
+            folded.weight.copy_(conv.weight * scale[None, :, None, None])
+            folded.bias.copy_((conv.bias if conv.bias is not None else 0) + conv.weight[:, :, 0, 0] @ shift)
+        block[0], block[1] = nn.Identity(), folded
+    return module
+
+
+def _pointwise(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.padding == (0, 0) and layer.groups == 1
 
 
 def join_maps(maps: dict[int, torch.Tensor], taps: list[int]) -> torch.Tensor:

@@ -44,7 +44,7 @@ from ..models import inference_session, write_card
 from ..normalize import to_model_input
 from .data import TrainingSet, load_training_set
 from .loop import holdout_eers, set_holdout_threshold
-from .networks import SpatialEnsemble, SpatialTail
+from .networks import SpatialEnsemble, SpatialTail, fold_input_norms
 from .run_state import machine_name
 from .global_head import global_seeds, trained_global_head
 from .spatial import head_seeds, spatial_embeddings, trained_head
@@ -173,7 +173,7 @@ def export_tail(body: onnx.ModelProto, tail: SpatialTail, pooled_size: int, maps
     pooled, maps = (output.name for output in body.graph.output)
     tail_path = path.with_name(path.stem + "-tail.onnx")
     with torch.no_grad():
-        torch.onnx.export(tail.eval(), (torch.zeros(2, pooled_size), torch.zeros(2, *maps_shape)), str(tail_path),
+        torch.onnx.export(fold_input_norms(tail), (torch.zeros(2, pooled_size), torch.zeros(2, *maps_shape)), str(tail_path),
                           input_names=["pooled", "maps"], output_names=["embedding"],
                           dynamic_axes={"pooled": {0: "batch"}, "maps": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=17, dynamo=False)
     end = onnx.compose.add_prefix(onnx.load(tail_path), TAIL)
