@@ -52,6 +52,21 @@ def test_embed_in_batches_keeps_order_and_errors():
     assert extractor.embed_normalized([]).shape == (0, extractor.dimension)
 
 
+def test_worker_threads_give_the_same_vectors_and_raise_bad_input(monkeypatch):
+    """Many images are shared out over worker threads (forced here, whatever the machine's cores):
+    the vectors equal embedding each image alone, in order, and a bad image raises from a worker."""
+    import signver.extractor as extractor_module
+    from signver.extractor import get_extractor
+
+    monkeypatch.setattr(extractor_module, "WORKERS", 2)
+    extractor = get_extractor()
+    images = [synth.genuine(writer, k) for writer in (1, 2, 3, 4) for k in (0, 1)]
+    alone = np.stack([extractor.embed([image])[0] for image in images])
+    assert np.allclose(extractor.embed(images, batch_size=8), alone, atol=1e-5)  # four network batches over two threads
+    with pytest.raises(BlankImageError):
+        extractor.embed(images[:5] + [np.full((50, 80), 255, np.uint8)], batch_size=8)
+
+
 def test_verify_result_and_precomputed_embeddings():
     a, b = synth.genuine(1, 0), synth.genuine(1, 1)
     result = signver.verify(a, b)
