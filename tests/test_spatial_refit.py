@@ -185,7 +185,8 @@ def test_global_heads_take_the_trained_branchs_place_and_both_shares_are_cross_v
     assert cut_points(onnx.load(path))[1] == cut_points(onnx.load(base))[1]  # it can be refitted again
 
 
-def test_a_global_head_learns_to_tell_writers_apart_from_their_maps(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_global_head_learns_to_tell_writers_apart_from_their_maps(tmp_path, precision):
     from signver.training.global_head import trained_global_head
     from signver.training.networks import GlobalHead
 
@@ -205,7 +206,7 @@ def test_a_global_head_learns_to_tell_writers_apart_from_their_maps(tmp_path):
         mine = writers[:, None] == writers[None]
         return d[mine & genuine[:, None] & genuine[None] & ~np.eye(48, dtype=bool)].mean() / d[mine & genuine[:, None] & ~genuine[None]].mean()
 
-    spec = {"taps": [5], "width": 16, "dim": 8, "steps": 60, "warmup": 5, "lr": 0.01, "batch": {"writers": 4, "genuine": 3, "forged": 1}}
+    spec = {"taps": [5], "width": 16, "dim": 8, "steps": 60, "warmup": 5, "lr": 0.01, "batch": {"writers": 4, "genuine": 3, "forged": 1}, "precision": precision}
     torch.manual_seed(0)
     assert same_over_forged(GlobalHead([5], 12, 16, 8)) > 0.4  # untrained: forgeries sit near their writer
     head = trained_global_head(spec, 0, 12, lambda: maps, data, tmp_path / "global-seed0.pt")
