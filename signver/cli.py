@@ -576,11 +576,17 @@ def train_baseline(config: Path = typer.Option(..., help="YAML config, e.g. conf
 
 @train_app.command("extractor")
 @reports_errors
-def train_extractor(config: Path = typer.Option(..., help="YAML config, e.g. configs/extractor-resnet-ms.yaml")) -> None:
-    """Train an embedding network (resumable), export it to ONNX and write its model card."""
-    from .training.loop import train_extractor as run
+def train_extractor(config: Path = typer.Option(..., help="YAML config, e.g. configs/extractor-lite0-heads.yaml")) -> None:
+    """Train an extractor (resumable), export it to ONNX and write its model card: an embedding
+    network, or, for a config naming a `base` extractor, heads on that extractor's maps (as
+    `signver train spatial-heads`)."""
+    settings = read_config(config)
+    if "base" in settings:
+        from .training.spatial_refit import refit_spatial as run
+    else:
+        from .training.loop import train_extractor as run
 
-    path = run(read_config(config), str(config))
+    path = run(settings, str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 

@@ -229,3 +229,23 @@ def test_folding_the_heads_input_norms_keeps_their_function():
         assert torch.allclose(folded(pooled, maps), tail(pooled, maps), atol=1e-5)
     norms = lambda m: sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # noqa: E731
     assert norms(tail) == 6 and norms(folded) == 3  # each head's input norm is gone, the one after its convolution stays
+
+
+def test_train_extractor_with_a_base_extractor_trains_heads_on_its_maps(synthetic_dataset, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from signver.cli import app
+
+    base = tiny_base(synthetic_dataset, tmp_path)
+    config = {
+        "name": "tiny-cli", "description": "heads from the command line", "base": str(base), "share_chosen_on": "holdout", "shares": [0.0, 0.3],
+        "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 4, "batch": 8, "warmup": 2, "seeds": [0]},
+        "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
+    }
+    path = tmp_path / "heads.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["train", "extractor", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "model" / "tiny-cli.json").read_text())
+    assert card["base"] == "tiny-base" and card["spatial"]["heads"] == 1 and card["threshold"] > 0
