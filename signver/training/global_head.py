@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
 from .data import TrainingSet, writer_batches
 from .losses import LOSSES
 from .networks import GlobalHead
-from .run_state import optimizer_and_schedule, progress_columns
+from .run_state import optimizer_and_schedule, run_steps
 from .spatial import load_or_fit
 
 
@@ -50,20 +49,11 @@ def fit_global_head(head: GlobalHead, maps: torch.Tensor, spec: dict, train: Tra
     if bf16:
         head.to(memory_format=torch.channels_last)
     head.train()
-    log, running = [], None
-    with Progress(*progress_columns("global head")) as progress:
-        task = progress.add_task("global", total=steps, status="")
-        for step in range(steps):
-            index = next(batches)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                vectors = head(maps[index].float().contiguous(memory_format=torch.channels_last))
-            loss = loss_fn(vectors.float(), torch.from_numpy(train.labels(index)), **loss_spec)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            if (step + 1) % 100 == 0:
-                log.append({"step": step + 1, "loss": round(running, 4)})
-            progress.update(task, advance=1, status=f"loss {running:.3f}")
-    return log
+
+    def loss_at(step: int) -> torch.Tensor:
+        index = next(batches)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            vectors = head(maps[index].float().contiguous(memory_format=torch.channels_last))
+        return loss_fn(vectors.float(), torch.from_numpy(train.labels(index)), **loss_spec)
+
+    return run_steps("global head", steps, optimizer, scheduler, loss_at)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import InputError
 
@@ -63,3 +64,22 @@ def save_checkpoint(checkpoint: Path, network: torch.nn.Module, optimizer, sched
 
 def progress_columns(label: str = "training") -> tuple:
     return (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
+
+
+def run_steps(label: str, steps: int, optimizer, scheduler, loss_at: Callable[[int], torch.Tensor]) -> list[dict]:
+    """Take `steps` optimiser steps on `loss_at(step)` behind a progress bar; returns the loss
+    log (the smoothed loss every 100 steps)."""
+    log, running = [], None
+    with Progress(*progress_columns(label)) as progress:
+        task = progress.add_task(label, total=steps, status="")
+        for step in range(steps):
+            loss = loss_at(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            if (step + 1) % 100 == 0:
+                log.append({"step": step + 1, "loss": round(running, 4)})
+            progress.update(task, advance=1, status=f"loss {running:.3f}")
+    return log

@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import Progress
 from torch import nn
 
 from .data import TrainingSet
 from .networks import FusedEmbedder, SpatialHead, join_maps
-from .run_state import optimizer_and_schedule, progress_columns
+from .run_state import optimizer_and_schedule, run_steps
 
 SAME, FORGED = 0.5, 0.35  # default shares of same-writer and forgery pairs; the rest pair two writers
 
@@ -137,22 +136,12 @@ def fit_head(head: SpatialHead, maps: torch.Tensor, spec: dict, train: TrainingS
     sampler = PairSampler(train, float(spec.get("same_pairs", SAME)), float(spec.get("forged_pairs", FORGED)))
     rng = np.random.default_rng(int(spec.get("seed", 0)))
     head.train()
-    log = []
-    with Progress(*progress_columns("spatial head")) as progress:
-        task = progress.add_task("spatial", total=steps, status="")
-        running = None
-        for step in range(steps):
-            first, second, same = sampler.sample(batch, rng)
-            a, b = maps[first].float(), maps[second].float()
-            b = torch.roll(b, tuple(int(s) for s in rng.integers(-1, 2, 2)), dims=(2, 3))
-            d2 = (head(a) - head(b)).pow(2).sum(dim=1)
-            loss = F.binary_cross_entropy_with_logits(scale * (margin - d2), torch.from_numpy(same))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            if (step + 1) % 100 == 0:
-                log.append({"step": step + 1, "loss": round(running, 4)})
-            progress.update(task, advance=1, status=f"loss {running:.3f}")
-    return log
+
+    def loss_at(step: int) -> torch.Tensor:
+        first, second, same = sampler.sample(batch, rng)
+        a, b = maps[first].float(), maps[second].float()
+        b = torch.roll(b, tuple(int(s) for s in rng.integers(-1, 2, 2)), dims=(2, 3))
+        d2 = (head(a) - head(b)).pow(2).sum(dim=1)
+        return F.binary_cross_entropy_with_logits(scale * (margin - d2), torch.from_numpy(same))
+
+    return run_steps("spatial head", steps, optimizer, scheduler, loss_at)
