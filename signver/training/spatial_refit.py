@@ -57,11 +57,10 @@ TAIL = "tail/"  # prefix of the new tail's names, so that none clashes with the 
 def cut_points(model: onnx.ModelProto) -> tuple[str, str]:
     """The tensors an exported fused extractor with a spatial part joins into its embedding:
     (the pooled vector, the spatial head's input maps)."""
-    producers = {out: node for node in model.graph.node for out in node.output}
-    final = producers.get(model.graph.output[0].name)
-    if final is None or final.op_type != "Concat" or len(final.input) != 2 or any(producers.get(i) is None or producers[i].op_type != "Mul" for i in final.input):
+    parts = scaled_parts(model, model.graph.output[0].name)
+    if parts is None:
         raise ValueError("not a fused extractor with a spatial part: its embedding is not two scaled parts joined")
-    pooled = producers[final.input[0]].input[0]
+    pooled = parts[0]
     from_image = {model.graph.input[0].name}  # tensors that depend on the image, in graph order
     for node in model.graph.node:
         if from_image.intersection(node.input):
@@ -77,11 +76,21 @@ def cut_points(model: onnx.ModelProto) -> tuple[str, str]:
 def imagenet_part(model: onnx.ModelProto, pooled: str) -> str:
     """The ImageNet part inside a fused extractor's pooled vector `pooled` (which joins it,
     scaled, to the learned part: the trained network's or a global head's)."""
-    producers = {out: node for node in model.graph.node for out in node.output}
-    join = producers.get(pooled)
-    if join is None or join.op_type != "Concat" or len(join.input) != 2 or any(producers.get(i) is None or producers[i].op_type != "Mul" for i in join.input):
+    parts = scaled_parts(model, pooled)
+    if parts is None:
         raise ValueError("not a fused extractor: its pooled vector is not two scaled parts joined")
-    return producers[join.input[0]].input[0]
+    return parts[0]
+
+
+def scaled_parts(model: onnx.ModelProto, tensor: str) -> tuple[str, str] | None:
+    """The two tensors that `tensor` joins, each scaled by its share (`join_parts`: a Concat of
+    two Muls), or None when it is not made so."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    join = producers.get(tensor)
+    if join is None or join.op_type != "Concat" or len(join.input) != 2 or any(producers.get(i) is None or producers[i].op_type != "Mul" for i in join.input):
+        return None
+    first, second = (producers[i].input[0] for i in join.input)
+    return first, second
 
 
 def trunk(model: onnx.ModelProto, imagenet_only: bool = False) -> onnx.ModelProto:
