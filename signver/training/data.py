@@ -15,6 +15,7 @@ from rich.progress import track
 from ..datasets import get_split, read_dataset
 from ..images import load_image
 from ..normalize import normalize
+from .stroke_width import CHANGES
 
 
 @dataclass
@@ -40,7 +41,9 @@ def writers_for(source: dict, available: list[str], role: str) -> list[str]:
     return [w for w in train if (w in holdout) == (role == "holdout")]
 
 
-def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "train", cache: Path | None = None) -> TrainingSet:
+def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "train", cache: Path | None = None, change: str | None = None) -> TrainingSet:
+    """The role's images of `sources`, normalised to `size`; with `change` (a name in
+    `stroke_width.CHANGES`) each raw scan is changed first."""
     if cache and cache.is_file():
         data = np.load(cache)
         return TrainingSet(data["images"], data["writer"], data["genuine"], data["dataset"])
@@ -53,7 +56,8 @@ def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "t
                 writer.append(f"{dataset.name}/{name}")
                 genuine.append(signature.genuine)
                 names.append(dataset.name)
-    images = np.stack([normalize(load_image(p), size) for p in track(paths, description=f"normalising {role} images")])
+    changed = CHANGES[change] if change else (lambda gray: gray)
+    images = np.stack([normalize(changed(load_image(p)), size) for p in track(paths, description=f"normalising {role} images" + (f" ({change})" if change else ""))])
     classes = {name: i for i, name in enumerate(dict.fromkeys(writer))}
     result = TrainingSet(images, np.array([classes[w] for w in writer]), np.array(genuine), np.array(names))
     if cache:

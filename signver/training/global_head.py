@@ -19,6 +19,7 @@ from .losses import LOSSES
 from .networks import GlobalHead
 from .run_state import optimizer_and_schedule, run_steps
 from .spatial import load_or_fit
+from .stroke_width import MapCopies, copy_draws
 
 
 def global_seeds(spec: dict) -> list[int]:
@@ -26,7 +27,7 @@ def global_seeds(spec: dict) -> list[int]:
     return [int(seed) for seed in spec.get("seeds", [0])]
 
 
-def trained_global_head(spec: dict, seed: int, channels_in: int, maps: Callable[[], torch.Tensor], train: TrainingSet, saved: Path) -> GlobalHead:
+def trained_global_head(spec: dict, seed: int, channels_in: int, maps: Callable[[], torch.Tensor | MapCopies], train: TrainingSet, saved: Path) -> GlobalHead:
     """The head `spec` and `seed` describe: the one `saved` holds for the same spec, else one
     trained on `train` (whose maps `maps()` gives, in the same order) and saved there."""
     own = {**{k: v for k, v in spec.items() if k != "seeds"}, "seed": seed}
@@ -35,16 +36,19 @@ def trained_global_head(spec: dict, seed: int, channels_in: int, maps: Callable[
     return load_or_fit(head, own, saved, lambda: fit_global_head(head, maps(), own, train))
 
 
-def fit_global_head(head: GlobalHead, maps: torch.Tensor, spec: dict, train: TrainingSet) -> list[dict]:
-    """Train `head` on writer batches of `train` (whose images' maps are `maps`) as `spec` says
-    (steps, lr, weight_decay, warmup, batch {writers, genuine, forged}, loss {name, ...},
-    seed, precision fp32 or bf16); returns the loss log."""
+def fit_global_head(head: GlobalHead, maps: torch.Tensor | MapCopies, spec: dict, train: TrainingSet) -> list[dict]:
+    """Train `head` on writer batches of `train` (whose images' maps are `maps`, with or
+    without stroke-width copies) as `spec` says (steps, lr, weight_decay, warmup, batch
+    {writers, genuine, forged}, loss {name, ...}, seed, precision fp32 or bf16, copies,
+    original_share); returns the loss log."""
     steps, batch = int(spec.get("steps", 800)), spec.get("batch", {"writers": 32, "genuine": 4, "forged": 2})
     loss_spec = dict(spec.get("loss", {"name": "multi_similarity"}))
     loss_fn = LOSSES[loss_spec.pop("name")]
     optimizer, scheduler = optimizer_and_schedule(head, {"lr": spec.get("lr", 0.001), "weight_decay": spec.get("weight_decay", 1e-4)}, steps, int(spec.get("warmup", 100)))
     writers = min(int(batch["writers"]), len(np.unique(train.writer)))  # a small fold may hold fewer writers than a batch
     batches = writer_batches(train, writers, int(batch["genuine"]), int(batch["forged"]), np.random.default_rng(int(spec.get("seed", 0))))
+    versions = copy_draws(spec)
+    copies = maps if isinstance(maps, MapCopies) else MapCopies(maps)
     bf16 = spec.get("precision", "fp32") == "bf16"  # about twice as fast on a CPU with bf16 support
     if bf16:
         head.to(memory_format=torch.channels_last)
@@ -53,7 +57,7 @@ def fit_global_head(head: GlobalHead, maps: torch.Tensor, spec: dict, train: Tra
     def loss_at(step: int) -> torch.Tensor:
         index = next(batches)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            vectors = head(maps[index].float().contiguous(memory_format=torch.channels_last))
+            vectors = head(copies.draw(index, versions).float().contiguous(memory_format=torch.channels_last))
         return loss_fn(vectors.float(), torch.from_numpy(train.labels(index)), **loss_spec)
 
     return run_steps("global head", steps, optimizer, scheduler, loss_at)

@@ -24,6 +24,7 @@ from torch import nn
 from .data import TrainingSet
 from .networks import FusedEmbedder, SpatialHead, join_maps
 from .run_state import optimizer_and_schedule, run_steps
+from .stroke_width import MapCopies, copy_draws
 
 SAME, FORGED = 0.5, 0.35  # default shares of same-writer and forgery pairs; the rest pair two writers
 
@@ -99,10 +100,10 @@ def train_spatial_heads(fused: FusedEmbedder, spec: dict, train: TrainingSet, ru
             for seed in head_seeds(spec)]
 
 
-def trained_head(spec: dict, seed: int | None, channels_in: int, maps: Callable[[], torch.Tensor], train: TrainingSet, saved: Path) -> SpatialHead:
+def trained_head(spec: dict, seed: int | None, channels_in: int, maps: Callable[[], torch.Tensor | MapCopies], train: TrainingSet, saved: Path) -> SpatialHead:
     """The head `spec` and `seed` describe: the one `saved` holds for the same spec, else one
-    trained on `train` (whose maps `maps()` gives, in the same order) and saved there with its
-    loss log beside it."""
+    trained on `train` (whose maps, or maps and copies, `maps()` gives, in the same order) and
+    saved there with its loss log beside it."""
     own = spec if seed is None else {**{k: v for k, v in spec.items() if k != "seeds"}, "seed": seed}
     if seed is not None:
         torch.manual_seed(seed)  # the head's initialisation, not just its pairs
@@ -125,9 +126,9 @@ def load_or_fit(head: nn.Module, own: dict, saved: Path, fit: Callable[[], list[
     return head.eval()
 
 
-def fit_head(head: SpatialHead, maps: torch.Tensor, spec: dict, train: TrainingSet) -> list[dict]:
-    """Train `head` on pairs of `train` (whose images' maps are `maps`, in the same order) as
-    `spec` says; returns the loss log."""
+def fit_head(head: SpatialHead, maps: torch.Tensor | MapCopies, spec: dict, train: TrainingSet) -> list[dict]:
+    """Train `head` on pairs of `train` (whose images' maps are `maps`, in the same order, with
+    or without stroke-width copies) as `spec` says; returns the loss log."""
     scale, margin = nn.Parameter(torch.tensor(5.0)), nn.Parameter(torch.tensor(1.0))
     holder = nn.ParameterList([scale, margin])
     steps, batch = int(spec.get("steps", 2000)), int(spec.get("batch", 128))
@@ -135,11 +136,13 @@ def fit_head(head: SpatialHead, maps: torch.Tensor, spec: dict, train: TrainingS
                                                   steps, int(spec.get("warmup", 200)))
     sampler = PairSampler(train, float(spec.get("same_pairs", SAME)), float(spec.get("forged_pairs", FORGED)))
     rng = np.random.default_rng(int(spec.get("seed", 0)))
+    versions = copy_draws(spec)
+    copies = maps if isinstance(maps, MapCopies) else MapCopies(maps)
     head.train()
 
     def loss_at(step: int) -> torch.Tensor:
         first, second, same = sampler.sample(batch, rng)
-        a, b = maps[first].float(), maps[second].float()
+        a, b = copies.draw(first, versions).float(), copies.draw(second, versions).float()
         b = torch.roll(b, tuple(int(s) for s in rng.integers(-1, 2, 2)), dims=(2, 3))
         d2 = (head(a) - head(b)).pow(2).sum(dim=1)
         return F.binary_cross_entropy_with_logits(scale * (margin - d2), torch.from_numpy(same))

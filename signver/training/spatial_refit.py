@@ -10,7 +10,9 @@ new tail (`SpatialTail`: the heads and their share) exported from torch is joine
 A `global` spec goes further: global heads (`GlobalHead`, metric-learned on the same maps)
 take the place of the trained network branch, which the new file leaves out (about a quarter
 of the network's time). Every part of that vector is then fixed or trained on the maps alone,
-so both shares (global, spatial) are chosen by cross-validating the whole vector.
+so both shares (global, spatial) are chosen by cross-validating the whole vector. Either kind
+of head may also train on stroke-width copies of the training scans (`copies`,
+`original_share` in its spec; `signver.training.stroke_width`), the copies' maps computed once.
 
 The heads' share of the squared distance is chosen by writer cross-validation over all the
 training writers that are not held out (for each fold, heads trained on the other folds'
@@ -48,6 +50,7 @@ from .networks import SpatialEnsemble, SpatialTail, fold_input_norms
 from .run_state import machine_name
 from .global_head import global_seeds, trained_global_head
 from .spatial import head_seeds, spatial_embeddings, trained_head
+from .stroke_width import changes_of, training_maps
 
 SHARES = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)  # spatial shares tried unless the config lists its own
 SPATIAL = "/spatial/"  # the head's nodes, as torch names them (`FusedEmbedder.spatial`, `SpatialTail.spatial`)
@@ -149,21 +152,24 @@ def cross_validated_shares(imagenet: np.ndarray, maps: torch.Tensor, train: Trai
 
 
 def cross_validated_grid(imagenet: np.ndarray, maps: torch.Tensor, train: TrainingSet, spec: dict, folds: int, shares, run_dir: Path,
-                         global_spec: dict | None = None, global_shares=(0.0,)) -> dict[tuple[float, float], dict[str, float]]:
+                         global_spec: dict | None = None, global_shares=(0.0,), changed: dict[str, torch.Tensor] | None = None) -> dict[tuple[float, float], dict[str, float]]:
     """As `cross_validated_shares`, for each (global share w, spatial share v): the ImageNet
     part joined first to global heads (`global_spec`) trained on the other folds at share w, then
     to the spatial heads at share v. Every part is fixed or trained without the scored writers,
-    so this scores the whole vector."""
+    so this scores the whole vector. Heads that train on stroke-width copies find their maps
+    in `changed`; they are scored on the originals."""
     fold = folds_of(train, folds)
     per_fold = []
     for k in range(folds):
-        rest, mine = torch.from_numpy(fold != k), fold == k
-        others = train.subset(fold != k)
-        heads = [trained_head(spec, seed, maps.shape[1], lambda: maps[rest], others, run_dir / f"spatial-seed{seed}-fold{k}of{folds}.pt") for seed in head_seeds(spec)]
+        rest, mine = fold != k, fold == k
+        others = train.subset(rest)
+        heads = [trained_head(spec, seed, maps.shape[1], lambda: training_maps(spec, maps, changed or {}).subset(rest), others, run_dir / f"spatial-seed{seed}-fold{k}of{folds}.pt")
+                 for seed in head_seeds(spec)]
         local = ensemble_vectors(heads, maps[torch.from_numpy(mine)])
         learned = None
         if global_spec is not None:
-            globals_ = [trained_global_head(global_spec, seed, maps.shape[1], lambda: maps[rest], others, run_dir / f"global-seed{seed}-fold{k}of{folds}.pt")
+            globals_ = [trained_global_head(global_spec, seed, maps.shape[1], lambda: training_maps(global_spec, maps, changed or {}).subset(rest), others,
+                                            run_dir / f"global-seed{seed}-fold{k}of{folds}.pt")
                         for seed in global_seeds(global_spec)]
             learned = ensemble_vectors(globals_, maps[torch.from_numpy(mine)])
         per_fold.append({(w, v): holdout_eers(joined(with_learned(imagenet[mine], learned, w), local, v), train.subset(mine)) for w in global_shares for v in shares})
@@ -211,6 +217,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     rule = config.get("share_chosen_on", "cross_validation")
     if rule not in ("cross_validation", "holdout"):
         raise InputError(f"share_chosen_on must be cross_validation or holdout, not {rule!r}")
+    copy_names = list(dict.fromkeys(changes_of(spec) + changes_of(global_spec or {})))  # checked before any work
     sources = config.get("data") or base.card.details["trained_on"]
     size = base.card.input_size
     train = load_training_set(sources, size, "train", run_dir / "train.npz")
@@ -219,8 +226,10 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     session = trunk_session(body)
     train_pooled, train_maps = pooled_and_maps(session, train.images)
     held_pooled, held_maps = pooled_and_maps(session, holdout.images)
-    heads = [trained_head(spec, seed, train_maps.shape[1], lambda: train_maps, train, run_dir / f"spatial-seed{seed}.pt") for seed in head_seeds(spec)]
-    globals_ = [trained_global_head(global_spec, seed, train_maps.shape[1], lambda: train_maps, train, run_dir / f"global-seed{seed}.pt")
+    changed = {name: pooled_and_maps(session, load_training_set(sources, size, "train", run_dir / f"train-{name}.npz", change=name).images)[1] for name in copy_names}
+    heads = [trained_head(spec, seed, train_maps.shape[1], lambda: training_maps(spec, train_maps, changed), train, run_dir / f"spatial-seed{seed}.pt")
+             for seed in head_seeds(spec)]
+    globals_ = [trained_global_head(global_spec, seed, train_maps.shape[1], lambda: training_maps(global_spec, train_maps, changed), train, run_dir / f"global-seed{seed}.pt")
                 for seed in global_seeds(global_spec)] if global_spec else []
     local = ensemble_vectors(heads, held_maps)
     learned = ensemble_vectors(globals_, held_maps) if globals_ else None
@@ -228,7 +237,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     held = {(w, v): holdout_eers(joined(with_learned(held_pooled, learned, w), local, v), holdout) for w, v in grid}
     if rule == "cross_validation":
         imagenet = train_pooled if global_spec else unit(train_pooled[:, : -int(base.card.details["network"]["dim"])])
-        scores = cross_validated_grid(imagenet, train_maps, train, spec, folds, shares, run_dir, global_spec, global_shares)
+        scores = cross_validated_grid(imagenet, train_maps, train, spec, folds, shares, run_dir, global_spec, global_shares, changed)
         chosen_on = f"{folds}-fold writer cross-validation over the training writers (" + ("the whole vector" if global_spec else "ImageNet part + heads") + ")"
     else:
         scores, chosen_on = held, "held-out training writers (the whole vector)"

@@ -1,0 +1,76 @@
+"""Stroke-width copies of the training scans, so heads learn to look past the pen and scanner.
+
+The same hand leaves finer or broader strokes with another pen, scanner or resolution:
+BHSig260-Bengali writers 1-50 were scanned with strokes about 3.6 pixels wide, writers 51-100
+and the Hindi writers about 5. Heads trained on the scans as they are lose much of their
+accuracy when every stroke is a pixel wider (docs/benchmarks.md, twentieth session), so the
+heads may also train on copies of each scan made a pixel finer or broader (a 2x2 grey
+dilation or erosion of the raw scan, before the one normalisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import InputError
+
+_PIXEL = np.ones((2, 2), np.uint8)
+CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "thin": lambda gray: cv2.dilate(gray, _PIXEL),  # ink is dark: the paper grows into it
+    "thick": lambda gray: cv2.erode(gray, _PIXEL),
+}
+
+
+def changes_of(spec: dict) -> list[str]:
+    """The copies a head spec trains on (`copies`), checked against `CHANGES`."""
+    names = [str(name) for name in spec.get("copies", [])]
+    unknown = sorted(set(names) - set(CHANGES))
+    if unknown:
+        raise InputError(f"unknown stroke-width copies {unknown}: choose from {sorted(CHANGES)}")
+    return names
+
+
+class MapCopies:
+    """Maps of training images and of changed copies of them, image for image. Training draws
+    one version of each image it uses: the original with `original_share`, else a copy."""
+
+    def __init__(self, original: torch.Tensor, copies: list[torch.Tensor] = (), original_share: float = 1.0):
+        if not 0 <= original_share <= 1:
+            raise InputError(f"original_share must be between 0 and 1, got {original_share}")
+        self.versions = [original, *copies]
+        self.original_share = original_share
+
+    @property
+    def original(self) -> torch.Tensor:
+        return self.versions[0]
+
+    def subset(self, mask: np.ndarray) -> MapCopies:
+        keep = torch.from_numpy(np.asarray(mask))
+        return MapCopies(self.original[keep], [copy[keep] for copy in self.versions[1:]], self.original_share)
+
+    def draw(self, index: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Maps of the images `index`, each from one version (no random draw without copies,
+        so a head trained without them sees exactly what it did before copies existed)."""
+        if len(self.versions) == 1:
+            return self.original[index]
+        version = np.where(rng.random(len(index)) < self.original_share, 0, rng.integers(1, len(self.versions), len(index)))
+        out = torch.empty((len(index), *self.original.shape[1:]), dtype=self.original.dtype)
+        for v in np.unique(version):
+            chosen = np.flatnonzero(version == v)
+            out[torch.from_numpy(chosen)] = self.versions[v][index[chosen]]
+        return out
+
+
+def copy_draws(spec: dict) -> np.random.Generator:
+    """The generator that picks each image's version: its own, so a head's pairs or batches
+    are drawn as they were before copies existed."""
+    return np.random.default_rng(1000 + int(spec.get("seed", 0)))
+
+
+def training_maps(spec: dict, original: torch.Tensor, changed: dict[str, torch.Tensor]) -> MapCopies:
+    """What a head `spec` trains on: the original maps and the copies it names from `changed`."""
+    return MapCopies(original, [changed[name] for name in changes_of(spec)], float(spec.get("original_share", 1.0)))
