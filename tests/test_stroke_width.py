@@ -1,7 +1,10 @@
 """Stroke-width copies: the changes widen or narrow strokes by a pixel, heads draw versions of
 each image as asked, and a refit with copies trains on them and records them in the card."""
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +18,12 @@ from signver.training.networks import SpatialHead  # noqa: E402
 from signver.training.spatial_refit import refit_spatial  # noqa: E402
 from signver.training.stroke_width import CHANGES, MapCopies, changes_of, training_maps  # noqa: E402
 from tests.test_spatial_refit import tiny_base  # noqa: E402
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+_spec = importlib.util.spec_from_file_location("stroke_width_benchmark", BENCHMARKS / "stroke_width.py")
+benchmark = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(benchmark)
 
 
 def stroke(width: int) -> np.ndarray:
@@ -32,6 +41,12 @@ def test_copies_are_a_pixel_finer_or_broader():
     assert ink_width(CHANGES["thin"](stroke(4))) == 3
     assert ink_width(CHANGES["thick"](stroke(4))) == 5
     assert ink_width(CHANGES["thick"](stroke(1))) == 2 and ink_width(CHANGES["thin"](stroke(2))) == 1
+
+
+def test_the_benchmark_measures_stroke_width_in_pixels():
+    for width in (2, 4, 7):
+        assert benchmark.stroke_width(stroke(width)) == pytest.approx(width, rel=0.15)
+    assert benchmark.stroke_width(CHANGES["thick"](stroke(4))) > benchmark.stroke_width(stroke(4)) > benchmark.stroke_width(CHANGES["thin"](stroke(4)))
 
 
 def test_a_spec_names_only_known_copies():

@@ -1,0 +1,69 @@
+"""How much does a pen or scanner that draws every stroke a pixel finer or broader cost? P1 EER
+of an extractor on the CEDAR and BHSig260-Bengali test writers with every scan as it is, a
+pixel finer and a pixel broader (`signver.training.stroke_width.CHANGES`, applied to the raw
+scan before normalisation), and each scan's stroke width.
+
+    cd benchmarks && python stroke_width.py [--model NAME] [--data ../../shared/data] [--writers holdout]
+
+`--writers holdout` measures the model's own held-out training writers instead of the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from common import machine
+from signver.evaluation.metrics import eer
+from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
+from signver.evaluation.report import build_trials
+from signver.extractor import Extractor
+from signver.images import load_image
+from signver.normalize import ink_mask, normalize
+from signver.training.stroke_width import CHANGES
+
+DATASETS = ("cedar", "bhsig260-bengali")
+
+
+def stroke_width(gray: np.ndarray) -> float:
+    """Mean width of the ink in pixels: twice its area over its outline's length."""
+    ink = ink_mask(gray)[0].view(np.uint8)
+    outlines, _ = cv2.findContours(ink, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    return 2 * float(ink.sum()) / max(sum(cv2.arcLength(c, True) for c in outlines), 1.0)
+
+
+def held_out_writers(card, dataset: str) -> str | None:
+    for source in card.details.get("trained_on", []):
+        if Path(source["path"]).name == dataset:
+            return ",".join(str(w) for w in source.get("holdout", []))
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--data", default="../../shared/data")
+    parser.add_argument("--writers", choices=("test", "holdout"), default="test")
+    args = parser.parse_args()
+    extractor = Extractor(args.model)
+    print(f"model {extractor.name}; machine {machine()}; {args.writers} writers; P1 EER skilled / random in %")
+    print("| dataset | stroke width (px, mean) | as scanned | a pixel finer | a pixel broader |")
+    print("|---|---|---|---|---|")
+    for dataset in DATASETS:
+        writers = held_out_writers(extractor.card, dataset) if args.writers == "holdout" else None
+        _, trials = build_trials(f"{args.data}/{dataset}", "p1", 1, None if writers else dataset, writers)
+        scans = [load_image(path) for path in trials.images]
+        cells = []
+        for change in (lambda gray: gray, CHANGES["thin"], CHANGES["thick"]):
+            vectors = extractor.embed_normalized([normalize(change(scan), extractor.card.input_size) for scan in scans])
+            distance = np.linalg.norm(vectors[trials.references[:, 0]] - vectors[trials.questioned], axis=1)
+            genuine = distance[trials.kind == POSITIVE]
+            cells.append(f"{100 * eer(genuine, distance[trials.kind == SKILLED])[0]:.2f} / {100 * eer(genuine, distance[trials.kind == RANDOM])[0]:.2f}")
+        print(f"| {dataset} | {np.mean([stroke_width(scan) for scan in scans]):.2f} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
