@@ -1,16 +1,11 @@
 """The reference-stability benchmark: its deformations and its P1 scoring run on synthetic writers."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from signver.extractor import Extractor
+from tests.benchmark_scripts import load
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_stability.py"
-spec = importlib.util.spec_from_file_location("reference_stability", SCRIPT)
-stability = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(stability)
+stability = load("reference_stability")
 
 
 def test_deform_keeps_the_identity_and_moves_ink_otherwise():

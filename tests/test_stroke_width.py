@@ -1,10 +1,7 @@
 """Stroke-width copies: the changes widen or narrow strokes by a pixel, heads draw versions of
 each image as asked, and a refit with copies trains on them and records them in the card."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +14,10 @@ from signver.training.spatial import fit_head  # noqa: E402
 from signver.training.networks import SpatialHead  # noqa: E402
 from signver.training.spatial_refit import refit_spatial  # noqa: E402
 from signver.training.stroke_width import CHANGES, MapCopies, changes_of, training_maps  # noqa: E402
+from tests.benchmark_scripts import load  # noqa: E402
 from tests.test_spatial_refit import tiny_base  # noqa: E402
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-_spec = importlib.util.spec_from_file_location("stroke_width_benchmark", BENCHMARKS / "stroke_width.py")
-benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark)
+benchmark = load("stroke_width")
 
 
 def stroke(width: int) -> np.ndarray:

@@ -1,10 +1,8 @@
 """The writer cross-validation benchmark runs end to end on a tiny extractor and keeps its
 folds' heads for the next run."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import onnx
 import pytest
@@ -13,13 +11,10 @@ torch = pytest.importorskip("torch")
 
 from signver.training.networks import SpatialHead, SpatialTail  # noqa: E402
 from signver.training.spatial_refit import export_tail, trunk  # noqa: E402
+from tests.benchmark_scripts import load  # noqa: E402
 from tests.test_spatial_refit import tiny_base, trunk_outputs  # noqa: E402
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-spec = importlib.util.spec_from_file_location("writer_cv", BENCHMARKS / "writer_cv.py")
-writer_cv = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(writer_cv)
+writer_cv = load("writer_cv")
 
 
 def with_a_spatial_share(base, share, tmp_path):
