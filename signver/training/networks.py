@@ -19,9 +19,12 @@ from .pretrained import load_efficientnet_lite0
 
 def gem(x: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
     """Generalised-mean pooling over the spatial axes: between average (p=1) and max pooling.
-    x**p is written exp(p log x): ONNX Runtime's Pow with a fractional exponent took 4 % of
-    `lite0-heads`' time on a 2-core CPU, Log and Exp half that (docs/benchmarks.md, Speed)."""
-    return torch.exp(p * torch.log(x.clamp_min(1e-6))).mean(dim=(2, 3)).pow(1.0 / p)
+    Exported, x**p is written exp(p log x): ONNX Runtime's Pow with a fractional exponent took
+    4 % of `lite0-heads`' time on a 2-core CPU, Log and Exp half that (docs/benchmarks.md,
+    Speed). Training keeps pow, so a config re-makes the very weights it made before."""
+    x = x.clamp_min(1e-6)
+    powered = torch.exp(p * torch.log(x)) if torch.onnx.is_in_onnx_export() else x.pow(p)
+    return powered.mean(dim=(2, 3)).pow(1.0 / p)
 
 
 class GeM(nn.Module):
