@@ -36,3 +36,9 @@ def real_scans(folder: str, n: int) -> list[np.ndarray]:
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.machine())
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {date.today().isoformat()}"
+
+
+def held_out_writers(card) -> dict[str, str]:
+    """The held-out training writers of each dataset an extractor's card was trained on, as
+    `build_trials` takes them ("1,10,20"), by dataset folder name."""
+    return {Path(source["path"]).name: ",".join(str(w) for w in source["holdout"]) for source in card.details["trained_on"]}

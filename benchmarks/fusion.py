@@ -12,6 +12,7 @@ import argparse
 import json
 
 import numpy as np
+from common import held_out_writers
 
 from signver.evaluation.metrics import eer
 from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
@@ -44,9 +45,7 @@ def main() -> None:
     extractor = Extractor(args.model)
     card = load_card(extractor.name)
     rows = []
-    for source in card.details["trained_on"]:
-        name = source["path"].rstrip("/").split("/")[-1]
-        held_out = ",".join(str(w) for w in source["holdout"])
+    for name, held_out in held_out_writers(card).items():
         for k in (5, 12):
             rows.append(("held-out training writers", name, k, p2_eers(extractor, f"{args.data}/{name}", k, None, held_out)))
             if name in TEST_SPLITS:

@@ -16,6 +16,7 @@ import argparse
 
 import cv2
 import numpy as np
+from common import held_out_writers
 
 from signver.evaluation.metrics import eer
 from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
@@ -72,9 +73,7 @@ def main() -> None:
     exponents = [float(a) for a in args.exponents.split(",")]
     extractor = Extractor(args.model)
     held_out, test = {}, {}
-    for source in load_card(extractor.name).details["trained_on"]:
-        name = source["path"].rstrip("/").split("/")[-1]
-        writers = ",".join(str(w) for w in source["holdout"])
+    for name, writers in held_out_writers(load_card(extractor.name)).items():
         held_out[name] = p1_eers(extractor, f"{args.data}/{name}", None, writers, exponents)
         if name in TEST_SPLITS:
             test[name] = p1_eers(extractor, f"{args.data}/{name}", name, None, exponents)

@@ -11,12 +11,11 @@ scan before normalisation), and each scan's stroke width.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from common import machine
+from common import held_out_writers, machine
 from signver.evaluation.metrics import eer
 from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
 from signver.evaluation.report import build_trials
@@ -35,13 +34,6 @@ def stroke_width(gray: np.ndarray) -> float:
     return 2 * float(ink.sum()) / max(sum(cv2.arcLength(c, True) for c in outlines), 1.0)
 
 
-def held_out_writers(card, dataset: str) -> str | None:
-    for source in card.details.get("trained_on", []):
-        if Path(source["path"]).name == dataset:
-            return ",".join(str(w) for w in source.get("holdout", []))
-    return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None)
@@ -53,7 +45,7 @@ def main() -> None:
     print("| dataset | stroke width (px, mean) | as scanned | a pixel finer | a pixel broader |")
     print("|---|---|---|---|---|")
     for dataset in DATASETS:
-        writers = held_out_writers(extractor.card, dataset) if args.writers == "holdout" else None
+        writers = held_out_writers(extractor.card)[dataset] if args.writers == "holdout" else None
         _, trials = build_trials(f"{args.data}/{dataset}", "p1", 1, None if writers else dataset, writers)
         scans = [load_image(path) for path in trials.images]
         cells = []

@@ -19,7 +19,7 @@ from .losses import LOSSES
 from .networks import GlobalHead
 from .run_state import optimizer_and_schedule, run_steps
 from .spatial import load_or_fit
-from .stroke_width import MapCopies, copy_draws
+from .stroke_width import MapCopies, drawer
 
 
 def global_seeds(spec: dict) -> list[int]:
@@ -47,8 +47,7 @@ def fit_global_head(head: GlobalHead, maps: torch.Tensor | MapCopies, spec: dict
     optimizer, scheduler = optimizer_and_schedule(head, {"lr": spec.get("lr", 0.001), "weight_decay": spec.get("weight_decay", 1e-4)}, steps, int(spec.get("warmup", 100)))
     writers = min(int(batch["writers"]), len(np.unique(train.writer)))  # a small fold may hold fewer writers than a batch
     batches = writer_batches(train, writers, int(batch["genuine"]), int(batch["forged"]), np.random.default_rng(int(spec.get("seed", 0))))
-    versions = copy_draws(spec)
-    copies = maps if isinstance(maps, MapCopies) else MapCopies(maps)
+    draw = drawer(maps, spec)
     bf16 = spec.get("precision", "fp32") == "bf16"  # about twice as fast on a CPU with bf16 support
     if bf16:
         head.to(memory_format=torch.channels_last)
@@ -57,7 +56,7 @@ def fit_global_head(head: GlobalHead, maps: torch.Tensor | MapCopies, spec: dict
     def loss_at(step: int) -> torch.Tensor:
         index = next(batches)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            vectors = head(copies.draw(index, versions).float().contiguous(memory_format=torch.channels_last))
+            vectors = head(draw(index).float().contiguous(memory_format=torch.channels_last))
         return loss_fn(vectors.float(), torch.from_numpy(train.labels(index)), **loss_spec)
 
     return run_steps("global head", steps, optimizer, scheduler, loss_at)

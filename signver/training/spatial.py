@@ -24,7 +24,7 @@ from torch import nn
 from .data import TrainingSet
 from .networks import FusedEmbedder, SpatialHead, join_maps
 from .run_state import optimizer_and_schedule, run_steps
-from .stroke_width import MapCopies, copy_draws
+from .stroke_width import MapCopies, drawer
 
 SAME, FORGED = 0.5, 0.35  # default shares of same-writer and forgery pairs; the rest pair two writers
 
@@ -136,13 +136,12 @@ def fit_head(head: SpatialHead, maps: torch.Tensor | MapCopies, spec: dict, trai
                                                   steps, int(spec.get("warmup", 200)))
     sampler = PairSampler(train, float(spec.get("same_pairs", SAME)), float(spec.get("forged_pairs", FORGED)))
     rng = np.random.default_rng(int(spec.get("seed", 0)))
-    versions = copy_draws(spec)
-    copies = maps if isinstance(maps, MapCopies) else MapCopies(maps)
+    draw = drawer(maps, spec)
     head.train()
 
     def loss_at(step: int) -> torch.Tensor:
         first, second, same = sampler.sample(batch, rng)
-        a, b = copies.draw(first, versions).float(), copies.draw(second, versions).float()
+        a, b = draw(first).float(), draw(second).float()
         b = torch.roll(b, tuple(int(s) for s in rng.integers(-1, 2, 2)), dims=(2, 3))
         d2 = (head(a) - head(b)).pow(2).sum(dim=1)
         return F.binary_cross_entropy_with_logits(scale * (margin - d2), torch.from_numpy(same))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import time
 from datetime import date
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -163,13 +164,13 @@ def cross_validated_grid(imagenet: np.ndarray, maps: torch.Tensor, train: Traini
     for k in range(folds):
         rest, mine = fold != k, fold == k
         others = train.subset(rest)
-        heads = [trained_head(spec, seed, maps.shape[1], lambda: training_maps(spec, maps, changed or {}).subset(rest), others, run_dir / f"spatial-seed{seed}-fold{k}of{folds}.pt")
-                 for seed in head_seeds(spec)]
+        spatial_maps = cache(lambda: training_maps(spec, maps, changed or {}).subset(rest))  # once per fold, and only if a head must train
+        heads = [trained_head(spec, seed, maps.shape[1], spatial_maps, others, run_dir / f"spatial-seed{seed}-fold{k}of{folds}.pt") for seed in head_seeds(spec)]
         local = ensemble_vectors(heads, maps[torch.from_numpy(mine)])
         learned = None
         if global_spec is not None:
-            globals_ = [trained_global_head(global_spec, seed, maps.shape[1], lambda: training_maps(global_spec, maps, changed or {}).subset(rest), others,
-                                            run_dir / f"global-seed{seed}-fold{k}of{folds}.pt")
+            global_maps = cache(lambda: training_maps(global_spec, maps, changed or {}).subset(rest))
+            globals_ = [trained_global_head(global_spec, seed, maps.shape[1], global_maps, others, run_dir / f"global-seed{seed}-fold{k}of{folds}.pt")
                         for seed in global_seeds(global_spec)]
             learned = ensemble_vectors(globals_, maps[torch.from_numpy(mine)])
         per_fold.append({(w, v): holdout_eers(joined(with_learned(imagenet[mine], learned, w), local, v), train.subset(mine)) for w in global_shares for v in shares})

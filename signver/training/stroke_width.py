@@ -65,10 +65,13 @@ class MapCopies:
         return out
 
 
-def copy_draws(spec: dict) -> np.random.Generator:
-    """The generator that picks each image's version: its own, so a head's pairs or batches
-    are drawn as they were before copies existed."""
-    return np.random.default_rng(1000 + int(spec.get("seed", 0)))
+def drawer(maps: torch.Tensor | MapCopies, spec: dict) -> Callable[[np.ndarray], torch.Tensor]:
+    """Maps of the images asked for, one version each, as head `spec` trains: a plain tensor is
+    maps without copies. Versions are picked by a generator of their own, so a head's pairs or
+    batches are drawn as they were before copies existed."""
+    copies = maps if isinstance(maps, MapCopies) else MapCopies(maps)
+    rng = np.random.default_rng(1000 + int(spec.get("seed", 0)))
+    return lambda index: copies.draw(index, rng)
 
 
 def training_maps(spec: dict, original: torch.Tensor, changed: dict[str, torch.Tensor]) -> MapCopies:
