@@ -1,4 +1,5 @@
-"""Shared bits of the benchmark scripts: test images and a machine description."""
+"""Shared bits of the benchmark scripts: test images, a machine description, and P1 EERs of
+scans changed before normalisation."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import cv2
 import numpy as np
 
 from signver import synth
+from signver.evaluation.metrics import eer
+from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
+from signver.evaluation.report import build_trials
 from signver.images import load_image
+from signver.normalize import normalize
 
 
 def typical_scans(n: int, size: tuple[int, int] = (300, 600)) -> list[np.ndarray]:
@@ -42,3 +47,17 @@ def held_out_writers(card) -> dict[str, str]:
     """The held-out training writers of each dataset an extractor's card was trained on, as
     `build_trials` takes them ("1,10,20"), by dataset folder name."""
     return {Path(source["path"]).name: ",".join(str(w) for w in source["holdout"]) for source in card.details["trained_on"]}
+
+
+def p1_eers_of_changed_scans(extractor, folder: str, dataset: str, writers: str | None, changes) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
+    """The P1 trials' raw scans of one dataset (its test split, or `writers`), and for each
+    change (raw scan, its index -> raw scan) the skilled and random EER in %, every scan changed."""
+    _, trials = build_trials(f"{folder}/{dataset}", "p1", 1, None if writers else dataset, writers)
+    scans = [load_image(path) for path in trials.images]
+    eers = []
+    for change in changes:
+        vectors = extractor.embed_normalized([normalize(change(scan, i), extractor.card.input_size) for i, scan in enumerate(scans)])
+        distance = np.linalg.norm(vectors[trials.references[:, 0]] - vectors[trials.questioned], axis=1)
+        genuine = distance[trials.kind == POSITIVE]
+        eers.append((100 * eer(genuine, distance[trials.kind == SKILLED])[0], 100 * eer(genuine, distance[trials.kind == RANDOM])[0]))
+    return scans, eers

@@ -15,13 +15,9 @@ import argparse
 import cv2
 import numpy as np
 
-from common import held_out_writers, machine
-from signver.evaluation.metrics import eer
-from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
-from signver.evaluation.report import build_trials
+from common import held_out_writers, machine, p1_eers_of_changed_scans
 from signver.extractor import Extractor
-from signver.images import load_image
-from signver.normalize import ink_mask, normalize
+from signver.normalize import ink_mask
 from signver.training.stroke_width import CHANGES
 
 DATASETS = ("cedar", "bhsig260-bengali")
@@ -46,15 +42,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for dataset in DATASETS:
         writers = held_out_writers(extractor.card)[dataset] if args.writers == "holdout" else None
-        _, trials = build_trials(f"{args.data}/{dataset}", "p1", 1, None if writers else dataset, writers)
-        scans = [load_image(path) for path in trials.images]
-        cells = []
-        for change in (lambda gray: gray, CHANGES["thin"], CHANGES["thick"]):
-            vectors = extractor.embed_normalized([normalize(change(scan), extractor.card.input_size) for scan in scans])
-            distance = np.linalg.norm(vectors[trials.references[:, 0]] - vectors[trials.questioned], axis=1)
-            genuine = distance[trials.kind == POSITIVE]
-            cells.append(f"{100 * eer(genuine, distance[trials.kind == SKILLED])[0]:.2f} / {100 * eer(genuine, distance[trials.kind == RANDOM])[0]:.2f}")
-        print(f"| {dataset} | {np.mean([stroke_width(scan) for scan in scans]):.2f} | " + " | ".join(cells) + " |", flush=True)
+        changes = (lambda gray, _: gray, lambda gray, _: CHANGES["thin"](gray), lambda gray, _: CHANGES["thick"](gray))
+        scans, eers = p1_eers_of_changed_scans(extractor, args.data, dataset, writers, changes)
+        cells = " | ".join(f"{skilled:.2f} / {random:.2f}" for skilled, random in eers)
+        print(f"| {dataset} | {np.mean([stroke_width(scan) for scan in scans]):.2f} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":
