@@ -50,7 +50,7 @@ def test_light_and_dark_ink_come_out_alike_and_nothing_is_darkened():
 def test_the_stretch_joins_the_graph_in_front_and_keeps_its_input(tmp_path):
     base = export_onnx(tiny_fused_with_spatial(0.3), tmp_path / "tiny.onnx", (64, 128))
     body = trunk(onnx.load(base))
-    joined = with_ink_stretch(body, 0.8, tmp_path)
+    joined = with_ink_stretch(body, 0.8)
     assert joined.graph.input[0].name == body.graph.input[0].name and [o.name for o in joined.graph.output] == [o.name for o in body.graph.output]
     x = to_model_input(np.stack([strokes(90, s) for s in range(3)]))
     with torch.no_grad():
@@ -58,7 +58,6 @@ def test_the_stretch_joins_the_graph_in_front_and_keeps_its_input(tmp_path):
     plain, front = trunk_session(body), trunk_session(joined)
     for expected, got in zip(plain.run(None, {"image": stretched}), front.run(None, {"image": x})):
         assert np.abs(expected - got).max() < 1e-4
-    assert not list(tmp_path.glob("ink-stretch*"))  # the scratch export is removed
 
 
 def test_a_refit_with_ink_stretch_is_blind_to_ink_tone(synthetic_dataset, tmp_path):

@@ -12,6 +12,7 @@ which follows the 95th percentile closely), reaches a ratio chosen on the traini
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,19 +54,17 @@ class InkStretch(nn.Module):
         return (x * gain).clamp(max=1.0)
 
 
-def with_ink_stretch(body: onnx.ModelProto, ratio: float, scratch: Path) -> onnx.ModelProto:
+def with_ink_stretch(body: onnx.ModelProto, ratio: float) -> onnx.ModelProto:
     """`body` with an `InkStretch` in front of its input; the joined graph keeps the input's
-    name, so callers feed it as before. `scratch` is a folder for the stretch's export."""
+    name, so callers feed it as before."""
     image = body.graph.input[0]
     dims = image.type.tensor_type.shape.dim
-    path = Path(scratch) / "ink-stretch.onnx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with tempfile.TemporaryDirectory() as scratch, torch.no_grad():
+        path = Path(scratch) / "ink-stretch.onnx"
         torch.onnx.export(InkStretch(ratio), (torch.rand(2, 1, dims[2].dim_value, dims[3].dim_value),), str(path),
                           input_names=[image.name], output_names=["stretched"],
                           dynamic_axes={image.name: {0: "batch"}, "stretched": {0: "batch"}}, opset_version=17, dynamo=False)
-    front = onnx.load(path)
-    path.unlink()
+        front = onnx.load(path)
     front = onnx.compose.add_prefix(front, PREFIX, rename_inputs=False)
     body = copy.deepcopy(body)
     for node in body.graph.node:

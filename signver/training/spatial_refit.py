@@ -229,7 +229,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     body = trunk(onnx.load(base.card.path), imagenet_only=global_spec is not None)
     stretch = {"ratio": stretch_ratio(train.images), "most_gain": MOST_GAIN, "tone": "sum(x^2) / sum(x)"} if config.get("ink_stretch") else None
     if stretch:
-        body = with_ink_stretch(body, stretch["ratio"], run_dir)
+        body = with_ink_stretch(body, stretch["ratio"])
     session = trunk_session(body)
     train_pooled, train_maps = pooled_and_maps(session, train.images)
     held_pooled, held_maps = pooled_and_maps(session, holdout.images)
