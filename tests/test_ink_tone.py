@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from signver.errors import InputError  # noqa: E402
 from signver.models import inference_session  # noqa: E402
 from signver.normalize import to_model_input  # noqa: E402
 from signver.training.data import load_training_set  # noqa: E402
@@ -63,13 +64,14 @@ def test_the_stretch_joins_the_graph_in_front_and_keeps_its_input(tmp_path):
 def test_a_refit_with_ink_stretch_is_blind_to_ink_tone(synthetic_dataset, tmp_path):
     base = tiny_base(synthetic_dataset, tmp_path)
     config = {
-        "name": "tiny-ink", "description": "one head on stretched ink", "base": str(base), "ink_stretch": True, "share_chosen_on": "holdout", "shares": [0.0, 0.3],
+        "name": "tiny-ink", "description": "one head on stretched ink", "base": str(base), "ink_stretch": True, "share_chosen_on": "config", "shares": [0.3],
         "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2, "seeds": [0]},
         "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
     }
     path = refit_spatial(config, "ink.yaml")
     card = json.loads(path.with_suffix(".json").read_text())
     train = load_training_set([{"path": str(synthetic_dataset), "holdout": [7, 8]}], (64, 128), "train").images
+    assert card["spatial"]["weight"] == 0.3 and card["spatial"]["chosen_on"] == "given in the config"
     assert card["ink_stretch"] == {"ratio": stretch_ratio(train), "most_gain": MOST_GAIN, "tone": "sum(x^2) / sum(x)"}
     x = to_model_input(load_training_set([{"path": str(synthetic_dataset), "holdout": [7, 8]}], (64, 128), "holdout").images[:4])
     session = inference_session(path)
@@ -77,3 +79,5 @@ def test_a_refit_with_ink_stretch_is_blind_to_ink_tone(synthetic_dataset, tmp_pa
     light, lighter = (session.run(None, {"image": (x * card["ink_stretch"]["ratio"] / (gain * tone)).astype(np.float32)})[0] for gain in (2, 3))
     assert np.abs(light - lighter).max() < 1e-4
     assert np.abs(light[0] - light[1]).max() > 1e-3  # it still tells images apart
+    with pytest.raises(InputError, match="one share"):
+        refit_spatial({**config, "shares": [0.3, 0.5]}, "ink.yaml")

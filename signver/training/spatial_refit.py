@@ -22,8 +22,9 @@ writers score the fold's, on the ImageNet part joined to them: the trained part 
 writers, so it is left out), or on the whole vector of the held-out writers
 (`share_chosen_on: holdout`). Neither is right on its own: the 20 held-out writers misstate
 unseen writers by several points, and the part's best share is not the whole vector's
-(docs/benchmarks.md, fourteenth and fifteenth sessions). The held-out writers set the
-threshold as for any extractor.
+(docs/benchmarks.md, fourteenth and fifteenth sessions). A config may also give the shares
+(`share_chosen_on: config`, one of each), such as another recipe's cross-validated choice,
+which saves the folds' heads. The held-out writers set the threshold as for any extractor.
 
     signver train spatial-heads --config configs/extractor-lite0-ms-gpu-t5e.yaml
     signver train spatial-heads --config configs/extractor-lite0-heads.yaml
@@ -219,8 +220,10 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     folds, shares = int(config.get("folds", 5)), tuple(float(v) for v in config.get("shares", SHARES))
     global_shares = tuple(float(w) for w in config.get("global_shares", SHARES)) if global_spec else (0.0,)
     rule = config.get("share_chosen_on", "cross_validation")
-    if rule not in ("cross_validation", "holdout"):
-        raise InputError(f"share_chosen_on must be cross_validation or holdout, not {rule!r}")
+    if rule not in ("cross_validation", "holdout", "config"):
+        raise InputError(f"share_chosen_on must be cross_validation, holdout or config, not {rule!r}")
+    if rule == "config" and len(shares) * len(global_shares) != 1:
+        raise InputError("share_chosen_on: config needs one share in shares (and in global_shares with a global spec)")
     copy_names = list(dict.fromkeys(changes_of(spec) + changes_of(global_spec or {})))  # checked before any work
     sources = config.get("data") or base.card.details["trained_on"]
     size = base.card.input_size
@@ -247,7 +250,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
         scores = cross_validated_grid(imagenet, train_maps, train, spec, folds, shares, run_dir, global_spec, global_shares, changed)
         chosen_on = f"{folds}-fold writer cross-validation over the training writers (" + ("the whole vector" if global_spec else "ImageNet part + heads") + ")"
     else:
-        scores, chosen_on = held, "held-out training writers (the whole vector)"
+        scores, chosen_on = held, "held-out training writers (the whole vector)" if rule == "holdout" else "given in the config"
     global_share, share = min(grid, key=lambda key: scores[key]["mean"])
     spatial = SpatialEnsemble(heads) if len(heads) > 1 else heads[0]
     learned_head = (SpatialEnsemble(globals_) if len(globals_) > 1 else globals_[0]) if globals_ else None
