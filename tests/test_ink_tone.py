@@ -14,7 +14,7 @@ from signver.models import inference_session  # noqa: E402
 from signver.normalize import to_model_input  # noqa: E402
 from signver.training.data import load_training_set  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
-from signver.training.ink_tone import MOST_GAIN, InkStretch, ink_tone, stretch_ratio, with_ink_stretch  # noqa: E402
+from signver.training.ink_tone import MOST_GAIN, InkStretch, ink_tone, with_ink_stretch  # noqa: E402
 from signver.training.spatial_refit import refit_spatial, trunk, trunk_session  # noqa: E402
 from tests.test_spatial_refit import tiny_base  # noqa: E402
 from tests.test_training import tiny_fused_with_spatial  # noqa: E402
@@ -33,29 +33,29 @@ def strokes(value: int, seed: int = 0) -> np.ndarray:
 def test_tone_is_the_inks_own_level_and_ignores_the_background():
     images = np.stack([strokes(255), strokes(102), np.zeros((64, 128), np.uint8)])
     assert np.allclose(ink_tone(images), [1.0, 0.4, 0.0])
-    assert stretch_ratio(images[:2]) == pytest.approx(1.0)  # one level of ink: tone = 95th percentile
 
 
-def test_light_and_dark_ink_come_out_alike_and_nothing_is_darkened():
-    x = torch.from_numpy(to_model_input(np.stack([strokes(150, 1), strokes(75, 1), strokes(20, 1), np.zeros((64, 128), np.uint8)])))
+def test_light_and_dark_ink_come_out_at_one_tone_with_their_shading():
+    x = torch.from_numpy(to_model_input(np.stack([strokes(240, 1), strokes(60, 1), strokes(5, 1), np.zeros((64, 128), np.uint8)])))
     x[:2] *= torch.linspace(0.7, 1.0, 128)  # ink that varies along the stroke
-    out = InkStretch(0.6)(x)
-    assert torch.allclose(out[0], out[1], atol=1e-6)  # the same strokes, at half the tone
-    assert out[0].max().item() == pytest.approx((0.6 / ((x[0] ** 2).sum() / x[0].sum()) * x[0].max()).item(), rel=1e-5)
+    out = InkStretch(0.5)(x)
+    assert torch.allclose(out[0], out[1], atol=1e-6)  # the same strokes at a quarter of the tone: dark ink is dimmed, light ink brightened
+    assert ink_tone(np.round(out[:1, 0].numpy() * 255)) == pytest.approx(0.5, abs=0.005)
+    assert out[0].max() < 1 and torch.allclose(out[0] / out[0].max(), x[0] / x[0].max(), atol=1e-6)  # shading kept, nothing clipped
     assert torch.allclose(out[2], x[2] * MOST_GAIN)  # faint marks are brightened at most MOST_GAIN times
     assert out[3].abs().max() == 0  # a blank image stays blank
-    dark = torch.from_numpy(to_model_input(strokes(255)[None]))
-    assert torch.equal(InkStretch(0.5)(dark), dark)  # ink darker than the aim is left as it is
+    with pytest.raises(InputError, match="tone"):
+        InkStretch(1.5)
 
 
 def test_the_stretch_joins_the_graph_in_front_and_keeps_its_input(tmp_path):
     base = export_onnx(tiny_fused_with_spatial(0.3), tmp_path / "tiny.onnx", (64, 128))
     body = trunk(onnx.load(base))
-    joined = with_ink_stretch(body, 0.8)
+    joined = with_ink_stretch(body, 0.5)
     assert joined.graph.input[0].name == body.graph.input[0].name and [o.name for o in joined.graph.output] == [o.name for o in body.graph.output]
     x = to_model_input(np.stack([strokes(90, s) for s in range(3)]))
     with torch.no_grad():
-        stretched = InkStretch(0.8)(torch.from_numpy(x)).numpy()
+        stretched = InkStretch(0.5)(torch.from_numpy(x)).numpy()
     plain, front = trunk_session(body), trunk_session(joined)
     for expected, got in zip(plain.run(None, {"image": stretched}), front.run(None, {"image": x})):
         assert np.abs(expected - got).max() < 1e-4
@@ -64,20 +64,18 @@ def test_the_stretch_joins_the_graph_in_front_and_keeps_its_input(tmp_path):
 def test_a_refit_with_ink_stretch_is_blind_to_ink_tone(synthetic_dataset, tmp_path):
     base = tiny_base(synthetic_dataset, tmp_path)
     config = {
-        "name": "tiny-ink", "description": "one head on stretched ink", "base": str(base), "ink_stretch": True, "share_chosen_on": "config", "shares": [0.3],
+        "name": "tiny-ink", "description": "one head on stretched ink", "base": str(base), "ink_stretch": {"tone": 0.5}, "share_chosen_on": "config", "shares": [0.3],
         "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2, "seeds": [0]},
         "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
     }
     path = refit_spatial(config, "ink.yaml")
     card = json.loads(path.with_suffix(".json").read_text())
-    train = load_training_set([{"path": str(synthetic_dataset), "holdout": [7, 8]}], (64, 128), "train").images
     assert card["spatial"]["weight"] == 0.3 and card["spatial"]["chosen_on"] == "given in the config"
-    assert card["ink_stretch"] == {"ratio": stretch_ratio(train), "most_gain": MOST_GAIN, "tone": "sum(x^2) / sum(x)"}
+    assert card["ink_stretch"] == {"tone": 0.5, "most_gain": MOST_GAIN, "measure": "sum(x^2) / sum(x)"}
     x = to_model_input(load_training_set([{"path": str(synthetic_dataset), "holdout": [7, 8]}], (64, 128), "holdout").images[:4])
     session = inference_session(path)
-    tone = ink_tone(np.round(x[:, 0] * 255))[:, None, None, None]
-    light, lighter = (session.run(None, {"image": (x * card["ink_stretch"]["ratio"] / (gain * tone)).astype(np.float32)})[0] for gain in (2, 3))
-    assert np.abs(light - lighter).max() < 1e-4
+    light, dark = (session.run(None, {"image": (x * f).astype(np.float32)})[0] for f in (0.4, 1.0))
+    assert np.abs(light - dark).max() < 1e-4
     assert np.abs(light[0] - light[1]).max() > 1e-3  # it still tells images apart
     with pytest.raises(InputError, match="one share"):
         refit_spatial({**config, "shares": [0.3, 0.5]}, "ink.yaml")

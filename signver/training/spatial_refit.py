@@ -13,7 +13,7 @@ of the network's time). Every part of that vector is then fixed or trained on th
 so both shares (global, spatial) are chosen by cross-validating the whole vector. Either kind
 of head may also train on stroke-width copies of the training scans (`copies`,
 `original_share` in its spec; `signver.training.stroke_width`), the copies' maps computed once.
-With `ink_stretch: true`, every image's ink is brightened to one tone in front of the trunk
+With `ink_stretch: {tone: T}`, every image is scaled to one ink tone in front of the trunk
 (`signver.training.ink_tone`), in training and in the exported file alike.
 
 The heads' share of the squared distance is chosen by writer cross-validation over all the
@@ -52,7 +52,7 @@ from .data import TrainingSet, load_training_set
 from .loop import holdout_eers, set_holdout_threshold
 from .networks import SpatialEnsemble, SpatialTail, fold_input_norms
 from .run_state import machine_name
-from .ink_tone import MOST_GAIN, stretch_ratio, with_ink_stretch
+from .ink_tone import MOST_GAIN, with_ink_stretch
 from .global_head import global_seeds, trained_global_head
 from .spatial import head_seeds, spatial_embeddings, trained_head
 from .stroke_width import changes_of, training_maps
@@ -230,9 +230,10 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     train = load_training_set(sources, size, "train", run_dir / "train.npz")
     holdout = load_training_set(sources, size, "holdout", run_dir / "holdout.npz")
     body = trunk(onnx.load(base.card.path), imagenet_only=global_spec is not None)
-    stretch = {"ratio": stretch_ratio(train.images), "most_gain": MOST_GAIN, "tone": "sum(x^2) / sum(x)"} if config.get("ink_stretch") else None
+    stretch = config.get("ink_stretch")
     if stretch:
-        body = with_ink_stretch(body, stretch["ratio"])
+        stretch = {"tone": float(stretch["tone"]), "most_gain": MOST_GAIN, "measure": "sum(x^2) / sum(x)"}
+        body = with_ink_stretch(body, stretch["tone"])
     session = trunk_session(body)
     train_pooled, train_maps = pooled_and_maps(session, train.images)
     held_pooled, held_maps = pooled_and_maps(session, holdout.images)
