@@ -40,9 +40,9 @@ def main() -> None:
     print(f"model {extractor.name}; machine {machine()}; {args.writers} writers; P1 EER skilled / random in %")
     print("| dataset | stroke width (px, mean) | as scanned | a pixel finer | a pixel broader |")
     print("|---|---|---|---|---|")
+    changes = (lambda gray, _: gray, lambda gray, _: CHANGES["thin"](gray), lambda gray, _: CHANGES["thick"](gray))
     for dataset in DATASETS:
         writers = held_out_writers(extractor.card)[dataset] if args.writers == "holdout" else None
-        changes = (lambda gray, _: gray, lambda gray, _: CHANGES["thin"](gray), lambda gray, _: CHANGES["thick"](gray))
         scans, eers = p1_eers_of_changed_scans(extractor, args.data, dataset, writers, changes)
         cells = " | ".join(f"{skilled:.2f} / {random:.2f}" for skilled, random in eers)
         print(f"| {dataset} | {np.mean([stroke_width(scan) for scan in scans]):.2f} | {cells} |", flush=True)
