@@ -14,7 +14,7 @@ from signver.models import inference_session  # noqa: E402
 from signver.normalize import to_model_input  # noqa: E402
 from signver.training.data import load_training_set  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
-from signver.training.ink_tone import MOST_GAIN, InkStretch, ink_tone, with_ink_stretch  # noqa: E402
+from signver.training.ink_tone import MOST_GAIN, InkStretch, stretch_spec, with_ink_stretch  # noqa: E402
 from signver.training.spatial_refit import refit_spatial, trunk, trunk_session  # noqa: E402
 from tests.test_spatial_refit import tiny_base  # noqa: E402
 from tests.test_training import tiny_fused_with_spatial  # noqa: E402
@@ -30,9 +30,23 @@ def strokes(value: int, seed: int = 0) -> np.ndarray:
     return image
 
 
+def ink_tone(images: np.ndarray) -> np.ndarray:
+    """Each uint8 image's ink tone as the stretch measures it: sum(x^2) / sum(x), x = ink / 255."""
+    x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+    return (x**2).sum(1) / np.maximum(x.sum(1), 1e-6)
+
+
 def test_tone_is_the_inks_own_level_and_ignores_the_background():
-    images = np.stack([strokes(255), strokes(102), np.zeros((64, 128), np.uint8)])
-    assert np.allclose(ink_tone(images), [1.0, 0.4, 0.0])
+    images = np.stack([strokes(255), strokes(102)])
+    out = InkStretch(0.5)(torch.from_numpy(to_model_input(images)))
+    assert torch.allclose(out, torch.from_numpy(to_model_input(images)) * torch.tensor([0.5, 1.25]).view(2, 1, 1, 1))  # tones 1.0 and 0.4
+
+
+def test_a_config_asks_for_a_tone_in_0_1():
+    assert stretch_spec(None) is None and stretch_spec({"tone": 0.5}) == {"tone": 0.5, "most_gain": MOST_GAIN, "measure": "sum(x^2) / sum(x)"}
+    for bad in ({"tone": 1.5}, {"tone": 0}, {"level": 0.5}, True, {"tone": "dark"}):
+        with pytest.raises(InputError, match="ink_stretch"):
+            stretch_spec(bad)
 
 
 def test_light_and_dark_ink_come_out_at_one_tone_with_their_shading():
@@ -44,8 +58,6 @@ def test_light_and_dark_ink_come_out_at_one_tone_with_their_shading():
     assert out[0].max() < 1 and torch.allclose(out[0] / out[0].max(), x[0] / x[0].max(), atol=1e-6)  # shading kept, nothing clipped
     assert torch.allclose(out[2], x[2] * MOST_GAIN)  # faint marks are brightened at most MOST_GAIN times
     assert out[3].abs().max() == 0  # a blank image stays blank
-    with pytest.raises(InputError, match="tone"):
-        InkStretch(1.5)
 
 
 def test_the_stretch_joins_the_graph_in_front_and_keeps_its_input(tmp_path):

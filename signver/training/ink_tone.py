@@ -19,7 +19,6 @@ import copy
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -30,10 +29,15 @@ PREFIX = "stretch/"  # the stretch's names in the joined graph, so that none cla
 MOST_GAIN = 4.0  # no image is scaled by more, or by less than its inverse: faint noise on a blank crop stays faint
 
 
-def ink_tone(images: np.ndarray) -> np.ndarray:
-    """Each normalised uint8 image's ink tone in [0, 1]: sum(x^2) / sum(x), x = ink / 255."""
-    x = images.reshape(len(images), -1).astype(np.float64) / 255.0
-    return (x**2).sum(1) / np.maximum(x.sum(1), 1e-6)
+def stretch_spec(value) -> dict | None:
+    """The model card's `ink_stretch` entry for a config's `ink_stretch` value (None when it
+    asks for no stretch), checked before any work."""
+    if not value:
+        return None
+    tone = value.get("tone") if isinstance(value, dict) else None
+    if isinstance(tone, bool) or not isinstance(tone, (int, float)) or not 0 < tone <= 1:
+        raise InputError(f"ink_stretch must be {{tone: T}} with T in (0, 1], not {value!r}")
+    return {"tone": float(tone), "most_gain": MOST_GAIN, "measure": "sum(x^2) / sum(x)"}
 
 
 class InkStretch(nn.Module):
@@ -42,8 +46,6 @@ class InkStretch(nn.Module):
 
     def __init__(self, tone: float):
         super().__init__()
-        if not 0 < tone <= 1:
-            raise InputError(f"ink_stretch tone must be in (0, 1], not {tone}")
         self.tone = float(tone)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ from .data import TrainingSet, load_training_set
 from .loop import holdout_eers, set_holdout_threshold
 from .networks import SpatialEnsemble, SpatialTail, fold_input_norms
 from .run_state import machine_name
-from .ink_tone import MOST_GAIN, with_ink_stretch
+from .ink_tone import stretch_spec, with_ink_stretch
 from .global_head import global_seeds, trained_global_head
 from .spatial import head_seeds, spatial_embeddings, trained_head
 from .stroke_width import changes_of, training_maps
@@ -225,14 +225,13 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     if rule == "config" and len(shares) * len(global_shares) != 1:
         raise InputError("share_chosen_on: config needs one share in shares (and in global_shares with a global spec)")
     copy_names = list(dict.fromkeys(changes_of(spec) + changes_of(global_spec or {})))  # checked before any work
+    stretch = stretch_spec(config.get("ink_stretch"))
     sources = config.get("data") or base.card.details["trained_on"]
     size = base.card.input_size
     train = load_training_set(sources, size, "train", run_dir / "train.npz")
     holdout = load_training_set(sources, size, "holdout", run_dir / "holdout.npz")
     body = trunk(onnx.load(base.card.path), imagenet_only=global_spec is not None)
-    stretch = config.get("ink_stretch")
     if stretch:
-        stretch = {"tone": float(stretch["tone"]), "most_gain": MOST_GAIN, "measure": "sum(x^2) / sum(x)"}
         body = with_ink_stretch(body, stretch["tone"])
     session = trunk_session(body)
     train_pooled, train_maps = pooled_and_maps(session, train.images)
