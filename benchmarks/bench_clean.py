@@ -1,7 +1,7 @@
 """Cleaner speed: milliseconds per crop for `signver.clean` on a numpy crop (shrink, network,
 resize back, compose), one crop at a time as the pipeline calls it.
 
-`python benchmarks/bench_clean.py [--n 100] [--data DIR]`: synthetic cluttered crops of three
+`python benchmarks/bench_clean.py [--n 100] [--data DIR] [--cleaner NAME]`: synthetic cluttered crops of three
 typical sizes, or the signature boxes of a YOLO-labelled detection split (`DIR/images`,
 `DIR/labels`), e.g. ../shared/data/signature-detection/valid.
 """
@@ -50,8 +50,8 @@ def real_crops(folder: Path, n: int) -> list[np.ndarray]:
     return crops[:n]
 
 
-def timed(crops: list[np.ndarray]) -> np.ndarray:
-    cleaner = get_cleaner()
+def timed(crops: list[np.ndarray], model: str | None) -> np.ndarray:
+    cleaner = get_cleaner(model)
     for crop in crops[:5]:
         cleaner.clean(crop)  # warm-up
     times = []
@@ -66,15 +66,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--data", type=Path, help="a YOLO-labelled detection split to cut real crops from")
+    parser.add_argument("--cleaner", default=None, help="cleaner name or .onnx path (default: the shipped default)")
     args = parser.parse_args()
-    cleaner = get_cleaner()
+    cleaner = get_cleaner(args.cleaner)
     print(f"machine: {machine()}")
     print(f"cleaner: {cleaner.name}, working area at most {cleaner.max_pixels} pixels")
     sets = {name: synthetic_crops(args.n, size) for name, size in SIZES.items()}
     if args.data:
         sets[f"real crops of {args.data}"] = real_crops(args.data, args.n)
     for name, crops in sets.items():
-        ms = timed(crops)
+        ms = timed(crops, args.cleaner)
         shapes = np.array([c.shape for c in crops])
         print(f"{name} ({len(crops)} crops, median {int(np.median(shapes[:, 0]))}x{int(np.median(shapes[:, 1]))}): "
               f"median {np.median(ms):.1f} ms, mean {ms.mean():.1f} ms, p95 {np.percentile(ms, 95):.1f} ms per crop")

@@ -250,9 +250,9 @@ def tiny_config(tmp_path: Path, **changes) -> dict:
 def torch_and_onnx_outputs(cleaner: Cleaner, checkpoint: Path, network_config: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What the run's chosen torch network computes on `x`, and what its exported ONNX does."""
     import torch
-    from signver.training.cleaner import InkProbability, build_unet
+    from signver.training.cleaner import InkProbability, build_network
 
-    network = build_unet(network_config)
+    network = build_network(network_config)
     network.load_state_dict(torch.load(checkpoint, weights_only=False)["network"])
     with torch.no_grad():
         expected = InkProbability(network.eval())(torch.from_numpy(x)).numpy()
@@ -287,6 +287,27 @@ def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     first = torch.load(tmp_path / "tuned" / "best.pt", weights_only=False)["network"]
     chosen = torch.load(tmp_path / "run" / "best.pt", weights_only=False)["network"]
     assert any(not torch.equal(first[k], v) for k, v in chosen.items())  # trained on from there
+
+
+def test_a_cleaner_on_the_imagenet_encoder_trains_and_exports_what_torch_computes(tmp_path):
+    pytest.importorskip("torch")
+    from signver.training.cleaner import train_cleaner
+
+    network = {"kind": "lite0", "width": 8, "frozen_blocks": 5, "pretrained": False}
+    path = train_cleaner(tiny_config(tmp_path, network=network), "tiny.yaml")
+    cleaner = Cleaner(str(path))
+    assert cleaner.card.details["network"]["kind"] == "lite0"
+    x = np.random.default_rng(2).random((1, 1, 48, 80)).astype(np.float32)
+    expected, got = torch_and_onnx_outputs(cleaner, tmp_path / "run" / "best.pt", network, x)
+    assert got.shape == (1, 1, 48, 80) and np.allclose(got, expected, atol=1e-4)
+
+
+def test_training_refuses_an_unknown_network_kind(tmp_path):
+    pytest.importorskip("torch")
+    from signver.training.cleaner import build_network
+
+    with pytest.raises(signver.SignverError, match="network.kind"):
+        build_network({"kind": "vit"})
 
 
 def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_it(tmp_path):

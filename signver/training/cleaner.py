@@ -103,7 +103,15 @@ class InkProbability(nn.Module):
         return torch.sigmoid(self.network(x))
 
 
-def build_unet(config: dict) -> UNet:
+def build_network(config: dict) -> nn.Module:
+    """The configured cleaner network: the plain U-Net, or (`kind: lite0`) one whose encoder
+    holds EfficientNet-Lite0's ImageNet weights (`signver.training.cleaner_lite0`)."""
+    if config.get("kind", "unet") == "lite0":
+        from .cleaner_lite0 import build_lite0_cleaner
+
+        return build_lite0_cleaner(config)
+    if config.get("kind", "unet") != "unet":
+        raise InputError(f"network.kind must be unet or lite0, not {config['kind']!r}")
     return UNet(tuple(config.get("channels", (16, 32, 64, 128))), int(config.get("unshuffle", 2)), bool(config.get("tone", False)))
 
 
@@ -373,7 +381,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     if not holdout:  # no data configured (tests): validate on procedural writers never drawn in training
         holdout = [synth.genuine(10_000_000 + i, 0) for i in range(8)]
     val_dirty, val_target = validation_pairs(holdout, config, int(config.get("validation_pairs", 96)))
-    network = build_unet(config.get("network", {})).to(memory_format=torch.channels_last)
+    network = build_network(config.get("network", {})).to(memory_format=torch.channels_last)
     steps, warmup = int(config["steps"]), int(config.get("warmup", 50))
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"

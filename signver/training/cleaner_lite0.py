@@ -1,0 +1,64 @@
+"""A cleaner network whose encoder is EfficientNet-Lite0 with its ImageNet weights.
+
+The plain U-Net learns from nothing what printed type, stamps and handwriting look like, and
+the clutter it keeps (stamps and overlapping print most) is what holds verification back on
+cleaned crops (docs/benchmarks.md, "Cleaner"). ImageNet features already tell textures and
+shapes apart, so here they carry the "what is this" and a light top-down decoder, fed at the
+finest level with the pixel-unshuffled input itself, carries the "exactly where".
+
+Input (N, 1, H, W), ink bright in [0, 1], H and W multiples of 16; output (N, 1, H, W) logits
+of "this pixel is signature ink", as `signver.training.cleaner.UNet` gives.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .detector_network import separable
+from .networks import _untrained_lite0
+from .pretrained import load_efficientnet_lite0
+
+TAPS = (0, 2, 4, 10)  # the last block of each stride: 2, 4, 8 and 16
+
+
+class Lite0Cleaner(nn.Module):
+    def __init__(self, width: int = 32, frozen_blocks: int = 1, pretrained: bool = True):
+        super().__init__()
+        backbone = load_efficientnet_lite0() if pretrained else _untrained_lite0()
+        self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
+        self.blocks = nn.ModuleList(backbone._blocks[: TAPS[-1] + 1])
+        channels = [self.blocks[t]._project_conv.out_channels for t in TAPS]
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+        self.merge = nn.ModuleList(separable(width, width) for _ in TAPS[1:-1])
+        # stride 2: the decoder's features beside the 2x2 pixel-unshuffled input
+        self.fine = nn.Sequential(nn.Conv2d(width + 4, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.head = nn.Conv2d(width, 4, 1)
+        self.frozen = nn.ModuleList([self.stem, *self.blocks[:frozen_blocks]])
+        self.frozen.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Lite0Cleaner":
+        super().train(mode)
+        self.frozen.eval()  # ImageNet batch-norm statistics stay as they are
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        paper = (1.0 - x) * 255.0  # dark ink on white, as the photos the weights were trained on
+        h = self.stem(((paper - 127.0) / 128.0).expand(-1, 3, -1, -1))
+        features = []
+        for index, block in enumerate(self.blocks):
+            h = block(h)
+            if index in TAPS:
+                features.append(h)
+        top = self.lateral[-1](features[-1])
+        for level in range(len(features) - 2, 0, -1):
+            lateral = self.lateral[level](features[level])
+            top = self.merge[level - 1](lateral + F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False))
+        finest = self.lateral[0](features[0]) + F.interpolate(top, size=features[0].shape[-2:], mode="bilinear", align_corners=False)
+        fine = self.fine(torch.cat([finest, F.pixel_unshuffle(x, 2)], 1))
+        return F.pixel_shuffle(self.head(fine), 2)
+
+
+def build_lite0_cleaner(config: dict) -> Lite0Cleaner:
+    return Lite0Cleaner(int(config.get("width", 32)), int(config.get("frozen_blocks", 1)), bool(config.get("pretrained", True)))
