@@ -1,9 +1,9 @@
 """Cleaner speed: milliseconds per crop for `signver.clean` on a numpy crop (shrink, network,
 resize back, compose), one crop at a time as the pipeline calls it.
 
-`python benchmarks/bench_clean.py [--n 100] [--data DIR] [--cleaner NAME]`: synthetic cluttered crops of three
-typical sizes, or the signature boxes of a YOLO-labelled detection split (`DIR/images`,
-`DIR/labels`), e.g. ../shared/data/signature-detection/valid.
+`python benchmarks/bench_clean.py [--n 100] [--data DIR] [--cleaner NAME_OR_ONNX]`: synthetic
+cluttered crops of three typical sizes, or the signature boxes of a YOLO-labelled detection
+split (`DIR/images`, `DIR/labels`), e.g. ../shared/data/signature-detection/valid.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from common import machine
 
 from signver import overlays, synth
-from signver.cleaner import get_cleaner
+from signver.cleaner import Cleaner, get_cleaner
 from signver.images import load_image
 
 SIZES = {"document crop 120x360": (120, 360), "CEDAR-like 300x600": (300, 600), "BHSig-like 300x1000": (300, 1000)}
@@ -50,8 +50,7 @@ def real_crops(folder: Path, n: int) -> list[np.ndarray]:
     return crops[:n]
 
 
-def timed(crops: list[np.ndarray], model: str | None) -> np.ndarray:
-    cleaner = get_cleaner(model)
+def timed(crops: list[np.ndarray], cleaner: Cleaner) -> np.ndarray:
     for crop in crops[:5]:
         cleaner.clean(crop)  # warm-up
     times = []
@@ -75,7 +74,7 @@ def main() -> None:
     if args.data:
         sets[f"real crops of {args.data}"] = real_crops(args.data, args.n)
     for name, crops in sets.items():
-        ms = timed(crops, args.cleaner)
+        ms = timed(crops, cleaner)
         shapes = np.array([c.shape for c in crops])
         print(f"{name} ({len(crops)} crops, median {int(np.median(shapes[:, 0]))}x{int(np.median(shapes[:, 1]))}): "
               f"median {np.median(ms):.1f} ms, mean {ms.mean():.1f} ms, p95 {np.percentile(ms, 95):.1f} ms per crop")

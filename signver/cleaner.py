@@ -2,7 +2,7 @@
 
     cleaned = signver.clean("crop.png")    # uint8 grey, ink dark on white, same size as the input
 
-A small U-Net (ONNX, model card `kind: cleaner` in signver/models/) gives every pixel the
+A small network (ONNX, model card `kind: cleaner` in signver/models/) gives every pixel the
 probability that it is signature ink. The crop is shrunk to the network's working resolution
 (area at most the card's `max_pixels`; small crops are never enlarged), padded with white to a
 multiple of 16, and the probability map is resized back to the original size. The output keeps

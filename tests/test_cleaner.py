@@ -250,9 +250,9 @@ def tiny_config(tmp_path: Path, **changes) -> dict:
 def torch_and_onnx_outputs(cleaner: Cleaner, checkpoint: Path, network_config: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What the run's chosen torch network computes on `x`, and what its exported ONNX does."""
     import torch
-    from signver.training.cleaner import InkProbability, build_network
+    from signver.training.cleaner import InkProbability, build_cleaner_network
 
-    network = build_network(network_config)
+    network = build_cleaner_network(network_config)
     network.load_state_dict(torch.load(checkpoint, weights_only=False)["network"])
     with torch.no_grad():
         expected = InkProbability(network.eval())(torch.from_numpy(x)).numpy()
@@ -300,14 +300,45 @@ def test_a_cleaner_on_the_imagenet_encoder_trains_and_exports_what_torch_compute
     x = np.random.default_rng(2).random((1, 1, 48, 80)).astype(np.float32)
     expected, got = torch_and_onnx_outputs(cleaner, tmp_path / "run" / "best.pt", network, x)
     assert got.shape == (1, 1, 48, 80) and np.allclose(got, expected, atol=1e-4)
+    crop = synth.genuine(4, 0)[:61, :97]  # sides that are not multiples of 16
+    assert cleaner.clean(crop).shape == crop.shape
 
 
-def test_training_refuses_an_unknown_network_kind(tmp_path):
+@pytest.mark.parametrize("network, message", [({"kind": "vit"}, "network.kind"), ({"kind": "lite0", "tone": True}, "do not apply"),
+                                              ({"kind": "lite0", "frozen_blocks": -1}, "frozen_blocks"),
+                                              ({"kind": "lite0", "frozen_blocks": 12}, "frozen_blocks")])
+def test_training_refuses_a_network_it_cannot_build(network, message):
     pytest.importorskip("torch")
-    from signver.training.cleaner import build_network
+    from signver.training.cleaner import build_cleaner_network
 
-    with pytest.raises(signver.SignverError, match="network.kind"):
-        build_network({"kind": "vit"})
+    with pytest.raises(signver.SignverError, match=message):
+        build_cleaner_network({**network, "pretrained": False})
+
+
+def test_the_imagenet_encoder_keeps_its_frozen_weights_while_the_rest_learns():
+    torch = pytest.importorskip("torch")
+    from signver.training.cleaner_lite0 import Lite0Cleaner
+
+    network = Lite0Cleaner(8, 5, pretrained=False)
+    frozen = {k: v.clone() for k, v in network.frozen.state_dict().items()}
+    head = network.head.weight.clone()
+    network.train()
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], 0.01)
+    network(torch.rand(2, 1, 32, 64)).mean().backward()
+    optimizer.step()
+    assert all(torch.equal(v, network.frozen.state_dict()[k]) for k, v in frozen.items())  # batch-norm statistics too
+    assert not torch.equal(head, network.head.weight)
+
+
+def test_a_lite0_cleaner_run_can_start_from_one_that_froze_other_blocks(tmp_path):
+    pytest.importorskip("torch")
+    from signver.training.cleaner import train_cleaner
+
+    network = {"kind": "lite0", "width": 8, "frozen_blocks": 5, "pretrained": False}
+    train_cleaner(tiny_config(tmp_path, network=network, steps=1), "tiny.yaml")
+    tuned = train_cleaner(tiny_config(tmp_path, network={**network, "frozen_blocks": 2}, steps=1, name="tuned",
+                                      init=str(tmp_path / "run" / "best.pt"), run_dir=str(tmp_path / "tuned")), "tuned.yaml")
+    assert Cleaner(str(tuned)).card.details["network"]["frozen_blocks"] == 2
 
 
 def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_it(tmp_path):

@@ -1,4 +1,5 @@
-"""`signver train cleaner`: a small U-Net that keeps a signature's ink and drops the clutter.
+"""`signver train cleaner`: a small network (a U-Net, or with `network.kind: lite0` an ImageNet
+encoder, `signver.training.cleaner_lite0`) that keeps a signature's ink and drops the clutter.
 
 Training pairs are made on the fly: a clean signature of a training writer (genuine or forged
 images of the configured splits' training writers; never a test writer), optionally a
@@ -34,10 +35,11 @@ from ..datasets import read_dataset
 from ..errors import InputError
 from ..images import load_image
 from ..models import write_card
+from .cleaner_lite0 import build_lite0_cleaner
 from .data import writers_for
 from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
-MULTIPLE = 16  # input sides must be multiples of this (pixel-unshuffle 2 x three poolings)
+MULTIPLE = 16  # input sides must be multiples of this: the coarsest stride (the U-Net's unshuffle 2 x three poolings, lite0's blocks)
 
 
 # -- network -------------------------------------------------------------------------------
@@ -103,15 +105,14 @@ class InkProbability(nn.Module):
         return torch.sigmoid(self.network(x))
 
 
-def build_network(config: dict) -> nn.Module:
+def build_cleaner_network(config: dict) -> nn.Module:
     """The configured cleaner network: the plain U-Net, or (`kind: lite0`) one whose encoder
     holds EfficientNet-Lite0's ImageNet weights (`signver.training.cleaner_lite0`)."""
-    if config.get("kind", "unet") == "lite0":
-        from .cleaner_lite0 import build_lite0_cleaner
-
+    kind = config.get("kind", "unet")
+    if kind == "lite0":
         return build_lite0_cleaner(config)
-    if config.get("kind", "unet") != "unet":
-        raise InputError(f"network.kind must be unet or lite0, not {config['kind']!r}")
+    if kind != "unet":
+        raise InputError(f"network.kind must be unet or lite0, not {kind!r}")
     return UNet(tuple(config.get("channels", (16, 32, 64, 128))), int(config.get("unshuffle", 2)), bool(config.get("tone", False)))
 
 
@@ -381,7 +382,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     if not holdout:  # no data configured (tests): validate on procedural writers never drawn in training
         holdout = [synth.genuine(10_000_000 + i, 0) for i in range(8)]
     val_dirty, val_target = validation_pairs(holdout, config, int(config.get("validation_pairs", 96)))
-    network = build_network(config.get("network", {})).to(memory_format=torch.channels_last)
+    network = build_cleaner_network(config.get("network", {})).to(memory_format=torch.channels_last)
     steps, warmup = int(config["steps"]), int(config.get("warmup", 50))
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"
@@ -389,10 +390,12 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     if not state and config.get("init"):  # a new run fine-tuning another run's chosen network
         # a tone head may be new: only its weights may be missing from the other run's network
         try:
-            missing, unexpected = network.load_state_dict(torch.load(config["init"], weights_only=False)["network"], strict=False)
+            # `frozen.*` only alias lite0's stem and blocks, so runs that froze other blocks still fit
+            weights = {k: v for k, v in torch.load(config["init"], weights_only=False)["network"].items() if not k.startswith("frozen.")}
+            missing, unexpected = network.load_state_dict(weights, strict=False)
         except RuntimeError as error:  # layers of other sizes
             raise InputError(f"init: {config['init']} holds a different network: {error}") from None
-        if unexpected or any(not k.startswith("tone.") for k in missing):
+        if unexpected or any(not k.startswith(("tone.", "frozen.")) for k in missing):
             raise InputError(f"init: {config['init']} holds a different network (missing {missing}, unexpected {unexpected})")
     start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", -1.0)
     workers = int(config.get("workers", 1))
@@ -456,7 +459,7 @@ def export_cleaner(network: nn.Module, config: dict, config_path: str, seconds: 
         "network": {"kind": "unet", **config.get("network", {}), "parameters": sum(p.numel() for p in network.parameters())},
         "input": {"height": size[0], "width": size[1], "channels": 1, "dtype": "float32", "range": [0, 1],
                   "polarity": "ink bright on black (1 - grey / 255)", "sides": f"any multiple of {MULTIPLE} (training patch shown)",
-                  "preprocessing": "signver.cleaner: shrink to at most max_pixels, pad with white to a multiple of 16"},
+                  "preprocessing": f"signver.cleaner: shrink to at most max_pixels, pad with white to a multiple of {MULTIPLE}"},
         "output": "probability that each pixel is signature ink, same size as the input"
                   + ("; channel 2: the darkness of the clean signature's ink there (0 paper, 1 black)" if config.get("network", {}).get("tone") else ""),
         "max_pixels": int(config.get("max_pixels", 65536)),

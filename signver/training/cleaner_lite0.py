@@ -16,23 +16,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from .detector_network import separable
 from .networks import _untrained_lite0
 from .pretrained import load_efficientnet_lite0
 
 TAPS = (0, 2, 4, 10)  # the last block of each stride: 2, 4, 8 and 16
+FROZEN_BLOCKS = 5  # what both configs measured in docs/benchmarks.md train with
+SETTINGS = {"kind", "width", "frozen_blocks", "pretrained"}  # the `network` keys this kind reads
 
 
 class Lite0Cleaner(nn.Module):
-    def __init__(self, width: int = 32, frozen_blocks: int = 1, pretrained: bool = True):
+    """Encoder blocks tapped at strides 2, 4, 8 and 16, merged top-down (stride 16 into 8 into
+    4, each by a separable convolution), added to the stride-2 tap and joined there with the
+    2x2 pixel-unshuffled input; a 1x1 convolution gives four logits per stride-2 cell, shuffled
+    back to full resolution. The stem and the first `frozen_blocks` blocks keep their ImageNet
+    weights and batch-norm statistics (the stem always: it sees only grey pages)."""
+
+    def __init__(self, width: int = 32, frozen_blocks: int = FROZEN_BLOCKS, pretrained: bool = True):
         super().__init__()
+        if not 0 <= frozen_blocks <= TAPS[-1] + 1:
+            raise InputError(f"network.frozen_blocks must be 0 to {TAPS[-1] + 1} for kind lite0, not {frozen_blocks}")
         backbone = load_efficientnet_lite0() if pretrained else _untrained_lite0()
         self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
         self.blocks = nn.ModuleList(backbone._blocks[: TAPS[-1] + 1])
         channels = [self.blocks[t]._project_conv.out_channels for t in TAPS]
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
         self.merge = nn.ModuleList(separable(width, width) for _ in TAPS[1:-1])
-        # stride 2: the decoder's features beside the 2x2 pixel-unshuffled input
         self.fine = nn.Sequential(nn.Conv2d(width + 4, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(width, 4, 1)
         self.frozen = nn.ModuleList([self.stem, *self.blocks[:frozen_blocks]])
@@ -61,4 +71,9 @@ class Lite0Cleaner(nn.Module):
 
 
 def build_lite0_cleaner(config: dict) -> Lite0Cleaner:
-    return Lite0Cleaner(int(config.get("width", 32)), int(config.get("frozen_blocks", 1)), bool(config.get("pretrained", True)))
+    """The network a config's `network: {kind: lite0, ...}` describes; unknown keys (a tone
+    head, the U-Net's channels) are refused rather than dropped."""
+    unknown = set(config) - SETTINGS
+    if unknown:
+        raise InputError(f"network keys {sorted(unknown)} do not apply to kind lite0 (it reads {sorted(SETTINGS - {'kind'})})")
+    return Lite0Cleaner(int(config.get("width", 32)), int(config.get("frozen_blocks", FROZEN_BLOCKS)), bool(config.get("pretrained", True)))
