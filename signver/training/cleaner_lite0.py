@@ -18,15 +18,14 @@ from torch import nn
 
 from ..errors import InputError
 from .detector_network import separable
-from .networks import _untrained_lite0
-from .pretrained import load_efficientnet_lite0
+from .pretrained import FrozenLayers, imagenet_input, lite0_trunk
 
 TAPS = (0, 2, 4, 10)  # the last block of each stride: 2, 4, 8 and 16
 FROZEN_BLOCKS = 5  # what both configs measured in docs/benchmarks.md train with
 SETTINGS = {"kind", "width", "frozen_blocks", "pretrained"}  # the `network` keys this kind reads
 
 
-class Lite0Cleaner(nn.Module):
+class Lite0Cleaner(FrozenLayers):
     """Encoder blocks tapped at strides 2, 4, 8 and 16, merged top-down (stride 16 into 8 into
     4, each by a separable convolution), added to the stride-2 tap and joined there with the
     2x2 pixel-unshuffled input; a 1x1 convolution gives four logits per stride-2 cell, shuffled
@@ -37,25 +36,16 @@ class Lite0Cleaner(nn.Module):
         super().__init__()
         if not 0 <= frozen_blocks <= TAPS[-1] + 1:
             raise InputError(f"network.frozen_blocks must be 0 to {TAPS[-1] + 1} for kind lite0, not {frozen_blocks}")
-        backbone = load_efficientnet_lite0() if pretrained else _untrained_lite0()
-        self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
-        self.blocks = nn.ModuleList(backbone._blocks[: TAPS[-1] + 1])
+        self.stem, self.blocks = lite0_trunk(TAPS[-1] + 1, pretrained)
         channels = [self.blocks[t]._project_conv.out_channels for t in TAPS]
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
         self.merge = nn.ModuleList(separable(width, width) for _ in TAPS[1:-1])
         self.fine = nn.Sequential(nn.Conv2d(width + 4, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(width, 4, 1)
-        self.frozen = nn.ModuleList([self.stem, *self.blocks[:frozen_blocks]])
-        self.frozen.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "Lite0Cleaner":
-        super().train(mode)
-        self.frozen.eval()  # ImageNet batch-norm statistics stay as they are
-        return self
+        self.freeze([self.stem, *self.blocks[:frozen_blocks]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        paper = (1.0 - x) * 255.0  # dark ink on white, as the photos the weights were trained on
-        h = self.stem(((paper - 127.0) / 128.0).expand(-1, 3, -1, -1))
+        h = self.stem(imagenet_input(x))
         features = []
         for index, block in enumerate(self.blocks):
             h = block(h)

@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .networks import _untrained_lite0
-from .pretrained import load_efficientnet_lite0
+from .pretrained import FrozenLayers, imagenet_input, lite0_trunk
 
 HEAT_PRIOR = 0.1  # initial centre probability, so the focal loss starts calm
 INITIAL_DISTANCE = 8.0  # cells from the centre to each side before training
@@ -29,15 +28,13 @@ def separable(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-class CentreDetector(nn.Module):
+class CentreDetector(FrozenLayers):
     """Input (N, 1, H, W) in [0, 1], dark ink on white. Output: centre logits (N, 1, H/s, W/s)
     and side distances in input pixels (N, 4, H/s, W/s), s = `stride`."""
 
     def __init__(self, taps: tuple[int, ...] = (2, 4, 10), width: int = 64, frozen_blocks: int = 3, pretrained: bool = True):
         super().__init__()
-        backbone = load_efficientnet_lite0() if pretrained else _untrained_lite0()
-        self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
-        self.blocks = nn.ModuleList(backbone._blocks[: taps[-1] + 1])
+        self.stem, self.blocks = lite0_trunk(taps[-1] + 1, pretrained)
         self.taps = tuple(taps)
         self.stride = 2 * math.prod(b._depthwise_conv.stride[0] for b in self.blocks[: taps[0] + 1])
         channels = [self.blocks[t]._project_conv.out_channels for t in taps]
@@ -47,16 +44,10 @@ class CentreDetector(nn.Module):
         self.box = nn.Sequential(separable(width, width), nn.Conv2d(width, 4, 1))
         nn.init.constant_(self.heat[-1].bias, math.log(HEAT_PRIOR / (1 - HEAT_PRIOR)))
         nn.init.constant_(self.box[-1].bias, math.log(INITIAL_DISTANCE))
-        self.frozen = nn.ModuleList([self.stem, *self.blocks[:frozen_blocks]])
-        self.frozen.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "CentreDetector":
-        super().train(mode)
-        self.frozen.eval()  # ImageNet batch-norm statistics stay as they are
-        return self
+        self.freeze([self.stem, *self.blocks[:frozen_blocks]])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.stem(((x * 255.0 - 127.0) / 128.0).expand(-1, 3, -1, -1))  # the grey page as the RGB the weights expect
+        h = self.stem(imagenet_input(1.0 - x))  # the page is dark ink on white already
         features = []
         for index, block in enumerate(self.blocks):
             h = block(h)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pretrained import load_efficientnet_lite0
+from .pretrained import FrozenLayers, imagenet_input, lite0_trunk, load_efficientnet_lite0
 
 
 def gem(x: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
@@ -49,28 +49,19 @@ class EmbeddingHead(nn.Module):
         return F.normalize(self.embed(self.pool(self.project(x))), dim=1)
 
 
-class Lite0Embedder(nn.Module):
+class Lite0Embedder(FrozenLayers):
     def __init__(self, blocks: int = 11, dim: int = 128, width: int = 256, pretrained: bool = True, frozen_blocks: int = 0):
         super().__init__()
-        backbone = load_efficientnet_lite0() if pretrained else _untrained_lite0()
-        self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
-        self.blocks = nn.ModuleList(backbone._blocks[:blocks])
+        self.stem, self.blocks = lite0_trunk(blocks, pretrained)
         self.head = EmbeddingHead(self.blocks[-1]._project_conv.out_channels, width, dim)
         # the stem and the first `frozen_blocks` blocks keep their ImageNet weights (the training
         # loop may let their batch-norm statistics adapt for its first steps)
         self.frozen_blocks = frozen_blocks
-        self.frozen = nn.ModuleList([self.stem, *self.blocks[:frozen_blocks]]) if frozen_blocks else nn.ModuleList()
-        self.frozen.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "Lite0Embedder":
-        super().train(mode)
-        self.frozen.eval()
-        return self
+        self.freeze([self.stem, *self.blocks[:frozen_blocks]] if frozen_blocks else [])
 
     def shared(self, x: torch.Tensor) -> torch.Tensor:
         """The stem and frozen blocks: still exactly the ImageNet network."""
-        paper = (1.0 - x) * (255.0 / 128.0) - 127.0 / 128.0  # the ImageNet weights' input: dark ink on white
-        h = self.stem(paper.expand(-1, 3, -1, -1))
+        h = self.stem(imagenet_input(x))
         for block in self.blocks[: self.frozen_blocks]:
             h = block(h)
         return h
@@ -246,12 +237,6 @@ def join_maps(maps: dict[int, torch.Tensor], taps: list[int]) -> torch.Tensor:
     map is average-pooled down to it, so each cell holds the mean of its finer cells."""
     cells = maps[max(taps)].shape[-2:]
     return torch.cat([F.avg_pool2d(maps[t], maps[t].shape[-1] // cells[-1]) if maps[t].shape[-2:] != cells else maps[t] for t in sorted(taps)], dim=1)
-
-
-def _untrained_lite0() -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
-
-    return EfficientNet.from_name("efficientnet-lite0")
 
 
 class BasicBlock(nn.Module):
