@@ -21,7 +21,7 @@ from .detector_network import separable
 from .pretrained import FrozenLayers, imagenet_input, lite0_trunk
 
 TAPS = (0, 2, 4, 10)  # the last block of each stride: 2, 4, 8 and 16
-FROZEN_BLOCKS = 5  # what both configs measured in docs/benchmarks.md train with
+FROZEN_BLOCKS = 5  # what cleaner-lite0 and cleaner-lite0-calm train with
 SETTINGS = {"kind", "width", "frozen_blocks", "pretrained"}  # the `network` keys this kind reads
 
 

