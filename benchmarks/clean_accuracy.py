@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="extractor (default: the shipped default)")
     parser.add_argument("--cleaner", default=None, help="cleaner name or .onnx path")
     parser.add_argument("--limit-writers", type=int, default=None, help="only the first N test writers (quick checks)")
-    parser.add_argument("--write-card", action="store_true", help="put the figures into the shipped cleaner's model card")
+    parser.add_argument("--write-card", action="store_true", help="put the figures into the measured cleaner's model card")
     parser.add_argument("--dev", action="store_true", help="held-out training writers instead of test writers (to choose settings)")
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="folder holding cedar/ and bhsig260-bengali/")
     parser.add_argument("--out", type=Path, default=Path("out/cleaner"))
@@ -161,14 +161,14 @@ def main() -> None:
     print(table(results))
     print(f"wrote {args.out / 'metrics.json'}")
     if args.write_card:
-        record_in_card(results, machine())
+        record_in_card(results, machine(), args.cleaner)
 
 
-def record_in_card(results: list[dict], where: str) -> None:
-    """Put the test-writer figures into the cleaner's model card (`measured_on_test_writers`)."""
-    card_path = get_cleaner(None).card.path.with_suffix(".json")
+def record_in_card(results: list[dict], where: str, cleaner: str | None) -> None:
+    """Put the test-writer figures into the measured cleaner's model card (`measured_on_test_writers`)."""
+    card_path = get_cleaner(cleaner).card.path.with_suffix(".json")
     card = json.loads(card_path.read_text())
-    measured = {"machine": where, "command": "python benchmarks/clean_accuracy.py --write-card", "extractor": results[0]["model"],
+    measured = {"machine": where, "command": "python benchmarks/clean_accuracy.py --write-card" + (f" --cleaner {cleaner}" if cleaner else ""), "extractor": results[0]["model"],
                 "protocol": "P1, test writers only",
                 "overlays": "overlaid: signver.overlays with held-out fonts, strength 1; overlaid-mild: strength 0.5; "
                             "alt-overlaid: benchmarks/alt_overlays.py (independent generator, OpenCV Hershey fonts)"}

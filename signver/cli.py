@@ -603,10 +603,15 @@ def train_spatial_heads(config: Path = typer.Option(..., help="YAML config, e.g.
 @train_app.command("cleaner")
 @reports_errors
 def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. configs/cleaner-unet-wide.yaml")) -> None:
-    """Train the clutter-removing U-Net on synthetic overlays (resumable), export ONNX + card."""
-    from .training.cleaner import train_cleaner as run
+    """Train the clutter-removing network on synthetic overlays (resumable), export ONNX + card;
+    or, for a config naming a `base` cleaner, write an int8 copy of that cleaner."""
+    settings = read_config(config)
+    if "base" in settings:
+        from .training.cleaner_int8 import quantize_cleaner as run
+    else:
+        from .training.cleaner import train_cleaner as run
 
-    path = run(read_config(config), str(config))
+    path = run(settings, str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 

@@ -391,6 +391,35 @@ def test_training_pairs_take_the_configs_clutter_mix(monkeypatch):
     assert len(drawn) == 4 and all(set(pair.elements) == {"stamp"} for pair in drawn)
 
 
+def test_data_sources_can_be_drawn_more_often_than_their_count(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import signver.training.cleaner as training
+
+    small = synth.write_dataset(tmp_path / "small", n_writers=2, n_genuine=3, n_forged=1, seed=1)  # 8 images
+    large = synth.write_dataset(tmp_path / "large", n_writers=4, n_genuine=3, n_forged=1, seed=2)  # 16 images
+    assert training.sampling_weights([{"path": str(small)}, {"path": str(large)}], 24) is None  # by count, as before
+    weights = training.sampling_weights([{"path": str(small), "weight": 4}, {"path": str(large)}], 24)
+    assert np.isclose(weights[:8].sum(), 2 / 3) and np.isclose(weights[8:].sum(), 1 / 3) and np.isclose(weights.sum(), 1)
+    with pytest.raises(signver.SignverError, match="train.npz"):
+        training.sampling_weights([{"path": str(small), "weight": 4}, {"path": str(large)}], 23)
+    with pytest.raises(signver.SignverError, match="weight"):
+        training.sampling_weights([{"path": str(small), "weight": -1}, {"path": str(large)}], 24)
+    # a source weighted 0 is never drawn
+    sources = [{"path": str(small), "weight": 0}, {"path": str(large)}]
+    images = training.load_clean_signatures(sources, "train")
+    index, drawn, make_pair = {id(image): i for i, image in enumerate(images)}, [], training.make_pair
+    monkeypatch.setattr(training, "make_pair", lambda signature, *a, **k: drawn.append(index[id(signature)]) or make_pair(signature, *a, **k))
+    settings = {"patch": {"height": 16, "width": 16}, "batch": 1, "synthetic_fraction": 0.0, "clean_fraction": 1.0, "max_pixels": 4096}
+    batches = iter(training.PairStream(images, settings, 0, training.sampling_weights(sources, len(images))))
+    for _ in range(30):
+        next(batches)
+    assert len(drawn) == 30 and min(drawn) >= 8
+    monkeypatch.undo()
+    config = tiny_config(tmp_path, data=[{"path": str(small), "weight": 3}, {"path": str(large)}], steps=1)
+    card = Cleaner(str(training.train_cleaner(config, "weighted.yaml"))).card.details
+    assert card["trained_on"]["signatures"][0]["weight"] == 3
+
+
 def test_flourish_strokes_sweep_under_the_signature_from_its_ink():
     from signver.training.cleaner import add_hand_stroke
 

@@ -128,16 +128,37 @@ def load_clean_signatures(sources: list[dict], role: str, cache: Path | None = N
         shapes, flat = data["shapes"], data["pixels"]
         ends = np.cumsum([h * w for h, w in shapes])
         return [flat[e - h * w : e].reshape(h, w) for (h, w), e in zip(shapes, ends)]
-    paths = []
-    for source in sources:
-        dataset = read_dataset(source["path"])
-        for writer in writers_for(source, dataset.writers(), role):
-            paths += [s.path for s in dataset.genuine(writer) + dataset.forged(writer)]
+    paths = [path for source_paths in paths_by_source(sources, role) for path in source_paths]
     images = [overlays.whiten(to_working(load_image(p), max_pixels)[0]) for p in track(paths, description=f"reading {role} signatures")]
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, shapes=np.array([i.shape for i in images]), pixels=np.concatenate([i.ravel() for i in images]) if images else np.zeros(0, np.uint8))
     return images
+
+
+def paths_by_source(sources: list[dict], role: str) -> list[list[Path]]:
+    """Each source's images (genuine and forged) of its training writers (`role` 'train') or of
+    its held-out training writers ('holdout'), in the order load_clean_signatures reads them."""
+    out = []
+    for source in sources:
+        dataset = read_dataset(source["path"])
+        out.append([s.path for writer in writers_for(source, dataset.writers(), role) for s in dataset.genuine(writer) + dataset.forged(writer)])
+    return out
+
+
+def sampling_weights(sources: list[dict], n_images: int) -> np.ndarray | None:
+    """The chance of drawing each training image when sources carry a `weight` (a source's
+    images are drawn `weight` times as often as they would be by count alone); None (every
+    image alike) when none does."""
+    if all(float(source.get("weight", 1)) == 1 for source in sources):
+        return None
+    counts = [len(paths) for paths in paths_by_source(sources, "train")]
+    if sum(counts) != n_images:
+        raise InputError(f"the cached training images ({n_images}) are not the {sum(counts)} the data sources hold now; delete the run's train.npz")
+    weights = np.concatenate([np.full(n, float(source.get("weight", 1))) for source, n in zip(sources, counts)])
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise InputError("data: a source's weight must be 0 or more, and some must be more than 0")
+    return weights / weights.sum()
 
 
 def to_working(image: np.ndarray, max_pixels: int) -> tuple[np.ndarray, float]:
@@ -269,8 +290,8 @@ def fit_patch(dirty: np.ndarray, target: np.ndarray, size: tuple[int, int], rng:
 class PairStream(torch.utils.data.IterableDataset):
     """Endless batches of (dirty, target) patches; each worker draws from its own seed."""
 
-    def __init__(self, signatures: list[np.ndarray], config: dict, seed: int):
-        self.signatures, self.config, self.seed = signatures, config, seed
+    def __init__(self, signatures: list[np.ndarray], config: dict, seed: int, weights: np.ndarray | None = None):
+        self.signatures, self.config, self.seed, self.weights = signatures, config, seed, weights
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -285,7 +306,8 @@ class PairStream(torch.utils.data.IterableDataset):
                     writer = int(rng.integers(1 << 30))
                     signature = (synth.genuine if rng.random() < 0.7 else synth.forgery)(writer, int(rng.integers(100)))
                 else:
-                    signature = self.signatures[rng.integers(len(self.signatures))]
+                    pick = rng.integers(len(self.signatures)) if self.weights is None else rng.choice(len(self.signatures), p=self.weights)
+                    signature = self.signatures[pick]
                 xs[k], ys[k] = fit_patch(*make_pair(signature, rng, self.config), size, rng)
             yield torch.from_numpy(xs), torch.from_numpy(ys)
 
@@ -399,7 +421,8 @@ def train_cleaner(config: dict, config_path: str) -> Path:
             raise InputError(f"init: {config['init']} holds a different network (missing {missing}, unexpected {unexpected})")
     start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", -1.0)
     workers = int(config.get("workers", 1))
-    loader = torch.utils.data.DataLoader(PairStream(train, config, int(config.get("seed", 0)) * 1000 + start), batch_size=None,
+    weights = sampling_weights(sources, len(train)) if train else None
+    loader = torch.utils.data.DataLoader(PairStream(train, config, int(config.get("seed", 0)) * 1000 + start, weights), batch_size=None,
                                          num_workers=workers, prefetch_factor=4 if workers else None, persistent_workers=False)
     autocast = config.get("autocast", "bf16") == "bf16"
     loss_config = config.get("loss", {})

@@ -1,0 +1,91 @@
+"""The int8 copy of a cleaner: made from an exported cleaner, checked against it, and refused
+when quantisation would cost ink."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import signver
+from signver import overlays, synth
+from signver.cleaner import Cleaner
+from signver.cli import app
+
+from .test_cleaner import tiny_config
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def float_cleaner(tmp_path_factory) -> Path:
+    """A tiny cleaner on the ImageNet encoder's layout (random weights), trained two steps."""
+    from signver.training.cleaner import train_cleaner
+
+    tmp_path = tmp_path_factory.mktemp("float")
+    network = {"kind": "lite0", "width": 8, "frozen_blocks": 5, "pretrained": False}
+    return train_cleaner(tiny_config(tmp_path, network=network), "tiny.yaml")
+
+
+def int8_config(tmp_path: Path, float_model: Path, **changes) -> dict:
+    return {"name": "tiny-int8", "description": "test", "base": str(float_model), "data": [], "patch": {"height": 32, "width": 64},
+            "calibration_crops": 4, "validation_pairs": 4, "max_f_loss": 1.0, "float_layers": ["/network/stem/"],
+            "out": str(tmp_path / "models"), "run_dir": str(tmp_path / "run"), **changes}
+
+
+def test_the_int8_copy_computes_what_the_float_cleaner_does(tmp_path, float_cleaner):
+    from signver.training.cleaner_int8 import quantize_cleaner
+
+    path = quantize_cleaner(int8_config(tmp_path, float_cleaner), "int8.yaml")
+    original, copy = Cleaner(str(float_cleaner)), Cleaner(str(path))
+    card = copy.card.details
+    assert card["quantization"]["base"] == "tiny-cleaner" and card["quantization"]["calibration_crops"] == 4
+    assert card["quantization"]["float_nodes"] > 0  # the stem stayed in float
+    assert set(card["validation"]) >= {"f", "recall", "float"} and card["mask"] == original.card.details["mask"]
+    assert card["training_command"].endswith("then signver train cleaner --config int8.yaml")
+    assert path.stat().st_size < float_cleaner.stat().st_size
+    x = np.random.default_rng(3).random((1, 1, 48, 80)).astype(np.float32)
+    (expected,) = original.session.run(None, {original.input_name: x})
+    (got,) = copy.session.run(None, {copy.input_name: x})
+    assert got.shape == expected.shape and np.abs(got - expected).mean() < 0.05
+    crop = synth.genuine(5, 0)[:61, :97]
+    assert copy.clean(crop).shape == crop.shape
+
+
+def test_the_cli_makes_the_copy_for_a_config_naming_a_base(tmp_path, float_cleaner):
+    import yaml
+
+    config = tmp_path / "int8.yaml"
+    config.write_text(yaml.safe_dump(int8_config(tmp_path, float_cleaner)))
+    result = CliRunner().invoke(app, ["train", "cleaner", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "models" / "tiny-int8.onnx").is_file() and (tmp_path / "models" / "tiny-int8.json").is_file()
+
+
+def test_a_copy_that_loses_ink_is_refused_and_not_left_behind(tmp_path, float_cleaner):
+    from signver.training.cleaner_int8 import quantize_cleaner
+
+    with pytest.raises(signver.SignverError, match="loses ink F"):  # asks the copy to beat the float model by a whole point of F
+        quantize_cleaner(int8_config(tmp_path, float_cleaner, max_f_loss=-1.0), "int8.yaml")
+    assert not (tmp_path / "models" / "tiny-int8.onnx").exists()
+
+
+@pytest.mark.parametrize("changes, message", [({"float_layers": ["/network/nothing/"]}, "float_layers"),
+                                              ({"base": "lite0-heads"}, "not a cleaner")])
+def test_bad_configs_are_refused(tmp_path, float_cleaner, changes, message):
+    from signver.training.cleaner_int8 import quantize_cleaner
+
+    with pytest.raises(signver.SignverError, match=message):
+        quantize_cleaner(int8_config(tmp_path, float_cleaner, **changes), "int8.yaml")
+
+
+def test_the_shipped_int8_cleaner_keeps_what_its_float_base_keeps():
+    """Cluttered synthetic crops: the shipped copy's cleaned pixels agree with its base's."""
+    copy = Cleaner("cleaner-lite0-deep-int8")
+    original = Cleaner(copy.card.details["quantization"]["base"])
+    agree = []
+    for writer in range(40, 48):
+        crop = overlays.clutter(synth.genuine(writer, 0), writer, degrade_image=False).image
+        agree.append(np.mean((copy.clean(crop) < 128) == (original.clean(crop) < 128)))
+    assert min(agree) > 0.99
