@@ -400,10 +400,13 @@ def test_data_sources_can_be_drawn_more_often_than_their_count(tmp_path, monkeyp
     assert training.sampling_weights([{"path": str(small)}, {"path": str(large)}], 24) is None  # by count, as before
     weights = training.sampling_weights([{"path": str(small), "weight": 4}, {"path": str(large)}], 24)
     assert np.isclose(weights[:8].sum(), 2 / 3) and np.isclose(weights[8:].sum(), 1 / 3) and np.isclose(weights.sum(), 1)
-    with pytest.raises(signver.SignverError, match="train.npz"):
-        training.sampling_weights([{"path": str(small), "weight": 4}, {"path": str(large)}], 23)
-    with pytest.raises(signver.SignverError, match="weight"):
-        training.sampling_weights([{"path": str(small), "weight": -1}, {"path": str(large)}], 24)
+    with pytest.raises(signver.SignverError, match="delete .*train.npz"):
+        training.sampling_weights([{"path": str(small), "weight": 4}, {"path": str(large)}], 23, tmp_path / "run" / "train.npz")
+    for weight in (-1, "3", None):
+        with pytest.raises(signver.SignverError, match="the weight of .*small"):
+            training.sampling_weights([{"path": str(small), "weight": weight}, {"path": str(large)}], 24)
+    with pytest.raises(signver.SignverError, match="nothing to draw"):
+        training.sampling_weights([{"path": str(small), "weight": 0}, {"path": str(large), "weight": 0}], 24)
     # a source weighted 0 is never drawn
     sources = [{"path": str(small), "weight": 0}, {"path": str(large)}]
     images = training.load_clean_signatures(sources, "train")

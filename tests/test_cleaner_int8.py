@@ -72,7 +72,9 @@ def test_a_copy_that_loses_ink_is_refused_and_not_left_behind(tmp_path, float_cl
 
 
 @pytest.mark.parametrize("changes, message", [({"float_layers": ["/network/nothing/"]}, "float_layers"),
-                                              ({"base": "lite0-heads"}, "not a cleaner")])
+                                              ({"base": "lite0-heads"}, "not a cleaner"),
+                                              ({"base": "cleaner-lite0-deep-int8"}, "already an int8 copy"),
+                                              ({"name": "tiny-cleaner"}, "the copy itself")])
 def test_bad_configs_are_refused(tmp_path, float_cleaner, changes, message):
     from signver.training.cleaner_int8 import quantize_cleaner
 
@@ -81,11 +83,12 @@ def test_bad_configs_are_refused(tmp_path, float_cleaner, changes, message):
 
 
 def test_the_shipped_int8_cleaner_keeps_what_its_float_base_keeps():
-    """Cluttered synthetic crops: the shipped copy's cleaned pixels agree with its base's."""
+    """Cluttered synthetic crops: the ink the shipped copy keeps is the ink its base keeps."""
     copy = Cleaner("cleaner-lite0-deep-int8")
     original = Cleaner(copy.card.details["quantization"]["base"])
-    agree = []
+    overlap = []
     for writer in range(40, 48):
         crop = overlays.clutter(synth.genuine(writer, 0), writer, degrade_image=False).image
-        agree.append(np.mean((copy.clean(crop) < 128) == (original.clean(crop) < 128)))
-    assert min(agree) > 0.99
+        kept, kept_by_base = copy.clean(crop) < 128, original.clean(crop) < 128
+        overlap.append((kept & kept_by_base).sum() / (kept | kept_by_base).sum())
+    assert min(overlap) > 0.97  # measured: 0.989-1.0

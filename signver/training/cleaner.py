@@ -146,19 +146,26 @@ def paths_by_source(sources: list[dict], role: str) -> list[list[Path]]:
     return out
 
 
-def sampling_weights(sources: list[dict], n_images: int) -> np.ndarray | None:
-    """The chance of drawing each training image when sources carry a `weight` (a source's
-    images are drawn `weight` times as often as they would be by count alone); None (every
-    image alike) when none does."""
-    if all(float(source.get("weight", 1)) == 1 for source in sources):
+def sampling_weights(sources: list[dict], n_images: int, cache: Path | None = None) -> np.ndarray | None:
+    """The chance of drawing each training image: proportional to its source's `weight` (1 when
+    absent), so a source's share of the draws is its weight times its count over the sum of
+    those; None (every image alike, as by count alone) when no source has a weight other than 1."""
+    weights = []
+    for source in sources:
+        weight = source.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise InputError(f"data: the weight of {source.get('path')} must be a number of at least 0, not {weight!r}")
+        weights.append(float(weight))
+    if all(weight == 1 for weight in weights):
         return None
+    if sum(weights) <= 0:
+        raise InputError("data: every source has weight 0, so there is nothing to draw")
     counts = [len(paths) for paths in paths_by_source(sources, "train")]
     if sum(counts) != n_images:
-        raise InputError(f"the cached training images ({n_images}) are not the {sum(counts)} the data sources hold now; delete the run's train.npz")
-    weights = np.concatenate([np.full(n, float(source.get("weight", 1))) for source, n in zip(sources, counts)])
-    if (weights < 0).any() or weights.sum() <= 0:
-        raise InputError("data: a source's weight must be 0 or more, and some must be more than 0")
-    return weights / weights.sum()
+        raise InputError(f"the {n_images} training images read are not the {sum(counts)} the data sources hold now"
+                         + (f"; delete {cache} so that they are read again" if cache else ""))
+    chances = np.concatenate([np.full(n, weight) for weight, n in zip(weights, counts)])
+    return chances / chances.sum()
 
 
 def to_working(image: np.ndarray, max_pixels: int) -> tuple[np.ndarray, float]:
@@ -421,7 +428,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
             raise InputError(f"init: {config['init']} holds a different network (missing {missing}, unexpected {unexpected})")
     start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", -1.0)
     workers = int(config.get("workers", 1))
-    weights = sampling_weights(sources, len(train)) if train else None
+    weights = sampling_weights(sources, len(train), run_dir / "train.npz") if train else None
     loader = torch.utils.data.DataLoader(PairStream(train, config, int(config.get("seed", 0)) * 1000 + start, weights), batch_size=None,
                                          num_workers=workers, prefetch_factor=4 if workers else None, persistent_workers=False)
     autocast = config.get("autocast", "bf16") == "bf16"
