@@ -40,12 +40,12 @@ from .images import SourceLike, load_image
 from .models import ModelCard, inference_session, load_card
 from .normalize import ink_mask
 
-DEFAULT_CLEANER = "cleaner-lite0-deep-int8"
+DEFAULT_CLEANER = "cleaner-lite0-latin-int8"
 MULTIPLE = 16
 # Whether single signatures (verify, embed, check, identify, evaluate) are cleaned when the caller
 # passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean test scans cleaning changes
-# P1 skilled EER by +0.21 (CEDAR) and -0.8 (Bengali) points, so it buys little there, and it costs
-# 1.5-18 ms per image; on cluttered crops it recovers 43-94 % of the skilled EER lost. So: off
+# P1 skilled EER by +0.11 (CEDAR) and -0.76 (Bengali) points, so it buys little there, and it costs
+# 1.5-18 ms per image; on cluttered crops it recovers 46-94 % of the skilled EER lost. So: off
 # for signature images, on for crops cut from documents (DEFAULT_CLEAN_DOCUMENT_CROPS, for the
 # detect -> crop -> verify pipeline), and --clean / clean=True whenever a signature image carries
 # print, lines or stamps.

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import signver
 from signver import overlays, synth
-from signver.cleaner import Cleaner
+from signver.cleaner import DEFAULT_CLEANER, Cleaner
 from signver.cli import app
 
 from .test_cleaner import tiny_config
@@ -82,9 +82,9 @@ def test_bad_configs_are_refused(tmp_path, float_cleaner, changes, message):
         quantize_cleaner(int8_config(tmp_path, float_cleaner, **changes), "int8.yaml")
 
 
-def test_the_shipped_int8_cleaner_keeps_what_its_float_base_keeps():
+def test_the_default_int8_cleaner_keeps_what_its_float_base_keeps():
     """Cluttered synthetic crops: the ink the shipped copy keeps is the ink its base keeps."""
-    copy = Cleaner("cleaner-lite0-deep-int8")
+    copy = Cleaner(DEFAULT_CLEANER)
     original = Cleaner(copy.card.details["quantization"]["base"])
     overlap = []
     for writer in range(40, 48):
