@@ -144,8 +144,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="folder holding cedar/ and bhsig260-bengali/")
     parser.add_argument("--out", type=Path, default=Path("out/cleaner"))
     args = parser.parse_args()
-    if args.write_card and args.dev:
-        sys.exit("--write-card records test-writer figures; --dev measures held-out training writers")
+    if args.write_card and (args.dev or args.limit_writers or set(args.datasets.split(",")) != set(DATASETS)):
+        sys.exit("--write-card records the figures of every test writer of both datasets: drop --dev, --limit-writers and --datasets")
     if not overlays.font_files("test"):  # the overlays would fall back to PIL's one font: incomparable figures
         sys.exit(f"no font of the held-out families ({', '.join(overlays.HELD_OUT_FAMILIES)}) is installed; "
                  f"install Debian's {' '.join(overlays.FONT_PACKAGES)}")

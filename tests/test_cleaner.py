@@ -421,6 +421,8 @@ def test_data_sources_can_be_drawn_more_often_than_their_count(tmp_path, monkeyp
     config = tiny_config(tmp_path, data=[{"path": str(small), "weight": 3}, {"path": str(large)}], steps=1)
     card = Cleaner(str(training.train_cleaner(config, "weighted.yaml"))).card.details
     assert card["trained_on"]["signatures"][0]["weight"] == 3
+    with pytest.raises(signver.SignverError, match="the weight of"):  # refused before any image is read
+        training.train_cleaner(tiny_config(tmp_path, data=[{"path": str(tmp_path / "absent"), "weight": "3"}], run_dir=str(tmp_path / "bad")), "bad.yaml")
 
 
 def test_flourish_strokes_sweep_under_the_signature_from_its_ink():

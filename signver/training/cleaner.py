@@ -146,20 +146,27 @@ def paths_by_source(sources: list[dict], role: str) -> list[list[Path]]:
     return out
 
 
-def sampling_weights(sources: list[dict], n_images: int, cache: Path | None = None) -> np.ndarray | None:
-    """The chance of drawing each training image: proportional to its source's `weight` (1 when
-    absent), so a source's share of the draws is its weight times its count over the sum of
-    those; None (every image alike, as by count alone) when no source has a weight other than 1."""
+def source_weights(sources: list[dict]) -> list[float]:
+    """Each data source's sampling `weight` (1 when absent), refused unless a number of at least
+    0 with some above 0: checked before minutes of reading images."""
     weights = []
     for source in sources:
         weight = source.get("weight", 1)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
             raise InputError(f"data: the weight of {source.get('path')} must be a number of at least 0, not {weight!r}")
         weights.append(float(weight))
+    if weights and sum(weights) <= 0:
+        raise InputError("data: every source has weight 0, so there is nothing to draw")
+    return weights
+
+
+def sampling_weights(sources: list[dict], n_images: int, cache: Path | None = None) -> np.ndarray | None:
+    """The chance of drawing each training image: proportional to its source's `weight` (1 when
+    absent), so a source's share of the draws is its weight times its count over the sum of
+    those; None (every image alike, as by count alone) when no source has a weight other than 1."""
+    weights = source_weights(sources)
     if all(weight == 1 for weight in weights):
         return None
-    if sum(weights) <= 0:
-        raise InputError("data: every source has weight 0, so there is nothing to draw")
     counts = [len(paths) for paths in paths_by_source(sources, "train")]
     if sum(counts) != n_images:
         raise InputError(f"the {n_images} training images read are not the {sum(counts)} the data sources hold now"
@@ -400,6 +407,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     if config.get("init") and not Path(config["init"]).is_file():  # before minutes of loading data
         raise InputError(f"init: {config['init']} is not a checkpoint here; train the run it comes from first")
     check_fonts(config)
+    source_weights(config.get("data", []))
     torch.manual_seed(config.get("seed", 0))
     torch.set_num_threads(int(config.get("threads", 2)))
     cv2.setNumThreads(1)  # before the data worker forks: no OpenCV thread pool to inherit, none to fight the network

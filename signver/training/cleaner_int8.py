@@ -89,7 +89,7 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
         prepared, quantized = Path(scratch) / "prepared.onnx", Path(scratch) / "int8.onnx"
         quant_pre_process(str(base.path), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
-        keep_float = [node.name for node in graph.node if float_layers and node.name.startswith(float_layers)]
+        keep_float = [node.name for node in graph.node if node.name.startswith(float_layers)]
         unknown = [layer for layer in float_layers if not any(name.startswith(layer) for name in keep_float)]
         if unknown:
             raise InputError(f"float_layers: no node name of {base.name} starts with {', '.join(map(repr, unknown))} (e.g. {graph.node[0].name!r})")
