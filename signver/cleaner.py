@@ -93,9 +93,7 @@ class Cleaner:
         if scale < 1:
             small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         sh, sw = small.shape
-        ph, pw = -sh % MULTIPLE, -sw % MULTIPLE
-        x = np.zeros((1, 1, sh + ph, sw + pw), np.float32)  # padding is white paper: darkness 0
-        x[0, 0, :sh, :sw] = 1 - small.astype(np.float32) / 255
+        x = network_input(small)
         (maps,) = self.session.run(None, {self.input_name: x})
         correction = self._tone_correction(maps[0, 1, :sh, :sw], x[0, 0, :sh, :sw]) if maps.shape[1] > 1 else None
         return maps[0, 0, :sh, :sw], correction, scale
@@ -149,6 +147,15 @@ class Cleaner:
         """How much darker (or lighter) the clean ink was than the crop is, less the margin."""
         difference = tone - darkness
         return np.sign(difference) * np.maximum(np.abs(difference) - self.tone_margin, 0)
+
+
+def network_input(small: np.ndarray) -> np.ndarray:
+    """A uint8 grey crop at working resolution as the network takes it: (1, 1, H, W) float32
+    darkness, padded with white paper (darkness 0) to sides that are multiples of MULTIPLE."""
+    sh, sw = small.shape
+    x = np.zeros((1, 1, sh + (-sh % MULTIPLE), sw + (-sw % MULTIPLE)), np.float32)
+    x[0, 0, :sh, :sw] = 1 - small.astype(np.float32) / 255
+    return x
 
 
 @lru_cache(maxsize=2)

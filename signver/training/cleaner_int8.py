@@ -25,19 +25,11 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .. import synth
-from ..cleaner import MULTIPLE
+from ..cleaner import network_input
 from ..errors import InputError
 from ..models import load_card, write_card
 from .cleaner import check_fonts, ink_of, load_clean_signatures, make_pair, mask_scores, validation_pairs
 from .run_state import machine_name
-
-
-def network_input(crop: np.ndarray) -> np.ndarray:
-    """A uint8 crop at working resolution as the network takes it (as signver.cleaner pads it)."""
-    h, w = crop.shape
-    x = np.zeros((1, 1, h + (-h % MULTIPLE), w + (-w % MULTIPLE)), np.float32)
-    x[0, 0, :h, :w] = 1 - crop.astype(np.float32) / 255
-    return x
 
 
 class _CalibrationCrops(CalibrationDataReader):
