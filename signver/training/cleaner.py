@@ -383,11 +383,15 @@ def validate(network: nn.Module, dirty: np.ndarray, target: np.ndarray) -> dict[
     """Ink precision, recall and F; with a tone head also `tone_error`, the mean absolute error
     of the predicted darkness on the target's ink (0 paper, 1 black)."""
     predicted = predict(network, dirty)
-    ink = ink_of(target)
-    scores = mask_scores(predicted[:, 0] > 0.5, ink)
+    scores = ink_measures(predicted[:, 0], target)
     if predicted.shape[1] > 1:
-        scores["tone_error"] = float(np.abs(predicted[:, 1] - (1 - target / 255))[ink].mean())
-    return {k: round(v, 4) for k, v in scores.items()}
+        scores["tone_error"] = round(float(np.abs(predicted[:, 1] - (1 - target / 255))[ink_of(target)].mean()), 4)
+    return scores
+
+
+def ink_measures(probability: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Ink precision, recall and F of P(ink) > 0.5 against the targets' ink, to 4 places."""
+    return {k: round(v, 4) for k, v in mask_scores(probability > 0.5, ink_of(target)).items()}
 
 
 # -- loop ----------------------------------------------------------------------------------

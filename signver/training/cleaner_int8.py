@@ -6,9 +6,8 @@ activations, ranges from min-max calibration) is run on crops made the way the t
 are, from training writers only. The first layers (`float_layers`, Lite0's stem and blocks 0-1)
 stay in float: quantising every layer costs stroke recall on the validation pairs (0.787 against
 0.805), keeping these in float gives most of it back (0.797), and they hold little of the time.
-The copy is checked against the float model on pairs of the
-held-out training writers and refused when its ink F-measure falls more than `max_f_loss`
-below the float model's. See docs/benchmarks.md, "Cleaner".
+The copy is checked against the float model on pairs of the held-out training writers and
+refused when its ink F-measure falls more than `max_f_loss` below the float model's. See docs/benchmarks.md, "Cleaner".
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from .. import synth
 from ..cleaner import network_input
 from ..errors import InputError
 from ..models import load_card, write_card
-from .cleaner import check_fonts, ink_of, load_clean_signatures, make_pair, mask_scores, validation_pairs
+from .cleaner import as_input, check_fonts, ink_measures, load_clean_signatures, make_pair, validation_pairs
 from .run_state import machine_name
 
 
@@ -50,9 +49,9 @@ def ink_scores(model: Path, dirty: np.ndarray, target: np.ndarray) -> dict[str, 
     """Ink precision, recall and F of an ONNX cleaner on validation pairs (P(ink) > 0.5)."""
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    x = (1 - dirty.astype(np.float32) / 255)[:, None]
+    x = as_input(dirty).numpy()
     probability = np.concatenate([session.run(None, {name: x[i : i + 16]})[0][:, 0] for i in range(0, len(x), 16)])
-    return {k: round(v, 4) for k, v in mask_scores(probability > 0.5, ink_of(target)).items()}
+    return ink_measures(probability, target)
 
 
 def quantize_cleaner(config: dict, config_path: str) -> Path:
