@@ -53,6 +53,30 @@ def test_the_int8_copy_computes_what_the_float_cleaner_does(tmp_path, float_clea
     assert copy.clean(crop).shape == crop.shape
 
 
+def test_crops_and_pairs_are_made_as_the_base_cleaner_was_trained():
+    """A config names only what is new: data sources, generator settings, fonts and patch come
+    from the base's card (sampling weights aside: calibration draws every image alike)."""
+    from signver.models import load_card
+    from signver.training.cleaner_int8 import base_settings
+
+    base = load_card("cleaner-lite0-latin")
+    trained = base.details["trained_on"]
+    settings = base_settings(base)
+    assert [s["path"] for s in settings["data"]] == [s["path"] for s in trained["signatures"]]
+    assert settings["data"][0]["holdout"] == [1, 10, 20, 30, 40] and "weight" not in settings["data"][0]
+    assert trained["signatures"][0]["weight"] == 3  # the card itself is left as it was
+    assert (settings["clean_fraction"], settings["hand_stroke_fraction"], settings["flourish_fraction"]) == (0.3, 0.5, 0.4)
+    assert settings["patch"] == {"height": 128, "width": 320} and settings["min_fonts"] == 96 and "elements" not in settings
+
+
+def test_a_config_without_generator_settings_takes_the_base_cleaners(tmp_path, float_cleaner):
+    from signver.training.cleaner_int8 import quantize_cleaner
+
+    config = {k: v for k, v in int8_config(tmp_path, float_cleaner).items() if k not in ("data", "patch")}
+    path = quantize_cleaner(config, "int8.yaml")
+    assert path.is_file() and Cleaner(str(path)).card.details["validation"]["pairs"] == 4
+
+
 def test_the_cli_makes_the_copy_for_a_config_naming_a_base(tmp_path, float_cleaner):
     import yaml
 

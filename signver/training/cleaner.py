@@ -129,11 +129,16 @@ def load_clean_signatures(sources: list[dict], role: str, cache: Path | None = N
         ends = np.cumsum([h * w for h, w in shapes])
         return [flat[e - h * w : e].reshape(h, w) for (h, w), e in zip(shapes, ends)]
     paths = [path for source_paths in paths_by_source(sources, role) for path in source_paths]
-    images = [overlays.whiten(to_working(load_image(p), max_pixels)[0]) for p in track(paths, description=f"reading {role} signatures")]
+    images = [load_clean_signature(p, max_pixels) for p in track(paths, description=f"reading {role} signatures")]
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, shapes=np.array([i.shape for i in images]), pixels=np.concatenate([i.ravel() for i in images]) if images else np.zeros(0, np.uint8))
     return images
+
+
+def load_clean_signature(path: Path, max_pixels: int = 160_000) -> np.ndarray:
+    """One scan as load_clean_signatures holds it: shrunk to at most `max_pixels`, whitened."""
+    return overlays.whiten(to_working(load_image(path), max_pixels)[0])
 
 
 def paths_by_source(sources: list[dict], role: str) -> list[list[Path]]:

@@ -7,13 +7,16 @@ are, from training writers only. The first layers (`float_layers`, Lite0's stem 
 stay in float: quantising every layer costs stroke recall on the validation pairs (0.787 against
 0.805), keeping these in float gives most of it back (0.797), and they hold little of the time.
 The copy is checked against the float model on pairs of the held-out training writers and
-refused when its ink F-measure falls more than `max_f_loss` below the float model's. See docs/benchmarks.md, "Cleaner".
+refused when its ink F-measure falls more than `max_f_loss` below the float model's. Crops and
+pairs are made with the generator settings and data sources the base's card records, so a config
+names only what is new. See docs/benchmarks.md, "Cleaner".
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -26,8 +29,9 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from .. import synth
 from ..cleaner import network_input
 from ..errors import InputError
-from ..models import load_card, write_card
-from .cleaner import as_input, check_fonts, ink_measures, load_clean_signatures, make_pair, validation_pairs
+from ..models import ModelCard, load_card, write_card
+from .cleaner import (as_input, check_fonts, ink_measures, load_clean_signature, load_clean_signatures, make_pair, paths_by_source,
+                      validation_pairs)
 from .run_state import machine_name
 
 
@@ -39,10 +43,30 @@ class _CalibrationCrops(CalibrationDataReader):
         return next(self._items, None)
 
 
-def calibration_inputs(signatures: list[np.ndarray], config: dict, n: int) -> list[np.ndarray]:
-    """`n` dirty crops from the training generator (clutter, clean scans, damage), at working size."""
+GENERATOR_SETTINGS = ("clean_fraction", "hand_stroke_fraction", "flourish_fraction")
+
+
+def base_settings(base: ModelCard) -> dict:
+    """What the base cleaner's card records of how its training pairs were made: data sources
+    (their held-out writers give the validation pairs), generator settings, fonts, patch size."""
+    trained = base.details.get("trained_on", {})
+    settings = {key: trained[key] for key in GENERATOR_SETTINGS if key in trained}
+    if trained.get("element_probabilities"):
+        settings["elements"] = trained["element_probabilities"]
+    if "signatures" in trained:  # every image is drawn alike for calibration: sampling weights do not apply
+        settings["data"] = [{k: v for k, v in source.items() if k != "weight"} for source in trained["signatures"]]
+    if "fonts" in trained:
+        settings["min_fonts"] = int(trained["fonts"])
+    if "patch" in base.details.get("training", {}):
+        settings["patch"] = base.details["training"]["patch"]
+    return settings
+
+
+def calibration_inputs(signature: Callable[[int], np.ndarray], count: int, config: dict, n: int) -> list[np.ndarray]:
+    """`n` dirty crops from the training generator (clutter, clean scans, damage), at working
+    size, from `n` of the `count` training images (`signature(i)` reads image i: only those drawn are read)."""
     rng = np.random.default_rng([int(config.get("seed", 0)), 7])
-    return [network_input(make_pair(signatures[i], rng, config)[0]) for i in rng.choice(len(signatures), n, replace=len(signatures) < n)]
+    return [network_input(make_pair(signature(i), rng, config)[0]) for i in rng.choice(count, n, replace=count < n)]
 
 
 def ink_scores(model: Path, dirty: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -61,17 +85,20 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
         raise InputError(f"base: {base.name} is a {base.kind}, not a cleaner")
     if "quantization" in base.details or base.name == config["name"]:
         raise InputError(f"base: {base.name} is {'already an int8 copy' if 'quantization' in base.details else 'the copy itself'}; name the float cleaner")
-    check_fonts(config)  # the calibration crops' printed text, as in training: other fonts, other ranges
-    settings = {**config, "max_pixels": base.details.get("max_pixels", 65536)}  # crops at the base model's working size
+    # the base's settings unless the config says otherwise; crops always at the base's working size
+    settings = {**base_settings(base), **config, "max_pixels": base.details.get("max_pixels", 65536)}
+    check_fonts(settings)  # the calibration crops' printed text, as in training: other fonts, other ranges
     run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
-    sources = config.get("data", [])
-    train = load_clean_signatures(sources, "train", run_dir / "train.npz") if sources else []
+    sources = settings.get("data", [])
+    train_paths = [path for paths in paths_by_source(sources, "train") for path in paths]
     holdout = load_clean_signatures(sources, "holdout", run_dir / "holdout.npz") if sources else []
-    if not train:  # no data configured (tests): procedural writers, held-out ones never drawn for calibration
-        train = [synth.genuine(i, 0) for i in range(16)]
+    if train_paths:
+        count, signature = len(train_paths), lambda i: load_clean_signature(train_paths[i])
+    else:  # no data (tests): procedural writers, held-out ones never drawn for calibration
+        count, signature = 16, lambda i: synth.genuine(i, 0)
     if not holdout:
         holdout = [synth.genuine(10_000_000 + i, 0) for i in range(8)]
-    inputs = calibration_inputs(train, settings, int(config.get("calibration_crops", 64)))
+    inputs = calibration_inputs(signature, count, settings, int(config.get("calibration_crops", 64)))
     float_layers = tuple(config.get("float_layers", []))
     path = Path(config["out"]) / f"{config['name']}.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
