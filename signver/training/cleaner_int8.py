@@ -85,8 +85,11 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
         raise InputError(f"base: {base.name} is a {base.kind}, not a cleaner")
     if "quantization" in base.details or base.name == config["name"]:
         raise InputError(f"base: {base.name} is {'already an int8 copy' if 'quantization' in base.details else 'the copy itself'}; name the float cleaner")
-    # the base's settings unless the config says otherwise; crops always at the base's working size
-    settings = {**base_settings(base), **config, "max_pixels": base.details.get("max_pixels", 65536)}
+    # the base's settings unless the config says otherwise; `max_pixels`, the working area the copy
+    # serves at (the base's unless given), is also the calibration crops' and validation pairs'
+    settings = {"max_pixels": base.details.get("max_pixels", 65536), **base_settings(base), **config}
+    if not isinstance(settings["max_pixels"], int) or isinstance(settings["max_pixels"], bool) or settings["max_pixels"] < 4096:
+        raise InputError(f"max_pixels: the working area is a whole number of pixels of at least 4096, not {settings['max_pixels']!r}")
     check_fonts(settings)  # the calibration crops' printed text, as in training: other fonts, other ranges
     run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
     sources = settings.get("data", [])
@@ -122,6 +125,7 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
     details = {k: v for k, v in base.details.items() if k != "measured_on_test_writers"}  # the copy is measured on its own
     card = {
         **details,
+        "max_pixels": settings["max_pixels"],
         "name": config["name"],
         "description": config["description"],
         "quantization": {"base": base.name, "method": "onnxruntime static QDQ: int8 weights per output channel, uint8 activations, min-max calibration",
