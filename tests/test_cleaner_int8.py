@@ -31,7 +31,7 @@ def float_cleaner(tmp_path_factory) -> Path:
 def int8_config(tmp_path: Path, float_model: Path, **changes) -> dict:
     return {"name": "tiny-int8", "description": "test", "base": str(float_model), "data": [], "patch": {"height": 32, "width": 64},
             "calibration_crops": 4, "validation_pairs": 4, "max_f_loss": 1.0, "float_layers": ["/network/stem/"],
-            "out": str(tmp_path / "models"), "run_dir": str(tmp_path / "run"), **changes}
+            "out": str(tmp_path / "models"), **changes}
 
 
 def test_the_int8_copy_computes_what_the_float_cleaner_does(tmp_path, float_cleaner):
@@ -55,7 +55,7 @@ def test_the_int8_copy_computes_what_the_float_cleaner_does(tmp_path, float_clea
 
 def test_crops_and_pairs_are_made_as_the_base_cleaner_was_trained():
     """A config names only what is new: data sources, generator settings, fonts and patch come
-    from the base's card (sampling weights aside: calibration draws every image alike)."""
+    from the base's card."""
     from signver.models import load_card
     from signver.training.cleaner_int8 import base_settings
 
@@ -63,26 +63,59 @@ def test_crops_and_pairs_are_made_as_the_base_cleaner_was_trained():
     trained = base.details["trained_on"]
     settings = base_settings(base)
     assert [s["path"] for s in settings["data"]] == [s["path"] for s in trained["signatures"]]
-    assert settings["data"][0]["holdout"] == [1, 10, 20, 30, 40] and "weight" not in settings["data"][0]
-    assert trained["signatures"][0]["weight"] == 3  # the card itself is left as it was
+    assert settings["data"][0]["holdout"] == [1, 10, 20, 30, 40]
     assert (settings["clean_fraction"], settings["hand_stroke_fraction"], settings["flourish_fraction"]) == (0.3, 0.5, 0.4)
     assert settings["patch"] == {"height": 128, "width": 320} and settings["min_fonts"] == 96 and "elements" not in settings
 
 
-def test_a_config_without_generator_settings_takes_the_base_cleaners(tmp_path, float_cleaner):
+def settings_used(monkeypatch) -> list[dict]:
+    """The generator settings the int8 step hands to its calibration crops and validation pairs."""
+    from signver.training import cleaner_int8
+
+    seen = []
+    for name in ("calibration_inputs", "validation_pairs"):
+        original = getattr(cleaner_int8, name)
+        monkeypatch.setattr(cleaner_int8, name, lambda *a, _original=original: seen.append(a[-2]) or _original(*a))
+    return seen
+
+
+def test_a_config_without_generator_settings_takes_the_base_cleaners(tmp_path, float_cleaner, monkeypatch):
     from signver.training.cleaner_int8 import quantize_cleaner
 
+    trained = Cleaner(str(float_cleaner)).card.details["trained_on"]
+    seen = settings_used(monkeypatch)
     config = {k: v for k, v in int8_config(tmp_path, float_cleaner).items() if k not in ("data", "patch")}
-    path = quantize_cleaner(config, "int8.yaml")
-    card = Cleaner(str(path)).card.details
-    assert card["validation"]["pairs"] == 4 and card["max_pixels"] == Cleaner(str(float_cleaner)).max_pixels
+    card = Cleaner(str(quantize_cleaner(config, "int8.yaml"))).card.details
+    assert len(seen) == 2 and all(s["clean_fraction"] == trained["clean_fraction"] and s["patch"] == {"height": 32, "width": 64}
+                                  and s["max_pixels"] == 4096 and s["data"] == [] for s in seen)
+    assert card["max_pixels"] == 4096 and card["quantization"]["max_pixels"] == {"copy": 4096, "base": 4096}
+    assert card["quantization"]["calibration_data"].startswith("procedural")
+
+    seen.clear()  # what a config gives wins over the card
+    quantize_cleaner({**config, "clean_fraction": 0.9, "patch": {"height": 48, "width": 48}}, "int8.yaml")
+    assert all(s["clean_fraction"] == 0.9 and s["patch"] == {"height": 48, "width": 48} for s in seen)
 
 
-def test_the_copy_serves_at_the_working_area_its_config_gives(tmp_path, float_cleaner):
+def test_the_copy_serves_at_the_working_area_its_config_gives(tmp_path, float_cleaner, monkeypatch):
     from signver.training.cleaner_int8 import quantize_cleaner
 
+    seen = settings_used(monkeypatch)
     path = quantize_cleaner(int8_config(tmp_path, float_cleaner, max_pixels=8192), "int8.yaml")
     assert Cleaner(str(path)).max_pixels == 8192 and Cleaner(str(float_cleaner)).max_pixels == 4096
+    assert [s["max_pixels"] for s in seen] == [8192, 8192]  # calibrated and validated at the area it serves at
+
+
+def test_calibration_draws_the_same_images_as_from_a_loaded_list():
+    """Reading only the drawn images must not change which are drawn: the shipped int8 files are
+    re-made byte for byte from the same selection as when every image was loaded first."""
+    from signver.training.cleaner_int8 import calibration_inputs
+
+    images = [synth.genuine(i, 0) for i in range(6)]
+    for n in (4, 10):  # without and with drawing twice
+        loaded_first = np.random.default_rng([0, 7]).choice(len(images), n, replace=len(images) < n)  # the earlier code's draw
+        read = []
+        crops = calibration_inputs(lambda i: read.append(i) or images[i], len(images), {"max_pixels": 4096, "seed": 0}, n)
+        assert len(crops) == n and read == list(loaded_first)
 
 
 def test_the_cli_makes_the_copy_for_a_config_naming_a_base(tmp_path, float_cleaner):
@@ -107,7 +140,8 @@ def test_a_copy_that_loses_ink_is_refused_and_not_left_behind(tmp_path, float_cl
                                               ({"base": "lite0-heads"}, "not a cleaner"),
                                               ({"base": "cleaner-lite0-deep-int8"}, "already an int8 copy"),
                                               ({"name": "tiny-cleaner"}, "the copy itself"),
-                                              ({"max_pixels": 100}, "max_pixels"), ({"max_pixels": "large"}, "max_pixels")])
+                                              ({"max_pixels": 100}, "max_pixels"), ({"max_pixels": "large"}, "max_pixels"),
+                                              ({"data": [{"path": "/nonexistent/signatures", "split": "cedar"}]}, "nonexistent")])
 def test_bad_configs_are_refused(tmp_path, float_cleaner, changes, message):
     from signver.training.cleaner_int8 import quantize_cleaner
 

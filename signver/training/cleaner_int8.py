@@ -53,9 +53,9 @@ def base_settings(base: ModelCard) -> dict:
     settings = {key: trained[key] for key in GENERATOR_SETTINGS if key in trained}
     if trained.get("element_probabilities"):
         settings["elements"] = trained["element_probabilities"]
-    if "signatures" in trained:  # every image is drawn alike for calibration: sampling weights do not apply
-        settings["data"] = [{k: v for k, v in source.items() if k != "weight"} for source in trained["signatures"]]
-    if "fonts" in trained:
+    if "signatures" in trained:
+        settings["data"] = trained["signatures"]
+    if "fonts" in trained:  # as many fonts as the base's training machine had: a lower bound, the same subset ('train')
         settings["min_fonts"] = int(trained["fonts"])
     if "patch" in base.details.get("training", {}):
         settings["patch"] = base.details["training"]["patch"]
@@ -64,7 +64,8 @@ def base_settings(base: ModelCard) -> dict:
 
 def calibration_inputs(signature: Callable[[int], np.ndarray], count: int, config: dict, n: int) -> list[np.ndarray]:
     """`n` dirty crops from the training generator (clutter, clean scans, damage), at working
-    size, from `n` of the `count` training images (`signature(i)` reads image i: only those drawn are read)."""
+    size, from training images drawn at random among `count` (`signature(i)` reads image i, so
+    only those drawn are read; with fewer than `n`, some are drawn twice)."""
     rng = np.random.default_rng([int(config.get("seed", 0)), 7])
     return [network_input(make_pair(signature(i), rng, config)[0]) for i in rng.choice(count, n, replace=count < n)]
 
@@ -87,14 +88,14 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
         raise InputError(f"base: {base.name} is {'already an int8 copy' if 'quantization' in base.details else 'the copy itself'}; name the float cleaner")
     # the base's settings unless the config says otherwise; `max_pixels`, the working area the copy
     # serves at (the base's unless given), is also the calibration crops' and validation pairs'
-    settings = {"max_pixels": base.details.get("max_pixels", 65536), **base_settings(base), **config}
+    base_pixels = base.details.get("max_pixels", 65536)
+    settings = {"max_pixels": base_pixels, **base_settings(base), **config}
     if not isinstance(settings["max_pixels"], int) or isinstance(settings["max_pixels"], bool) or settings["max_pixels"] < 4096:
         raise InputError(f"max_pixels: the working area is a whole number of pixels of at least 4096, not {settings['max_pixels']!r}")
     check_fonts(settings)  # the calibration crops' printed text, as in training: other fonts, other ranges
-    run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
-    sources = settings.get("data", [])
+    sources = settings.get("data") or []
     train_paths = [path for paths in paths_by_source(sources, "train") for path in paths]
-    holdout = load_clean_signatures(sources, "holdout", run_dir / "holdout.npz") if sources else []
+    holdout = load_clean_signatures(sources, "holdout") if sources else []  # about 1,000 scans: seconds, so not cached
     if train_paths:
         count, signature = len(train_paths), lambda i: load_clean_signature(train_paths[i])
     else:  # no data (tests): procedural writers, held-out ones never drawn for calibration
@@ -129,7 +130,9 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
         "name": config["name"],
         "description": config["description"],
         "quantization": {"base": base.name, "method": "onnxruntime static QDQ: int8 weights per output channel, uint8 activations, min-max calibration",
-                         "calibration_crops": len(inputs), "float_layers": list(float_layers), "float_nodes": len(keep_float),
+                         "calibration_crops": len(inputs), "calibration_data": [source["path"] for source in sources] or "procedural signatures (signver.synth)",
+                         "max_pixels": {"copy": settings["max_pixels"], "base": base_pixels},
+                         "float_layers": list(float_layers), "float_nodes": len(keep_float),
                          "onnxruntime": ort.__version__, "machine": machine_name(), "date": date.today().isoformat()},
         "validation": {"pairs": len(val_dirty), "writers": "held-out training writers", **scores, "float": float_scores},
         "training_command": f"{base.details.get('training_command', '')}, then signver train cleaner --config {config_path}".lstrip(", "),
