@@ -88,7 +88,7 @@ def test_a_config_without_generator_settings_takes_the_base_cleaners(tmp_path, f
     card = Cleaner(str(quantize_cleaner(config, "int8.yaml"))).card.details
     assert len(seen) == 2 and all(s["clean_fraction"] == trained["clean_fraction"] and s["patch"] == {"height": 32, "width": 64}
                                   and s["max_pixels"] == 4096 and s["data"] == [] for s in seen)
-    assert card["max_pixels"] == 4096 and card["quantization"]["max_pixels"] == {"copy": 4096, "base": 4096}
+    assert card["max_pixels"] == 4096 and card["quantization"]["base_max_pixels"] == 4096
     assert card["quantization"]["calibration_data"].startswith("procedural")
 
     seen.clear()  # what a config gives wins over the card

@@ -131,7 +131,7 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
         "description": config["description"],
         "quantization": {"base": base.name, "method": "onnxruntime static QDQ: int8 weights per output channel, uint8 activations, min-max calibration",
                          "calibration_crops": len(inputs), "calibration_data": [source["path"] for source in sources] or "procedural signatures (signver.synth)",
-                         "max_pixels": {"copy": settings["max_pixels"], "base": base_pixels},
+                         "base_max_pixels": base_pixels,  # the copy's own working area is the card's max_pixels
                          "float_layers": list(float_layers), "float_nodes": len(keep_float),
                          "onnxruntime": ort.__version__, "machine": machine_name(), "date": date.today().isoformat()},
         "validation": {"pairs": len(val_dirty), "writers": "held-out training writers", **scores, "float": float_scores},
