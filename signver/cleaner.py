@@ -70,6 +70,7 @@ class Cleaner:
         self.cluster_fraction = float(mask.get("cluster_fraction", 0.0))  # of the largest cluster's ink
         self.grow = int(mask.get("grow", 0))  # pixels the kept strokes are widened by (working resolution)
         self.tone_margin = float(mask.get("tone_margin", 0.0))  # tone corrections smaller than this are not made
+        self.paper = bool(mask.get("paper", False))  # measure the ink's darkness against the paper under it (paper_level)
 
     @property
     def name(self) -> str:
@@ -77,14 +78,15 @@ class Cleaner:
 
     def ink_probability(self, gray: np.ndarray) -> np.ndarray:
         """P(signature ink) for every pixel of a uint8 grey crop, float32 of the same shape."""
-        probability, _, scale = self._working_maps(gray)
+        probability, _, _, scale = self._working_maps(gray)
         if scale < 1:
             probability = cv2.resize(probability, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
         return probability
 
-    def _working_maps(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
-        """P(signature ink) at the working resolution, the correction of the ink's darkness
-        there (None for a model without a tone output), and the scale from the crop to it."""
+    def _working_maps(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
+        """P(signature ink) at the working resolution, the clean ink's darkness the model
+        predicts there (None for a model without a tone output), the crop at the working
+        resolution, and the scale from the crop to it."""
         if gray.ndim != 2 or gray.dtype != np.uint8:
             raise InputError(f"expected a 2-D uint8 grey image, got {gray.dtype} array of shape {gray.shape}")
         h, w = gray.shape
@@ -93,10 +95,8 @@ class Cleaner:
         if scale < 1:
             small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         sh, sw = small.shape
-        x = network_input(small)
-        (maps,) = self.session.run(None, {self.input_name: x})
-        correction = self._tone_correction(maps[0, 1, :sh, :sw], x[0, 0, :sh, :sw]) if maps.shape[1] > 1 else None
-        return maps[0, 0, :sh, :sw], correction, scale
+        (maps,) = self.session.run(None, {self.input_name: network_input(small)})
+        return maps[0, 0, :sh, :sw], (maps[0, 1, :sh, :sw] if maps.shape[1] > 1 else None), small, scale
 
     def keep_map(self, probability: np.ndarray) -> np.ndarray:
         """How much of each pixel to keep (0 to 1), from the ink probability map:
@@ -131,11 +131,13 @@ class Cleaner:
     def clean(self, gray: np.ndarray) -> np.ndarray:
         """The cleaned crop: signature ink (in the tone the model restores, or as it was),
         everything else white."""
-        probability, correction, scale = self._working_maps(gray)
+        probability, tone, small, scale = self._working_maps(gray)
         keep = self.keep_map(probability)
-        darkness = 1 - gray.astype(np.float32) / 255
         size = (gray.shape[1], gray.shape[0])
-        if correction is not None:
+        paper = paper_level(small, keep) if self.paper else None
+        darkness, small_darkness = ink_darkness(gray, paper), ink_darkness(small, paper)
+        if tone is not None:
+            correction = self._tone_correction(tone, small_darkness)
             if scale < 1:
                 correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
             darkness = np.clip(darkness + correction, 0, 1)
@@ -147,6 +149,51 @@ class Cleaner:
         """How much darker (or lighter) the clean ink was than the crop is, less the margin."""
         difference = tone - darkness
         return np.sign(difference) * np.maximum(np.abs(difference) - self.tone_margin, 0)
+
+
+PAPER_CELL = 16  # pixels (working resolution) of the cells whose paper medians the plane is fitted to
+PAPER_MIN_SHARE = 1 / 8  # of a cell's pixels that must be paper for its median to count
+
+
+def paper_level(small: np.ndarray, keep: np.ndarray) -> tuple[float, float, float] | None:
+    """The paper's brightness under a crop, as a plane a + b*u + c*v over the crop's relative
+    coordinates (u, v in [0, 1]), fitted to the median of the paper in each cell of the
+    working-resolution crop `small`; paper is what the keep map drops and Otsu calls light.
+    None where the paper is white (within a grey level) or too little of it shows. Scans put the
+    ink on grey or unevenly lit paper, and the kept ink's darkness then holds the paper's too."""
+    h, w = small.shape
+    threshold, _ = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    paper = (keep < 0.05) & (small > threshold)
+    rows, cols = -(-h // PAPER_CELL), -(-w // PAPER_CELL)
+    pad = ((0, rows * PAPER_CELL - h), (0, cols * PAPER_CELL - w))
+    values = np.pad(np.where(paper, small.astype(np.float32), np.nan), pad, constant_values=np.nan)
+    cells = values.reshape(rows, PAPER_CELL, cols, PAPER_CELL).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
+    counts = np.count_nonzero(~np.isnan(cells), axis=1)
+    used = counts >= PAPER_MIN_SHARE * PAPER_CELL * PAPER_CELL
+    if not used.any():
+        return None
+    medians = np.nanmedian(cells[used], axis=1)
+    cy, cx = np.divmod(np.flatnonzero(used), cols)
+    u, v = np.minimum((cx + 0.5) * PAPER_CELL, w) / w, np.minimum((cy + 0.5) * PAPER_CELL, h) / h
+    if used.sum() < 3:
+        a, b, c = float(np.median(medians)), 0.0, 0.0
+    else:
+        weight = np.sqrt(counts[used].astype(np.float64))
+        design = np.stack([np.ones_like(u), u, v], 1) * weight[:, None]
+        a, b, c = np.linalg.lstsq(design, medians * weight, rcond=None)[0]
+    corners = a + np.array([0, b, c, b + c])
+    return None if corners.min() >= 254 else (float(a), float(b), float(c))
+
+
+def ink_darkness(gray: np.ndarray, paper: tuple[float, float, float] | None) -> np.ndarray:
+    """Each pixel's darkness in [0, 1], relative to the paper under it when `paper` is given
+    (`paper_level`), else to white."""
+    if paper is None:
+        return 1 - gray.astype(np.float32) / 255
+    h, w = gray.shape
+    a, b, c = paper
+    level = a + b * (np.arange(w, dtype=np.float32) + 0.5)[None, :] / w + c * (np.arange(h, dtype=np.float32) + 0.5)[:, None] / h
+    return 1 - np.minimum(gray / np.clip(level, 64, 255), 1).astype(np.float32)
 
 
 def network_input(small: np.ndarray) -> np.ndarray:

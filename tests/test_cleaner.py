@@ -304,7 +304,7 @@ def test_a_cleaner_on_the_imagenet_encoder_trains_and_exports_what_torch_compute
     assert cleaner.clean(crop).shape == crop.shape
 
 
-@pytest.mark.parametrize("network, message", [({"kind": "vit"}, "network.kind"), ({"kind": "lite0", "tone": True}, "do not apply"),
+@pytest.mark.parametrize("network, message", [({"kind": "vit"}, "network.kind"), ({"kind": "lite0", "channels": [4, 8]}, "do not apply"),
                                               ({"kind": "lite0", "frozen_blocks": -1}, "frozen_blocks"),
                                               ({"kind": "lite0", "frozen_blocks": 12}, "frozen_blocks")])
 def test_training_refuses_a_network_it_cannot_build(network, message):
@@ -355,9 +355,8 @@ def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_i
     expected, got = torch_and_onnx_outputs(cleaner, tmp_path / "tone" / "best.pt", toned["network"], x)
     assert got.shape == (1, 2, 48, 80) and np.allclose(got, expected, atol=1e-4)
     gray = (255 * (1 - x[0, 0])).astype(np.uint8)  # small enough to be cleaned at its own size
-    probability, correction, scale = cleaner._working_maps(gray)
-    tone = correction + (1 - gray / 255)  # with no margin the correction brings the crop to the model's tone
-    assert scale == 1 and np.allclose(tone, got[0, 1], atol=1e-4)
+    probability, tone, small, scale = cleaner._working_maps(gray)
+    assert scale == 1 and small is gray and np.allclose(tone, got[0, 1], atol=1e-4)  # with no margin the ink is drawn in this tone
     drawn = (255 - cleaner.keep_map(probability) * 255 * np.clip(tone, 0, 1) + 0.5).astype(np.uint8)
     assert np.abs(cleaner.clean(gray).astype(int) - drawn).max() <= 1  # kept ink is drawn in the restored tone, not the input's
     big = cv2.resize(gray, (400, 240), interpolation=cv2.INTER_LINEAR)  # shrunk to work on: the correction is resized back
@@ -367,6 +366,57 @@ def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_i
     assert np.abs(cleaner.clean(gray).astype(int) - plain).max() <= 1
     with pytest.raises(signver.SignverError, match="different network"):
         train_cleaner({**toned, "network": {"channels": [4, 8, 16, 16]}, "run_dir": str(tmp_path / "other")}, "other.yaml")
+
+
+def test_a_lite0_cleaner_with_a_tone_head_fine_tunes_from_a_shipped_onnx_file(tmp_path):
+    pytest.importorskip("torch")
+    from signver.training.cleaner import train_cleaner
+
+    network = {"kind": "lite0", "width": 8, "frozen_blocks": 3, "pretrained": False}
+    base = Cleaner(str(train_cleaner(tiny_config(tmp_path, network=network, steps=1, name="base"), "base.yaml")))
+    toned = {**network, "tone": True}
+    config = tiny_config(tmp_path, network=toned, steps=2, name="toned", init=str(base.card.path), run_dir=str(tmp_path / "toned"))
+    cleaner = Cleaner(str(train_cleaner(config, "toned.yaml")))
+    x = np.random.default_rng(3).random((1, 1, 32, 64)).astype(np.float32)
+    (got,) = cleaner.session.run(None, {cleaner.input_name: x})
+    assert got.shape == (1, 2, 32, 64) and cleaner.card.details["trained_on"]["init"] == str(base.card.path)
+    assert train_cleaner({**config, "steps": 3}, "toned.yaml")  # resumes its own folded checkpoint
+    with pytest.raises(signver.SignverError, match="different network"):
+        train_cleaner({**config, "network": {**toned, "width": 16}, "run_dir": str(tmp_path / "other")}, "other.yaml")
+
+
+def test_paper_under_the_ink_is_divided_out_and_white_paper_changes_nothing():
+    from signver.cleaner import ink_darkness, paper_level
+
+    h, w = 96, 240
+    u, v = (np.arange(w) + 0.5)[None, :] / w, (np.arange(h) + 0.5)[:, None] / h
+    level = 200 + 30 * u - 20 * v  # grey, unevenly lit paper
+    ink = np.zeros((h, w), bool)
+    ink[40:50, 30:200] = True
+    crop = np.where(ink, 0.5 * level, level).astype(np.uint8)  # ink half as bright as the paper under it
+    a, b, c = paper_level(crop, ink.astype(np.float32))
+    assert abs(a - 200) < 2 and abs(b - 30) < 3 and abs(c + 20) < 3
+    darkness = ink_darkness(crop, (a, b, c))
+    assert np.abs(darkness[ink] - 0.5).max() < 0.02 and darkness[~ink].max() < 0.02
+    white = np.where(ink, 128, 255).astype(np.uint8)
+    assert paper_level(white, ink.astype(np.float32)) is None
+    assert paper_level(crop, np.ones((h, w), np.float32)) is None  # no paper shows
+    assert np.array_equal(ink_darkness(white, None), 1 - white.astype(np.float32) / 255)
+
+
+def test_the_cleaner_measures_kept_ink_against_the_paper_when_its_card_asks():
+    cleaner = Cleaner()
+    signature = overlays.whiten(synth.genuine(6, 0))
+    plain = cleaner.clean(signature)
+    cleaner.paper = True
+    assert np.array_equal(cleaner.clean(signature), plain)  # white paper: nothing to divide out
+    on_grey = (signature.astype(np.float32) * 0.8).astype(np.uint8)  # the same scan on paper at 80 % brightness
+    relative = cleaner.clean(on_grey)
+    cleaner.paper = False
+    absolute = cleaner.clean(on_grey)
+    strokes = ink(plain)
+    assert np.abs(relative[strokes].astype(int) - plain[strokes]).mean() < 4  # the ink's own darkness, as on white paper
+    assert (plain[strokes].astype(int) - absolute[strokes]).mean() > 8  # without: the paper's grey darkens every stroke
 
 
 def test_training_refuses_a_machine_with_too_few_fonts(tmp_path, monkeypatch):

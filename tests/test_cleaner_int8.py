@@ -53,6 +53,14 @@ def test_the_int8_copy_computes_what_the_float_cleaner_does(tmp_path, float_clea
     assert copy.clean(crop).shape == crop.shape
 
 
+def test_the_config_may_change_how_the_copy_draws_the_kept_ink(tmp_path, float_cleaner):
+    from signver.training.cleaner_int8 import quantize_cleaner
+
+    path = quantize_cleaner(int8_config(tmp_path, float_cleaner, mask={"paper": True}), "int8.yaml")
+    base_mask = Cleaner(str(float_cleaner)).card.details["mask"]
+    assert Cleaner(str(path)).card.details["mask"] == {**base_mask, "paper": True} and Cleaner(str(path)).paper
+
+
 def test_crops_and_pairs_are_made_as_the_base_cleaner_was_trained():
     """A config names only what is new: data sources, generator settings, fonts and patch come
     from the base's card."""

@@ -37,6 +37,7 @@ from ..images import load_image
 from ..models import write_card
 from .cleaner_lite0 import build_lite0_cleaner
 from .data import writers_for
+from .onnx_init import fold_batch_norms, load_onnx_weights
 from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint
 
 MULTIPLE = 16  # input sides must be multiples of this: the coarsest stride (the U-Net's unshuffle 2 x three poolings, lite0's blocks)
@@ -429,11 +430,17 @@ def train_cleaner(config: dict, config_path: str) -> Path:
         holdout = [synth.genuine(10_000_000 + i, 0) for i in range(8)]
     val_dirty, val_target = validation_pairs(holdout, config, int(config.get("validation_pairs", 96)))
     network = build_cleaner_network(config.get("network", {})).to(memory_format=torch.channels_last)
+    from_onnx = str(config.get("init", "")).endswith(".onnx")
+    if from_onnx:  # a shipped file's batch norms are folded into its convolutions: fold this network's to match
+        fold_batch_norms(network)
     steps, warmup = int(config["steps"]), int(config.get("warmup", 50))
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"
     state = resume(checkpoint, network, optimizer, scheduler)
-    if not state and config.get("init"):  # a new run fine-tuning another run's chosen network
+    if not state and from_onnx:  # a new run fine-tuning a shipped model: its tone head may be new
+        load_onnx_weights(network, Path(config["init"]), torch.zeros(1, 1, 2 * MULTIPLE, 2 * MULTIPLE),
+                          new=[network.tone] if getattr(network, "tone", None) is not None else [])
+    elif not state and config.get("init"):  # a new run fine-tuning another run's chosen network
         # a tone head may be new: only its weights may be missing from the other run's network
         try:
             # `frozen.*` only alias lite0's stem and blocks, so runs that froze other blocks still fit

@@ -127,6 +127,7 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
     card = {
         **details,
         "max_pixels": settings["max_pixels"],
+        "mask": {**base.details.get("mask", {}), **config.get("mask", {})},  # how the kept ink is drawn: the config may change it
         "name": config["name"],
         "description": config["description"],
         "quantization": {"base": base.name, "method": "onnxruntime static QDQ: int8 weights per output channel, uint8 activations, min-max calibration",

@@ -22,7 +22,7 @@ from .pretrained import FrozenLayers, imagenet_input, lite0_trunk
 
 TAPS = (0, 2, 4, 10)  # the last block of each stride: 2, 4, 8 and 16
 FROZEN_BLOCKS = 5  # what cleaner-lite0 and cleaner-lite0-calm train with
-SETTINGS = {"kind", "width", "frozen_blocks", "pretrained"}  # the `network` keys this kind reads
+SETTINGS = {"kind", "width", "frozen_blocks", "pretrained", "tone"}  # the `network` keys this kind reads
 
 
 class Lite0Cleaner(FrozenLayers):
@@ -30,9 +30,11 @@ class Lite0Cleaner(FrozenLayers):
     4, each by a separable convolution), added to the stride-2 tap and joined there with the
     2x2 pixel-unshuffled input; a 1x1 convolution gives four logits per stride-2 cell, shuffled
     back to full resolution. The stem and the first `frozen_blocks` blocks keep their ImageNet
-    weights and batch-norm statistics (the stem always: it sees only grey pages)."""
+    weights and batch-norm statistics (the stem always: it sees only grey pages). With `tone`, a
+    second 1x1 convolution gives a second output channel, the logit of the clean signature's ink
+    darkness at each pixel, as the U-Net's tone head does."""
 
-    def __init__(self, width: int = 32, frozen_blocks: int = FROZEN_BLOCKS, pretrained: bool = True):
+    def __init__(self, width: int = 32, frozen_blocks: int = FROZEN_BLOCKS, pretrained: bool = True, tone: bool = False):
         super().__init__()
         if not 0 <= frozen_blocks <= TAPS[-1] + 1:
             raise InputError(f"network.frozen_blocks must be 0 to {TAPS[-1] + 1} for kind lite0, not {frozen_blocks}")
@@ -42,6 +44,7 @@ class Lite0Cleaner(FrozenLayers):
         self.merge = nn.ModuleList(separable(width, width) for _ in TAPS[1:-1])
         self.fine = nn.Sequential(nn.Conv2d(width + 4, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(width, 4, 1)
+        self.tone = nn.Conv2d(width, 4, 1) if tone else None
         self.freeze([self.stem, *self.blocks[:frozen_blocks]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,13 +60,17 @@ class Lite0Cleaner(FrozenLayers):
             top = self.merge[level - 1](lateral + F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False))
         finest = self.lateral[0](features[0]) + F.interpolate(top, size=features[0].shape[-2:], mode="bilinear", align_corners=False)
         fine = self.fine(torch.cat([finest, F.pixel_unshuffle(x, 2)], 1))
-        return F.pixel_shuffle(self.head(fine), 2)
+        ink = F.pixel_shuffle(self.head(fine), 2)
+        if self.tone is None:
+            return ink
+        return torch.cat([ink, F.pixel_shuffle(self.tone(fine), 2)], 1)
 
 
 def build_lite0_cleaner(config: dict) -> Lite0Cleaner:
-    """The network a config's `network: {kind: lite0, ...}` describes; unknown keys (a tone
-    head, the U-Net's channels) are refused rather than dropped."""
+    """The network a config's `network: {kind: lite0, ...}` describes; unknown keys (the
+    U-Net's channels) are refused rather than dropped."""
     unknown = set(config) - SETTINGS
     if unknown:
         raise InputError(f"network keys {sorted(unknown)} do not apply to kind lite0 (it reads {sorted(SETTINGS - {'kind'})})")
-    return Lite0Cleaner(int(config.get("width", 32)), int(config.get("frozen_blocks", FROZEN_BLOCKS)), bool(config.get("pretrained", True)))
+    return Lite0Cleaner(int(config.get("width", 32)), int(config.get("frozen_blocks", FROZEN_BLOCKS)), bool(config.get("pretrained", True)),
+                        bool(config.get("tone", False)))

@@ -1,0 +1,74 @@
+"""Fine-tuning from a shipped ONNX file: batch norms folded, weights taken convolution by convolution."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import signver
+
+torch = pytest.importorskip("torch")
+
+from signver.training.cleaner import InkProbability, build_cleaner_network  # noqa: E402
+from signver.training.onnx_init import fold_batch_norms, load_onnx_weights  # noqa: E402
+
+NETWORK = {"kind": "lite0", "width": 8, "frozen_blocks": 3, "pretrained": False}
+
+
+def exported(network, path):
+    torch.onnx.export(InkProbability(network.eval()), (torch.zeros(1, 1, 32, 64),), str(path), input_names=["image"],
+                      output_names=["ink"], dynamic_axes={"image": {2: "h", 3: "w"}}, opset_version=17, dynamo=False)
+    return ort.InferenceSession(str(path))
+
+
+def randomised_batch_norms(network):
+    """Batch-norm statistics and affine away from their defaults, so that folding has work to do."""
+    generator = torch.Generator().manual_seed(0)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+    return network
+
+
+def test_folding_batch_norms_keeps_what_the_network_computes():
+    network = randomised_batch_norms(build_cleaner_network(NETWORK)).eval()
+    x = torch.rand(2, 1, 32, 64)
+    with torch.no_grad():
+        before = network(x)
+        after = fold_batch_norms(network)(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
+    assert torch.allclose(before, after, atol=1e-4)
+    assert all(not p.requires_grad for p in network.frozen.parameters())  # the frozen layers' new biases stay frozen
+
+
+def test_a_network_takes_an_onnx_files_weights_and_computes_what_it_does(tmp_path):
+    source = randomised_batch_norms(build_cleaner_network(NETWORK))
+    session = exported(source, tmp_path / "base.onnx")
+    x = np.random.default_rng(0).random((1, 1, 48, 96)).astype(np.float32)
+    (expected,) = session.run(None, {"image": x})
+    fresh = build_cleaner_network(NETWORK)  # other random weights
+    load_onnx_weights(fresh, tmp_path / "base.onnx", torch.zeros(1, 1, 32, 32))
+    with torch.no_grad():
+        got = InkProbability(fresh.eval())(torch.from_numpy(x)).numpy()
+    assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_a_new_head_keeps_its_weights_and_the_rest_comes_from_the_file(tmp_path):
+    exported(build_cleaner_network(NETWORK), tmp_path / "base.onnx")
+    toned = build_cleaner_network({**NETWORK, "tone": True})
+    head = toned.tone.weight.clone()
+    with pytest.raises(signver.SignverError, match="different network"):  # the file has no tone head to give
+        load_onnx_weights(build_cleaner_network({**NETWORK, "tone": True}), tmp_path / "base.onnx", torch.zeros(1, 1, 32, 32))
+    load_onnx_weights(toned, tmp_path / "base.onnx", torch.zeros(1, 1, 32, 32), new=[toned.tone])
+    assert torch.equal(head, toned.tone.weight)
+
+
+def test_a_different_network_or_a_missing_file_is_refused(tmp_path):
+    exported(build_cleaner_network(NETWORK), tmp_path / "base.onnx")
+    with pytest.raises(signver.SignverError, match="different network"):
+        load_onnx_weights(build_cleaner_network({**NETWORK, "width": 16}), tmp_path / "base.onnx", torch.zeros(1, 1, 32, 32))
+    with pytest.raises(signver.SignverError, match="not a file"):
+        load_onnx_weights(build_cleaner_network(NETWORK), tmp_path / "missing.onnx", torch.zeros(1, 1, 32, 32))
