@@ -172,7 +172,9 @@ def paper_level(small: np.ndarray, keep: np.ndarray) -> tuple[float, float, floa
     used = counts >= PAPER_MIN_SHARE * PAPER_CELL * PAPER_CELL
     if not used.any():
         return None
-    medians = np.nanmedian(cells[used], axis=1)
+    ordered, n = np.sort(cells[used], axis=1), counts[used]  # NaN (not paper) sorts last: faster than nanmedian
+    rows_used = np.arange(len(n))
+    medians = (ordered[rows_used, (n - 1) // 2] + ordered[rows_used, n // 2]) / 2
     cy, cx = np.divmod(np.flatnonzero(used), cols)
     u, v = np.minimum((cx + 0.5) * PAPER_CELL, w) / w, np.minimum((cy + 0.5) * PAPER_CELL, h) / h
     if used.sum() < 3:
