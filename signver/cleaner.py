@@ -19,7 +19,10 @@ how far `t` is from the crop's darkness at the working resolution, `s`, less a m
     out = 255 - m * 255 * clip(1 - grey / 255 + c, 0, 1),   c = sign(t - s) * max(|t - s| - e, 0)
 
 since scan damage (bitonal thresholds, noise, faded ink) changes the ink's tone, which the
-extractor reads; where the model agrees with the crop, the ink is left as it was. Before that,
+extractor reads; where the model agrees with the crop, the ink is left as it was. With the card's
+`mask.paper`, darkness is measured against the paper under the ink rather than against white
+(`paper_level`: a plane fitted to the paper's brightness), so grey or unevenly lit paper adds
+nothing to the kept strokes; `grey / 255` above becomes `grey / paper`. Before that,
 `m` is pruned (`Cleaner.keep_map`): faint pieces that never become confident, and small
 clusters away from the signature, are dropped, since stray ink far from the signature is what
 misleads the normaliser's crop. The card's `mask` holds these settings, chosen on held-out
@@ -40,12 +43,12 @@ from .images import SourceLike, load_image
 from .models import ModelCard, inference_session, load_card
 from .normalize import ink_mask
 
-DEFAULT_CLEANER = "cleaner-lite0-latin-int8"
+DEFAULT_CLEANER = "cleaner-lite0-tone-int8"
 MULTIPLE = 16
 # Whether single signatures (verify, embed, check, identify, evaluate) are cleaned when the caller
 # passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean test scans cleaning changes
-# P1 skilled EER by -0.09 (CEDAR) and -0.72 (Bengali) points, so it buys little there, and it costs
-# 1-18 ms per image; on cluttered crops it recovers 49-96 % of the skilled EER lost. So: off
+# P1 skilled EER by +0.47 (CEDAR) and -0.84 (Bengali) points, so it buys nothing there, and it costs
+# 2-20 ms per image; on cluttered crops it recovers 56-94 % of the skilled EER lost. So: off
 # for signature images, on for crops cut from documents (DEFAULT_CLEAN_DOCUMENT_CROPS, for the
 # detect -> crop -> verify pipeline), and --clean / clean=True whenever a signature image carries
 # print, lines or stamps.
@@ -135,9 +138,9 @@ class Cleaner:
         keep = self.keep_map(probability)
         size = (gray.shape[1], gray.shape[0])
         paper = paper_level(small, keep) if self.paper else None
-        darkness, small_darkness = ink_darkness(gray, paper), ink_darkness(small, paper)
+        darkness = ink_darkness(gray, paper)
         if tone is not None:
-            correction = self._tone_correction(tone, small_darkness)
+            correction = self._tone_correction(tone, ink_darkness(small, paper))
             if scale < 1:
                 correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
             darkness = np.clip(darkness + correction, 0, 1)
