@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -137,7 +138,7 @@ class Cleaner:
         probability, tone, small, scale = self._working_maps(gray)
         keep = self.keep_map(probability)
         size = (gray.shape[1], gray.shape[0])
-        paper = paper_level(small, keep) if self.paper else None
+        paper = paper_level(small, keep) if self.paper and keep.any() else None  # nothing kept: all white anyway
         darkness = ink_darkness(gray, paper)
         if tone is not None:
             correction = self._tone_correction(tone, ink_darkness(small, paper))
@@ -156,14 +157,28 @@ class Cleaner:
 
 PAPER_CELL = 16  # pixels (working resolution) of the cells whose paper medians the plane is fitted to
 PAPER_MIN_SHARE = 1 / 8  # of a cell's pixels that must be paper for its median to count
+PAPER_SLACK = 8  # grey levels the plane may reach beyond the darkest and lightest cell median
 
 
-def paper_level(small: np.ndarray, keep: np.ndarray) -> tuple[float, float, float] | None:
-    """The paper's brightness under a crop, as a plane a + b*u + c*v over the crop's relative
-    coordinates (u, v in [0, 1]), fitted to the median of the paper in each cell of the
-    working-resolution crop `small`; paper is what the keep map drops and Otsu calls light.
-    None where the paper is white (within a grey level) or too little of it shows. Scans put the
-    ink on grey or unevenly lit paper, and the kept ink's darkness then holds the paper's too."""
+class Paper(NamedTuple):
+    """The paper's brightness under a crop: the plane a + b*u + c*v over the crop's relative
+    coordinates (u, v in [0, 1]), held within [low, high]."""
+
+    a: float
+    b: float
+    c: float
+    low: float
+    high: float
+
+
+def paper_level(small: np.ndarray, keep: np.ndarray) -> Paper | None:
+    """The paper under a crop, fitted to the median of the paper in each cell of the
+    working-resolution crop `small`; paper is what the keep map drops and Otsu calls light. No
+    slope along an axis the paper's cells do not spread over (one row of cells says nothing
+    about how the light changes from top to bottom), and the plane is held near the medians it
+    was fitted to, so it cannot run off where little paper shows. None where the paper is white
+    (within a grey level) or too little of it shows. Scans put the ink on grey or unevenly lit
+    paper, and the kept ink's darkness then holds the paper's too."""
     h, w = small.shape
     threshold, _ = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     paper = (keep < 0.05) & (small > threshold)
@@ -180,25 +195,28 @@ def paper_level(small: np.ndarray, keep: np.ndarray) -> tuple[float, float, floa
     medians = (ordered[rows_used, (n - 1) // 2] + ordered[rows_used, n // 2]) / 2
     cy, cx = np.divmod(np.flatnonzero(used), cols)
     u, v = np.minimum((cx + 0.5) * PAPER_CELL, w) / w, np.minimum((cy + 0.5) * PAPER_CELL, h) / h
-    if used.sum() < 3:
-        a, b, c = float(np.median(medians)), 0.0, 0.0
-    else:
+    a, b, c = float(np.median(medians)), 0.0, 0.0
+    if used.sum() >= 3:
+        slopes = [axis for axis, spread in ((u, np.ptp(cx)), (v, np.ptp(cy))) if spread > 0]
         weight = np.sqrt(counts[used].astype(np.float64))
-        design = np.stack([np.ones_like(u), u, v], 1) * weight[:, None]
-        a, b, c = np.linalg.lstsq(design, medians * weight, rcond=None)[0]
+        design = np.stack([np.ones_like(u), *slopes], 1) * weight[:, None]
+        fitted = np.linalg.lstsq(design, medians * weight, rcond=None)[0]
+        a, b, c = fitted[0], fitted[1] if np.ptp(cx) > 0 else 0.0, fitted[-1] if np.ptp(cy) > 0 else 0.0
     corners = a + np.array([0, b, c, b + c])
-    return None if corners.min() >= 254 else (float(a), float(b), float(c))
+    if corners.min() >= 254:
+        return None
+    low, high = (float(np.clip(x, 64, 255)) for x in (medians.min() - PAPER_SLACK, medians.max() + PAPER_SLACK))
+    return Paper(float(a), float(b), float(c), low, high)
 
 
-def ink_darkness(gray: np.ndarray, paper: tuple[float, float, float] | None) -> np.ndarray:
+def ink_darkness(gray: np.ndarray, paper: Paper | None) -> np.ndarray:
     """Each pixel's darkness in [0, 1], relative to the paper under it when `paper` is given
     (`paper_level`), else to white."""
     if paper is None:
         return 1 - gray.astype(np.float32) / 255
     h, w = gray.shape
-    a, b, c = paper
-    level = a + b * (np.arange(w, dtype=np.float32) + 0.5)[None, :] / w + c * (np.arange(h, dtype=np.float32) + 0.5)[:, None] / h
-    return 1 - np.minimum(gray / np.clip(level, 64, 255), 1).astype(np.float32)
+    level = paper.a + paper.b * (np.arange(w, dtype=np.float32) + 0.5)[None, :] / w + paper.c * (np.arange(h, dtype=np.float32) + 0.5)[:, None] / h
+    return 1 - np.minimum(gray / np.clip(level, paper.low, paper.high), 1).astype(np.float32)
 
 
 def network_input(small: np.ndarray) -> np.ndarray:
