@@ -57,6 +57,9 @@ DEFAULT_CLEAN = False
 DEFAULT_CLEAN_DOCUMENT_CROPS = True
 
 
+MASK_SETTINGS = {"low", "high", "seed", "cluster_radius", "cluster_fraction", "grow", "tone_margin", "paper"}  # a card's `mask` keys
+
+
 class Cleaner:
     """A cleaner model described by a model card."""
 

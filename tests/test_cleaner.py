@@ -1,6 +1,7 @@
 """The cleaner: the clutter generator, the shipped model, the switches, and a tiny training run."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -380,7 +381,9 @@ def test_a_lite0_cleaner_with_a_tone_head_fine_tunes_from_a_shipped_onnx_file(tm
     x = np.random.default_rng(3).random((1, 1, 32, 64)).astype(np.float32)
     (got,) = cleaner.session.run(None, {cleaner.input_name: x})
     assert got.shape == (1, 2, 32, 64) and cleaner.card.details["trained_on"]["init"] == str(base.card.path)
-    assert train_cleaner({**config, "steps": 3}, "toned.yaml")  # resumes its own folded checkpoint
+    train_cleaner({**config, "steps": 3}, "toned.yaml")  # resumes its own folded checkpoint
+    steps = [json.loads(line)["step"] for line in (tmp_path / "toned" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
     with pytest.raises(signver.SignverError, match="different network"):
         train_cleaner({**config, "network": {**toned, "width": 16}, "run_dir": str(tmp_path / "other")}, "other.yaml")
 
@@ -394,10 +397,21 @@ def test_paper_under_the_ink_is_divided_out_and_white_paper_changes_nothing():
     ink = np.zeros((h, w), bool)
     ink[40:50, 30:200] = True
     crop = np.where(ink, 0.5 * level, level).astype(np.uint8)  # ink half as bright as the paper under it
-    a, b, c = paper_level(crop, ink.astype(np.float32))
+    paper = paper_level(crop, ink.astype(np.float32))
+    a, b, c = paper.a, paper.b, paper.c
     assert abs(a - 200) < 2 and abs(b - 30) < 3 and abs(c + 20) < 3
-    darkness = ink_darkness(crop, (a, b, c))
+    darkness = ink_darkness(crop, paper)
     assert np.abs(darkness[ink] - 0.5).max() < 0.02 and darkness[~ink].max() < 0.02
+    thin = np.where(ink[36:52], 90, 180).astype(np.uint8)  # one row of cells: nothing says how the light changes downwards
+    one_side = crop.copy()
+    covered = np.ones((h, w), np.float32)
+    covered[:, :16] = 0  # paper shows only at the left edge: the plane must not run off across the crop
+    for image, keep in ((thin, ink[36:52].astype(np.float32)), (one_side, np.maximum(covered, ink))):
+        darkness = ink_darkness(image, paper_level(image, keep))
+        strokes = keep > 0.5 if image is thin else ink
+        expected = 0.5 if image is thin else 1 - one_side[ink] / level[ink]
+        # one side of paper cannot show the light's slope across the crop (about 0.06 unknowable here), but nothing runs off
+        assert np.abs(darkness[strokes] - expected).max() < (0.03 if image is thin else 0.1)
     white = np.where(ink, 128, 255).astype(np.uint8)
     assert paper_level(white, ink.astype(np.float32)) is None
     assert paper_level(crop, np.ones((h, w), np.float32)) is None  # no paper shows
@@ -418,6 +432,11 @@ def test_the_cleaner_measures_kept_ink_against_the_paper_when_its_card_asks():
     strokes = ink(plain)
     assert np.abs(relative[strokes].astype(int) - plain[strokes]).mean() < 4  # the ink's own darkness, as on white paper
     assert (plain[strokes].astype(int) - absolute[strokes]).mean() > 8  # without: the paper's grey darkens every stroke
+    cleaner.paper = True
+    big = cv2.resize(on_grey, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)  # shrunk to work on, the plane drawn at full size
+    big_plain = cv2.resize(plain, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)
+    big_strokes = ink(big_plain) & (cleaner.clean(big) < 250)
+    assert np.abs(cleaner.clean(big)[big_strokes].astype(int) - big_plain[big_strokes]).mean() < 6
 
 
 def test_training_refuses_a_machine_with_too_few_fonts(tmp_path, monkeypatch):

@@ -59,6 +59,8 @@ def test_the_config_may_change_how_the_copy_draws_the_kept_ink(tmp_path, float_c
     path = quantize_cleaner(int8_config(tmp_path, float_cleaner, mask={"paper": True}), "int8.yaml")
     base_mask = Cleaner(str(float_cleaner)).card.details["mask"]
     assert Cleaner(str(path)).card.details["mask"] == {**base_mask, "paper": True} and Cleaner(str(path)).paper
+    with pytest.raises(signver.SignverError, match="mask: the keys"):
+        quantize_cleaner(int8_config(tmp_path, float_cleaner, mask={"papr": True}, name="misspelt"), "int8.yaml")
 
 
 def test_crops_and_pairs_are_made_as_the_base_cleaner_was_trained():

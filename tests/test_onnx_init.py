@@ -50,25 +50,47 @@ def test_a_network_takes_an_onnx_files_weights_and_computes_what_it_does(tmp_pat
     x = np.random.default_rng(0).random((1, 1, 48, 96)).astype(np.float32)
     (expected,) = session.run(None, {"image": x})
     fresh = build_cleaner_network(NETWORK)  # other random weights
-    load_onnx_weights(fresh, tmp_path / "base.onnx", torch.zeros(1, 1, 32, 32))
+    load_onnx_weights(fresh, tmp_path / "base.onnx", torch.rand(1, 1, 32, 32), exported=torch.sigmoid)
     with torch.no_grad():
         got = InkProbability(fresh.eval())(torch.from_numpy(x)).numpy()
     assert np.allclose(got, expected, atol=1e-5)
 
 
 def test_a_new_head_keeps_its_weights_and_the_rest_comes_from_the_file(tmp_path):
-    exported(build_cleaner_network(NETWORK), tmp_path / "base.onnx")
+    session = exported(randomised_batch_norms(build_cleaner_network(NETWORK)), tmp_path / "base.onnx")
     toned = build_cleaner_network({**NETWORK, "tone": True})
     head = toned.tone.weight.clone()
-    with pytest.raises(signver.SignverError, match="different network"):  # the file has no tone head to give
-        load_onnx_weights(build_cleaner_network({**NETWORK, "tone": True}), tmp_path / "base.onnx", torch.zeros(1, 1, 32, 32))
-    load_onnx_weights(toned, tmp_path / "base.onnx", torch.zeros(1, 1, 32, 32), new=[toned.tone])
+    load_onnx_weights(toned, tmp_path / "base.onnx", torch.rand(1, 1, 32, 32), new=[toned.tone], exported=torch.sigmoid)
     assert torch.equal(head, toned.tone.weight)
+    x = np.random.default_rng(1).random((1, 1, 48, 64)).astype(np.float32)
+    (expected,) = session.run(None, {"image": x})
+    with torch.no_grad():
+        got = torch.sigmoid(toned.eval()(torch.from_numpy(x))).numpy()
+    assert got.shape == (1, 2, 48, 64) and np.allclose(got[:, :1], expected, atol=1e-5)  # the ink channel is the file's
+
+
+def test_a_file_that_has_the_new_head_too_gives_it_its_weights(tmp_path):
+    source = build_cleaner_network({**NETWORK, "tone": True})
+    exported(source, tmp_path / "toned.onnx")
+    toned = build_cleaner_network({**NETWORK, "tone": True})
+    load_onnx_weights(toned, tmp_path / "toned.onnx", torch.rand(1, 1, 32, 32), new=[toned.tone], exported=torch.sigmoid)
+    assert torch.equal(toned.tone.weight, source.tone.weight)
+
+
+def test_a_file_that_kept_its_batch_norms_is_refused(tmp_path):
+    network = randomised_batch_norms(build_cleaner_network(NETWORK))
+    torch.onnx.export(InkProbability(network.train()), (torch.rand(2, 1, 32, 64),), str(tmp_path / "unfolded.onnx"),
+                      input_names=["image"], output_names=["ink"], opset_version=17, dynamo=False,
+                      training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+    with pytest.raises(signver.SignverError, match="computes something else"):
+        load_onnx_weights(build_cleaner_network(NETWORK), tmp_path / "unfolded.onnx", torch.rand(2, 1, 32, 64), exported=torch.sigmoid)
 
 
 def test_a_different_network_or_a_missing_file_is_refused(tmp_path):
     exported(build_cleaner_network(NETWORK), tmp_path / "base.onnx")
     with pytest.raises(signver.SignverError, match="different network"):
         load_onnx_weights(build_cleaner_network({**NETWORK, "width": 16}), tmp_path / "base.onnx", torch.zeros(1, 1, 32, 32))
+    with pytest.raises(signver.SignverError, match="different network"):  # the file has no tone head to give, and none is new
+        load_onnx_weights(build_cleaner_network({**NETWORK, "tone": True}), tmp_path / "base.onnx", torch.zeros(1, 1, 32, 32))
     with pytest.raises(signver.SignverError, match="not a file"):
         load_onnx_weights(build_cleaner_network(NETWORK), tmp_path / "missing.onnx", torch.zeros(1, 1, 32, 32))

@@ -415,7 +415,8 @@ def check_fonts(config: dict) -> None:
 
 def train_cleaner(config: dict, config_path: str) -> Path:
     if config.get("init") and not Path(config["init"]).is_file():  # before minutes of loading data
-        raise InputError(f"init: {config['init']} is not a checkpoint here; train the run it comes from first")
+        raise InputError(f"init: {config['init']} is not a file here; "
+                         + ("name a shipped cleaner's .onnx file" if str(config["init"]).endswith(".onnx") else "train the run it comes from first"))
     check_fonts(config)
     source_weights(config.get("data", []))
     torch.manual_seed(config.get("seed", 0))
@@ -438,8 +439,9 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     checkpoint = run_dir / "last.pt"
     state = resume(checkpoint, network, optimizer, scheduler)
     if not state and from_onnx:  # a new run fine-tuning a shipped model: its tone head may be new
-        load_onnx_weights(network, Path(config["init"]), torch.zeros(1, 1, 2 * MULTIPLE, 2 * MULTIPLE),
-                          new=[network.tone] if getattr(network, "tone", None) is not None else [])
+        sample = torch.rand(1, 1, 4 * MULTIPLE, 6 * MULTIPLE, generator=torch.Generator().manual_seed(0))
+        load_onnx_weights(network, Path(config["init"]), sample, new=[network.tone] if getattr(network, "tone", None) is not None else [],
+                          exported=torch.sigmoid)
     elif not state and config.get("init"):  # a new run fine-tuning another run's chosen network
         # a tone head may be new: only its weights may be missing from the other run's network
         try:

@@ -27,7 +27,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .. import synth
-from ..cleaner import network_input
+from ..cleaner import MASK_SETTINGS, network_input
 from ..errors import InputError
 from ..models import ModelCard, load_card, write_card
 from .cleaner import (as_input, check_fonts, ink_measures, load_clean_signature, load_clean_signatures, make_pair, paths_by_source,
@@ -92,6 +92,9 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
     settings = {"max_pixels": base_pixels, **base_settings(base), **config}
     if not isinstance(settings["max_pixels"], int) or isinstance(settings["max_pixels"], bool) or settings["max_pixels"] < 4096:
         raise InputError(f"max_pixels: the working area is a whole number of pixels of at least 4096, not {settings['max_pixels']!r}")
+    changes = config.get("mask") or {}
+    if not isinstance(changes, dict) or set(changes) - MASK_SETTINGS:
+        raise InputError(f"mask: the keys a cleaner reads are {', '.join(sorted(MASK_SETTINGS))}, not {changes!r}")
     check_fonts(settings)  # the calibration crops' printed text, as in training: other fonts, other ranges
     sources = settings.get("data") or []
     train_paths = [path for paths in paths_by_source(sources, "train") for path in paths]
@@ -127,7 +130,7 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
     card = {
         **details,
         "max_pixels": settings["max_pixels"],
-        "mask": {**base.details.get("mask", {}), **config.get("mask", {})},  # how the kept ink is drawn: the config may change it
+        "mask": {**base.details.get("mask", {}), **changes},  # how the kept ink is drawn: the config may change it
         "name": config["name"],
         "description": config["description"],
         "quantization": {"base": base.name, "method": "onnxruntime static QDQ: int8 weights per output channel, uint8 activations, min-max calibration",

@@ -7,7 +7,7 @@ shapes apart, so here they carry the "what is this" and a light top-down decoder
 finest level with the pixel-unshuffled input itself, carries the "exactly where".
 
 Input (N, 1, H, W), ink bright in [0, 1], H and W multiples of 16; output (N, 1, H, W) logits
-of "this pixel is signature ink", as `signver.training.cleaner.UNet` gives.
+of "this pixel is signature ink" (N, 2, H, W with a tone head), as `signver.training.cleaner.UNet` gives.
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ convolution takes the weights of the ONNX convolution that runs at the same plac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 from torch import nn
@@ -50,7 +52,8 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
 
 
 def convolutions_in_running_order(network: nn.Module, sample: torch.Tensor) -> list[nn.Conv2d]:
-    """The network's Conv2d modules in the order one forward pass calls them."""
+    """The network's Conv2d modules in the order one forward pass calls them (leaves the
+    network in evaluation mode; training loops set their mode each step)."""
     order: list[nn.Conv2d] = []
     hooks = [m.register_forward_hook(lambda module, _in, _out: order.append(module))
              for m in network.modules() if isinstance(m, nn.Conv2d)]
@@ -79,30 +82,43 @@ def onnx_convolution_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray | 
     return weights
 
 
-def load_onnx_weights(network: nn.Module, path: Path, sample: torch.Tensor, new: list[nn.Module] = ()) -> nn.Module:
+def load_onnx_weights(network: nn.Module, path: Path, sample: torch.Tensor, new: list[nn.Module] = (),
+                      exported: Callable[[torch.Tensor], torch.Tensor] = lambda y: y) -> nn.Module:
     """Fold the network's batch norms and give its convolutions the weights of the ONNX file
-    at `path`, which must hold the same network (checked convolution by convolution) apart from
-    the layers in `new` (a head the file lacks), which keep the weights they have."""
+    at `path`, which must hold the same network, checked convolution by convolution and then by
+    running both on `sample` (`exported` turns the network's output into the file's, e.g. a
+    sigmoid). Layers in `new` (a head the file lacks) keep their weights when the file has
+    fewer convolutions than the network; a file that has them too gives them its weights."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"init: {path} is not a file")
     fold_batch_norms(network)
-    fresh = {id(m) for m in new}
-    convolutions = [c for c in convolutions_in_running_order(network, sample) if id(c) not in fresh]
     weights = onnx_convolution_weights(path)
+    convolutions = convolutions_in_running_order(network, sample)
+    if len(convolutions) != len(weights):
+        fresh = {id(m) for m in new}
+        convolutions = [c for c in convolutions if id(c) not in fresh]
     if len(convolutions) != len(weights) or len(set(map(id, convolutions))) != len(convolutions):
         raise InputError(f"init: {path} holds a different network ({len(weights)} convolutions, this one runs {len(convolutions)})")
     for index, (conv, (weight, bias)) in enumerate(zip(convolutions, weights)):
-        if tuple(conv.weight.shape) != weight.shape:
-            raise InputError(f"init: {path} holds a different network (convolution {index}: {weight.shape}, "
-                             f"this one {tuple(conv.weight.shape)})")
+        if tuple(conv.weight.shape) != weight.shape or (bias is not None and conv.bias is None):
+            raise InputError(f"init: {path} holds a different network (convolution {index}: {weight.shape}"
+                             f"{' with a bias' if bias is not None else ''}, this one {tuple(conv.weight.shape)})")
         with torch.no_grad():
             conv.weight.copy_(torch.from_numpy(np.array(weight)))
-            if bias is None:
-                if conv.bias is not None:
-                    conv.bias.zero_()
-            elif conv.bias is None:
-                conv.bias = nn.Parameter(torch.from_numpy(bias.copy()), requires_grad=conv.weight.requires_grad)
-            else:
-                conv.bias.copy_(torch.from_numpy(np.array(bias)))
+            if conv.bias is not None:
+                conv.bias.copy_(torch.from_numpy(np.array(bias)) if bias is not None else torch.zeros_like(conv.bias))
+    check_same_output(network, path, sample, exported)
     return network
+
+
+def check_same_output(network: nn.Module, path: Path, sample: torch.Tensor, exported: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Refuse weights that landed in the wrong layers: two layers of one shape swapped, a batch
+    norm left unfolded, a file that keeps its own batch norms would each change the output."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (expected,) = session.run(None, {session.get_inputs()[0].name: sample.numpy()})
+    with torch.no_grad():
+        got = exported(network.eval()(sample)).numpy()[:, : expected.shape[1]]
+    if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-4):
+        raise InputError(f"init: {path} computes something else than this network with its weights "
+                         f"(largest difference {np.abs(got - expected).max() if got.shape == expected.shape else 'in shape'})")
