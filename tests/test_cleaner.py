@@ -283,7 +283,7 @@ def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     tuned = train_cleaner({**config, "name": "tuned", "init": str(tmp_path / "run" / "best.pt"), "run_dir": str(tmp_path / "tuned"),
                            "steps": 1}, "tuned.yaml")
     assert Cleaner(str(tuned)).card.details["trained_on"]["init"] == str(tmp_path / "run" / "best.pt")
-    with pytest.raises(signver.SignverError, match="not a checkpoint"):
+    with pytest.raises(signver.SignverError, match="missing.pt is not a file here; train the run"):
         train_cleaner({**config, "init": str(tmp_path / "missing.pt"), "run_dir": str(tmp_path / "other")}, "tuned.yaml")
     first = torch.load(tmp_path / "tuned" / "best.pt", weights_only=False)["network"]
     chosen = torch.load(tmp_path / "run" / "best.pt", weights_only=False)["network"]
@@ -386,6 +386,8 @@ def test_a_lite0_cleaner_with_a_tone_head_fine_tunes_from_a_shipped_onnx_file(tm
     assert steps == [1, 2, 3]
     with pytest.raises(signver.SignverError, match="different network"):
         train_cleaner({**config, "network": {**toned, "width": 16}, "run_dir": str(tmp_path / "other")}, "other.yaml")
+    with pytest.raises(signver.SignverError, match="missing.onnx is not a file here; name a shipped cleaner's .onnx file"):
+        train_cleaner({**config, "init": str(tmp_path / "missing.onnx"), "run_dir": str(tmp_path / "missing")}, "missing.yaml")
 
 
 def test_paper_under_the_ink_is_divided_out_and_white_paper_changes_nothing():
