@@ -71,7 +71,7 @@ def _all_fonts() -> tuple[Path, ...]:
         if root.is_dir():
             for suffix in ("*.ttf", "*.otf", "*.TTF", "*.OTF"):
                 found.update(p for p in root.rglob(suffix) if not any(x in p.name.lower() for x in _EXCLUDED_FONTS))
-    return tuple(sorted(found, key=lambda p: p.name))
+    return tuple(sorted(found, key=lambda p: (p.name, str(p))))  # one order whatever the set's: some names are in two packages
 
 
 def font_files(subset: str = "train") -> tuple[Path, ...]:

@@ -54,6 +54,17 @@ def test_clutter_is_deterministic_and_varied():
     assert kinds >= {"text", "rule", "stamp", "box", "speckle"}
 
 
+def test_clutter_is_the_same_in_every_process():
+    """Font files of one name in two packages (fonts-liberation and fonts-liberation2) once took
+    the order of a set, which Python's string hashing changes from process to process."""
+    script = ("import hashlib, numpy as np; from signver import overlays, synth; "
+              "print(hashlib.md5(b''.join(overlays.clutter(synth.genuine(s, 0), s, fonts=f).image.tobytes() "
+              "for s in range(6) for f in ('train', 'test'))).hexdigest())")
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(runs) == 1
+
+
 def test_fonts_held_out_are_not_trained_on():
     train, test = set(overlays.font_files("train")), set(overlays.font_files("test"))
     assert not train & test
