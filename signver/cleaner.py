@@ -198,13 +198,14 @@ def paper_level(small: np.ndarray, keep: np.ndarray) -> Paper | None:
     medians = (ordered[rows_used, (n - 1) // 2] + ordered[rows_used, n // 2]) / 2
     cy, cx = np.divmod(np.flatnonzero(used), cols)
     u, v = np.minimum((cx + 0.5) * PAPER_CELL, w) / w, np.minimum((cy + 0.5) * PAPER_CELL, h) / h
-    a, b, c = float(np.median(medians)), 0.0, 0.0
+    a, slopes = float(np.median(medians)), np.zeros(2)
     if used.sum() >= 3:
-        slopes = [axis for axis, spread in ((u, np.ptp(cx)), (v, np.ptp(cy))) if spread > 0]
+        spread = np.array([np.ptp(cx) > 0, np.ptp(cy) > 0])
         weight = np.sqrt(counts[used].astype(np.float64))
-        design = np.stack([np.ones_like(u), *slopes], 1) * weight[:, None]
+        design = np.column_stack([np.ones_like(u), np.stack([u, v], 1)[:, spread]]) * weight[:, None]
         fitted = np.linalg.lstsq(design, medians * weight, rcond=None)[0]
-        a, b, c = fitted[0], fitted[1] if np.ptp(cx) > 0 else 0.0, fitted[-1] if np.ptp(cy) > 0 else 0.0
+        a, slopes[spread] = fitted[0], fitted[1:]
+    b, c = slopes
     corners = a + np.array([0, b, c, b + c])
     if corners.min() >= 254:
         return None
