@@ -440,7 +440,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     state = resume(checkpoint, network, optimizer, scheduler)
     if not state and from_onnx:  # a new run fine-tuning a shipped model: its tone head may be new
         sample = torch.rand(1, 1, 4 * MULTIPLE, 6 * MULTIPLE, generator=torch.Generator().manual_seed(0))
-        load_onnx_weights(network, Path(config["init"]), sample, new=[network.tone] if getattr(network, "tone", None) is not None else [],
+        load_onnx_weights(network, Path(config["init"]), sample, new=[network.tone] if network.tone is not None else [],
                           exported=torch.sigmoid)
     elif not state and config.get("init"):  # a new run fine-tuning another run's chosen network
         # a tone head may be new: only its weights may be missing from the other run's network

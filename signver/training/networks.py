@@ -219,13 +219,18 @@ def fold_input_norms(module: nn.Module) -> nn.Module:
             continue
         norm, conv = block[0], block[1]
         with torch.no_grad():
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-            shift = norm.bias - norm.running_mean * scale
+            scale, shift = batch_norm_affine(norm)
             folded = nn.Conv2d(conv.in_channels, conv.out_channels, 1)
             folded.weight.copy_(conv.weight * scale[None, :, None, None])
             folded.bias.copy_((conv.bias if conv.bias is not None else 0) + conv.weight[:, :, 0, 0] @ shift)
         block[0], block[1] = nn.Identity(), folded
     return module
+
+
+def batch_norm_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) per channel: what an evaluation-mode batch norm computes, x * scale + shift."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
 
 
 def _pointwise(layer: nn.Module) -> bool:

@@ -22,6 +22,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ..errors import InputError
+from .networks import batch_norm_affine
 
 
 def fold_batch_norms(network: nn.Module) -> nn.Module:
@@ -41,8 +42,7 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
                 previous = None
     for parent, name, conv, norm in replacements:
         with torch.no_grad():
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-            bias = norm.bias - norm.running_mean * scale
+            scale, bias = batch_norm_affine(norm)
             if conv.bias is not None:
                 bias = bias + conv.bias * scale
             conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
