@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import signver
 from signver import overlays, synth
-from signver.cleaner import Cleaner, for_embedding, get_cleaner
+from signver.cleaner import TONE_GAIN_RANGE, Cleaner, for_embedding, get_cleaner, tone_gain
 from signver.cli import app
 from signver.evaluation.cleaning import ink, ink_scores, psnr, restoration_scores, ssim
 from signver.extractor import get_extractor
@@ -368,16 +368,31 @@ def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_i
     assert got.shape == (1, 2, 48, 80) and np.allclose(got, expected, atol=1e-4)
     gray = (255 * (1 - x[0, 0])).astype(np.uint8)  # small enough to be cleaned at its own size
     probability, tone, small, scale = cleaner._working_maps(gray)
-    assert scale == 1 and small is gray and np.allclose(tone, got[0, 1], atol=1e-4)  # with no margin the ink is drawn in this tone
-    drawn = (255 - cleaner.keep_map(probability) * 255 * np.clip(tone, 0, 1) + 0.5).astype(np.uint8)
-    assert np.abs(cleaner.clean(gray).astype(int) - drawn).max() <= 1  # kept ink is drawn in the restored tone, not the input's
-    big = cv2.resize(gray, (400, 240), interpolation=cv2.INTER_LINEAR)  # shrunk to work on: the correction is resized back
+    assert scale == 1 and small is gray and np.allclose(tone, got[0, 1], atol=1e-4)
+    keep = cleaner.keep_map(probability)
+    gain = tone_gain(tone, 1 - gray / 255, keep, 0.0)  # with no margin the kept ink is scaled by the model's gain
+    drawn = (255 - keep * 255 * np.clip(gain * (1 - gray / 255), 0, 1) + 0.5).astype(np.uint8)
+    assert np.abs(cleaner.clean(gray).astype(int) - drawn).max() <= 1
+    big = cv2.resize(gray, (400, 240), interpolation=cv2.INTER_LINEAR)  # shrunk to work on
     assert cleaner.clean(big).shape == big.shape
-    cleaner.tone_margin = 1.0  # no correction is that large: the ink keeps the crop's own tone
-    plain = (255 - cleaner.keep_map(probability) * (255 - gray.astype(np.float32)) + 0.5).astype(np.uint8)
+    cleaner.tone_margin = 10.0  # no gain is that large: the ink keeps the crop's own tone
+    plain = (255 - keep * (255 - gray.astype(np.float32)) + 0.5).astype(np.uint8)
     assert np.abs(cleaner.clean(gray).astype(int) - plain).max() <= 1
     with pytest.raises(signver.SignverError, match="different network"):
         train_cleaner({**toned, "network": {"channels": [4, 8, 16, 16]}, "run_dir": str(tmp_path / "other")}, "other.yaml")
+
+
+def test_the_tone_gain_is_the_models_ink_darkness_over_the_crops_on_the_kept_ink():
+    keep = np.zeros((20, 40), np.float32)
+    keep[5:15, 10:30] = 1
+    bitonal = np.where(keep > 0, 1.0, 0.0).astype(np.float32)  # every kept pixel full black
+    tone = np.where(keep > 0, 0.45, 0.9).astype(np.float32)  # the model: the clean ink was grey (off the ink it does not count)
+    assert tone_gain(tone, bitonal, keep, 0.0) == pytest.approx(0.45)
+    assert tone_gain(tone, bitonal, keep, 0.5) == pytest.approx(0.45)  # |log 0.45| = 0.80 is beyond the margin
+    assert tone_gain(tone, bitonal, keep, 1.0) == 1.0  # within it: the crop keeps its tone
+    assert tone_gain(tone, 0.9 * bitonal, keep, 0.0) == pytest.approx(0.5)
+    assert tone_gain(tone, 1e-9 * bitonal, keep, 0.0) == TONE_GAIN_RANGE[1]  # no runaway on ink the crop hardly shows
+    assert tone_gain(tone, bitonal, np.zeros_like(keep), 0.0) == 1.0  # nothing kept
 
 
 def test_a_lite0_cleaner_with_a_tone_head_fine_tunes_from_a_shipped_onnx_file(tmp_path):
@@ -395,6 +410,23 @@ def test_a_lite0_cleaner_with_a_tone_head_fine_tunes_from_a_shipped_onnx_file(tm
     train_cleaner({**config, "steps": 3}, "toned.yaml")  # resumes its own folded checkpoint
     steps = [json.loads(line)["step"] for line in (tmp_path / "toned" / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+    context = {**toned, "tone_context": True}  # a crop-wide term added to a file that has the tone head
+    widened = train_cleaner({**config, "network": context, "init": str(cleaner.card.path), "name": "context",
+                             "run_dir": str(tmp_path / "context")}, "context.yaml")
+    import torch
+    from signver.training.cleaner import InkProbability, build_cleaner_network
+    from signver.training.onnx_init import fold_batch_norms
+
+    run = fold_batch_norms(build_cleaner_network(context))  # the run went on from the file, batch norms folded
+    run.load_state_dict(torch.load(tmp_path / "context" / "best.pt", weights_only=False)["network"])
+    assert run.tone_context.weight.abs().sum() > 0  # it starts at zero and learns
+    with torch.no_grad():
+        expected = InkProbability(run.eval())(torch.from_numpy(x)).numpy()
+    widened = Cleaner(str(widened))
+    (got,) = widened.session.run(None, {widened.input_name: x})
+    assert got.shape == (1, 2, 32, 64) and np.allclose(got, expected, atol=1e-4)
+    with pytest.raises(signver.SignverError, match="tone_context needs network.tone"):
+        train_cleaner({**config, "network": {**network, "tone_context": True}, "run_dir": str(tmp_path / "bad")}, "bad.yaml")
     with pytest.raises(signver.SignverError, match="different network"):
         train_cleaner({**config, "network": {**toned, "width": 16}, "run_dir": str(tmp_path / "other")}, "other.yaml")
     with pytest.raises(signver.SignverError, match="missing.onnx is not a file here; name a shipped cleaner's .onnx file"):

@@ -450,7 +450,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
             missing, unexpected = network.load_state_dict(weights, strict=False)
         except RuntimeError as error:  # layers of other sizes
             raise InputError(f"init: {config['init']} holds a different network: {error}") from None
-        if unexpected or any(not k.startswith(("tone.", "frozen.")) for k in missing):
+        if unexpected or any(not k.startswith(("tone.", "tone_context.", "frozen.")) for k in missing):
             raise InputError(f"init: {config['init']} holds a different network (missing {missing}, unexpected {unexpected})")
     start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", -1.0)
     workers = int(config.get("workers", 1))

@@ -22,7 +22,7 @@ from .pretrained import FrozenLayers, imagenet_input, lite0_trunk
 
 TAPS = (0, 2, 4, 10)  # the last block of each stride: 2, 4, 8 and 16
 FROZEN_BLOCKS = 5  # what cleaner-lite0 and cleaner-lite0-calm train with
-SETTINGS = {"kind", "width", "frozen_blocks", "pretrained", "tone"}  # the `network` keys this kind reads
+SETTINGS = {"kind", "width", "frozen_blocks", "pretrained", "tone", "tone_context"}  # the `network` keys this kind reads
 
 
 class Lite0Cleaner(FrozenLayers):
@@ -32,9 +32,14 @@ class Lite0Cleaner(FrozenLayers):
     back to full resolution. The stem and the first `frozen_blocks` blocks keep their ImageNet
     weights and batch-norm statistics (the stem always: it sees only grey pages). With `tone`, a
     second 1x1 convolution gives a second output channel, the logit of the clean signature's ink
-    darkness at each pixel, as the U-Net's tone head does."""
+    darkness at each pixel, as the U-Net's tone head does. With `tone_context`, a linear map of
+    the deepest features averaged over the whole crop shifts that logit everywhere: scan damage
+    that takes an ink's tone away (a bitonal scan) leaves no trace of it at any one pixel, and
+    what the crop shows as a whole (script, stroke style, what the damage did) is all there is
+    to go on."""
 
-    def __init__(self, width: int = 32, frozen_blocks: int = FROZEN_BLOCKS, pretrained: bool = True, tone: bool = False):
+    def __init__(self, width: int = 32, frozen_blocks: int = FROZEN_BLOCKS, pretrained: bool = True, tone: bool = False,
+                 tone_context: bool = False):
         super().__init__()
         if not 0 <= frozen_blocks <= TAPS[-1] + 1:
             raise InputError(f"network.frozen_blocks must be 0 to {TAPS[-1] + 1} for kind lite0, not {frozen_blocks}")
@@ -45,6 +50,12 @@ class Lite0Cleaner(FrozenLayers):
         self.fine = nn.Sequential(nn.Conv2d(width + 4, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(width, 4, 1)
         self.tone = nn.Conv2d(width, 4, 1) if tone else None
+        if tone_context and not tone:
+            raise InputError("network.tone_context needs network.tone")
+        self.tone_context = nn.Linear(channels[-1], 4) if tone_context else None
+        if self.tone_context is not None:  # starts as no shift: a network given a file's weights computes what the file does
+            nn.init.zeros_(self.tone_context.weight)
+            nn.init.zeros_(self.tone_context.bias)
         self.freeze([self.stem, *self.blocks[:frozen_blocks]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +74,10 @@ class Lite0Cleaner(FrozenLayers):
         ink = F.pixel_shuffle(self.head(fine), 2)
         if self.tone is None:
             return ink
-        return torch.cat([ink, F.pixel_shuffle(self.tone(fine), 2)], 1)
+        tone = self.tone(fine)
+        if self.tone_context is not None:
+            tone = tone + self.tone_context(features[-1].mean((2, 3)))[:, :, None, None]
+        return torch.cat([ink, F.pixel_shuffle(tone, 2)], 1)
 
 
 def build_lite0_cleaner(config: dict) -> Lite0Cleaner:
@@ -73,4 +87,4 @@ def build_lite0_cleaner(config: dict) -> Lite0Cleaner:
     if unknown:
         raise InputError(f"network keys {sorted(unknown)} do not apply to kind lite0 (it reads {sorted(SETTINGS - {'kind'})})")
     return Lite0Cleaner(int(config.get("width", 32)), int(config.get("frozen_blocks", FROZEN_BLOCKS)), bool(config.get("pretrained", True)),
-                        bool(config.get("tone", False)))
+                        bool(config.get("tone", False)), bool(config.get("tone_context", False)))
