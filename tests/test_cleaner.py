@@ -425,6 +425,9 @@ def test_a_lite0_cleaner_with_a_tone_head_fine_tunes_from_a_shipped_onnx_file(tm
     widened = Cleaner(str(widened))
     (got,) = widened.session.run(None, {widened.input_name: x})
     assert got.shape == (1, 2, 32, 64) and np.allclose(got, expected, atol=1e-4)
+    again = train_cleaner({**config, "network": context, "init": str(widened.card.path), "name": "again", "steps": 1,
+                           "run_dir": str(tmp_path / "again")}, "again.yaml")  # the file's crop-wide term (a Gemm) is taken too
+    assert Cleaner(str(again)).card.details["trained_on"]["init"] == str(widened.card.path)
     with pytest.raises(signver.SignverError, match="tone_context needs network.tone"):
         train_cleaner({**config, "network": {**network, "tone_context": True}, "run_dir": str(tmp_path / "bad")}, "bad.yaml")
     with pytest.raises(signver.SignverError, match="different network"):

@@ -438,10 +438,10 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"
     state = resume(checkpoint, network, optimizer, scheduler)
-    if not state and from_onnx:  # a new run fine-tuning a shipped model: its tone head may be new
+    if not state and from_onnx:  # a new run fine-tuning a shipped model: its tone head (or crop-wide tone term) may be new
         sample = torch.rand(1, 1, 4 * MULTIPLE, 6 * MULTIPLE, generator=torch.Generator().manual_seed(0))
-        load_onnx_weights(network, Path(config["init"]), sample, new=[network.tone] if network.tone is not None else [],
-                          exported=torch.sigmoid)
+        heads = [network.tone, getattr(network, "tone_context", None)]
+        load_onnx_weights(network, Path(config["init"]), sample, new=[m for m in heads if m is not None], exported=torch.sigmoid)
     elif not state and config.get("init"):  # a new run fine-tuning another run's chosen network
         # a tone head may be new: only its weights may be missing from the other run's network
         try:

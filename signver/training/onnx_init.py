@@ -5,7 +5,7 @@ mean re-training its whole chain first. A shipped ONNX file holds the same netwo
 batch norm folded into the convolution before it (evaluation-mode batch norm is an affine map
 per channel), so the torch network is given the same shape: every batch norm that follows a
 convolution is removed and that convolution gets a bias (`fold_batch_norms`), and then each
-convolution takes the weights of the ONNX convolution that runs at the same place
+convolution (and linear layer) takes the weights of the ONNX one that runs at the same place
 (`load_onnx_weights`). Fine-tuning then goes on without batch norm in those layers.
 """
 
@@ -51,12 +51,12 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
     return network
 
 
-def convolutions_in_running_order(network: nn.Module, sample: torch.Tensor) -> list[nn.Conv2d]:
-    """The network's Conv2d modules in the order one forward pass calls them (leaves the
+def layers_in_running_order(network: nn.Module, sample: torch.Tensor, kind: type[nn.Module]) -> list[nn.Module]:
+    """The network's layers of `kind` in the order one forward pass calls them (leaves the
     network in evaluation mode; training loops set their mode each step)."""
-    order: list[nn.Conv2d] = []
+    order: list[nn.Module] = []
     hooks = [m.register_forward_hook(lambda module, _in, _out: order.append(module))
-             for m in network.modules() if isinstance(m, nn.Conv2d)]
+             for m in network.modules() if isinstance(m, kind)]
     try:
         with torch.no_grad():
             network.eval()(sample)
@@ -66,8 +66,9 @@ def convolutions_in_running_order(network: nn.Module, sample: torch.Tensor) -> l
     return order
 
 
-def onnx_convolution_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """(weight, bias) of each Conv node of an ONNX graph, in graph order."""
+def onnx_layer_weights(path: Path, op_type: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(weight, bias) of each `op_type` node (Conv, or Gemm: a linear layer, weight given as
+    torch holds it) of an ONNX graph, in graph order."""
     graph = onnx.load(str(path)).graph
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:  # some exporters keep weights in Constant nodes
@@ -75,39 +76,44 @@ def onnx_convolution_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray | 
             tensors[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     weights = []
     for node in graph.node:
-        if node.op_type == "Conv":
+        if node.op_type == op_type:
             if node.input[1] not in tensors:
-                raise InputError(f"{path}: convolution {node.name} has weights computed in the graph (a quantised file?); start from a float model")
-            weights.append((tensors[node.input[1]], tensors.get(node.input[2]) if len(node.input) > 2 else None))
+                raise InputError(f"{path}: layer {node.name} has weights computed in the graph (a quantised file?); start from a float model")
+            weight = tensors[node.input[1]]
+            if op_type == "Gemm" and not any(a.name == "transB" and a.i for a in node.attribute):
+                weight = weight.T
+            weights.append((weight, tensors.get(node.input[2]) if len(node.input) > 2 else None))
     return weights
 
 
 def load_onnx_weights(network: nn.Module, path: Path, sample: torch.Tensor, new: list[nn.Module] = (),
                       exported: Callable[[torch.Tensor], torch.Tensor] = lambda y: y) -> nn.Module:
-    """Fold the network's batch norms and give its convolutions the weights of the ONNX file
-    at `path`, which must hold the same network, checked convolution by convolution and then by
-    running both on `sample` (`exported` turns the network's output into the file's, e.g. a
-    sigmoid). Layers in `new` (a head the file lacks) keep their weights when the file has
-    fewer convolutions than the network; a file that has them too gives them its weights."""
+    """Fold the network's batch norms and give its convolutions and linear layers the weights
+    of the ONNX file at `path`, which must hold the same network, checked layer by layer and
+    then by running both on `sample` (`exported` turns the network's output into the file's,
+    e.g. a sigmoid). Layers in `new` (a head the file lacks) keep their weights when the file
+    has fewer layers of their kind than the network; a file that has them too gives them its
+    weights."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"init: {path} is not a file")
     fold_batch_norms(network)
-    weights = onnx_convolution_weights(path)
-    convolutions = convolutions_in_running_order(network, sample)
-    if len(convolutions) != len(weights):
-        fresh = {id(m) for m in new}
-        convolutions = [c for c in convolutions if id(c) not in fresh]
-    if len(convolutions) != len(weights) or len(set(map(id, convolutions))) != len(convolutions):
-        raise InputError(f"init: {path} holds a different network ({len(weights)} convolutions, this one runs {len(convolutions)})")
-    for index, (conv, (weight, bias)) in enumerate(zip(convolutions, weights)):
-        if tuple(conv.weight.shape) != weight.shape or (bias is not None and conv.bias is None):
-            raise InputError(f"init: {path} holds a different network (convolution {index}: {weight.shape}"
-                             f"{' with a bias' if bias is not None else ''}, this one {tuple(conv.weight.shape)})")
-        with torch.no_grad():
-            conv.weight.copy_(torch.from_numpy(np.array(weight)))
-            if conv.bias is not None:
-                conv.bias.copy_(torch.from_numpy(np.array(bias)) if bias is not None else torch.zeros_like(conv.bias))
+    fresh = {id(m) for m in new}
+    for kind, op_type in ((nn.Conv2d, "Conv"), (nn.Linear, "Gemm")):
+        weights = onnx_layer_weights(path, op_type)
+        layers = layers_in_running_order(network, sample, kind)
+        if len(layers) != len(weights):
+            layers = [m for m in layers if id(m) not in fresh]
+        if len(layers) != len(weights) or len(set(map(id, layers))) != len(layers):
+            raise InputError(f"init: {path} holds a different network ({len(weights)} {op_type} layers, this one runs {len(layers)})")
+        for index, (layer, (weight, bias)) in enumerate(zip(layers, weights)):
+            if tuple(layer.weight.shape) != weight.shape or (bias is not None and layer.bias is None):
+                raise InputError(f"init: {path} holds a different network ({op_type} layer {index}: {weight.shape}"
+                                 f"{' with a bias' if bias is not None else ''}, this one {tuple(layer.weight.shape)})")
+            with torch.no_grad():
+                layer.weight.copy_(torch.from_numpy(np.array(weight)))
+                if layer.bias is not None:
+                    layer.bias.copy_(torch.from_numpy(np.array(bias)) if bias is not None else torch.zeros_like(layer.bias))
     check_same_output(network, path, sample, exported)
     return network
 
