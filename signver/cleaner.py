@@ -12,17 +12,21 @@ the original pixels where the map says ink and turns everything else white:
 
 so a clean signature passes unchanged apart from its paper, and the ink keeps its own tone,
 which is what the extractor was trained on. A model with a tone output (card `network.tone`)
-also predicts the darkness `t` the clean ink had. Scan damage (bitonal thresholds, faded ink)
-changes the tone of the whole crop's ink, which the extractor reads, so the kept ink's darkness
-is scaled by one gain for the whole crop: how many times darker the model says the clean ink was
-than the crop's ink is, summed over the kept ink at the working resolution `s`:
+also predicts the darkness `t` the clean ink had, since scan damage (bitonal thresholds, noise,
+faded ink) changes the ink's tone, which the extractor reads. The card's `mask.tone` says how the
+kept ink is corrected by it. `shift` (the default): by how far `t` is from the crop's darkness at
+the working resolution, `s`, less a margin `e` (`mask.tone_margin`) that leaves the model's small
+errors out, so where the model agrees with the crop the ink is left as it was:
 
-    out = 255 - m * 255 * clip(g * (1 - grey / 255), 0, 1),   g = sum(t) / sum(s)
+    out = 255 - m * 255 * clip(1 - grey / 255 + c, 0, 1),   c = sign(t - s) * max(|t - s| - e, 0)
 
-left at 1 where |log g| is within the card's `mask.tone_margin`. One gain, not a per-pixel
-correction: it keeps the crop's own shading at full resolution, which a per-pixel correction made
-at the working resolution blurs or (on thin strokes, whose darkness the shrinking spreads over
-the paper beside them) barely moves. With the card's
+`gain`: the kept ink's darkness is multiplied by one number for the whole crop, g = sum(t) / sum(s)
+over the kept ink at the working resolution (left at 1 where |log g| is within `tone_margin`), so
+the crop's own shading stays at full resolution, which a per-pixel shift made at the working
+resolution blurs or, on thin strokes whose darkness the shrinking spreads over the paper beside
+them, barely moves. It restores more of what damage does to CEDAR's grey ink, but the model
+cannot tell grey ink from ink its training damage faded, and darkens clean grey scans by about
+a fifth, unevenly (docs/benchmarks.md, "Cleaner"). With the card's
 `mask.paper`, darkness is measured against the paper under the ink rather than against white
 (`paper_level`: a plane fitted to the paper's brightness), so grey or unevenly lit paper adds
 nothing to the kept strokes; `grey / 255` above becomes `grey / paper`. Before that,
@@ -42,12 +46,12 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .errors import BlankImageError, InputError
+from .errors import BlankImageError, InputError, ModelError
 from .images import SourceLike, load_image
 from .models import ModelCard, inference_session, load_card
 from .normalize import ink_mask
 
-DEFAULT_CLEANER = "cleaner-lite0-context-int8"
+DEFAULT_CLEANER = "cleaner-lite0-tone-int8"
 MULTIPLE = 16
 # Whether single signatures (verify, embed, check, identify, evaluate) are cleaned when the caller
 # passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean test scans cleaning changes
@@ -61,7 +65,7 @@ DEFAULT_CLEAN_DOCUMENT_CROPS = True
 
 
 TONE_GAIN_RANGE = (0.25, 4.0)  # a safety bound: scan damage fades or darkens ink by less than this
-MASK_SETTINGS = {"low", "high", "seed", "cluster_radius", "cluster_fraction", "grow", "tone_margin", "paper"}  # a card's `mask` keys
+MASK_SETTINGS = {"low", "high", "seed", "cluster_radius", "cluster_fraction", "grow", "tone", "tone_margin", "paper"}  # a card's `mask` keys
 
 
 class Cleaner:
@@ -80,7 +84,10 @@ class Cleaner:
         self.cluster_radius = float(mask.get("cluster_radius", 0.0))  # of the crop's longer side
         self.cluster_fraction = float(mask.get("cluster_fraction", 0.0))  # of the largest cluster's ink
         self.grow = int(mask.get("grow", 0))  # pixels the kept strokes are widened by (working resolution)
-        self.tone_margin = float(mask.get("tone_margin", 0.0))  # tone gains whose log is within this are not applied
+        self.tone_mode = str(mask.get("tone", "shift"))  # how the predicted tone corrects the kept ink: shift or gain
+        if self.tone_mode not in ("shift", "gain"):
+            raise ModelError(f"model card {self.card.name}: mask.tone must be shift or gain, not {self.tone_mode!r}")
+        self.tone_margin = float(mask.get("tone_margin", 0.0))  # corrections within this (a darkness, or a gain's log) are not made
         self.paper = bool(mask.get("paper", False))  # measure the ink's darkness against the paper under it (paper_level)
 
     @property
@@ -147,17 +154,27 @@ class Cleaner:
         size = (gray.shape[1], gray.shape[0])
         paper = paper_level(small, keep) if self.paper and keep.any() else None  # nothing kept: all white anyway
         darkness = ink_darkness(gray, paper)
-        if tone is not None:
+        if tone is not None and self.tone_mode == "gain":
             darkness = np.clip(darkness * tone_gain(tone, ink_darkness(small, paper), keep, self.tone_margin), 0, 1)
+        elif tone is not None:
+            correction = self._tone_correction(tone, ink_darkness(small, paper))
+            if scale < 1:
+                correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
+            darkness = np.clip(darkness + correction, 0, 1)
         if scale < 1:
             keep = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR)
         return (255 - keep * 255 * darkness + 0.5).astype(np.uint8)
 
+    def _tone_correction(self, tone: np.ndarray, darkness: np.ndarray) -> np.ndarray:
+        """How much darker (or lighter) the clean ink was than the crop is, less the margin."""
+        difference = tone - darkness
+        return np.sign(difference) * np.maximum(np.abs(difference) - self.tone_margin, 0)
+
 
 def tone_gain(tone: np.ndarray, darkness: np.ndarray, keep: np.ndarray, margin: float) -> float:
     """How many times darker the clean ink was (`tone`, the model's) than the crop's ink is
-    (`darkness`), over the kept ink at the working resolution; 1 where its log is within
-    `margin`, so the model's small errors leave a crop as it was."""
+    (`darkness`), over the kept ink at the working resolution, within TONE_GAIN_RANGE; 1 where
+    its log is within `margin`, so the model's small errors leave a crop as it was."""
     ink = keep > 0.5
     if not ink.any():
         return 1.0

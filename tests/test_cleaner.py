@@ -368,18 +368,33 @@ def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_i
     assert got.shape == (1, 2, 48, 80) and np.allclose(got, expected, atol=1e-4)
     gray = (255 * (1 - x[0, 0])).astype(np.uint8)  # small enough to be cleaned at its own size
     probability, tone, small, scale = cleaner._working_maps(gray)
-    assert scale == 1 and small is gray and np.allclose(tone, got[0, 1], atol=1e-4)
+    assert scale == 1 and small is gray and np.allclose(tone, got[0, 1], atol=1e-4)  # with no margin the ink is drawn in this tone
+    assert cleaner.tone_mode == "shift"  # the default
     keep = cleaner.keep_map(probability)
-    gain = tone_gain(tone, 1 - gray / 255, keep, 0.0)  # with no margin the kept ink is scaled by the model's gain
-    drawn = (255 - keep * 255 * np.clip(gain * (1 - gray / 255), 0, 1) + 0.5).astype(np.uint8)
-    assert np.abs(cleaner.clean(gray).astype(int) - drawn).max() <= 1
-    big = cv2.resize(gray, (400, 240), interpolation=cv2.INTER_LINEAR)  # shrunk to work on
+    drawn = (255 - keep * 255 * np.clip(tone, 0, 1) + 0.5).astype(np.uint8)
+    assert np.abs(cleaner.clean(gray).astype(int) - drawn).max() <= 1  # kept ink is drawn in the restored tone, not the input's
+    big = cv2.resize(gray, (400, 240), interpolation=cv2.INTER_LINEAR)  # shrunk to work on: the correction is resized back
     assert cleaner.clean(big).shape == big.shape
-    cleaner.tone_margin = 10.0  # no gain is that large: the ink keeps the crop's own tone
+    cleaner.tone_margin = 1.0  # no correction is that large: the ink keeps the crop's own tone
     plain = (255 - keep * (255 - gray.astype(np.float32)) + 0.5).astype(np.uint8)
+    assert np.abs(cleaner.clean(gray).astype(int) - plain).max() <= 1
+    cleaner.tone_mode, cleaner.tone_margin = "gain", 0.0  # one gain for the whole crop's kept ink
+    gain = tone_gain(tone, 1 - gray / 255, keep, 0.0)
+    scaled = (255 - keep * 255 * np.clip(gain * (1 - gray / 255), 0, 1) + 0.5).astype(np.uint8)
+    assert np.abs(cleaner.clean(gray).astype(int) - scaled).max() <= 1 and cleaner.clean(big).shape == big.shape
+    cleaner.tone_margin = 10.0  # no gain is that large
     assert np.abs(cleaner.clean(gray).astype(int) - plain).max() <= 1
     with pytest.raises(signver.SignverError, match="different network"):
         train_cleaner({**toned, "network": {"channels": [4, 8, 16, 16]}, "run_dir": str(tmp_path / "other")}, "other.yaml")
+
+
+def test_a_card_names_how_the_tone_corrects_the_ink(tmp_path):
+    card = json.loads(Cleaner("cleaner-lite0-context-int8").card.path.with_suffix(".json").read_text())
+    assert card["mask"]["tone"] == "gain" and Cleaner().tone_mode == "shift"
+    (tmp_path / "odd.onnx").write_bytes(Cleaner().card.path.read_bytes())
+    (tmp_path / "odd.json").write_text(json.dumps({**card, "name": "odd", "mask": {**card["mask"], "tone": "stretch"}}))
+    with pytest.raises(signver.SignverError, match="mask.tone must be shift or gain, not 'stretch'"):
+        Cleaner(str(tmp_path / "odd.onnx"))
 
 
 def test_the_tone_gain_is_the_models_ink_darkness_over_the_crops_on_the_kept_ink():
