@@ -12,21 +12,14 @@ the original pixels where the map says ink and turns everything else white:
 
 so a clean signature passes unchanged apart from its paper, and the ink keeps its own tone,
 which is what the extractor was trained on. A model with a tone output (card `network.tone`)
-also predicts the darkness `t` the clean ink had, since scan damage (bitonal thresholds, noise,
-faded ink) changes the ink's tone, which the extractor reads. The card's `mask.tone` says how the
-kept ink is corrected by it. `shift` (the default): by how far `t` is from the crop's darkness at
-the working resolution, `s`, less a margin `e` (`mask.tone_margin`) that leaves the model's small
-errors out, so where the model agrees with the crop the ink is left as it was:
+also predicts the darkness `t` the clean ink had; the kept ink's darkness is then corrected by
+how far `t` is from the crop's darkness at the working resolution, `s`, less a margin `e`
+(the card's `mask.tone_margin`) that leaves the model's small errors out:
 
     out = 255 - m * 255 * clip(1 - grey / 255 + c, 0, 1),   c = sign(t - s) * max(|t - s| - e, 0)
 
-`gain`: the kept ink's darkness is multiplied by one number for the whole crop, g = sum(t) / sum(s)
-over the kept ink at the working resolution (left at 1 where |log g| is within `tone_margin`), so
-the crop's own shading stays at full resolution, which a per-pixel shift made at the working
-resolution blurs or, on thin strokes whose darkness the shrinking spreads over the paper beside
-them, barely moves. It restores more of what damage does to CEDAR's grey ink, but the model
-cannot tell grey ink from ink its training damage faded, and darkens clean grey scans by about
-a fifth, unevenly (docs/benchmarks.md, "Cleaner"). With the card's
+since scan damage (bitonal thresholds, noise, faded ink) changes the ink's tone, which the
+extractor reads; where the model agrees with the crop, the ink is left as it was. With the card's
 `mask.paper`, darkness is measured against the paper under the ink rather than against white
 (`paper_level`: a plane fitted to the paper's brightness), so grey or unevenly lit paper adds
 nothing to the kept strokes; `grey / 255` above becomes `grey / paper`. Before that,
@@ -46,7 +39,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .errors import BlankImageError, InputError, ModelError
+from .errors import BlankImageError, InputError
 from .images import SourceLike, load_image
 from .models import ModelCard, inference_session, load_card
 from .normalize import ink_mask
@@ -64,8 +57,7 @@ DEFAULT_CLEAN = False
 DEFAULT_CLEAN_DOCUMENT_CROPS = True
 
 
-TONE_GAIN_RANGE = (0.25, 4.0)  # a safety bound: scan damage fades or darkens ink by less than this
-MASK_SETTINGS = {"low", "high", "seed", "cluster_radius", "cluster_fraction", "grow", "tone", "tone_margin", "paper"}  # a card's `mask` keys
+MASK_SETTINGS = {"low", "high", "seed", "cluster_radius", "cluster_fraction", "grow", "tone_margin", "paper"}  # a card's `mask` keys
 
 
 class Cleaner:
@@ -84,10 +76,7 @@ class Cleaner:
         self.cluster_radius = float(mask.get("cluster_radius", 0.0))  # of the crop's longer side
         self.cluster_fraction = float(mask.get("cluster_fraction", 0.0))  # of the largest cluster's ink
         self.grow = int(mask.get("grow", 0))  # pixels the kept strokes are widened by (working resolution)
-        self.tone_mode = str(mask.get("tone", "shift"))  # how the predicted tone corrects the kept ink: shift or gain
-        if self.tone_mode not in ("shift", "gain"):
-            raise ModelError(f"model card {self.card.name}: mask.tone must be shift or gain, not {self.tone_mode!r}")
-        self.tone_margin = float(mask.get("tone_margin", 0.0))  # corrections within this (a darkness, or a gain's log) are not made
+        self.tone_margin = float(mask.get("tone_margin", 0.0))  # tone corrections smaller than this are not made
         self.paper = bool(mask.get("paper", False))  # measure the ink's darkness against the paper under it (paper_level)
 
     @property
@@ -154,9 +143,7 @@ class Cleaner:
         size = (gray.shape[1], gray.shape[0])
         paper = paper_level(small, keep) if self.paper and keep.any() else None  # nothing kept: all white anyway
         darkness = ink_darkness(gray, paper)
-        if tone is not None and self.tone_mode == "gain":
-            darkness = np.clip(darkness * tone_gain(tone, ink_darkness(small, paper), keep, self.tone_margin), 0, 1)
-        elif tone is not None:
+        if tone is not None:
             correction = self._tone_correction(tone, ink_darkness(small, paper))
             if scale < 1:
                 correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
@@ -169,17 +156,6 @@ class Cleaner:
         """How much darker (or lighter) the clean ink was than the crop is, less the margin."""
         difference = tone - darkness
         return np.sign(difference) * np.maximum(np.abs(difference) - self.tone_margin, 0)
-
-
-def tone_gain(tone: np.ndarray, darkness: np.ndarray, keep: np.ndarray, margin: float) -> float:
-    """How many times darker the clean ink was (`tone`, the model's) than the crop's ink is
-    (`darkness`), over the kept ink at the working resolution, within TONE_GAIN_RANGE; 1 where
-    its log is within `margin`, so the model's small errors leave a crop as it was."""
-    ink = keep > 0.5
-    if not ink.any():
-        return 1.0
-    gain = float(np.clip(float(tone[ink].sum()) / max(float(darkness[ink].sum()), 1e-6), *TONE_GAIN_RANGE))
-    return 1.0 if abs(math.log(gain)) <= margin else gain
 
 
 PAPER_CELL = 16  # pixels (working resolution) of the cells whose paper medians the plane is fitted to

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import signver
 from signver import overlays, synth
-from signver.cleaner import TONE_GAIN_RANGE, Cleaner, for_embedding, get_cleaner, tone_gain
+from signver.cleaner import Cleaner, for_embedding, get_cleaner
 from signver.cli import app
 from signver.evaluation.cleaning import ink, ink_scores, psnr, restoration_scores, ssim
 from signver.extractor import get_extractor
@@ -369,50 +369,21 @@ def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_i
     gray = (255 * (1 - x[0, 0])).astype(np.uint8)  # small enough to be cleaned at its own size
     probability, tone, small, scale = cleaner._working_maps(gray)
     assert scale == 1 and small is gray and np.allclose(tone, got[0, 1], atol=1e-4)  # with no margin the ink is drawn in this tone
-    assert cleaner.tone_mode == "shift"  # the default
-    keep = cleaner.keep_map(probability)
-    drawn = (255 - keep * 255 * np.clip(tone, 0, 1) + 0.5).astype(np.uint8)
+    drawn = (255 - cleaner.keep_map(probability) * 255 * np.clip(tone, 0, 1) + 0.5).astype(np.uint8)
     assert np.abs(cleaner.clean(gray).astype(int) - drawn).max() <= 1  # kept ink is drawn in the restored tone, not the input's
     big = cv2.resize(gray, (400, 240), interpolation=cv2.INTER_LINEAR)  # shrunk to work on: the correction is resized back
     assert cleaner.clean(big).shape == big.shape
     cleaner.tone_margin = 1.0  # no correction is that large: the ink keeps the crop's own tone
-    plain = (255 - keep * (255 - gray.astype(np.float32)) + 0.5).astype(np.uint8)
-    assert np.abs(cleaner.clean(gray).astype(int) - plain).max() <= 1
-    cleaner.tone_mode, cleaner.tone_margin = "gain", 0.0  # one gain for the whole crop's kept ink
-    gain = tone_gain(tone, 1 - gray / 255, keep, 0.0)
-    scaled = (255 - keep * 255 * np.clip(gain * (1 - gray / 255), 0, 1) + 0.5).astype(np.uint8)
-    assert np.abs(cleaner.clean(gray).astype(int) - scaled).max() <= 1 and cleaner.clean(big).shape == big.shape
-    cleaner.tone_margin = 10.0  # no gain is that large
+    plain = (255 - cleaner.keep_map(probability) * (255 - gray.astype(np.float32)) + 0.5).astype(np.uint8)
     assert np.abs(cleaner.clean(gray).astype(int) - plain).max() <= 1
     with pytest.raises(signver.SignverError, match="different network"):
         train_cleaner({**toned, "network": {"channels": [4, 8, 16, 16]}, "run_dir": str(tmp_path / "other")}, "other.yaml")
 
 
-def test_a_card_names_how_the_tone_corrects_the_ink(tmp_path):
-    card = json.loads(Cleaner("cleaner-lite0-context-int8").card.path.with_suffix(".json").read_text())
-    assert card["mask"]["tone"] == "gain" and Cleaner().tone_mode == "shift"
-    (tmp_path / "odd.onnx").write_bytes(Cleaner().card.path.read_bytes())
-    (tmp_path / "odd.json").write_text(json.dumps({**card, "name": "odd", "mask": {**card["mask"], "tone": "stretch"}}))
-    with pytest.raises(signver.SignverError, match="mask.tone must be shift or gain, not 'stretch'"):
-        Cleaner(str(tmp_path / "odd.onnx"))
-
-
-def test_the_tone_gain_is_the_models_ink_darkness_over_the_crops_on_the_kept_ink():
-    keep = np.zeros((20, 40), np.float32)
-    keep[5:15, 10:30] = 1
-    bitonal = np.where(keep > 0, 1.0, 0.0).astype(np.float32)  # every kept pixel full black
-    tone = np.where(keep > 0, 0.45, 0.9).astype(np.float32)  # the model: the clean ink was grey (off the ink it does not count)
-    assert tone_gain(tone, bitonal, keep, 0.0) == pytest.approx(0.45)
-    assert tone_gain(tone, bitonal, keep, 0.5) == pytest.approx(0.45)  # |log 0.45| = 0.80 is beyond the margin
-    assert tone_gain(tone, bitonal, keep, 1.0) == 1.0  # within it: the crop keeps its tone
-    assert tone_gain(tone, 0.9 * bitonal, keep, 0.0) == pytest.approx(0.5)
-    assert tone_gain(tone, 1e-9 * bitonal, keep, 0.0) == TONE_GAIN_RANGE[1]  # no runaway on ink the crop hardly shows
-    assert tone_gain(tone, bitonal, np.zeros_like(keep), 0.0) == 1.0  # nothing kept
-
-
 def test_a_lite0_cleaner_with_a_tone_head_fine_tunes_from_a_shipped_onnx_file(tmp_path):
-    pytest.importorskip("torch")
-    from signver.training.cleaner import train_cleaner
+    torch = pytest.importorskip("torch")
+    from signver.training.cleaner import InkProbability, build_cleaner_network, train_cleaner
+    from signver.training.onnx_init import fold_batch_norms
 
     network = {"kind": "lite0", "width": 8, "frozen_blocks": 3, "pretrained": False}
     base = Cleaner(str(train_cleaner(tiny_config(tmp_path, network=network, steps=1, name="base"), "base.yaml")))
@@ -428,10 +399,6 @@ def test_a_lite0_cleaner_with_a_tone_head_fine_tunes_from_a_shipped_onnx_file(tm
     context = {**toned, "tone_context": True}  # a crop-wide term added to a file that has the tone head
     widened = train_cleaner({**config, "network": context, "init": str(cleaner.card.path), "name": "context",
                              "run_dir": str(tmp_path / "context")}, "context.yaml")
-    import torch
-    from signver.training.cleaner import InkProbability, build_cleaner_network
-    from signver.training.onnx_init import fold_batch_norms
-
     run = fold_batch_norms(build_cleaner_network(context))  # the run went on from the file, batch norms folded
     run.load_state_dict(torch.load(tmp_path / "context" / "best.pt", weights_only=False)["network"])
     assert run.tone_context.weight.abs().sum() > 0  # it starts at zero and learns
