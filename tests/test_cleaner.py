@@ -353,6 +353,17 @@ def test_a_lite0_cleaner_run_can_start_from_one_that_froze_other_blocks(tmp_path
     assert Cleaner(str(tuned)).card.details["network"]["frozen_blocks"] == 2
 
 
+def test_a_run_with_a_crop_wide_tone_term_can_start_from_a_runs_checkpoint_without_one(tmp_path):
+    pytest.importorskip("torch")
+    from signver.training.cleaner import train_cleaner
+
+    network = {"kind": "lite0", "width": 8, "frozen_blocks": 5, "pretrained": False, "tone": True}
+    train_cleaner(tiny_config(tmp_path, network=network, steps=1), "tiny.yaml")
+    widened = train_cleaner(tiny_config(tmp_path, network={**network, "tone_context": True}, steps=1, name="widened",
+                                        init=str(tmp_path / "run" / "best.pt"), run_dir=str(tmp_path / "widened")), "widened.yaml")
+    assert Cleaner(str(widened)).card.details["network"]["tone_context"] is True
+
+
 def test_a_tone_head_learns_the_clean_inks_darkness_and_the_cleaner_draws_with_it(tmp_path):
     pytest.importorskip("torch")
     from signver.training.cleaner import train_cleaner

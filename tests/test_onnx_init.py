@@ -1,4 +1,4 @@
-"""Fine-tuning from a shipped ONNX file: batch norms folded, weights taken convolution by convolution."""
+"""Fine-tuning from a shipped ONNX file: batch norms folded, weights taken layer by layer."""
 
 import numpy as np
 import onnxruntime as ort
@@ -94,3 +94,44 @@ def test_a_different_network_or_a_missing_file_is_refused(tmp_path):
         load_onnx_weights(build_cleaner_network({**NETWORK, "tone": True}), tmp_path / "base.onnx", torch.zeros(1, 1, 32, 32))
     with pytest.raises(signver.SignverError, match="not a file"):
         load_onnx_weights(build_cleaner_network(NETWORK), tmp_path / "missing.onnx", torch.zeros(1, 1, 32, 32))
+
+
+def test_a_crop_wide_tone_term_is_taken_from_a_file_that_has_it_and_starts_at_zero_otherwise(tmp_path):
+    context = {**NETWORK, "tone": True, "tone_context": True}
+    source = randomised_batch_norms(build_cleaner_network(context))
+    with torch.no_grad():
+        source.tone_context.weight.normal_()
+        source.tone_context.bias.normal_()
+    exported(source, tmp_path / "context.onnx")
+    fresh = build_cleaner_network(context)
+    load_onnx_weights(fresh, tmp_path / "context.onnx", torch.rand(1, 1, 32, 32), new=[fresh.tone, fresh.tone_context], exported=torch.sigmoid)
+    assert torch.equal(fresh.tone_context.weight, source.tone_context.weight) and torch.equal(fresh.tone_context.bias, source.tone_context.bias)
+    exported(randomised_batch_norms(build_cleaner_network({**NETWORK, "tone": True})), tmp_path / "tone.onnx")
+    widened = build_cleaner_network(context)
+    load_onnx_weights(widened, tmp_path / "tone.onnx", torch.rand(1, 1, 32, 32), new=[widened.tone, widened.tone_context], exported=torch.sigmoid)
+    assert not widened.tone_context.weight.any() and not widened.tone_context.bias.any()
+    with pytest.raises(signver.SignverError, match=r"0 linear \(Gemm\) layers; this one runs 1, 0 of them new"):
+        load_onnx_weights(build_cleaner_network(context), tmp_path / "tone.onnx", torch.rand(1, 1, 32, 32), exported=torch.sigmoid)
+
+
+def test_a_gemm_with_its_weight_untransposed_gives_torchs_layout(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from signver.training.onnx_init import onnx_layer_weights
+
+    weight, bias = np.arange(12, dtype=np.float32).reshape(3, 4), np.ones((1, 4), np.float32)  # (in, out), as transB=0 has it
+    node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="plain")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    ((got, got_bias),) = onnx_layer_weights(tmp_path / "g.onnx", "Gemm", graph)
+    assert np.array_equal(got, weight.T) and got_bias.shape == (4,)
+    scaled = helper.make_graph([helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="scaled", alpha=2.0)], "g", graph.input, graph.output,
+                               graph.initializer)
+    with pytest.raises(signver.SignverError, match="not a plain linear layer"):
+        onnx_layer_weights(tmp_path / "g.onnx", "Gemm", scaled)
+
+
+def test_a_unet_refuses_network_keys_it_does_not_read():
+    with pytest.raises(signver.SignverError, match=r"network keys \['tone_context'\] do not apply to kind unet"):
+        build_cleaner_network({"channels": [4, 8, 8, 16], "tone": True, "tone_context": True})

@@ -106,6 +106,9 @@ class InkProbability(nn.Module):
         return torch.sigmoid(self.network(x))
 
 
+UNET_SETTINGS = {"kind", "channels", "unshuffle", "tone"}  # the `network` keys the U-Net reads
+
+
 def build_cleaner_network(config: dict) -> nn.Module:
     """The configured cleaner network: the plain U-Net, or (`kind: lite0`) one whose encoder
     holds EfficientNet-Lite0's ImageNet weights (`signver.training.cleaner_lite0`)."""
@@ -114,6 +117,9 @@ def build_cleaner_network(config: dict) -> nn.Module:
         return build_lite0_cleaner(config)
     if kind != "unet":
         raise InputError(f"network.kind must be unet or lite0, not {kind!r}")
+    unknown = set(config) - UNET_SETTINGS
+    if unknown:
+        raise InputError(f"network keys {sorted(unknown)} do not apply to kind unet (it reads {sorted(UNET_SETTINGS - {'kind'})})")
     return UNet(tuple(config.get("channels", (16, 32, 64, 128))), int(config.get("unshuffle", 2)), bool(config.get("tone", False)))
 
 
@@ -443,7 +449,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
         heads = [network.tone, getattr(network, "tone_context", None)]
         load_onnx_weights(network, Path(config["init"]), sample, new=[m for m in heads if m is not None], exported=torch.sigmoid)
     elif not state and config.get("init"):  # a new run fine-tuning another run's chosen network
-        # a tone head may be new: only its weights may be missing from the other run's network
+        # a tone head (or crop-wide tone term) may be new: only its weights may be missing from the other run's network
         try:
             # `frozen.*` only alias lite0's stem and blocks, so runs that froze other blocks still fit
             weights = {k: v for k, v in torch.load(config["init"], weights_only=False)["network"].items() if not k.startswith("frozen.")}

@@ -33,10 +33,11 @@ class Lite0Cleaner(FrozenLayers):
     weights and batch-norm statistics (the stem always: it sees only grey pages). With `tone`, a
     second 1x1 convolution gives a second output channel, the logit of the clean signature's ink
     darkness at each pixel, as the U-Net's tone head does. With `tone_context`, a linear map of
-    the deepest features averaged over the whole crop shifts that logit everywhere: scan damage
-    that takes an ink's tone away (a bitonal scan) leaves no trace of it at any one pixel, and
-    what the crop shows as a whole (script, stroke style, what the damage did) is all there is
-    to go on."""
+    the deepest features averaged over the network's input (the crop and its white padding)
+    shifts that logit by one number per pixel of each 2x2 cell, the same over the whole crop:
+    scan damage that takes an ink's tone away (a bitonal scan) leaves no trace of it at any one
+    pixel, and what the crop shows as a whole (script, stroke style, what the damage did) is all
+    there is to go on."""
 
     def __init__(self, width: int = 32, frozen_blocks: int = FROZEN_BLOCKS, pretrained: bool = True, tone: bool = False,
                  tone_context: bool = False):
@@ -51,7 +52,7 @@ class Lite0Cleaner(FrozenLayers):
         self.head = nn.Conv2d(width, 4, 1)
         self.tone = nn.Conv2d(width, 4, 1) if tone else None
         if tone_context and not tone:
-            raise InputError("network.tone_context needs network.tone")
+            raise InputError("network.tone_context needs network.tone: true")
         self.tone_context = nn.Linear(channels[-1], 4) if tone_context else None
         if self.tone_context is not None:  # starts as no shift: a network given a file's weights computes what the file does
             nn.init.zeros_(self.tone_context.weight)

@@ -66,23 +66,31 @@ def layers_in_running_order(network: nn.Module, sample: torch.Tensor, kind: type
     return order
 
 
-def onnx_layer_weights(path: Path, op_type: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
+LAYER_KINDS = ((nn.Conv2d, "Conv", "convolution"), (nn.Linear, "Gemm", "linear (Gemm)"))  # what a file's weights are taken for
+
+
+def onnx_layer_weights(path: Path, op_type: str, graph: onnx.GraphProto | None = None) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """(weight, bias) of each `op_type` node (Conv, or Gemm: a linear layer, weight given as
     torch holds it) of an ONNX graph, in graph order."""
-    graph = onnx.load(str(path)).graph
+    graph = graph if graph is not None else onnx.load(str(path)).graph
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:  # some exporters keep weights in Constant nodes
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             tensors[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     weights = []
     for node in graph.node:
-        if node.op_type == op_type:
-            if node.input[1] not in tensors:
-                raise InputError(f"{path}: layer {node.name} has weights computed in the graph (a quantised file?); start from a float model")
-            weight = tensors[node.input[1]]
-            if op_type == "Gemm" and not any(a.name == "transB" and a.i for a in node.attribute):
-                weight = weight.T
-            weights.append((weight, tensors.get(node.input[2]) if len(node.input) > 2 else None))
+        if node.op_type != op_type:
+            continue
+        if node.input[1] not in tensors:
+            raise InputError(f"init: {path}: layer {node.name} has weights computed in the graph (a quantised file?); start from a float model")
+        weight, bias = tensors[node.input[1]], tensors.get(node.input[2]) if len(node.input) > 2 else None
+        if op_type == "Gemm":
+            attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            if attributes.get("transA", 0) or attributes.get("alpha", 1.0) != 1.0 or attributes.get("beta", 1.0) != 1.0:
+                raise InputError(f"init: {path}: Gemm {node.name} is not a plain linear layer (transA, alpha or beta set)")
+            weight = weight if attributes.get("transB", 0) else weight.T
+            bias = None if bias is None else bias.reshape(-1)
+        weights.append((weight, bias))
     return weights
 
 
@@ -99,16 +107,17 @@ def load_onnx_weights(network: nn.Module, path: Path, sample: torch.Tensor, new:
         raise InputError(f"init: {path} is not a file")
     fold_batch_norms(network)
     fresh = {id(m) for m in new}
-    for kind, op_type in ((nn.Conv2d, "Conv"), (nn.Linear, "Gemm")):
-        weights = onnx_layer_weights(path, op_type)
-        layers = layers_in_running_order(network, sample, kind)
-        if len(layers) != len(weights):
-            layers = [m for m in layers if id(m) not in fresh]
+    graph = onnx.load(str(path)).graph
+    for kind, op_type, what in LAYER_KINDS:
+        weights = onnx_layer_weights(path, op_type, graph)
+        runs = layers_in_running_order(network, sample, kind)
+        layers = runs if len(runs) == len(weights) else [m for m in runs if id(m) not in fresh]
         if len(layers) != len(weights) or len(set(map(id, layers))) != len(layers):
-            raise InputError(f"init: {path} holds a different network ({len(weights)} {op_type} layers, this one runs {len(layers)})")
+            raise InputError(f"init: {path} holds a different network ({len(weights)} {what} layers; this one runs {len(runs)}, "
+                             f"{len(runs) - len(layers)} of them new)")
         for index, (layer, (weight, bias)) in enumerate(zip(layers, weights)):
             if tuple(layer.weight.shape) != weight.shape or (bias is not None and layer.bias is None):
-                raise InputError(f"init: {path} holds a different network ({op_type} layer {index}: {weight.shape}"
+                raise InputError(f"init: {path} holds a different network ({what} layer {index}: {weight.shape}"
                                  f"{' with a bias' if bias is not None else ''}, this one {tuple(layer.weight.shape)})")
             with torch.no_grad():
                 layer.weight.copy_(torch.from_numpy(np.array(weight)))
