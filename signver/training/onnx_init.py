@@ -51,12 +51,12 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
     return network
 
 
-def layers_in_running_order(network: nn.Module, sample: torch.Tensor, kind: type[nn.Module]) -> list[nn.Module]:
-    """The network's layers of `kind` in the order one forward pass calls them (leaves the
-    network in evaluation mode; training loops set their mode each step)."""
+def layers_in_running_order(network: nn.Module, sample: torch.Tensor, kinds: tuple[type[nn.Module], ...]) -> list[nn.Module]:
+    """The network's layers of any of `kinds` in the order one forward pass calls them (leaves
+    the network in evaluation mode; training loops set their mode each step)."""
     order: list[nn.Module] = []
     hooks = [m.register_forward_hook(lambda module, _in, _out: order.append(module))
-             for m in network.modules() if isinstance(m, kind)]
+             for m in network.modules() if isinstance(m, kinds)]
     try:
         with torch.no_grad():
             network.eval()(sample)
@@ -108,9 +108,10 @@ def load_onnx_weights(network: nn.Module, path: Path, sample: torch.Tensor, new:
     fold_batch_norms(network)
     fresh = {id(m) for m in new}
     graph = onnx.load(str(path)).graph
+    order = layers_in_running_order(network, sample, tuple(kind for kind, _, _ in LAYER_KINDS))
     for kind, op_type, what in LAYER_KINDS:
         weights = onnx_layer_weights(path, op_type, graph)
-        runs = layers_in_running_order(network, sample, kind)
+        runs = [m for m in order if isinstance(m, kind)]
         layers = runs if len(runs) == len(weights) else [m for m in runs if id(m) not in fresh]
         if len(layers) != len(weights) or len(set(map(id, layers))) != len(layers):
             raise InputError(f"init: {path} holds a different network ({len(weights)} {what} layers; this one runs {len(runs)}, "
