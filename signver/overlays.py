@@ -413,15 +413,22 @@ _ELEMENT_P = {"text": 0.75, "paragraph": 0.25, "rule": 0.55, "box": 0.2, "leader
 # -- scanning ------------------------------------------------------------------------------
 
 
-def degrade(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-    """What paper, scanner and file format do to a page: paper tone and uneven light, blur,
-    resolution loss, noise, occasional binarisation (fax / bitonal scans) and JPEG."""
+def degrade(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0, fade_probability: float = 1.0) -> np.ndarray:
+    """What paper, scanner and file format do to a page: paper tone and uneven light, faded ink,
+    blur, resolution loss, noise, occasional binarisation (fax / bitonal scans) and JPEG.
+
+    `fade_probability` below 1 leaves the ink's darkness as it was in that share of crops
+    (one more random draw), so a tone model trained on them learns that grey ink is not
+    always faded ink; at 1 (the default) every crop's ink fades and the draws are unchanged."""
     h, w = image.shape
     dark = 1 - image.astype(np.float32) / 255
     paper = rng.uniform(0.78, 1.0) if rng.random() < 0.6 * strength else 1.0
     gradient = np.linspace(0, rng.normal(0, 0.06 * strength), w, dtype=np.float32)[None, :] + \
         np.linspace(0, rng.normal(0, 0.06 * strength), h, dtype=np.float32)[:, None]
-    grey = np.clip(paper + gradient, 0.5, 1.0) * (1 - dark * rng.uniform(0.75, 1.0)) * 255
+    fade = rng.uniform(0.75, 1.0)
+    if fade_probability < 1 and rng.random() >= fade_probability:
+        fade = 1.0
+    grey = np.clip(paper + gradient, 0.5, 1.0) * (1 - dark * fade) * 255
     if rng.random() < 0.5 * strength:
         grey = cv2.GaussianBlur(grey, (0, 0), rng.uniform(0.3, 1.2))
     if rng.random() < 0.3 * strength:  # scanned at a lower resolution
@@ -467,12 +474,14 @@ def whiten(signature: np.ndarray) -> np.ndarray:
 
 
 def clutter(signature: np.ndarray, rng: np.random.Generator | int, *, fonts: str = "train", strength: float = 1.0,
-            margin: float = 1.0, elements: dict[str, float] | None = None, degrade_image: bool = True) -> Cluttered:
+            margin: float = 1.0, elements: dict[str, float] | None = None, degrade_image: bool = True,
+            fade_probability: float = 1.0) -> Cluttered:
     """Surround and overlap a clean signature (uint8 grey, ink dark on white) with clutter.
 
     `fonts` picks the font subset ('train', 'test' or 'all'); `strength` scales how much is
     drawn and how hard the scan degrades; `margin` scales the paper added around the
-    signature; `elements` overrides the probability of each element (see `_ELEMENT_P`).
+    signature; `elements` overrides the probability of each element (see `_ELEMENT_P`);
+    `fade_probability` goes to `degrade`.
     At least one element is always drawn.
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -504,5 +513,5 @@ def clutter(signature: np.ndarray, rng: np.random.Generator | int, *, fonts: str
     combined = 1 - (1 - sig_dark) * (1 - scene.layer)
     image = np.clip(255 * (1 - combined), 0, 255).astype(np.uint8)
     if degrade_image:
-        image = degrade(image, rng, strength)
+        image = degrade(image, rng, strength, fade_probability)
     return Cluttered(image, target, drawn)

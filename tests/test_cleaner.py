@@ -65,6 +65,17 @@ def test_clutter_is_the_same_in_every_process():
     assert len(runs) == 1
 
 
+def test_scan_damage_fades_the_ink_of_the_share_of_crops_it_is_told():
+    grey = np.full((40, 120), 255, np.uint8)
+    grey[15:25, 10:110] = 128  # grey ink, darkness 0.5
+    nothing_else = 0.0  # strength 0: no paper tone, blur, noise, binarisation or JPEG, only the ink's fading
+    faded = [overlays.degrade(grey, np.random.default_rng(seed), nothing_else)[20, 60] for seed in range(40)]
+    assert all(pixel > 128 for pixel in faded)  # by default every crop's ink fades
+    kept = [overlays.degrade(grey, np.random.default_rng(seed), nothing_else, fade_probability=0.5)[20, 60] for seed in range(40)]
+    assert 10 <= sum(pixel == 128 for pixel in kept) <= 30 and any(pixel > 128 for pixel in kept)
+    assert all(overlays.degrade(grey, np.random.default_rng(seed), nothing_else, fade_probability=0.0)[20, 60] == 128 for seed in range(5))
+
+
 def test_fonts_held_out_are_not_trained_on():
     train, test = set(overlays.font_files("train")), set(overlays.font_files("test"))
     assert not train & test
@@ -480,6 +491,46 @@ def test_the_cleaner_measures_kept_ink_against_the_paper_when_its_card_asks():
     assert np.abs(cleaner.clean(big)[big_strokes].astype(int) - big_plain[big_strokes]).mean() < 6
 
 
+def test_saturated_ink_is_told_from_grey_ink_by_its_pixels():
+    from signver.cleaner import ink_darkness, saturated_ink
+
+    grey = overlays.whiten(synth.genuine(4, 0))
+    level = cv2.threshold(grey, 0, 255, cv2.THRESH_OTSU)[0]
+    bitonal = np.where(grey > level, 255, 0).astype(np.uint8)
+    compressed = cv2.imdecode(cv2.imencode(".jpg", bitonal, [cv2.IMWRITE_JPEG_QUALITY, 20])[1], cv2.IMREAD_GRAYSCALE)
+    light = (255 - 0.5 * (255 - grey.astype(np.float32))).astype(np.uint8)  # the same pen, half as dark
+    everything = np.ones(grey.shape, np.float32)
+    found = {name: saturated_ink(ink_darkness(image, None), everything)
+             for name, image in (("bitonal", bitonal), ("jpeg", compressed), ("light", light))}
+    assert found == {"bitonal": True, "jpeg": True, "light": False}
+    assert not saturated_ink(ink_darkness(bitonal, None), np.zeros(grey.shape, np.float32))  # nothing kept
+    assert not saturated_ink(ink_darkness(np.full((20, 20), 255, np.uint8), None), np.ones((20, 20), np.float32))
+
+
+def test_a_card_can_correct_saturated_ink_by_one_gain_and_leaves_grey_ink_to_the_shift():
+    from signver.cleaner import ink_darkness, paper_level, tone_gain
+
+    shift, gain = Cleaner(), Cleaner()
+    gain.tone_gain = "saturated"
+    black = overlays.whiten(synth.genuine(5, 1))  # the synthetic pen is black
+    grey = (255 - 0.5 * (255 - black.astype(np.float32))).astype(np.uint8)
+    bitonal = np.where(black > cv2.threshold(black, 0, 255, cv2.THRESH_OTSU)[0], 255, 0).astype(np.uint8)
+    assert np.array_equal(gain.clean(grey), shift.clean(grey))  # grey ink keeps the per-pixel shift, byte for byte
+    probability, tone, small, scale = gain._working_maps(bitonal)
+    assert scale == 1  # small enough to be worked on at its own size
+    keep = gain.keep_map(probability)
+    g = tone_gain(tone, ink_darkness(small, paper_level(small, keep)), keep)
+    expected = (255 - keep * 255 * np.clip(ink_darkness(bitonal, paper_level(small, keep)) * g, 0, 1) + 0.5).astype(np.uint8)
+    assert np.array_equal(gain.clean(bitonal), expected) and not np.array_equal(expected, shift.clean(bitonal))
+    assert tone_gain(tone, ink_darkness(small, None), np.zeros_like(keep)) == 1.0  # nothing kept, nothing to scale
+    dark = np.full((4, 4), 0.2, np.float32)
+    assert tone_gain(np.full((4, 4), 0.9, np.float32), dark, np.ones((4, 4), np.float32)) == 4.0  # held within TONE_GAIN_RANGE
+    rim = dark.copy()
+    rim[:, :2] = 0.01  # paper beside the strokes, kept by the keep map: its predicted darkness must not count
+    predicted = np.where(rim > 0.1, 0.3, 0.08).astype(np.float32)
+    assert tone_gain(predicted, rim, np.ones((4, 4), np.float32)) == pytest.approx(1.5)
+
+
 def test_training_refuses_a_machine_with_too_few_fonts(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     from signver.training.cleaner import train_cleaner
@@ -500,6 +551,18 @@ def test_training_pairs_take_the_configs_clutter_mix(monkeypatch):
     for seed in range(4):
         make_pair(synth.genuine(1, 0), np.random.default_rng(seed), {"max_pixels": 4096, "clean_fraction": 0.0, "elements": only_stamps})
     assert len(drawn) == 4 and all(set(pair.elements) == {"stamp"} for pair in drawn)
+
+
+def test_training_pairs_take_the_configs_share_of_faded_ink(monkeypatch):
+    pytest.importorskip("torch")
+    from signver.training.cleaner import make_pair
+
+    asked = []
+    monkeypatch.setattr(overlays, "degrade", lambda image, rng, strength=1.0, fade_probability=1.0: asked.append(fade_probability) or image)
+    for seed in range(6):
+        make_pair(synth.genuine(1, 0), np.random.default_rng(seed), {"max_pixels": 4096, "clean_fraction": 0.5, "fade_probability": 0.3})
+    make_pair(synth.genuine(1, 0), np.random.default_rng(0), {"max_pixels": 4096, "clean_fraction": 0.0})
+    assert len(asked) >= 4 and set(asked[:-1]) == {0.3} and asked[-1] == 1.0  # clutter's damage and clean crops' damage alike
 
 
 def test_data_sources_can_be_drawn_more_often_than_their_count(tmp_path, monkeypatch):

@@ -43,7 +43,7 @@ class _CalibrationCrops(CalibrationDataReader):
         return next(self._items, None)
 
 
-GENERATOR_SETTINGS = ("clean_fraction", "hand_stroke_fraction", "flourish_fraction")
+GENERATOR_SETTINGS = ("clean_fraction", "hand_stroke_fraction", "flourish_fraction", "fade_probability")
 
 
 def base_settings(base: ModelCard) -> dict:
