@@ -523,12 +523,25 @@ def test_a_card_can_correct_saturated_ink_by_one_gain_and_leaves_grey_ink_to_the
     expected = (255 - keep * 255 * np.clip(ink_darkness(bitonal, paper_level(small, keep)) * g, 0, 1) + 0.5).astype(np.uint8)
     assert np.array_equal(gain.clean(bitonal), expected) and not np.array_equal(expected, shift.clean(bitonal))
     assert tone_gain(tone, ink_darkness(small, None), np.zeros_like(keep)) == 1.0  # nothing kept, nothing to scale
+    every_crop = Cleaner()
+    every_crop.tone_gain = "all"
+    assert np.array_equal(every_crop.clean(bitonal), expected) and not np.array_equal(every_crop.clean(grey), shift.clean(grey))
     dark = np.full((4, 4), 0.2, np.float32)
     assert tone_gain(np.full((4, 4), 0.9, np.float32), dark, np.ones((4, 4), np.float32)) == 4.0  # held within TONE_GAIN_RANGE
     rim = dark.copy()
     rim[:, :2] = 0.01  # paper beside the strokes, kept by the keep map: its predicted darkness must not count
     predicted = np.where(rim > 0.1, 0.3, 0.08).astype(np.float32)
     assert tone_gain(predicted, rim, np.ones((4, 4), np.float32)) == pytest.approx(1.5)
+
+
+def test_a_card_with_an_unknown_tone_gain_is_refused(tmp_path):
+    default = Cleaner().card
+    card = json.loads(default.path.with_suffix(".json").read_text())
+    card["mask"]["tone_gain"] = "sometimes"
+    (tmp_path / "odd.json").write_text(json.dumps({**card, "name": "odd"}))
+    (tmp_path / "odd.onnx").write_bytes(default.path.read_bytes())
+    with pytest.raises(signver.SignverError, match="mask.tone_gain must be one of none, saturated, all, not 'sometimes'"):
+        Cleaner(str(tmp_path / "odd.json"))
 
 
 def test_training_refuses_a_machine_with_too_few_fonts(tmp_path, monkeypatch):
