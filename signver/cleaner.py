@@ -22,10 +22,11 @@ since scan damage (bitonal thresholds, noise, faded ink) changes the ink's tone,
 extractor reads; where the model agrees with the crop, the ink is left as it was. A bitonal scan
 keeps no tone at all: its strokes are solid black, and the shift, made at the working resolution
 where a thin stroke's darkness is spread over the paper beside it, barely moves them. With the
-card's `mask.tone_gain: saturated`, a crop whose kept ink is mostly saturated (`saturated_ink`) has
-its ink's darkness multiplied instead by one gain, g = sum(t) / sum(s) over the kept ink at the
-working resolution (`tone_gain`), and grey ink, which still shows its tone, keeps the shift;
-`tone_gain: all` uses the gain for every crop. With the card's
+card's `mask.tone_gain: saturated`, a crop whose kept ink is mostly saturated at full resolution
+(`saturated_ink`) has its ink's darkness multiplied instead by one gain, g = sum(t) / sum(s) over
+the kept pixels at least INK_FLOOR dark at the working resolution, held within TONE_GAIN_RANGE
+(`tone_gain`; no margin), and grey ink, which still shows its tone, keeps the shift;
+`tone_gain: all` uses the gain for every crop, so every kept pixel changes. With the card's
 `mask.paper`, darkness is measured against the paper under the ink rather than against white
 (`paper_level`: a plane fitted to the paper's brightness), so grey or unevenly lit paper adds
 nothing to the kept strokes; `grey / 255` above becomes `grey / paper`. Before that,
@@ -86,9 +87,10 @@ class Cleaner:
         self.grow = int(mask.get("grow", 0))  # pixels the kept strokes are widened by (working resolution)
         self.tone_margin = float(mask.get("tone_margin", 0.0))  # tone corrections smaller than this are not made
         self.paper = bool(mask.get("paper", False))  # measure the ink's darkness against the paper under it (paper_level)
-        self.tone_gain = str(mask.get("tone_gain", "none"))  # which crops get one tone gain instead of the shift
-        if self.tone_gain not in TONE_GAIN_MODES:
-            raise ModelError(f"model card {self.card.name}: mask.tone_gain must be one of {', '.join(TONE_GAIN_MODES)}, not {self.tone_gain!r}")
+        self.tone_gain_mode = str(mask.get("tone_gain", "none"))  # which crops get one tone gain instead of the shift
+        if self.tone_gain_mode not in TONE_GAIN_MODES:
+            raise ModelError(f"model card {self.card.name}: mask.tone_gain must be one of {', '.join(TONE_GAIN_MODES)}, "
+                             f"not {self.tone_gain_mode!r}")
 
     @property
     def name(self) -> str:
@@ -154,15 +156,20 @@ class Cleaner:
         size = (gray.shape[1], gray.shape[0])
         paper = paper_level(small, keep) if self.paper and keep.any() else None  # nothing kept: all white anyway
         darkness = ink_darkness(gray, paper)
-        kept = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR) if scale < 1 else keep
-        if tone is not None and (self.tone_gain == "all" or self.tone_gain == "saturated" and saturated_ink(darkness, kept)):
+        keep_full = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR) if scale < 1 else keep
+        if tone is not None and self._scales_by_gain(darkness, keep_full):
             darkness = np.clip(darkness * tone_gain(tone, ink_darkness(small, paper), keep), 0, 1)
         elif tone is not None:
             correction = self._tone_correction(tone, ink_darkness(small, paper))
             if scale < 1:
                 correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
             darkness = np.clip(darkness + correction, 0, 1)
-        return (255 - kept * 255 * darkness + 0.5).astype(np.uint8)
+        return (255 - keep_full * 255 * darkness + 0.5).astype(np.uint8)
+
+    def _scales_by_gain(self, darkness: np.ndarray, keep_full: np.ndarray) -> bool:
+        """Whether this crop's ink takes one tone gain rather than the per-pixel shift (the card's
+        `mask.tone_gain`; saturation judged on the full-resolution crop)."""
+        return self.tone_gain_mode == "all" or (self.tone_gain_mode == "saturated" and saturated_ink(darkness, keep_full))
 
     def _tone_correction(self, tone: np.ndarray, darkness: np.ndarray) -> np.ndarray:
         """How much darker (or lighter) the clean ink was than the crop is, less the margin."""
@@ -178,9 +185,9 @@ TONE_GAIN_RANGE = (0.25, 4.0)  # a safety bound: scan damage fades or darkens in
 
 def saturated_ink(darkness: np.ndarray, keep: np.ndarray) -> bool:
     """Whether most of the kept ink is solid black (a bitonal scan, or a pen as dark as the
-    scanner can show), so its own pixels say nothing of its tone. Grey scans of any pen have
-    no such share: on the held-out CEDAR scans none of the ink is 0.9 dark, on their bitonal
-    copies (JPEG-compressed or not) at least 68 % of it is."""
+    scanner can show), so its own pixels say nothing of its tone. CEDAR's grey scans have no
+    such share: on its held-out scans none of the ink is 0.9 dark, on their bitonal copies
+    (JPEG-compressed or not) at least 68 % of it is."""
     ink = (keep > 0.5) & (darkness >= INK_FLOOR)
     return bool(ink.any()) and float(np.mean(darkness[ink] >= SATURATED_DARKNESS)) >= SATURATED_SHARE
 

@@ -417,18 +417,19 @@ def degrade(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0, 
     """What paper, scanner and file format do to a page: paper tone and uneven light, faded ink,
     blur, resolution loss, noise, occasional binarisation (fax / bitonal scans) and JPEG.
 
-    `fade_probability` below 1 leaves the ink's darkness as it was in that share of crops
-    (one more random draw), so a tone model trained on them learns that grey ink is not
-    always faded ink; at 1 (the default) every crop's ink fades and the draws are unchanged."""
+    The ink fades in a `fade_probability` share of crops and keeps its darkness in the rest
+    (one more random draw when below 1), so a tone model trained on them learns that grey ink
+    is not always faded ink; at 1 (the default) every crop's ink fades and the draws are as
+    they always were."""
     h, w = image.shape
     dark = 1 - image.astype(np.float32) / 255
     paper = rng.uniform(0.78, 1.0) if rng.random() < 0.6 * strength else 1.0
     gradient = np.linspace(0, rng.normal(0, 0.06 * strength), w, dtype=np.float32)[None, :] + \
         np.linspace(0, rng.normal(0, 0.06 * strength), h, dtype=np.float32)[:, None]
-    fade = rng.uniform(0.75, 1.0)
+    ink_left = rng.uniform(0.75, 1.0)  # of the ink's darkness, after fading
     if fade_probability < 1 and rng.random() >= fade_probability:
-        fade = 1.0
-    grey = np.clip(paper + gradient, 0.5, 1.0) * (1 - dark * fade) * 255
+        ink_left = 1.0
+    grey = np.clip(paper + gradient, 0.5, 1.0) * (1 - dark * ink_left) * 255
     if rng.random() < 0.5 * strength:
         grey = cv2.GaussianBlur(grey, (0, 0), rng.uniform(0.3, 1.2))
     if rng.random() < 0.3 * strength:  # scanned at a lower resolution

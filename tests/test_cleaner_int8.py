@@ -76,6 +76,8 @@ def test_crops_and_pairs_are_made_as_the_base_cleaner_was_trained():
     assert settings["data"][0]["holdout"] == [1, 10, 20, 30, 40]
     assert (settings["clean_fraction"], settings["hand_stroke_fraction"], settings["flourish_fraction"]) == (0.3, 0.5, 0.4)
     assert settings["patch"] == {"height": 128, "width": 320} and settings["min_fonts"] == 96 and "elements" not in settings
+    assert "fade_probability" not in settings  # cards before it: every crop's ink faded, the generator's default
+    assert base_settings(load_card("cleaner-lite0-unfaded"))["fade_probability"] == 0.5
 
 
 def settings_used(monkeypatch) -> list[dict]:

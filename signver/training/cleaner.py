@@ -277,13 +277,13 @@ def make_pair(signature: np.ndarray, rng: np.random.Generator, config: dict) -> 
         signature = cv2.resize(signature, (max(8, round(signature.shape[1] * f)), max(8, round(signature.shape[0] * f))), interpolation=cv2.INTER_AREA)
     if rng.random() < config.get("hand_stroke_fraction", 0.0):
         signature = add_hand_stroke(signature, rng, float(config.get("flourish_fraction", 0.0)))
-    fade = float(config.get("fade_probability", 1.0))  # share of crops whose ink the scan damage fades
+    fade_probability = float(config.get("fade_probability", 1.0))  # share of crops whose ink the scan damage fades
     if rng.random() < config.get("clean_fraction", 0.15):  # nothing to remove: the cleaner must change nothing
         target = overlays.whiten(signature)
-        dirty = overlays.degrade(target, rng, 0.7, fade) if rng.random() < 0.6 else target
+        dirty = overlays.degrade(target, rng, 0.7, fade_probability) if rng.random() < 0.6 else target
     else:
         pair = overlays.clutter(signature, rng, fonts=config.get("fonts", "train"), strength=rng.uniform(0.5, 1.4),
-                                elements=config.get("elements"), fade_probability=fade)
+                                elements=config.get("elements"), fade_probability=fade_probability)
         dirty, target = pair.image, pair.target
     dirty, _ = to_working(dirty, max_pixels)
     target, _ = to_working(target, max_pixels)
