@@ -183,12 +183,17 @@ INK_FLOOR = 0.2  # darkness below which a kept pixel is a stroke's rim or paper,
 TONE_GAIN_RANGE = (0.25, 4.0)  # a safety bound: scan damage fades or darkens ink by less than this
 
 
+def kept_ink(darkness: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The pixels the keep map keeps that are ink, not a stroke's rim or the paper beside it."""
+    return (keep > 0.5) & (darkness >= INK_FLOOR)
+
+
 def saturated_ink(darkness: np.ndarray, keep: np.ndarray) -> bool:
     """Whether most of the kept ink is solid black (a bitonal scan, or a pen as dark as the
     scanner can show), so its own pixels say nothing of its tone. CEDAR's grey scans have no
     such share: on its held-out scans none of the ink is 0.9 dark, on their bitonal copies
     (JPEG-compressed or not) at least 68 % of it is."""
-    ink = (keep > 0.5) & (darkness >= INK_FLOOR)
+    ink = kept_ink(darkness, keep)
     return bool(ink.any()) and float(np.mean(darkness[ink] >= SATURATED_DARKNESS)) >= SATURATED_SHARE
 
 
@@ -200,7 +205,7 @@ def tone_gain(tone: np.ndarray, darkness: np.ndarray, keep: np.ndarray) -> float
     INK_FLOOR dark): the model is trained on the clean signature's ink pixels, and the paper
     beside a stroke, which the keep map keeps too, gets a darkness from it that is too high
     (on held-out CEDAR scans, 0.08 where the paper shows 0.01, which alone made the gain 1.2)."""
-    ink = (keep > 0.5) & (darkness >= INK_FLOOR)
+    ink = kept_ink(darkness, keep)
     if not ink.any():
         return 1.0
     return float(np.clip(float(tone[ink].sum()) / max(float(darkness[ink].sum()), 1e-6), *TONE_GAIN_RANGE))

@@ -520,22 +520,22 @@ def test_a_card_can_correct_saturated_ink_by_one_gain_and_leaves_grey_ink_to_the
     grey = (255 - 0.5 * (255 - black.astype(np.float32))).astype(np.uint8)
     bitonal = np.where(black > cv2.threshold(black, 0, 255, cv2.THRESH_OTSU)[0], 255, 0).astype(np.uint8)
     assert np.array_equal(gain.clean(grey), shift.clean(grey))  # grey ink keeps the per-pixel shift, byte for byte
-    probability, tone, small, scale = gain._working_maps(bitonal)
-    assert scale == 1  # small enough to be worked on at its own size
-    keep = gain.keep_map(probability)
-    g = tone_gain(tone, ink_darkness(small, paper_level(small, keep)), keep)
-    expected = (255 - keep * 255 * np.clip(ink_darkness(bitonal, paper_level(small, keep)) * g, 0, 1) + 0.5).astype(np.uint8)
-    assert np.array_equal(gain.clean(bitonal), expected) and not np.array_equal(expected, shift.clean(bitonal))
-    assert tone_gain(tone, ink_darkness(small, None), np.zeros_like(keep)) == 1.0  # nothing kept, nothing to scale
+
+    def scaled_by_one_gain(image):
+        """The crop's own ink darkness times the gain, drawn through the keep map at full size."""
+        probability, tone, small, scale = gain._working_maps(image)
+        keep = gain.keep_map(probability)
+        paper = paper_level(small, keep)
+        g = tone_gain(tone, ink_darkness(small, paper), keep)
+        keep_full = cv2.resize(keep, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR) if scale < 1 else keep
+        assert g != 1.0 and tone_gain(tone, ink_darkness(small, None), np.zeros_like(keep)) == 1.0  # nothing kept, nothing to scale
+        return scale, (255 - keep_full * 255 * np.clip(ink_darkness(image, paper) * g, 0, 1) + 0.5).astype(np.uint8)
+
+    scale, expected = scaled_by_one_gain(bitonal)
+    assert scale == 1 and np.array_equal(gain.clean(bitonal), expected) and not np.array_equal(expected, shift.clean(bitonal))
     big = cv2.resize(bitonal, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)  # worked on shrunk: keep map resized back
-    probability, tone, small, scale = gain._working_maps(big)
-    keep = gain.keep_map(probability)
-    keep_full = cv2.resize(keep, (big.shape[1], big.shape[0]), interpolation=cv2.INTER_LINEAR)
-    paper = paper_level(small, keep)
-    g = tone_gain(tone, ink_darkness(small, paper), keep)
-    assert scale < 1 and g != 1.0
-    expected_big = (255 - keep_full * 255 * np.clip(ink_darkness(big, paper) * g, 0, 1) + 0.5).astype(np.uint8)
-    assert np.array_equal(gain.clean(big), expected_big)
+    scale, expected_big = scaled_by_one_gain(big)
+    assert scale < 1 and np.array_equal(gain.clean(big), expected_big)
     every_crop = Cleaner()
     every_crop.tone_gain_mode = "all"
     assert np.array_equal(every_crop.clean(bitonal), expected) and not np.array_equal(every_crop.clean(grey), shift.clean(grey))
