@@ -29,11 +29,14 @@ the kept pixels at least INK_FLOOR dark at the working resolution, held within T
 `tone_gain: all` uses the gain for every crop, so every kept pixel changes. With the card's
 `mask.paper`, darkness is measured against the paper under the ink rather than against white
 (`paper_level`: a plane fitted to the paper's brightness), so grey or unevenly lit paper adds
-nothing to the kept strokes; `grey / 255` above becomes `grey / paper`. Before that,
-`m` is pruned (`Cleaner.keep_map`): faint pieces that never become confident, and small
-clusters away from the signature, are dropped, since stray ink far from the signature is what
-misleads the normaliser's crop. The card's `mask` holds these settings, chosen on held-out
-training writers. Inference never imports torch.
+nothing to the kept strokes; `grey / 255` above becomes `grey / paper`. Before that, `m` is
+pruned (`Cleaner.keep_map`): faint pieces that never become confident, and small clusters away
+from the signature, are dropped, since stray ink far from the signature is what misleads the
+normaliser's crop. With the card's `mask.untouched_below`, a crop whose keep map drops less ink
+than that share of the ink it keeps (`dropped_ink_share`: about 0 for a clean scan, where only
+paper goes) comes back as it came, pixel for pixel: it holds nothing to remove, and any change
+to a clean signature's ink costs verification. The card's `mask` holds these settings, chosen on
+held-out training writers. Inference never imports torch.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ DEFAULT_CLEAN_DOCUMENT_CROPS = True
 
 TONE_GAIN_MODES = ("none", "saturated", "all")  # mask.tone_gain: which crops' ink is scaled by one gain instead of shifted
 MASK_SETTINGS = {"low", "high", "seed", "cluster_radius", "cluster_fraction", "grow", "tone_margin", "paper",
-                 "tone_gain"}  # a card's `mask` keys
+                 "tone_gain", "untouched_below"}  # a card's `mask` keys
 
 
 class Cleaner:
@@ -88,6 +91,7 @@ class Cleaner:
         self.tone_margin = float(mask.get("tone_margin", 0.0))  # tone corrections smaller than this are not made
         self.paper = bool(mask.get("paper", False))  # measure the ink's darkness against the paper under it (paper_level)
         self.tone_gain_mode = str(mask.get("tone_gain", "none"))  # which crops get one tone gain instead of the shift
+        self.untouched_below = float(mask.get("untouched_below", 0.0))  # a crop dropping less ink than this share passes as it came
         if self.tone_gain_mode not in TONE_GAIN_MODES:
             raise ModelError(f"model card {self.card.name}: mask.tone_gain must be one of {', '.join(TONE_GAIN_MODES)}, "
                              f"not {self.tone_gain_mode!r}")
@@ -155,12 +159,15 @@ class Cleaner:
         keep = self.keep_map(probability)
         size = (gray.shape[1], gray.shape[0])
         paper = paper_level(small, keep) if self.paper and keep.any() else None  # nothing kept: all white anyway
+        darkness_small = ink_darkness(small, paper)
+        if self.untouched_below > 0 and dropped_ink_share(darkness_small, keep) < self.untouched_below:
+            return gray.copy()
         darkness = ink_darkness(gray, paper)
         keep_full = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR) if scale < 1 else keep
         if tone is not None and self._scales_by_gain(darkness, keep_full):
-            darkness = np.clip(darkness * tone_gain(tone, ink_darkness(small, paper), keep), 0, 1)
+            darkness = np.clip(darkness * tone_gain(tone, darkness_small, keep), 0, 1)
         elif tone is not None:
-            correction = self._tone_correction(tone, ink_darkness(small, paper))
+            correction = self._tone_correction(tone, darkness_small)
             if scale < 1:
                 correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
             darkness = np.clip(darkness + correction, 0, 1)
@@ -195,6 +202,19 @@ def saturated_ink(darkness: np.ndarray, keep: np.ndarray) -> bool:
     (JPEG-compressed or not) at least 68 % of it is."""
     ink = kept_ink(darkness, keep)
     return bool(ink.any()) and float(np.mean(darkness[ink] >= SATURATED_DARKNESS)) >= SATURATED_SHARE
+
+
+def dropped_ink_share(darkness: np.ndarray, keep: np.ndarray) -> float:
+    """The ink the keep map drops, as a share of the ink it keeps (darkness summed over pixels at
+    least INK_FLOOR dark, each weighted by how much of it is dropped or kept): about 0 for a
+    clean scan, where only paper goes, and large where print, lines or stamps go. A crop with
+    ink but none kept has an infinite share; one with no ink at all, 0."""
+    ink = np.where(darkness >= INK_FLOOR, darkness, 0)
+    kept = float((ink * keep).sum())
+    dropped = float(ink.sum()) - kept
+    if kept <= 0:
+        return math.inf if dropped > 0 else 0.0
+    return max(dropped, 0.0) / kept
 
 
 def tone_gain(tone: np.ndarray, darkness: np.ndarray, keep: np.ndarray) -> float:

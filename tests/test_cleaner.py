@@ -547,6 +547,26 @@ def test_a_card_can_correct_saturated_ink_by_one_gain_and_leaves_grey_ink_to_the
     assert tone_gain(predicted, rim, np.ones((4, 4), np.float32)) == pytest.approx(0.3 / 0.21)
 
 
+def test_the_ink_a_keep_map_drops_is_measured_against_the_ink_it_keeps():
+    from signver.cleaner import dropped_ink_share
+
+    darkness = np.array([[0.5, 0.5], [0.1, 0.4]], np.float32)  # 0.1 is below INK_FLOOR: paper, never counted
+    assert dropped_ink_share(darkness, np.array([[1, 0], [0, 0.25]], np.float32)) == pytest.approx((0.5 + 0.3) / (0.5 + 0.1))
+    assert dropped_ink_share(darkness, np.array([[1, 1], [0, 1]], np.float32)) == 0.0
+    assert dropped_ink_share(darkness, np.zeros((2, 2), np.float32)) == np.inf  # ink, none of it kept
+    assert dropped_ink_share(np.full((2, 2), 0.1, np.float32), np.zeros((2, 2), np.float32)) == 0.0  # no ink at all
+
+
+def test_a_card_can_leave_a_crop_with_nothing_to_remove_as_it_came(cluttered):
+    plain, untouched = Cleaner(), Cleaner()
+    untouched.untouched_below = 0.05
+    for writer in range(20, 25):  # clean synthetic signatures: only paper is dropped
+        signature = synth.genuine(writer, 0)
+        assert np.array_equal(untouched.clean(signature), signature)
+        assert not np.array_equal(plain.clean(signature), signature)
+    assert np.array_equal(untouched.clean(cluttered.image), plain.clean(cluttered.image))  # print, a rule and a stamp to drop
+
+
 def test_a_card_with_an_unknown_tone_gain_is_refused(tmp_path):
     default = Cleaner().card
     card = json.loads(default.path.with_suffix(".json").read_text())
