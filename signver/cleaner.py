@@ -10,8 +10,8 @@ the original pixels where the map says ink and turns everything else white:
 
     out = 255 - m * (255 - grey),   m = clip((p - low) / (high - low), 0, 1)
 
-so a clean signature passes unchanged apart from its paper, and the ink keeps its own tone,
-which is what the extractor was trained on. A model with a tone output (card `network.tone`)
+so a clean signature's ink passes unchanged, in its own tone, which is what the extractor was
+trained on, and its paper turns white. A model with a tone output (card `network.tone`)
 also predicts the darkness `t` the clean ink had; the kept ink's darkness is then corrected by
 how far `t` is from the crop's darkness at the working resolution, `s`, less a margin `e`
 (the card's `mask.tone_margin`) that leaves the model's small errors out:
@@ -92,7 +92,9 @@ class Cleaner:
         self.tone_margin = float(mask.get("tone_margin", 0.0))  # tone corrections smaller than this are not made
         self.paper = bool(mask.get("paper", False))  # measure the ink's darkness against the paper under it (paper_level)
         self.tone_gain_mode = str(mask.get("tone_gain", "none"))  # which crops get one tone gain instead of the shift
-        self.untouched_below = float(mask.get("untouched_below", 0.0))  # a crop dropping less ink than this share passes as it came
+        self.untouched_below = float(mask.get("untouched_below", 0.0))  # a crop whose dropped_ink_share is below this passes as it came
+        if not self.untouched_below >= 0:
+            raise ModelError(f"model card {self.card.name}: mask.untouched_below must be a share of at least 0, not {self.untouched_below}")
         if self.tone_gain_mode not in TONE_GAIN_MODES:
             raise ModelError(f"model card {self.card.name}: mask.tone_gain must be one of {', '.join(TONE_GAIN_MODES)}, "
                              f"not {self.tone_gain_mode!r}")
@@ -155,20 +157,20 @@ class Cleaner:
 
     def clean(self, gray: np.ndarray) -> np.ndarray:
         """The cleaned crop: signature ink (in the tone the model restores, or as it was),
-        everything else white."""
+        everything else white; or the crop as it came, where the card's `untouched_below` finds
+        nothing to remove."""
         probability, tone, small, scale = self._working_maps(gray)
         keep = self.keep_map(probability)
         size = (gray.shape[1], gray.shape[0])
         paper = paper_level(small, keep) if self.paper and keep.any() else None  # nothing kept: all white anyway
-        darkness_small = ink_darkness(small, paper)
-        if self.untouched_below > 0 and dropped_ink_share(darkness_small, keep) < self.untouched_below:
-            return gray.copy()
         darkness = ink_darkness(gray, paper)
         keep_full = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR) if scale < 1 else keep
+        if self.untouched_below > 0 and dropped_ink_share(darkness, keep_full) < self.untouched_below:
+            return gray.copy()
         if tone is not None and self._scales_by_gain(darkness, keep_full):
-            darkness = np.clip(darkness * tone_gain(tone, darkness_small, keep), 0, 1)
+            darkness = np.clip(darkness * tone_gain(tone, ink_darkness(small, paper), keep), 0, 1)
         elif tone is not None:
-            correction = self._tone_correction(tone, darkness_small)
+            correction = self._tone_correction(tone, ink_darkness(small, paper))
             if scale < 1:
                 correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
             darkness = np.clip(darkness + correction, 0, 1)
@@ -208,14 +210,12 @@ def saturated_ink(darkness: np.ndarray, keep: np.ndarray) -> bool:
 def dropped_ink_share(darkness: np.ndarray, keep: np.ndarray) -> float:
     """The ink the keep map drops, as a share of the ink it keeps (darkness summed over pixels at
     least INK_FLOOR dark, each weighted by how much of it is dropped or kept): about 0 for a
-    clean scan, where only paper goes, and large where print, lines or stamps go. A crop with
-    ink but none kept has an infinite share; one with no ink at all, 0."""
+    clean scan, where only paper goes, and large where print, lines or stamps go. Measured at the
+    crop's own resolution, where a thin rule is as dark as it was drawn (shrunk, it fades below
+    the floor). Infinite where nothing is kept: such a crop is cleaned to white paper."""
     ink = np.where(darkness >= INK_FLOOR, darkness, 0)
     kept = float((ink * keep).sum())
-    dropped = float(ink.sum()) - kept
-    if kept <= 0:
-        return math.inf if dropped > 0 else 0.0
-    return max(dropped, 0.0) / kept
+    return float((ink * (1 - keep)).sum()) / kept if kept > 0 else math.inf
 
 
 def tone_gain(tone: np.ndarray, darkness: np.ndarray, keep: np.ndarray) -> float:

@@ -136,10 +136,12 @@ def test_clean_removes_clutter_and_keeps_strokes(cluttered):
 
 
 def test_clean_signatures_keep_their_strokes():
+    cleaner = Cleaner()
+    cleaner.untouched_below = 0.0  # every crop through the keep map, none returned as it came
     recall = []
     for writer in range(20, 30):
         signature = synth.genuine(writer, 0)
-        scores = ink_scores(signver.clean(signature), overlays.whiten(signature))
+        scores = ink_scores(cleaner.clean(signature), overlays.whiten(signature))
         recall.append(scores["stroke_recall"])
         assert scores["ink_precision"] > 0.9
     assert np.mean(recall) > 0.95 and min(recall) > 0.85  # measured: mean 0.98, lowest 0.91
@@ -520,9 +522,7 @@ def test_saturated_ink_is_told_from_grey_ink_by_its_pixels():
 def test_a_card_can_correct_saturated_ink_by_one_gain_and_leaves_grey_ink_to_the_shift():
     from signver.cleaner import ink_darkness, paper_level, tone_gain
 
-    shift, gain = Cleaner(), Cleaner()
-    for cleaner in (shift, gain):  # whatever the default card says: every crop cleaned, grey ink shifted
-        cleaner.untouched_below, cleaner.tone_gain_mode = 0.0, "none"
+    shift, gain = Cleaner("cleaner-lite0-tone-int8"), Cleaner("cleaner-lite0-tone-int8")  # its card: the shift for every crop
     gain.tone_gain_mode = "saturated"
     black = overlays.whiten(synth.genuine(5, 1))  # the synthetic pen is black
     grey = (255 - 0.5 * (255 - black.astype(np.float32))).astype(np.uint8)
@@ -544,8 +544,8 @@ def test_a_card_can_correct_saturated_ink_by_one_gain_and_leaves_grey_ink_to_the
     big = cv2.resize(bitonal, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)  # worked on shrunk: keep map resized back
     scale, expected_big = scaled_by_one_gain(big)
     assert scale < 1 and np.array_equal(gain.clean(big), expected_big)
-    every_crop = Cleaner()
-    every_crop.untouched_below, every_crop.tone_gain_mode = 0.0, "all"
+    every_crop = Cleaner("cleaner-lite0-tone-int8")
+    every_crop.tone_gain_mode = "all"
     assert np.array_equal(every_crop.clean(bitonal), expected) and not np.array_equal(every_crop.clean(grey), shift.clean(grey))
     dark = np.full((4, 4), 0.21, np.float32)
     assert tone_gain(np.full((4, 4), 0.9, np.float32), dark, np.ones((4, 4), np.float32)) == 4.0  # held within TONE_GAIN_RANGE
@@ -562,7 +562,7 @@ def test_the_ink_a_keep_map_drops_is_measured_against_the_ink_it_keeps():
     assert dropped_ink_share(darkness, np.array([[1, 0], [0, 0.25]], np.float32)) == pytest.approx((0.5 + 0.3) / (0.5 + 0.1))
     assert dropped_ink_share(darkness, np.array([[1, 1], [0, 1]], np.float32)) == 0.0
     assert dropped_ink_share(darkness, np.zeros((2, 2), np.float32)) == np.inf  # ink, none of it kept
-    assert dropped_ink_share(np.full((2, 2), 0.1, np.float32), np.zeros((2, 2), np.float32)) == 0.0  # no ink at all
+    assert dropped_ink_share(np.full((2, 2), 0.1, np.float32), np.zeros((2, 2), np.float32)) == np.inf  # nothing kept at all
 
 
 def test_a_card_can_leave_a_crop_with_nothing_to_remove_as_it_came(cluttered):
@@ -573,6 +573,15 @@ def test_a_card_can_leave_a_crop_with_nothing_to_remove_as_it_came(cluttered):
         assert np.array_equal(untouched.clean(signature), signature)
         assert not np.array_equal(plain.clean(signature), signature)
     assert np.array_equal(untouched.clean(cluttered.image), plain.clean(cluttered.image))  # print, a rule and a stamp to drop
+    for paper in (np.full((40, 60), 210, np.uint8), np.full((40, 60), 255, np.uint8)):  # nothing kept: white, as without the gate
+        assert np.array_equal(untouched.clean(paper), plain.clean(paper)) and (untouched.clean(paper) == 255).all()
+    big = cv2.resize(overlays.whiten(synth.genuine(21, 0)), None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(untouched.clean(big), big)  # worked on shrunk, still nothing to remove
+    ruled = big.copy()
+    ruled[-15:-12, :] = 120  # a 1-px rule drawn 3 times larger: faint once shrunk to work on, still counted
+    untouched.untouched_below = 0.02
+    cleaned = untouched.clean(ruled)
+    assert np.array_equal(cleaned, plain.clean(ruled)) and (cleaned[-14] > 200).mean() > 0.9
 
 
 def test_a_card_with_an_unknown_tone_gain_is_refused(tmp_path):
@@ -582,6 +591,16 @@ def test_a_card_with_an_unknown_tone_gain_is_refused(tmp_path):
     (tmp_path / "odd.json").write_text(json.dumps({**card, "name": "odd"}))
     (tmp_path / "odd.onnx").write_bytes(default.path.read_bytes())
     with pytest.raises(signver.SignverError, match="mask.tone_gain must be one of none, saturated, all, not 'sometimes'"):
+        Cleaner(str(tmp_path / "odd.json"))
+
+
+def test_a_card_with_a_negative_untouched_share_is_refused(tmp_path):
+    default = Cleaner().card
+    card = json.loads(default.path.with_suffix(".json").read_text())
+    card["mask"]["untouched_below"] = -0.1
+    (tmp_path / "odd.json").write_text(json.dumps({**card, "name": "odd"}))
+    (tmp_path / "odd.onnx").write_bytes(default.path.read_bytes())
+    with pytest.raises(signver.SignverError, match="mask.untouched_below must be a share of at least 0, not -0.1"):
         Cleaner(str(tmp_path / "odd.json"))
 
 
