@@ -584,23 +584,16 @@ def test_a_card_can_leave_a_crop_with_nothing_to_remove_as_it_came(cluttered):
     assert np.array_equal(cleaned, plain.clean(ruled)) and (cleaned[-14] > 200).mean() > 0.9
 
 
-def test_a_card_with_an_unknown_tone_gain_is_refused(tmp_path):
+@pytest.mark.parametrize("key, value, message", [
+    ("tone_gain", "sometimes", "mask.tone_gain must be one of none, saturated, all, not 'sometimes'"),
+    ("untouched_below", -0.1, "mask.untouched_below must be a share of at least 0, not -0.1")])
+def test_a_card_with_a_bad_mask_setting_is_refused(tmp_path, key, value, message):
     default = Cleaner().card
     card = json.loads(default.path.with_suffix(".json").read_text())
-    card["mask"]["tone_gain"] = "sometimes"
+    card["mask"][key] = value
     (tmp_path / "odd.json").write_text(json.dumps({**card, "name": "odd"}))
     (tmp_path / "odd.onnx").write_bytes(default.path.read_bytes())
-    with pytest.raises(signver.SignverError, match="mask.tone_gain must be one of none, saturated, all, not 'sometimes'"):
-        Cleaner(str(tmp_path / "odd.json"))
-
-
-def test_a_card_with_a_negative_untouched_share_is_refused(tmp_path):
-    default = Cleaner().card
-    card = json.loads(default.path.with_suffix(".json").read_text())
-    card["mask"]["untouched_below"] = -0.1
-    (tmp_path / "odd.json").write_text(json.dumps({**card, "name": "odd"}))
-    (tmp_path / "odd.onnx").write_bytes(default.path.read_bytes())
-    with pytest.raises(signver.SignverError, match="mask.untouched_below must be a share of at least 0, not -0.1"):
+    with pytest.raises(signver.SignverError, match=message):
         Cleaner(str(tmp_path / "odd.json"))
 
 
