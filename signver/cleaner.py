@@ -35,7 +35,10 @@ from the signature, are dropped, since stray ink far from the signature is what 
 normaliser's crop. With the card's `mask.untouched_below`, a crop whose keep map drops less ink
 than that share of the ink it keeps (`dropped_ink_share`: about 0 for a clean scan, where only
 paper goes) comes back as it came, pixel for pixel: it holds nothing to remove, and any change
-to a clean signature's ink costs verification. The card's `mask` holds these settings, chosen on
+to a clean signature's ink costs verification. For that share and for the paper, the kept
+strokes count with a rim of `mask.rim` pixels (default: `grow`): a stroke's faint edge is
+neither paper nor dropped ink, even where the output, for less of the clutter beside the
+strokes, does not keep it. The card's `mask` holds these settings, chosen on
 held-out training writers. Inference never imports torch.
 """
 
@@ -69,7 +72,7 @@ DEFAULT_CLEAN_DOCUMENT_CROPS = True
 
 
 TONE_GAIN_MODES = ("none", "saturated", "all")  # mask.tone_gain: which crops' ink is scaled by one gain instead of shifted
-MASK_SETTINGS = {"low", "high", "seed", "cluster_radius", "cluster_fraction", "grow", "tone_margin", "paper",
+MASK_SETTINGS = {"low", "high", "seed", "cluster_radius", "cluster_fraction", "grow", "rim", "tone_margin", "paper",
                  "tone_gain", "untouched_below"}  # a card's `mask` keys
 
 
@@ -89,6 +92,10 @@ class Cleaner:
         self.cluster_radius = float(mask.get("cluster_radius", 0.0))  # of the crop's longer side
         self.cluster_fraction = float(mask.get("cluster_fraction", 0.0))  # of the largest cluster's ink
         self.grow = int(mask.get("grow", 0))  # pixels the kept strokes are widened by (working resolution)
+        self.rim = int(mask.get("rim", self.grow))  # pixels beside the kept strokes that count as theirs, not paper or dropped ink
+        for key, pixels in (("grow", self.grow), ("rim", self.rim)):
+            if pixels < 0:
+                raise ModelError(f"model card {self.card.name}: mask.{key} must be a number of pixels of at least 0, not {pixels}")
         self.tone_margin = float(mask.get("tone_margin", 0.0))  # tone corrections smaller than this are not made
         self.paper = bool(mask.get("paper", False))  # measure the ink's darkness against the paper under it (paper_level)
         self.tone_gain_mode = str(mask.get("tone_gain", "none"))  # which crops get one tone gain instead of the shift
@@ -125,7 +132,7 @@ class Cleaner:
         (maps,) = self.session.run(None, {self.input_name: network_input(small)})
         return maps[0, 0, :sh, :sw], (maps[0, 1, :sh, :sw] if maps.shape[1] > 1 else None), small, scale
 
-    def keep_map(self, probability: np.ndarray) -> np.ndarray:
+    def keep_map(self, probability: np.ndarray, grow: int | None = None) -> np.ndarray:
         """How much of each pixel to keep (0 to 1), from the ink probability map:
 
         - a ramp from `low` (drop) to `high` (keep);
@@ -134,8 +141,13 @@ class Cleaner:
         - clustering: pieces within `cluster_radius` (of the crop's longer side) of each other
           form a cluster, and clusters holding less than `cluster_fraction` of the largest
           one's ink are dropped: stray specks and text fragments away from the signature;
-        - growing: what is kept is widened by `grow` pixels, so the faint rims of strokes stay.
+        - growing: what is kept is widened by `grow` pixels (the card's, unless given), so the
+          faint rims of strokes stay.
         """
+        return widened(self._pruned(probability), self.grow if grow is None else grow)
+
+    def _pruned(self, probability: np.ndarray) -> np.ndarray:
+        """The keep map before growing: the ramp, hysteresis and clustering of `keep_map`."""
         keep = np.clip((probability - self.low) / (self.high - self.low), 0, 1)
         if self.seed is not None:
             count, labels = cv2.connectedComponents((probability > self.low).astype(np.uint8), connectivity=8)
@@ -151,8 +163,6 @@ class Cleaner:
             mass = np.bincount(clusters[ink], minlength=count)
             mass[0] = 0
             keep *= (mass >= self.cluster_fraction * mass.max())[clusters]
-        if self.grow > 0:  # the faint rims of strokes: the original pixels there are kept as they are
-            keep = cv2.dilate(keep, np.ones((2 * self.grow + 1, 2 * self.grow + 1), np.uint8))
         return keep
 
     def clean(self, gray: np.ndarray) -> np.ndarray:
@@ -160,13 +170,21 @@ class Cleaner:
         everything else white; or the crop as it came, where the card's `untouched_below` finds
         nothing to remove."""
         probability, tone, small, scale = self._working_maps(gray)
-        keep = self.keep_map(probability)
+        pruned = self._pruned(probability)
+        keep = widened(pruned, self.grow)
+        strokes = keep if self.rim == self.grow else widened(pruned, self.rim)  # the kept strokes with their rims
         size = (gray.shape[1], gray.shape[0])
-        paper = paper_level(small, keep) if self.paper and keep.any() else None  # nothing kept: all white anyway
+
+        def full_size(working: np.ndarray) -> np.ndarray:
+            return cv2.resize(working, size, interpolation=cv2.INTER_LINEAR) if scale < 1 else working
+
+        paper = paper_level(small, strokes) if self.paper and keep.any() else None  # nothing kept: all white anyway
         darkness = ink_darkness(gray, paper)
-        keep_full = cv2.resize(keep, size, interpolation=cv2.INTER_LINEAR) if scale < 1 else keep
-        if self.untouched_below > 0 and dropped_ink_share(darkness, keep_full) < self.untouched_below:
-            return gray.copy()
+        keep_full = full_size(keep)
+        if self.untouched_below > 0:
+            strokes_full = keep_full if strokes is keep else full_size(strokes)
+            if dropped_ink_share(darkness, strokes_full) < self.untouched_below:
+                return gray.copy()
         if tone is not None and self._scales_by_gain(darkness, keep_full):
             darkness = np.clip(darkness * tone_gain(tone, ink_darkness(small, paper), keep), 0, 1)
         elif tone is not None:
@@ -185,6 +203,11 @@ class Cleaner:
         """How much darker (or lighter) the clean ink was than the crop is, less the margin."""
         difference = tone - darkness
         return np.sign(difference) * np.maximum(np.abs(difference) - self.tone_margin, 0)
+
+
+def widened(keep: np.ndarray, pixels: int) -> np.ndarray:
+    """A keep map widened by `pixels` on every side (each pixel takes its neighbourhood's maximum)."""
+    return cv2.dilate(keep, np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)) if pixels > 0 else keep
 
 
 SATURATED_DARKNESS = 0.9  # ink at least this dark shows no tone: solid black

@@ -584,9 +584,28 @@ def test_a_card_can_leave_a_crop_with_nothing_to_remove_as_it_came(cluttered):
     assert np.array_equal(cleaned, plain.clean(ruled)) and (cleaned[-14] > 200).mean() > 0.9
 
 
+def test_kept_strokes_count_their_rim_for_the_gate_even_where_the_output_leaves_it(cluttered):
+    from signver.cleaner import widened
+
+    grown, tight, rimless = Cleaner(), Cleaner(), Cleaner()
+    for cleaner, grow, rim in ((grown, 1, 1), (tight, 0, 1), (rimless, 0, 0)):
+        cleaner.grow, cleaner.rim, cleaner.untouched_below = grow, rim, 0.02
+    probability = tight.ink_probability(cluttered.image)
+    assert np.array_equal(tight.keep_map(probability, grow=1), widened(tight.keep_map(probability), 1))
+    for writer in range(20, 24):  # clean signatures with soft edges, as a scanner blurs them
+        signature = cv2.GaussianBlur(synth.genuine(writer, 0), (0, 0), 1.2)
+        assert np.array_equal(tight.clean(signature), signature)
+        assert not np.array_equal(rimless.clean(signature), signature)  # its edges counted as ink dropped
+    kept_grown, kept_tight = (cleaner.clean(cluttered.image) for cleaner in (grown, tight))
+    assert np.array_equal(kept_tight, rimless.clean(cluttered.image))  # white paper: the rim changes nothing else
+    assert (kept_tight < 250).sum() < (kept_grown < 250).sum()  # less kept beside the strokes
+    assert ink_scores(kept_tight, cluttered.target)["stroke_recall"] > 0.9
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("tone_gain", "sometimes", "mask.tone_gain must be one of none, saturated, all, not 'sometimes'"),
-    ("untouched_below", -0.1, "mask.untouched_below must be a share of at least 0, not -0.1")])
+    ("untouched_below", -0.1, "mask.untouched_below must be a share of at least 0, not -0.1"),
+    ("rim", -1, "mask.rim must be a number of pixels of at least 0, not -1")])
 def test_a_card_with_a_bad_mask_setting_is_refused(tmp_path, key, value, message):
     default = Cleaner().card
     card = json.loads(default.path.with_suffix(".json").read_text())
