@@ -329,9 +329,9 @@ def test_a_cleaner_on_the_imagenet_encoder_trains_and_exports_what_torch_compute
     from signver.training.cleaner import train_cleaner
 
     network = {"kind": "lite0", "width": 8, "frozen_blocks": 5, "pretrained": False}
-    path = train_cleaner(tiny_config(tmp_path, network=network), "tiny.yaml")
+    path = train_cleaner(tiny_config(tmp_path, network=network, loss={"near_clutter": 4.0}), "tiny.yaml")
     cleaner = Cleaner(str(path))
-    assert cleaner.card.details["network"]["kind"] == "lite0"
+    assert cleaner.card.details["network"]["kind"] == "lite0" and cleaner.card.details["training"]["loss"] == {"near_clutter": 4.0}
     x = np.random.default_rng(2).random((1, 1, 48, 80)).astype(np.float32)
     expected, got = torch_and_onnx_outputs(cleaner, tmp_path / "run" / "best.pt", network, x)
     assert got.shape == (1, 1, 48, 80) and np.allclose(got, expected, atol=1e-4)
@@ -614,6 +614,26 @@ def test_a_card_with_a_bad_mask_setting_is_refused(tmp_path, key, value, message
     (tmp_path / "odd.onnx").write_bytes(default.path.read_bytes())
     with pytest.raises(signver.SignverError, match=message):
         Cleaner(str(tmp_path / "odd.json"))
+
+
+def test_clutter_touching_the_signature_can_be_made_dearer_in_the_loss():
+    import torch
+
+    from signver.training.cleaner import NEAR_PIXELS, ink_loss, near_clutter_weights
+
+    target = torch.zeros(1, 1, 40, 40)
+    target[0, 0, 20, 5:30] = 1  # a stroke
+    dirty = target.clone()
+    dirty[0, 0, 10:31, 15] = 0.8  # a rule crossing it
+    dirty[0, 0, 2, 38] = 0.9  # a speck far from it
+    dirty[0, 0, 22, 0:3] = 0.2  # grey paper beside it
+    weights = near_clutter_weights(dirty, target, 4.0)
+    crossing = [row for row in range(10, 31) if row != 20 and abs(row - 20) <= NEAR_PIXELS]
+    assert (weights[0, 0, crossing, 15] == 4).all() and int((weights == 4).sum()) == len(crossing)
+    assert weights[0, 0, 20, 15] == 1 and weights[0, 0, 2, 38] == 1 and (weights[0, 0, 22, 0:3] == 1).all()
+    logits = torch.full((1, 1, 40, 40), 2.0)  # says ink everywhere: the crossing rule now costs more
+    assert ink_loss(logits, target, weights=weights) > ink_loss(logits, target)
+    assert ink_loss(logits, target, weights=torch.ones_like(target)) == pytest.approx(float(ink_loss(logits, target)))
 
 
 def test_training_refuses_a_machine_with_too_few_fonts(tmp_path, monkeypatch):

@@ -355,9 +355,25 @@ def validation_pairs(signatures: list[np.ndarray], config: dict, n: int) -> tupl
 # -- loss and measures ---------------------------------------------------------------------
 
 
-def ink_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float = 2.0, dice: float = 1.0) -> torch.Tensor:
-    """Binary cross-entropy (missing ink costs `pos_weight` times more) plus soft Dice."""
-    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(pos_weight))
+NEAR_PIXELS = 8  # how far from the signature's ink clutter counts as touching it (`near_clutter_weights`)
+CLUTTER_DARKNESS = 0.35  # an input pixel at least this dark that is not signature ink is clutter, not paper
+
+
+def near_clutter_weights(dirty: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-pixel weights of the cross-entropy: `weight` on clutter (input ink that is not the
+    signature's) within NEAR_PIXELS of the signature's ink, 1 elsewhere. Clutter crossing or
+    touching the strokes is what a cleaned crop keeps, and what costs verification most
+    (docs/benchmarks.md, "Cleaner"); far clutter the keep map's clusters drop anyway."""
+    near = F.max_pool2d(target, 2 * NEAR_PIXELS + 1, stride=1, padding=NEAR_PIXELS) > 0
+    clutter = near & (dirty >= CLUTTER_DARKNESS) & (target == 0)
+    return 1 + (weight - 1) * clutter.float()
+
+
+def ink_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float = 2.0, dice: float = 1.0,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy (missing ink costs `pos_weight` times more; each pixel also by
+    `weights`, when given) plus soft Dice."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weights, pos_weight=torch.tensor(pos_weight))
     p = torch.sigmoid(logits)
     inter = (p * target).sum(dim=(1, 2, 3))
     soft_dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
@@ -478,7 +494,9 @@ def train_cleaner(config: dict, config_path: str) -> Path:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 logits = network(x)
             logits = logits.float()
-            loss = ink_loss(logits[:, :1], y, loss_config.get("pos_weight", 2.0), loss_config.get("dice", 1.0))
+            near_clutter = float(loss_config.get("near_clutter", 1.0))
+            weights = near_clutter_weights(x, y, near_clutter) if near_clutter != 1 else None
+            loss = ink_loss(logits[:, :1], y, loss_config.get("pos_weight", 2.0), loss_config.get("dice", 1.0), weights)
             if logits.shape[1] > 1:
                 loss = loss + float(loss_config.get("tone", 1.0)) * tone_loss(logits[:, 1:], as_input(target), y)
             optimizer.zero_grad(set_to_none=True)
