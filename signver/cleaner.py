@@ -32,13 +32,13 @@ the kept pixels at least INK_FLOOR dark at the working resolution, held within T
 nothing to the kept strokes; `grey / 255` above becomes `grey / paper`. Before that, `m` is
 pruned (`Cleaner.keep_map`): faint pieces that never become confident, and small clusters away
 from the signature, are dropped, since stray ink far from the signature is what misleads the
-normaliser's crop. With the card's `mask.untouched_below`, a crop whose keep map drops less ink
+normaliser's crop; then it is widened by `mask.grow` pixels (working resolution). With the card's `mask.untouched_below`, a crop whose keep map drops less ink
 than that share of the ink it keeps (`dropped_ink_share`: about 0 for a clean scan, where only
 paper goes) comes back as it came, pixel for pixel: it holds nothing to remove, and any change
 to a clean signature's ink costs verification. For that share and for the paper, the kept
-strokes count with a rim of `mask.rim` pixels (default: `grow`): a stroke's faint edge is
-neither paper nor dropped ink, even where the output, for less of the clutter beside the
-strokes, does not keep it. The card's `mask` holds these settings, chosen on
+strokes count with a rim of `mask.rim` pixels (working resolution; default `grow`): a stroke's
+faint edge is neither paper nor dropped ink, though the output may leave it out (`grow: 0`) so
+that less of the clutter touching the strokes is kept. The card's `mask` holds these settings, chosen on
 held-out training writers. Inference never imports torch.
 """
 
@@ -92,7 +92,7 @@ class Cleaner:
         self.cluster_radius = float(mask.get("cluster_radius", 0.0))  # of the crop's longer side
         self.cluster_fraction = float(mask.get("cluster_fraction", 0.0))  # of the largest cluster's ink
         self.grow = int(mask.get("grow", 0))  # pixels the kept strokes are widened by (working resolution)
-        self.rim = int(mask.get("rim", self.grow))  # pixels beside the kept strokes that count as theirs, not paper or dropped ink
+        self.rim = int(mask.get("rim", self.grow))  # pixels (working resolution) beside kept strokes that count as theirs, not paper or dropped ink
         for key, pixels in (("grow", self.grow), ("rim", self.rim)):
             if pixels < 0:
                 raise ModelError(f"model card {self.card.name}: mask.{key} must be a number of pixels of at least 0, not {pixels}")
@@ -132,7 +132,7 @@ class Cleaner:
         (maps,) = self.session.run(None, {self.input_name: network_input(small)})
         return maps[0, 0, :sh, :sw], (maps[0, 1, :sh, :sw] if maps.shape[1] > 1 else None), small, scale
 
-    def keep_map(self, probability: np.ndarray, grow: int | None = None) -> np.ndarray:
+    def keep_map(self, probability: np.ndarray) -> np.ndarray:
         """How much of each pixel to keep (0 to 1), from the ink probability map:
 
         - a ramp from `low` (drop) to `high` (keep);
@@ -141,10 +141,9 @@ class Cleaner:
         - clustering: pieces within `cluster_radius` (of the crop's longer side) of each other
           form a cluster, and clusters holding less than `cluster_fraction` of the largest
           one's ink are dropped: stray specks and text fragments away from the signature;
-        - growing: what is kept is widened by `grow` pixels (the card's, unless given), so the
-          faint rims of strokes stay.
+        - growing: what is kept is widened by `grow` pixels, so the faint rims of strokes stay.
         """
-        return widened(self._pruned(probability), self.grow if grow is None else grow)
+        return widened(self._pruned(probability), self.grow)
 
     def _pruned(self, probability: np.ndarray) -> np.ndarray:
         """The keep map before growing: the ramp, hysteresis and clustering of `keep_map`."""
@@ -188,9 +187,7 @@ class Cleaner:
         if tone is not None and self._scales_by_gain(darkness, keep_full):
             darkness = np.clip(darkness * tone_gain(tone, ink_darkness(small, paper), keep), 0, 1)
         elif tone is not None:
-            correction = self._tone_correction(tone, ink_darkness(small, paper))
-            if scale < 1:
-                correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
+            correction = full_size(self._tone_correction(tone, ink_darkness(small, paper)))
             darkness = np.clip(darkness + correction, 0, 1)
         return (255 - keep_full * 255 * darkness + 0.5).astype(np.uint8)
 

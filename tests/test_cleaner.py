@@ -324,7 +324,7 @@ def test_tiny_training_run_resumes_and_exports_what_torch_computes(tmp_path):
     assert any(not torch.equal(first[k], v) for k, v in chosen.items())  # trained on from there
 
 
-def test_a_cleaner_on_the_imagenet_encoder_trains_and_exports_what_torch_computes(tmp_path):
+def test_a_cleaner_on_the_imagenet_encoder_trains_with_near_clutter_dearer_and_exports_what_torch_computes(tmp_path):
     pytest.importorskip("torch")
     from signver.training.cleaner import train_cleaner
 
@@ -584,14 +584,15 @@ def test_a_card_can_leave_a_crop_with_nothing_to_remove_as_it_came(cluttered):
     assert np.array_equal(cleaned, plain.clean(ruled)) and (cleaned[-14] > 200).mean() > 0.9
 
 
-def test_kept_strokes_count_their_rim_for_the_gate_even_where_the_output_leaves_it(cluttered):
+def test_kept_strokes_count_their_rim_for_the_gate_and_the_paper_even_where_the_output_leaves_it(cluttered):
     from signver.cleaner import widened
 
     grown, tight, rimless = Cleaner(), Cleaner(), Cleaner()
     for cleaner, grow, rim in ((grown, 1, 1), (tight, 0, 1), (rimless, 0, 0)):
         cleaner.grow, cleaner.rim, cleaner.untouched_below = grow, rim, 0.02
-    probability = tight.ink_probability(cluttered.image)
-    assert np.array_equal(tight.keep_map(probability, grow=1), widened(tight.keep_map(probability), 1))
+    dot = np.zeros((5, 5), np.float32)
+    dot[2, 2] = 0.7
+    assert np.array_equal(widened(dot, 1) > 0, np.pad(np.ones((3, 3), bool), 1)) and widened(dot, 0) is dot
     for writer in range(20, 24):  # clean signatures with soft edges, as a scanner blurs them
         signature = cv2.GaussianBlur(synth.genuine(writer, 0), (0, 0), 1.2)
         assert np.array_equal(tight.clean(signature), signature)
@@ -600,6 +601,9 @@ def test_kept_strokes_count_their_rim_for_the_gate_even_where_the_output_leaves_
     assert np.array_equal(kept_tight, rimless.clean(cluttered.image))  # white paper: the rim changes nothing else
     assert (kept_tight < 250).sum() < (kept_grown < 250).sum()  # less kept beside the strokes
     assert ink_scores(kept_tight, cluttered.target)["stroke_recall"] > 0.9
+    tight.untouched_below = rimless.untouched_below = 0.0  # both clean; only the paper they measure differs
+    grey = (0.8 * cv2.GaussianBlur(synth.genuine(20, 0), (0, 0), 1.2)).astype(np.uint8)  # soft strokes on grey paper
+    assert tight.paper and not np.array_equal(tight.clean(grey), rimless.clean(grey))
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -619,7 +623,7 @@ def test_a_card_with_a_bad_mask_setting_is_refused(tmp_path, key, value, message
 def test_clutter_touching_the_signature_can_be_made_dearer_in_the_loss():
     import torch
 
-    from signver.training.cleaner import NEAR_PIXELS, ink_loss, near_clutter_weights
+    from signver.training.cleaner import HALO_PIXELS, NEAR_PIXELS, ink_loss, near_clutter_weights
 
     target = torch.zeros(1, 1, 40, 40)
     target[0, 0, 20, 5:30] = 1  # a stroke
@@ -628,12 +632,22 @@ def test_clutter_touching_the_signature_can_be_made_dearer_in_the_loss():
     dirty[0, 0, 2, 38] = 0.9  # a speck far from it
     dirty[0, 0, 22, 0:3] = 0.2  # grey paper beside it
     weights = near_clutter_weights(dirty, target, 4.0)
-    crossing = [row for row in range(10, 31) if row != 20 and abs(row - 20) <= NEAR_PIXELS]
+    crossing = [row for row in range(10, 31) if HALO_PIXELS < abs(row - 20) <= NEAR_PIXELS]  # beyond the stroke's own halo
     assert (weights[0, 0, crossing, 15] == 4).all() and int((weights == 4).sum()) == len(crossing)
     assert weights[0, 0, 20, 15] == 1 and weights[0, 0, 2, 38] == 1 and (weights[0, 0, 22, 0:3] == 1).all()
+    assert weights[0, 0, 21, 15] == 1  # the rule right beside the stroke: its halo, as a clean scan's blur would make it
     logits = torch.full((1, 1, 40, 40), 2.0)  # says ink everywhere: the crossing rule now costs more
     assert ink_loss(logits, target, weights=weights) > ink_loss(logits, target)
     assert ink_loss(logits, target, weights=torch.ones_like(target)) == pytest.approx(float(ink_loss(logits, target)))
+
+
+def test_training_refuses_a_negative_clutter_weight_before_loading_data(tmp_path):
+    pytest.importorskip("torch")
+    from signver.training.cleaner import train_cleaner
+
+    with pytest.raises(signver.SignverError, match="loss.near_clutter must be a weight of at least 0, not -1.0"):
+        train_cleaner(tiny_config(tmp_path, loss={"near_clutter": -1}), "tiny.yaml")
+    assert not (tmp_path / "run").exists()
 
 
 def test_training_refuses_a_machine_with_too_few_fonts(tmp_path, monkeypatch):

@@ -356,17 +356,31 @@ def validation_pairs(signatures: list[np.ndarray], config: dict, n: int) -> tupl
 
 
 NEAR_PIXELS = 8  # how far from the signature's ink clutter counts as touching it (`near_clutter_weights`)
+HALO_PIXELS = 2  # the strokes' own halo (blur, thresholds, JPEG spread the ink this far): never clutter
 CLUTTER_DARKNESS = 0.35  # an input pixel at least this dark that is not signature ink is clutter, not paper
+
+
+def within(target: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Where a pixel lies within `pixels` of the target's ink."""
+    return F.max_pool2d(target, 2 * pixels + 1, stride=1, padding=pixels) > 0
 
 
 def near_clutter_weights(dirty: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
     """Per-pixel weights of the cross-entropy: `weight` on clutter (input ink that is not the
-    signature's) within NEAR_PIXELS of the signature's ink, 1 elsewhere. Clutter crossing or
-    touching the strokes is what a cleaned crop keeps, and what costs verification most
-    (docs/benchmarks.md, "Cleaner"); far clutter the keep map's clusters drop anyway."""
-    near = F.max_pool2d(target, 2 * NEAR_PIXELS + 1, stride=1, padding=NEAR_PIXELS) > 0
-    clutter = near & (dirty >= CLUTTER_DARKNESS) & (target == 0)
+    signature's) within NEAR_PIXELS of the signature's ink but beyond its own halo, 1 elsewhere.
+    Clutter crossing or touching the strokes is what a cleaned crop keeps, and what costs
+    verification most (docs/benchmarks.md, "Cleaner"); far clutter the keep map's clusters drop
+    anyway, and the halo is the stroke's own edge, which a clean scan keeps."""
+    clutter = within(target, NEAR_PIXELS) & ~within(target, HALO_PIXELS) & (dirty >= CLUTTER_DARKNESS)
     return 1 + (weight - 1) * clutter.float()
+
+
+def near_clutter_weight(config: dict) -> float:
+    """The config's `loss.near_clutter` (1: no extra weight), refused below 0."""
+    weight = float(config.get("loss", {}).get("near_clutter", 1.0))
+    if not weight >= 0:
+        raise InputError(f"loss.near_clutter must be a weight of at least 0, not {weight}")
+    return weight
 
 
 def ink_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float = 2.0, dice: float = 1.0,
@@ -442,6 +456,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
                          + ("name a shipped cleaner's .onnx file" if str(config["init"]).endswith(".onnx") else "train the run it comes from first"))
     check_fonts(config)
     source_weights(config.get("data", []))
+    near_clutter_weight(config)
     torch.manual_seed(config.get("seed", 0))
     torch.set_num_threads(int(config.get("threads", 2)))
     cv2.setNumThreads(1)  # before the data worker forks: no OpenCV thread pool to inherit, none to fight the network
@@ -482,6 +497,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
                                          num_workers=workers, prefetch_factor=4 if workers else None, persistent_workers=False)
     autocast = config.get("autocast", "bf16") == "bf16"
     loss_config = config.get("loss", {})
+    near_clutter = near_clutter_weight(config)
     batches = iter(loader)
     with Progress(*progress_columns("training cleaner")) as progress, open(run_dir / "log.jsonl", "a") as log:
         task = progress.add_task("train", total=steps, completed=start, status="")
@@ -494,7 +510,6 @@ def train_cleaner(config: dict, config_path: str) -> Path:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 logits = network(x)
             logits = logits.float()
-            near_clutter = float(loss_config.get("near_clutter", 1.0))
             weights = near_clutter_weights(x, y, near_clutter) if near_clutter != 1 else None
             loss = ink_loss(logits[:, :1], y, loss_config.get("pos_weight", 2.0), loss_config.get("dice", 1.0), weights)
             if logits.shape[1] > 1:
