@@ -32,14 +32,15 @@ the kept pixels at least INK_FLOOR dark at the working resolution, held within T
 nothing to the kept strokes; `grey / 255` above becomes `grey / paper`. Before that, `m` is
 pruned (`Cleaner.keep_map`): faint pieces that never become confident, and small clusters away
 from the signature, are dropped, since stray ink far from the signature is what misleads the
-normaliser's crop; then it is widened by `mask.grow` pixels (working resolution). With the card's `mask.untouched_below`, a crop whose keep map drops less ink
-than that share of the ink it keeps (`dropped_ink_share`: about 0 for a clean scan, where only
-paper goes) comes back as it came, pixel for pixel: it holds nothing to remove, and any change
-to a clean signature's ink costs verification. For that share and for the paper, the kept
-strokes count with a rim of `mask.rim` pixels (working resolution; default `grow`): a stroke's
-faint edge is neither paper nor dropped ink, though the output may leave it out (`grow: 0`) so
-that less of the clutter touching the strokes is kept. The card's `mask` holds these settings, chosen on
-held-out training writers. Inference never imports torch.
+normaliser's crop; then it is widened by `mask.grow` pixels (working resolution). With the
+card's `mask.untouched_below`, a crop whose keep map drops less ink than that share of the ink
+it keeps (`dropped_ink_share`: about 0 for a clean scan, where only paper goes) comes back as it
+came, pixel for pixel: it holds nothing to remove, and any change to a clean signature's ink
+costs verification. For that share and for the paper, the kept strokes count with a rim of
+`mask.rim` pixels (working resolution; default `grow`): a stroke's faint edge is neither paper
+nor dropped ink, though the output may leave it out (`grow: 0`) so that less of the clutter
+touching the strokes is kept. The card's `mask` holds these settings, chosen on held-out
+training writers. Inference never imports torch.
 """
 
 from __future__ import annotations
