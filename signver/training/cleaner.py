@@ -456,7 +456,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
                          + ("name a shipped cleaner's .onnx file" if str(config["init"]).endswith(".onnx") else "train the run it comes from first"))
     check_fonts(config)
     source_weights(config.get("data", []))
-    near_clutter_weight(config)
+    near_clutter = near_clutter_weight(config)  # a bad weight is refused before the data loads
     torch.manual_seed(config.get("seed", 0))
     torch.set_num_threads(int(config.get("threads", 2)))
     cv2.setNumThreads(1)  # before the data worker forks: no OpenCV thread pool to inherit, none to fight the network
@@ -497,7 +497,6 @@ def train_cleaner(config: dict, config_path: str) -> Path:
                                          num_workers=workers, prefetch_factor=4 if workers else None, persistent_workers=False)
     autocast = config.get("autocast", "bf16") == "bf16"
     loss_config = config.get("loss", {})
-    near_clutter = near_clutter_weight(config)
     batches = iter(loader)
     with Progress(*progress_columns("training cleaner")) as progress, open(run_dir / "log.jsonl", "a") as log:
         task = progress.add_task("train", total=steps, completed=start, status="")
