@@ -46,7 +46,7 @@ training writers. Inference never imports torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -74,7 +74,20 @@ DEFAULT_CLEAN_DOCUMENT_CROPS = True
 
 TONE_GAIN_MODES = ("none", "saturated", "all")  # mask.tone_gain: which crops' ink is scaled by one gain instead of shifted
 MASK_SETTINGS = {"low", "high", "seed", "cluster_radius", "cluster_fraction", "grow", "rim", "tone_margin", "paper",
-                 "tone_gain", "untouched_below"}  # a card's `mask` keys
+                 "tone_gain", "tone_gain_fit", "untouched_below"}  # a card's `mask` keys
+
+
+class CropReading(NamedTuple):
+    """What a cleaner reads off a crop before it changes a pixel (`Cleaner._read`)."""
+
+    tone: np.ndarray | None  # the clean ink's darkness the model predicts (working resolution); None without a tone output
+    small: np.ndarray  # the crop at the working resolution
+    keep: np.ndarray  # the keep map (working resolution)
+    strokes: np.ndarray  # the keep map widened by the rim (working resolution)
+    paper: Paper | None  # the paper under the crop (`paper_level`), or None where darkness is against white
+    darkness: np.ndarray  # the crop's darkness at full resolution (`ink_darkness`)
+    keep_full: np.ndarray  # the keep map at full resolution
+    full_size: Callable[[np.ndarray], np.ndarray]  # a working-resolution map brought to full resolution
 
 
 class Cleaner:
@@ -100,6 +113,11 @@ class Cleaner:
         self.tone_margin = float(mask.get("tone_margin", 0.0))  # tone corrections smaller than this are not made
         self.paper = bool(mask.get("paper", False))  # measure the ink's darkness against the paper under it (paper_level)
         self.tone_gain_mode = str(mask.get("tone_gain", "none"))  # which crops get one tone gain instead of the shift
+        fit = mask.get("tone_gain_fit", {})  # the head's gain g becomes scale * g ** power (fitted on training writers)
+        self.gain_scale, self.gain_power = float(fit.get("scale", 1.0)), float(fit.get("power", 1.0))
+        if not (self.gain_scale > 0 and self.gain_power > 0):
+            raise ModelError(f"model card {self.card.name}: mask.tone_gain_fit needs a scale and a power above 0, "
+                             f"not {self.gain_scale} and {self.gain_power}")
         self.untouched_below = float(mask.get("untouched_below", 0.0))  # a crop whose dropped_ink_share is below this passes as it came
         if not self.untouched_below >= 0:
             raise ModelError(f"model card {self.card.name}: mask.untouched_below must be a share of at least 0, not {self.untouched_below}")
@@ -165,32 +183,47 @@ class Cleaner:
             keep *= (mass >= self.cluster_fraction * mass.max())[clusters]
         return keep
 
-    def clean(self, gray: np.ndarray) -> np.ndarray:
-        """The cleaned crop: signature ink (in the tone the model restores, or as it was),
-        everything else white; or the crop as it came, where the card's `untouched_below` finds
-        nothing to remove."""
+    def _read(self, gray: np.ndarray) -> CropReading:
+        """What cleaning reads off a crop before it changes a pixel."""
         probability, tone, small, scale = self._working_maps(gray)
         pruned = self._pruned(probability)
         keep = widened(pruned, self.grow)
-        strokes = keep if self.rim == self.grow else widened(pruned, self.rim)  # the kept strokes with their rims
+        strokes = keep if self.rim == self.grow else widened(pruned, self.rim)
         size = (gray.shape[1], gray.shape[0])
 
         def full_size(working: np.ndarray) -> np.ndarray:
             return cv2.resize(working, size, interpolation=cv2.INTER_LINEAR) if scale < 1 else working
 
         paper = paper_level(small, strokes) if self.paper and keep.any() else None  # nothing kept: all white anyway
-        darkness = ink_darkness(gray, paper)
-        keep_full = full_size(keep)
+        return CropReading(tone, small, keep, strokes, paper, ink_darkness(gray, paper), full_size(keep), full_size)
+
+    def clean(self, gray: np.ndarray) -> np.ndarray:
+        """The cleaned crop: signature ink (in the tone the model restores, or as it was),
+        everything else white; or the crop as it came, where the card's `untouched_below` finds
+        nothing to remove."""
+        r = self._read(gray)
+        darkness = r.darkness
         if self.untouched_below > 0:
-            strokes_full = keep_full if strokes is keep else full_size(strokes)
+            strokes_full = r.keep_full if r.strokes is r.keep else r.full_size(r.strokes)
             if dropped_ink_share(darkness, strokes_full) < self.untouched_below:
                 return gray.copy()
-        if tone is not None and self._scales_by_gain(darkness, keep_full):
-            darkness = np.clip(darkness * tone_gain(tone, ink_darkness(small, paper), keep), 0, 1)
-        elif tone is not None:
-            correction = full_size(self._tone_correction(tone, ink_darkness(small, paper)))
+        if r.tone is not None and self._scales_by_gain(darkness, r.keep_full):
+            gain = tone_gain(r.tone, ink_darkness(r.small, r.paper), r.keep, self.gain_scale, self.gain_power)
+            darkness = np.clip(darkness * gain, 0, 1)
+        elif r.tone is not None:
+            correction = r.full_size(self._tone_correction(r.tone, ink_darkness(r.small, r.paper)))
             darkness = np.clip(darkness + correction, 0, 1)
-        return (255 - keep_full * 255 * darkness + 0.5).astype(np.uint8)
+        return (255 - r.keep_full * 255 * darkness + 0.5).astype(np.uint8)
+
+    def saturated_gain(self, gray: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """For a crop whose kept ink is saturated (`saturated_ink`): the tone head's gain before
+        the card's `tone_gain_fit`, and the crop's darkness and keep map at full resolution, which
+        the gain multiplies; None for any other crop, or a model without a tone output. What
+        `signver.training.tone_gain_fit` fits the card's `tone_gain_fit` to."""
+        r = self._read(gray)
+        if r.tone is None or not saturated_ink(r.darkness, r.keep_full):
+            return None
+        return tone_gain(r.tone, ink_darkness(r.small, r.paper), r.keep), r.darkness, r.keep_full
 
     def _scales_by_gain(self, darkness: np.ndarray, keep_full: np.ndarray) -> bool:
         """Whether this crop's ink takes one tone gain rather than the per-pixel shift (the card's
@@ -239,7 +272,7 @@ def dropped_ink_share(darkness: np.ndarray, keep: np.ndarray) -> float:
     return float((ink * (1 - keep)).sum()) / kept if kept > 0 else math.inf
 
 
-def tone_gain(tone: np.ndarray, darkness: np.ndarray, keep: np.ndarray) -> float:
+def tone_gain(tone: np.ndarray, darkness: np.ndarray, keep: np.ndarray, scale: float = 1.0, power: float = 1.0) -> float:
     """How many times darker the clean ink was (`tone`, the model's) than the crop's ink is
     (`darkness`), summed over the kept ink at the working resolution, within TONE_GAIN_RANGE;
     1 where no kept pixel is ink. Sums over the whole crop, since one pixel of a bitonal stroke
@@ -250,7 +283,8 @@ def tone_gain(tone: np.ndarray, darkness: np.ndarray, keep: np.ndarray) -> float
     ink = kept_ink(darkness, keep)
     if not ink.any():
         return 1.0
-    return float(np.clip(float(tone[ink].sum()) / max(float(darkness[ink].sum()), 1e-6), *TONE_GAIN_RANGE))
+    gain = float(tone[ink].sum()) / max(float(darkness[ink].sum()), 1e-6)
+    return float(np.clip(scale * gain**power, *TONE_GAIN_RANGE))
 
 
 PAPER_CELL = 16  # pixels (working resolution) of the cells whose paper medians the plane is fitted to

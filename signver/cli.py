@@ -615,6 +615,15 @@ def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. confi
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
+@train_app.command("cleaner-gain")
+@reports_errors
+def train_cleaner_gain(config: Path = typer.Option(..., help="YAML config, e.g. configs/cleaner-lite0-unfaded-int8-gain.yaml")) -> None:
+    """Fit a cleaner's tone gain for solid black ink to its training writers and write it into its card."""
+    from .training.tone_gain_fit import fit_tone_gain
+
+    print(f"wrote {fit_tone_gain(read_config(config), str(config))}")
+
+
 @train_app.command("detector")
 @reports_errors
 def train_detector(config: Path = typer.Option(..., help="YAML config, e.g. configs/detector-lite0-centre.yaml")) -> None:
