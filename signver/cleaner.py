@@ -25,7 +25,9 @@ where a thin stroke's darkness is spread over the paper beside it, barely moves 
 card's `mask.tone_gain: saturated`, a crop whose kept ink is mostly saturated at full resolution
 (`saturated_ink`) has its ink's darkness multiplied instead by one gain, g = sum(t) / sum(s) over
 the kept pixels at least INK_FLOOR dark at the working resolution, held within TONE_GAIN_RANGE
-(`tone_gain`; no margin), and grey ink, which still shows its tone, keeps the shift;
+(`tone_gain`; no margin); the card's `mask.tone_gain_fit` makes it scale * g ** power first,
+since on such crops the head's gain shrinks toward the middle of what it was trained on
+(`signver.training.tone_gain_fit` fits the two numbers to training writers), and grey ink, which still shows its tone, keeps the shift;
 `tone_gain: all` uses the gain for every crop, so every kept pixel changes. With the card's
 `mask.paper`, darkness is measured against the paper under the ink rather than against white
 (`paper_level`: a plane fitted to the paper's brightness), so grey or unevenly lit paper adds
