@@ -18,31 +18,31 @@ how far `t` is from the crop's darkness at the working resolution, `s`, less a m
 
     out = 255 - m * 255 * clip(1 - grey / 255 + c, 0, 1),   c = sign(t - s) * max(|t - s| - e, 0)
 
-since scan damage (bitonal thresholds, noise, faded ink) changes the ink's tone, which the
-extractor reads; where the model agrees with the crop, the ink is left as it was. A bitonal scan
-keeps no tone at all: its strokes are solid black, and the shift, made at the working resolution
-where a thin stroke's darkness is spread over the paper beside it, barely moves them. With the
-card's `mask.tone_gain: saturated`, a crop whose kept ink is mostly saturated at full resolution
+since scan damage (bitonal thresholds, noise, faded ink) changes the ink's tone, which the extractor
+reads; where the model agrees with the crop, the ink is left as it was. A bitonal scan keeps no tone
+at all: its strokes are solid black, and the shift, made at the working resolution where a thin
+stroke's darkness is spread over the paper beside it, barely moves them. With the card's
+`mask.tone_gain: saturated`, a crop whose kept ink is mostly saturated at full resolution
 (`saturated_ink`) has its ink's darkness multiplied instead by one gain, g = sum(t) / sum(s) over
 the kept pixels at least INK_FLOOR dark at the working resolution, held within TONE_GAIN_RANGE
-(`tone_gain`; no margin); the card's `mask.tone_gain_fit` makes it scale * g ** power first,
-since on such crops the head's gain shrinks toward the middle of what it was trained on
-(`signver.training.tone_gain_fit` fits the two numbers to training writers), and grey ink, which still shows its tone, keeps the shift;
-`tone_gain: all` uses the gain for every crop, so every kept pixel changes. With the card's
-`mask.paper`, darkness is measured against the paper under the ink rather than against white
-(`paper_level`: a plane fitted to the paper's brightness), so grey or unevenly lit paper adds
-nothing to the kept strokes; `grey / 255` above becomes `grey / paper`. Before that, `m` is
-pruned (`Cleaner.keep_map`): faint pieces that never become confident, and small clusters away
-from the signature, are dropped, since stray ink far from the signature is what misleads the
-normaliser's crop; then it is widened by `mask.grow` pixels (working resolution). With the
-card's `mask.untouched_below`, a crop whose keep map drops less ink than that share of the ink
-it keeps (`dropped_ink_share`: about 0 for a clean scan, where only paper goes) comes back as it
-came, pixel for pixel: it holds nothing to remove, and any change to a clean signature's ink
-costs verification. For that share and for the paper, the kept strokes count with a rim of
-`mask.rim` pixels (working resolution; default `grow`): a stroke's faint edge is neither paper
-nor dropped ink, though the output may leave it out (`grow: 0`) so that less of the clutter
-touching the strokes is kept. The card's `mask` holds these settings, chosen on held-out
-training writers. Inference never imports torch.
+(`tone_gain`; no margin); the card's `mask.tone_gain_fit` makes it scale * g ** power first, since
+on such crops the head's gain shrinks toward the middle of what it was trained on
+(`signver.training.tone_gain_fit` fits the two numbers to training writers). Grey ink, which still
+shows its tone, keeps the shift; `tone_gain: all` uses the gain for every crop, so every kept pixel
+changes. With the card's `mask.paper`, darkness is measured against the paper under the ink rather
+than against white (`paper_level`: a plane fitted to the paper's brightness), so grey or unevenly
+lit paper adds nothing to the kept strokes; `grey / 255` above becomes `grey / paper`. Before that,
+`m` is pruned (`Cleaner.keep_map`): faint pieces that never become confident, and small clusters
+away from the signature, are dropped, since stray ink far from the signature is what misleads the
+normaliser's crop; then it is widened by `mask.grow` pixels (working resolution). With the card's
+`mask.untouched_below`, a crop whose keep map drops less ink than that share of the ink it keeps
+(`dropped_ink_share`: about 0 for a clean scan, where only paper goes) comes back as it came, pixel
+for pixel: it holds nothing to remove, and any change to a clean signature's ink costs verification.
+For that share and for the paper, the kept strokes count with a rim of `mask.rim` pixels (working
+resolution; default `grow`): a stroke's faint edge is neither paper nor dropped ink, though the
+output may leave it out (`grow: 0`) so that less of the clutter touching the strokes is kept. The
+card's `mask` holds these settings, chosen on held-out training writers. Inference never imports
+torch.
 """
 
 from __future__ import annotations
@@ -116,6 +116,8 @@ class Cleaner:
         self.paper = bool(mask.get("paper", False))  # measure the ink's darkness against the paper under it (paper_level)
         self.tone_gain_mode = str(mask.get("tone_gain", "none"))  # which crops get one tone gain instead of the shift
         fit = mask.get("tone_gain_fit", {})  # the head's gain g becomes scale * g ** power (fitted on training writers)
+        if not isinstance(fit, dict):
+            raise ModelError(f"model card {self.card.name}: mask.tone_gain_fit must be a mapping with a scale and a power, not {fit!r}")
         self.gain_scale, self.gain_power = float(fit.get("scale", 1.0)), float(fit.get("power", 1.0))
         if not (self.gain_scale > 0 and self.gain_power > 0):
             raise ModelError(f"model card {self.card.name}: mask.tone_gain_fit needs a scale and a power above 0, "
@@ -190,7 +192,7 @@ class Cleaner:
         probability, tone, small, scale = self._working_maps(gray)
         pruned = self._pruned(probability)
         keep = widened(pruned, self.grow)
-        strokes = keep if self.rim == self.grow else widened(pruned, self.rim)
+        strokes = keep if self.rim == self.grow else widened(pruned, self.rim)  # the kept strokes with their rims
         size = (gray.shape[1], gray.shape[0])
 
         def full_size(working: np.ndarray) -> np.ndarray:
@@ -281,7 +283,9 @@ def tone_gain(tone: np.ndarray, darkness: np.ndarray, keep: np.ndarray, scale: f
     says nothing of the tone but the crop as a whole does, and over ink only (at least
     INK_FLOOR dark): the model is trained on the clean signature's ink pixels, and the paper
     beside a stroke, which the keep map keeps too, gets a darkness from it that is too high
-    (on held-out CEDAR scans, 0.08 where the paper shows 0.01, which alone made the gain 1.2)."""
+    (on held-out CEDAR scans, 0.08 where the paper shows 0.01, which alone made the gain 1.2).
+    `scale` and `power` (the card's `mask.tone_gain_fit`) make it scale * gain ** power before
+    it is held within the range."""
     ink = kept_ink(darkness, keep)
     if not ink.any():
         return 1.0

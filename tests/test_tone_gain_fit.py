@@ -63,7 +63,7 @@ def test_a_cards_fit_scales_the_heads_gain_on_saturated_ink_only(tmp_path):
     expected = (255 - keep * 255 * np.clip(darkness * np.clip(0.5 * head**2, 0.25, 4.0), 0, 1) + 0.5).astype(np.uint8)
     assert np.array_equal(fitted.clean(bitonal(black)), expected) and not np.array_equal(expected, plain.clean(bitonal(black)))
     assert tone_gain(np.full((4, 4), 0.5, np.float32), np.full((4, 4), 0.5, np.float32), np.ones((4, 4)), 0.8, 3.0) == pytest.approx(0.8)
-    for bad in ({"scale": 0}, {"power": -1}):
+    for bad in ({"scale": 0}, {"power": -1}, [1.0, 1.2]):
         with pytest.raises(ModelError, match="tone_gain_fit"):
             Cleaner(card_copy(tmp_path, {"tone_gain_fit": bad}))
 
