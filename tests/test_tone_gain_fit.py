@@ -52,7 +52,7 @@ def test_the_fit_recovers_scale_and_power_and_every_source_weighs_alike():
 
 def test_a_cards_fit_scales_the_heads_gain_on_saturated_ink_only(tmp_path):
     every_crop = {"untouched_below": 0}  # a clean bitonal signature would pass as it came
-    plain = Cleaner(card_copy(tmp_path, every_crop))
+    plain = Cleaner(card_copy(tmp_path, {**every_crop, "tone_gain_fit": {}}))  # the head's gain as it is
     fitted = Cleaner(card_copy(tmp_path, {**every_crop, "tone_gain_fit": {"scale": 0.5, "power": 2.0}}))
     assert (fitted.gain_scale, fitted.gain_power) == (0.5, 2.0) and (plain.gain_scale, plain.gain_power) == (1.0, 1.0)
     black = overlays.whiten(synth.genuine(5, 1))
@@ -93,7 +93,8 @@ def test_the_cli_writes_the_fit_into_the_cleaners_card(tmp_path, synthetic_datas
     assert result.exit_code == 0, result.output
     card = json.loads(open(card_path).read())
     fit = card["mask"]["tone_gain_fit"]
-    assert fit["scale"] > 0 and fit["power"] > 0 and {k: v for k, v in card["mask"].items() if k != "tone_gain_fit"} == data["mask"]
+    others = {k: v for k, v in data["mask"].items() if k != "tone_gain_fit"}
+    assert fit["scale"] > 0 and fit["power"] > 0 and {k: v for k, v in card["mask"].items() if k != "tone_gain_fit"} == others
     (source,) = card["tone_gain_fit"]["sources"]
     assert source["saturated_crops"] >= 8 and source["path"] == str(synthetic_dataset)
     assert card["tone_gain_fit"]["copies"] == 3 and card["tone_gain_fit"]["config"] == str(config)
