@@ -116,8 +116,9 @@ class Cleaner:
         self.paper = bool(mask.get("paper", False))  # measure the ink's darkness against the paper under it (paper_level)
         self.tone_gain_mode = str(mask.get("tone_gain", "none"))  # which crops get one tone gain instead of the shift
         fit = mask.get("tone_gain_fit", {})  # the head's gain g becomes scale * g ** power (fitted on training writers)
-        if not isinstance(fit, dict):
-            raise ModelError(f"model card {self.card.name}: mask.tone_gain_fit must be a mapping with a scale and a power, not {fit!r}")
+        numbers = isinstance(fit, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in fit.values())
+        if not numbers or set(fit) - {"scale", "power"}:
+            raise ModelError(f"model card {self.card.name}: mask.tone_gain_fit must map scale and power to numbers, not {fit!r}")
         self.gain_scale, self.gain_power = float(fit.get("scale", 1.0)), float(fit.get("power", 1.0))
         if not (self.gain_scale > 0 and self.gain_power > 0):
             raise ModelError(f"model card {self.card.name}: mask.tone_gain_fit needs a scale and a power above 0, "
@@ -207,27 +208,39 @@ class Cleaner:
         nothing to remove."""
         r = self._read(gray)
         darkness = r.darkness
-        if self.untouched_below > 0:
-            strokes_full = r.keep_full if r.strokes is r.keep else r.full_size(r.strokes)
-            if dropped_ink_share(darkness, strokes_full) < self.untouched_below:
-                return gray.copy()
+        if self._untouched(r):
+            return gray.copy()
         if r.tone is not None and self._scales_by_gain(darkness, r.keep_full):
-            gain = tone_gain(r.tone, ink_darkness(r.small, r.paper), r.keep, self.gain_scale, self.gain_power)
-            darkness = np.clip(darkness * gain, 0, 1)
+            darkness = np.clip(darkness * self._head_gain(r, self.gain_scale, self.gain_power), 0, 1)
         elif r.tone is not None:
             correction = r.full_size(self._tone_correction(r.tone, ink_darkness(r.small, r.paper)))
             darkness = np.clip(darkness + correction, 0, 1)
         return (255 - r.keep_full * 255 * darkness + 0.5).astype(np.uint8)
 
     def saturated_gain(self, gray: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
-        """For a crop whose kept ink is saturated (`saturated_ink`): the tone head's gain before
-        the card's `tone_gain_fit`, and the crop's darkness and keep map at full resolution, which
-        the gain multiplies; None for any other crop, or a model without a tone output. What
+        """For a crop that `clean` scales by one gain because its kept ink is saturated
+        (`saturated_ink`): the tone head's gain before the card's `tone_gain_fit` (held within
+        TONE_GAIN_RANGE), and the crop's darkness and keep map at full resolution, which the gain
+        multiplies. None for any other crop: grey ink, one that passes untouched, one with no
+        kept ink at the working resolution, or a model without a tone output. What
         `signver.training.tone_gain_fit` fits the card's `tone_gain_fit` to."""
         r = self._read(gray)
-        if r.tone is None or not saturated_ink(r.darkness, r.keep_full):
+        if r.tone is None or not saturated_ink(r.darkness, r.keep_full) or self._untouched(r):
             return None
-        return tone_gain(r.tone, ink_darkness(r.small, r.paper), r.keep), r.darkness, r.keep_full
+        if not kept_ink(ink_darkness(r.small, r.paper), r.keep).any():
+            return None
+        return self._head_gain(r), r.darkness, r.keep_full
+
+    def _untouched(self, r: CropReading) -> bool:
+        """Whether the card's `untouched_below` passes this crop as it came."""
+        if self.untouched_below <= 0:
+            return False
+        strokes_full = r.keep_full if r.strokes is r.keep else r.full_size(r.strokes)
+        return dropped_ink_share(r.darkness, strokes_full) < self.untouched_below
+
+    @staticmethod
+    def _head_gain(r: CropReading, scale: float = 1.0, power: float = 1.0) -> float:
+        return tone_gain(r.tone, ink_darkness(r.small, r.paper), r.keep, scale, power)
 
     def _scales_by_gain(self, darkness: np.ndarray, keep_full: np.ndarray) -> bool:
         """Whether this crop's ink takes one tone gain rather than the per-pixel shift (the card's

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -58,12 +59,14 @@ def test_a_cards_fit_scales_the_heads_gain_on_saturated_ink_only(tmp_path):
     black = overlays.whiten(synth.genuine(5, 1))
     grey = (255 - 0.5 * (255 - black.astype(np.float32))).astype(np.uint8)
     assert plain.saturated_gain(grey) is None and np.array_equal(fitted.clean(grey), plain.clean(grey))  # grey ink: the shift
+    gated = Cleaner(card_copy(tmp_path, {}))  # the default gate passes a clean bitonal signature as it came: no gain
+    assert np.array_equal(gated.clean(bitonal(black)), bitonal(black)) and gated.saturated_gain(bitonal(black)) is None
     head, darkness, keep = fitted.saturated_gain(bitonal(black))
     assert (head, darkness.shape) == (plain.saturated_gain(bitonal(black))[0], black.shape)  # the head's own gain, before the fit
     expected = (255 - keep * 255 * np.clip(darkness * np.clip(0.5 * head**2, 0.25, 4.0), 0, 1) + 0.5).astype(np.uint8)
     assert np.array_equal(fitted.clean(bitonal(black)), expected) and not np.array_equal(expected, plain.clean(bitonal(black)))
     assert tone_gain(np.full((4, 4), 0.5, np.float32), np.full((4, 4), 0.5, np.float32), np.ones((4, 4)), 0.8, 3.0) == pytest.approx(0.8)
-    for bad in ({"scale": 0}, {"power": -1}, [1.0, 1.2]):
+    for bad in ({"scale": 0}, {"power": -1}, [1.0, 1.2], {"scal": 1.0}, {"scale": "1.0"}, {"power": True}):
         with pytest.raises(ModelError, match="tone_gain_fit"):
             Cleaner(card_copy(tmp_path, {"tone_gain_fit": bad}))
 
@@ -83,36 +86,40 @@ def test_pairs_are_the_heads_gain_and_the_gain_the_clean_signature_needed():
 
 
 def test_the_cli_writes_the_fit_into_the_cleaners_card(tmp_path, synthetic_dataset):
-    card_path = card_copy(tmp_path, {})
-    data = json.loads(open(card_path).read())
+    card_path = Path(card_copy(tmp_path, {}))
+    data = json.loads(card_path.read_text())
     data["trained_on"]["signatures"] = [{"path": str(synthetic_dataset), "holdout": ["8"]}]
-    open(card_path, "w").write(json.dumps(data))
+    card_path.write_text(json.dumps(data))
     config = tmp_path / "gain.yaml"
-    config.write_text(yaml.safe_dump({"cleaner": card_path, "copies": 3, "seed": 2}))
+    config.write_text(yaml.safe_dump({"cleaner": str(card_path), "copies": 3, "seed": 2}))
     result = CliRunner().invoke(app, ["train", "cleaner-gain", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    card = json.loads(open(card_path).read())
+    card = json.loads(card_path.read_text())
     fit = card["mask"]["tone_gain_fit"]
-    others = {k: v for k, v in data["mask"].items() if k != "tone_gain_fit"}
-    assert fit["scale"] > 0 and fit["power"] > 0 and {k: v for k, v in card["mask"].items() if k != "tone_gain_fit"} == others
+    assert fit["scale"] > 0 and fit["power"] > 0
+    for before, after in ((data, card), (data["mask"], card["mask"])):  # only the fit and its record change
+        assert {k: v for k, v in after.items() if k not in ("mask", "tone_gain_fit")} == \
+            {k: v for k, v in before.items() if k not in ("mask", "tone_gain_fit")}
     (source,) = card["tone_gain_fit"]["sources"]
     assert source["saturated_crops"] >= 8 and source["path"] == str(synthetic_dataset)
     assert card["tone_gain_fit"]["copies"] == 3 and card["tone_gain_fit"]["config"] == str(config)
     cleaner = Cleaner(card_path)
     assert (cleaner.gain_scale, cleaner.gain_power) == (fit["scale"], fit["power"])
     again = CliRunner().invoke(app, ["train", "cleaner-gain", "--config", str(config)])  # fitted to the head, not to the last fit
-    assert again.exit_code == 0 and json.loads(open(card_path).read())["mask"]["tone_gain_fit"] == fit
+    assert again.exit_code == 0 and json.loads(card_path.read_text())["mask"]["tone_gain_fit"] == fit
 
 
-def test_a_cleaner_without_a_tone_output_or_training_data_is_refused(tmp_path):
+def test_a_cleaner_the_fit_does_not_apply_to_is_refused(tmp_path):
     from signver.training.tone_gain_fit import fit_tone_gain
 
     with pytest.raises(InputError, match="no tone output"):
         fit_tone_gain({"cleaner": "cleaner-unet-wide"}, "gain.yaml")
-    card_path = card_copy(tmp_path, {})
-    data = json.loads(open(card_path).read())
+    with pytest.raises(InputError, match="tone_gain 'all'"):
+        fit_tone_gain({"cleaner": card_copy(tmp_path, {"tone_gain": "all"})}, "gain.yaml")
+    card_path = Path(card_copy(tmp_path, {}))
+    data = json.loads(card_path.read_text())
     data["trained_on"]["signatures"] = []
-    open(card_path, "w").write(json.dumps(data))
+    card_path.write_text(json.dumps(data))
     with pytest.raises(InputError, match="names no training data"):
-        fit_tone_gain({"cleaner": card_path}, "gain.yaml")
+        fit_tone_gain({"cleaner": str(card_path)}, "gain.yaml")
 

@@ -3,12 +3,14 @@
 On a crop whose ink is solid black (a bitonal scan) the tone head has little to go on, and its
 crop-wide gain (`signver.cleaner.tone_gain`) shrinks toward the middle of what it was trained
 on. On saturated overlays of the default cleaner's training writers it gave CEDAR's light grey
-ink a gain of 0.60 where the clean scans needed 0.50, and BHSig260's black ink 0.97 where they
-needed 1.07 (docs/benchmarks.md, "Cleaner", thirty-second session). Two numbers undo most of
-that: log(needed) = log(scale) + power * log(head), fitted by least squares over each data
-source's saturated crops, every source weighing alike (CEDAR has far fewer crops than Hindi).
-The crops are the training generator's (`signver.overlays.clutter`, training fonts), over the
-card's training writers less its held-out ones; the test writers are never read.
+ink a mean gain of 0.57 where the clean scans needed 0.49, and BHSig260-Hindi's black ink 0.94
+where they needed 0.97 (docs/benchmarks.md, "Cleaner", thirty-second session). Two numbers undo
+most of that: log(needed) = log(scale) + power * log(head), fitted by least squares over each
+data source's saturated crops, every source weighing alike (CEDAR has a fifth of Hindi's crops).
+The crops are the training images as the cleaner's training reads them (whitened, at most
+160,000 pixels), of the card's training writers less its held-out ones (the test writers are
+never read), overlaid by `signver.overlays.clutter` at its default strength with the training
+fonts.
 """
 
 from __future__ import annotations
@@ -71,10 +73,12 @@ def fit_tone_gain(config: dict, config_path: str) -> Path:
     cleaner = Cleaner(config["cleaner"])
     if cleaner.card.details.get("network", {}).get("tone") is not True:
         raise InputError(f"cleaner: {cleaner.name} has no tone output, so it has no tone gain to fit")
+    if cleaner.tone_gain_mode != "saturated":
+        raise InputError(f"cleaner: {cleaner.name} has mask.tone_gain {cleaner.tone_gain_mode!r}; the fit is for 'saturated', "
+                         "where only crops of solid black ink take the gain")
     sources = cleaner.card.details.get("trained_on", {}).get("signatures", [])
     if not sources:
         raise InputError(f"cleaner: the card of {cleaner.name} names no training data (trained_on.signatures)")
-    cleaner.gain_scale, cleaner.gain_power = 1.0, 1.0  # the head's own gain, whatever the card holds now
     rng = np.random.default_rng(int(config.get("seed", 0)))
     copies = int(config.get("copies", 1))
     pairs_by_source, measured = [], []
@@ -87,11 +91,15 @@ def fit_tone_gain(config: dict, config_path: str) -> Path:
         measured.append({"path": source["path"], "saturated_crops": len(pairs), "head_gain": round(float(pairs[:, 0].mean()), 3),
                          "needed_gain": round(float(pairs[:, 1].mean()), 3)})
     scale, power = fit_gain(pairs_by_source)
+    scale, power = round(scale, 4), round(power, 4)
+    if not (scale > 0 and power > 0):  # a card the cleaner would refuse to load
+        raise InputError(f"the fit gives scale {scale} and power {power}; both must be above 0 (the head's gain "
+                         "would fall as the ink needs more); the card is left as it was")
     for row, pairs in zip(measured, pairs_by_source):
         row["fitted_gain"] = round(float((scale * pairs[:, 0] ** power).mean()), 3)
     card_path = Path(cleaner.card.path).with_suffix(".json")
     data = dict(cleaner.card.details)  # the whole card as it was read
-    data["mask"] = {**data.get("mask", {}), "tone_gain_fit": {"scale": round(scale, 4), "power": round(power, 4)}}
+    data["mask"] = {**data.get("mask", {}), "tone_gain_fit": {"scale": scale, "power": power}}
     data["tone_gain_fit"] = {"config": config_path, "seed": int(config.get("seed", 0)), "copies": copies,
                                         "sources": measured}
     write_card(card_path, data)
