@@ -60,7 +60,7 @@ from .images import SourceLike, load_image
 from .models import ModelCard, inference_session, load_card
 from .normalize import ink_mask
 
-DEFAULT_CLEANER = "cleaner-lite0-unfaded-int8"
+DEFAULT_CLEANER = "cleaner-lite0-stamps-int8"
 MULTIPLE = 16
 # Whether single signatures (verify, embed, check, identify, evaluate) are cleaned when the caller
 # passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean test scans cleaning changes
