@@ -100,7 +100,6 @@ def fit_tone_gain(config: dict, config_path: str) -> Path:
     card_path = Path(cleaner.card.path).with_suffix(".json")
     data = dict(cleaner.card.details)  # the whole card as it was read
     data["mask"] = {**data.get("mask", {}), "tone_gain_fit": {"scale": scale, "power": power}}
-    data["tone_gain_fit"] = {"config": config_path, "seed": int(config.get("seed", 0)), "copies": copies,
-                                        "sources": measured}
+    data["tone_gain_fit"] = {"config": config_path, "seed": int(config.get("seed", 0)), "copies": copies, "sources": measured}
     write_card(card_path, data)
     return card_path
