@@ -211,7 +211,8 @@ class Cleaner:
         if self._untouched(r):
             return gray.copy()
         if r.tone is not None and self._scales_by_gain(darkness, r.keep_full):
-            darkness = np.clip(darkness * self._head_gain(r, self.gain_scale, self.gain_power), 0, 1)
+            gain = tone_gain(r.tone, ink_darkness(r.small, r.paper), r.keep, self.gain_scale, self.gain_power)
+            darkness = np.clip(darkness * gain, 0, 1)
         elif r.tone is not None:
             correction = r.full_size(self._tone_correction(r.tone, ink_darkness(r.small, r.paper)))
             darkness = np.clip(darkness + correction, 0, 1)
@@ -227,9 +228,10 @@ class Cleaner:
         r = self._read(gray)
         if r.tone is None or not saturated_ink(r.darkness, r.keep_full) or self._untouched(r):
             return None
-        if not kept_ink(ink_darkness(r.small, r.paper), r.keep).any():
+        small_darkness = ink_darkness(r.small, r.paper)
+        if not kept_ink(small_darkness, r.keep).any():
             return None
-        return self._head_gain(r), r.darkness, r.keep_full
+        return tone_gain(r.tone, small_darkness, r.keep), r.darkness, r.keep_full
 
     def _untouched(self, r: CropReading) -> bool:
         """Whether the card's `untouched_below` passes this crop as it came."""
@@ -237,10 +239,6 @@ class Cleaner:
             return False
         strokes_full = r.keep_full if r.strokes is r.keep else r.full_size(r.strokes)
         return dropped_ink_share(r.darkness, strokes_full) < self.untouched_below
-
-    @staticmethod
-    def _head_gain(r: CropReading, scale: float = 1.0, power: float = 1.0) -> float:
-        return tone_gain(r.tone, ink_darkness(r.small, r.paper), r.keep, scale, power)
 
     def _scales_by_gain(self, darkness: np.ndarray, keep_full: np.ndarray) -> bool:
         """Whether this crop's ink takes one tone gain rather than the per-pixel shift (the card's
