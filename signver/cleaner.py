@@ -60,13 +60,13 @@ from .images import SourceLike, load_image
 from .models import ModelCard, inference_session, load_card
 from .normalize import ink_mask
 
-DEFAULT_CLEANER = "cleaner-lite0-stamps-int8"
+DEFAULT_CLEANER = "cleaner-lite0-crossing-int8"
 MULTIPLE = 16
 # Whether single signatures (verify, embed, check, identify, evaluate) are cleaned when the caller
 # passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean test scans cleaning changes
-# P1 skilled EER by -0.16 (CEDAR) and +0.01 (Bengali) points, since it leaves most of them as they
+# P1 skilled EER by +0.06 (CEDAR and Bengali) points, since it leaves most of them as they
 # came, so it buys little there, and it costs 2-26 ms per image; on cluttered crops it recovers
-# 68-97 % of the skilled EER lost. So: off
+# 66-98 % of the skilled EER lost. So: off
 # for signature images, on for crops cut from documents (DEFAULT_CLEAN_DOCUMENT_CROPS, for the
 # detect -> crop -> verify pipeline), and --clean / clean=True whenever a signature image carries
 # print, lines or stamps.
