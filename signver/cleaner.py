@@ -64,7 +64,7 @@ DEFAULT_CLEANER = "cleaner-lite0-crossing-int8"
 MULTIPLE = 16
 # Whether single signatures (verify, embed, check, identify, evaluate) are cleaned when the caller
 # passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean test scans cleaning changes
-# P1 skilled EER by +0.06 (CEDAR and Bengali) points, since it leaves most of them as they
+# P1 skilled EER by +0.06 points on both CEDAR and Bengali, since it leaves most of them as they
 # came, so it buys little there, and it costs 2-26 ms per image; on cluttered crops it recovers
 # 66-98 % of the skilled EER lost. So: off
 # for signature images, on for crops cut from documents (DEFAULT_CLEAN_DOCUMENT_CROPS, for the

@@ -617,7 +617,7 @@ def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. confi
 
 @train_app.command("cleaner-gain")
 @reports_errors
-def train_cleaner_gain(config: Path = typer.Option(..., help="YAML config, e.g. configs/cleaner-lite0-stamps-int8-gain.yaml")) -> None:
+def train_cleaner_gain(config: Path = typer.Option(..., help="YAML config, e.g. configs/cleaner-lite0-crossing-int8-gain.yaml")) -> None:
     """Fit a cleaner's tone gain for solid black ink to its training writers and write it into its card."""
     from .training.tone_gain_fit import fit_tone_gain
 

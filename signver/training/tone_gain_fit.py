@@ -2,11 +2,12 @@
 
 On a crop whose ink is solid black (a bitonal scan) the tone head has little to go on, and its
 crop-wide gain (`signver.cleaner.tone_gain`) shrinks toward the middle of what it was trained
-on. On saturated overlays of the default cleaner's training writers it gave CEDAR's light grey
-ink a mean gain of 0.57 where the clean scans needed 0.49, and BHSig260-Hindi's black ink 0.94
-where they needed 0.97 (docs/benchmarks.md, "Cleaner", thirty-second session). Two numbers undo
-most of that: log(needed) = log(scale) + power * log(head), fitted by least squares over each
-data source's saturated crops, every source weighing alike (CEDAR has a quarter of Hindi's crops).
+on. On saturated overlays of the training writers, cleaner-lite0-unfaded-int8's head gave
+CEDAR's light grey ink a mean gain of 0.57 where the clean scans needed 0.49, and
+BHSig260-Hindi's black ink 0.94 where they needed 0.97 (docs/benchmarks.md, "Cleaner",
+thirty-second session). Two numbers undo most of that: log(needed) = log(scale) + power *
+log(head), fitted by least squares over each data source's saturated crops, every source
+weighing alike (CEDAR has a quarter of Hindi's crops).
 The crops are the training images as the cleaner's training reads them (whitened, at most
 160,000 pixels), of the card's training writers less its held-out ones (the test writers are
 never read), overlaid by `signver.overlays.clutter` at its default strength with the training
