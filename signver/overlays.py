@@ -214,11 +214,6 @@ def _text_line(s: _Scene, role: str | None = None) -> None:
     _paste(s.layer, patch, cx, y, _u(rng, 0.55, 1.0))
 
 
-def _text_over(s: _Scene) -> None:
-    """A printed line across the strokes themselves: the clutter a cleaned crop most often keeps."""
-    _text_line(s, "over")
-
-
 def _paragraph(s: _Scene) -> None:
     """Several lines of body text, cut by the crop: the letter the signature closes."""
     rng = s.rng
@@ -411,8 +406,7 @@ def _speckle(s: _Scene) -> None:
 
 
 _ELEMENTS = {"text": _text_line, "paragraph": _paragraph, "rule": _rule, "box": _box, "leader": _leader,
-             "stamp": _stamp, "speckle": _speckle, "text_over": _text_over}
-# "text_over" has no default: it is drawn only where `elements` names it, so the default draws stay as they were
+             "stamp": _stamp, "speckle": _speckle}
 _ELEMENT_P = {"text": 0.75, "paragraph": 0.25, "rule": 0.55, "box": 0.2, "leader": 0.15, "stamp": 0.2, "speckle": 0.35}
 
 

@@ -54,18 +54,6 @@ def test_clutter_is_deterministic_and_varied():
     assert kinds >= {"text", "rule", "stamp", "box", "speckle"}
 
 
-def test_text_over_prints_across_the_strokes_only_when_asked():
-    signature = synth.genuine(4, 0)
-    assert all("text_over" not in overlays.clutter(signature, seed).elements for seed in range(20))
-    pair = overlays.clutter(signature, 2, elements={name: 0.0 for name in overlays._ELEMENT_P} | {"text_over": 1.0},
-                            degrade_image=False)
-    assert set(pair.elements) == {"text_over"}
-    rows = np.flatnonzero(pair.ink.any(axis=1))
-    added = ink(pair.image) & ~pair.ink
-    inside = np.count_nonzero(added[rows.min() : rows.max() + 1])
-    assert inside > 0.9 * np.count_nonzero(added)  # the print lies within the signature's own rows
-
-
 def test_clutter_names_an_unknown_element():
     with pytest.raises(ValueError, match="stamps"):
         overlays.clutter(synth.genuine(1, 0), 0, elements={"stamps": 1.0})
