@@ -370,6 +370,7 @@ def ink_darkness(gray: np.ndarray, paper: Paper | None) -> np.ndarray:
         return 1 - gray.astype(np.float32) / 255
     h, w = gray.shape
     level = paper.a + paper.b * (np.arange(w, dtype=np.float32) + 0.5)[None, :] / w + paper.c * (np.arange(h, dtype=np.float32) + 0.5)[:, None] / h
+    level = level.astype(np.float32, copy=False)  # float32 whatever the plane's numbers are
     np.clip(level, paper.low, paper.high, out=level)  # in place: at full resolution each pass counts
     np.divide(gray, level, out=level)
     np.minimum(level, 1, out=level)

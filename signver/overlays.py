@@ -483,7 +483,7 @@ def clutter(signature: np.ndarray, rng: np.random.Generator | int, *, fonts: str
     drawn and how hard the scan degrades; `margin` scales the paper added around the
     signature; `elements` overrides the probability of each element (see `_ELEMENT_P`);
     `fade_probability` goes to `degrade`.
-    At least one element is always drawn.
+    At least one element is always drawn. An element name not in `_ELEMENTS` is a ValueError.
     """
     unknown = sorted(set(elements or {}) - set(_ELEMENTS))
     if unknown:

@@ -55,7 +55,7 @@ def test_clutter_is_deterministic_and_varied():
 
 
 def test_clutter_names_an_unknown_element():
-    with pytest.raises(ValueError, match="stamps"):
+    with pytest.raises(ValueError, match=r"\['stamps'\]"):
         overlays.clutter(synth.genuine(1, 0), 0, elements={"stamps": 1.0})
 
 
