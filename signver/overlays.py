@@ -314,15 +314,14 @@ def _leader(s: _Scene) -> None:
 _STAMP_COLOURS = ((30, 50, 170), (90, 40, 150), (180, 30, 40), (20, 110, 60), (40, 40, 40), (20, 90, 190), (150, 20, 110))
 
 
-def _stamp(s: _Scene, oval: bool = False) -> None:
+def _stamp(s: _Scene) -> None:
     """A rubber stamp: rings or a rectangle with text, drawn in a colour, inked unevenly, then
-    turned grey with one of several scanner colour-to-grey conversions. `oval`: an oval stamp
-    (a notary's or a company seal), whose rings are ellipses and whose text sits in the middle."""
+    turned grey with one of several scanner colour-to-grey conversions."""
     rng = s.rng
     size = s.sig_h * _u(rng, 0.6, 1.8)
-    round_stamp = oval or rng.random() < 0.55
+    round_stamp = rng.random() < 0.55
     w = int(size * (1 if round_stamp else _u(rng, 1.4, 2.8)))
-    h = int(size * _u(rng, 0.5, 0.85) if oval else size if round_stamp else size * _u(rng, 0.4, 0.8))
+    h = int(size if round_stamp else size * _u(rng, 0.4, 0.8))
     w, h = max(w, 16), max(h, 12)
     im = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(im)
@@ -332,10 +331,7 @@ def _stamp(s: _Scene, oval: bool = False) -> None:
     word = str(rng.choice(_STAMP_WORDS))
     if round_stamp:
         draw.ellipse((1, 1, w - 2, h - 2), outline=255, width=line)
-        if oval and rng.random() < 0.7:
-            inner = int(min(w, h) * _u(rng, 0.1, 0.2))
-            draw.ellipse((inner, inner, w - 1 - inner, h - 1 - inner), outline=255, width=max(1, line // 2))
-        elif not oval and rng.random() < 0.7:
+        if rng.random() < 0.7:
             inner = int(size * _u(rng, 0.12, 0.2))
             draw.ellipse((inner, inner, w - 1 - inner, h - 1 - inner), outline=255, width=max(1, line // 2))
             ring_text = " ".join(rng.choice(_STAMP_WORDS + _SURNAMES[:20], size=3)).upper() + " * "
@@ -376,11 +372,6 @@ def _stamp(s: _Scene, oval: bool = False) -> None:
     _paste(s.layer, mask, x, y, (255 - grey) / 255)
 
 
-def _oval_stamp(s: _Scene) -> None:
-    """An oval stamp (`_stamp`): long thin arcs of one grey, which cross strokes as a ring does."""
-    _stamp(s, oval=True)
-
-
 def _speckle(s: _Scene) -> None:
     """Dust, toner specks, a hair or scratch, or the dark edge of the scanned page."""
     rng = s.rng
@@ -415,8 +406,7 @@ def _speckle(s: _Scene) -> None:
 
 
 _ELEMENTS = {"text": _text_line, "paragraph": _paragraph, "rule": _rule, "box": _box, "leader": _leader,
-             "stamp": _stamp, "speckle": _speckle, "oval_stamp": _oval_stamp}
-# "oval_stamp" has no default: it is drawn only where `elements` names it, so the default draws stay as they were
+             "stamp": _stamp, "speckle": _speckle}
 _ELEMENT_P = {"text": 0.75, "paragraph": 0.25, "rule": 0.55, "box": 0.2, "leader": 0.15, "stamp": 0.2, "speckle": 0.35}
 
 

@@ -59,17 +59,6 @@ def test_clutter_names_an_unknown_element():
         overlays.clutter(synth.genuine(1, 0), 0, elements={"stamps": 1.0})
 
 
-def test_oval_stamps_are_drawn_only_where_named():
-    """A config's `elements` adds oval stamps; the default draws, which the measured overlay sets
-    are made with, never hold one."""
-    signature = synth.genuine(2, 0)
-    only_ovals = {name: 0.0 for name in overlays._ELEMENT_P} | {"oval_stamp": 1.0}
-    cluttered = overlays.clutter(signature, 3, elements=only_ovals, degrade_image=False)
-    assert set(cluttered.elements) == {"oval_stamp"}
-    assert (cluttered.image[~cluttered.ink] < 200).any()  # the stamp's rings left ink outside the signature
-    assert not any("oval_stamp" in overlays.clutter(signature, seed).elements for seed in range(40))
-
-
 def test_clutter_is_the_same_in_every_process():
     """Font files of one name in two packages (fonts-liberation and fonts-liberation2) once took
     the order of a set, which Python's string hashing changes from process to process."""
