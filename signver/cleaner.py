@@ -286,8 +286,9 @@ def dropped_ink_share(darkness: np.ndarray, keep: np.ndarray) -> float:
     clean scan, where only paper goes, and large where print, lines or stamps go. Measured at the
     crop's own resolution, where a thin rule is as dark as it was drawn (shrunk, it fades below
     the floor). Infinite where nothing is kept: such a crop is cleaned to white paper."""
-    ink = np.where(darkness >= INK_FLOOR, darkness, 0)
-    kept = float((ink * keep).sum())
+    below_floor = float(np.nextafter(np.float32(INK_FLOOR), np.float32(0)))  # THRESH_TOZERO keeps what is above it: >= INK_FLOOR
+    ink = cv2.threshold(darkness.astype(np.float32, copy=False), below_floor, 0, cv2.THRESH_TOZERO)[1]
+    kept = float(np.dot(ink.ravel(), keep.astype(np.float32, copy=False).ravel()))  # one pass, no product array
     return (float(ink.sum()) - kept) / kept if kept > 0 else math.inf
 
 
