@@ -38,7 +38,8 @@ ROWS = ("as it is", "cleaned", "kept clutter whitened", "clean tone on kept ink"
 
 def oracle_outputs(cleaner: Cleaner, dirty: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
     """The crop as each row of ROWS sees it. A pixel within one pixel of the target's ink counts
-    as ink, so a stroke's rim is not called clutter."""
+    as ink, so a stroke's rim is not called clutter. "both" fills the keep map even where the
+    cleaner would pass the crop untouched (`mask.untouched_below`): it is a bound."""
     cleaned = cleaner.clean(dirty)
     near_ink = cv2.dilate((target <= 255 * (1 - overlays.INK_DARKNESS)).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     keep = cleaner._read(dirty).keep_full
@@ -65,13 +66,14 @@ def run_dataset(name: str, root: str, writers: str, cleaner_model: str | None) -
         distances = score_trials(extractor.embed_normalized(images), trials.references, trials.questioned, "mean")
         eers[key] = 100 * eer(distances[trials.kind == POSITIVE], distances[trials.kind == SKILLED])[0]
     clean = eers[("clean", "as it is")]
+
     def recovered(version: str, row: str) -> float:
         lost = eers[(version, "as it is")] - clean
-        return round((eers[(version, "as it is")] - eers[(version, row)]) / lost, 4) if lost > 0 else float("nan")
+        return (eers[(version, "as it is")] - eers[(version, row)]) / lost if lost > 0 else float("nan")
 
-    rows = {row: {v: {"eer_skilled": round(eers[(v, row)], 2), "recovered": recovered(v, row)} for v in VERSIONS[1:]} for row in ROWS}
+    rows = {row: {v: {"eer_skilled": eers[(v, row)], "recovered": recovered(v, row)} for v in VERSIONS[1:]} for row in ROWS}
     return {"dataset": dataset_name, "writers": writers, "cleaner": cleaner.name, "extractor": extractor.name,
-            "clean_eer_skilled": round(clean, 2), "rows": rows}
+            "clean_eer_skilled": clean, "rows": rows}
 
 
 def main() -> None:
@@ -88,8 +90,9 @@ def main() -> None:
             raise SystemExit(f"{root} is not here")
         results.append(run_dataset(name, str(root), DEV_WRITERS[name], args.cleaner))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=2) + "\n")
-    print(f"machine: {machine()}")
+    where = machine()
+    (args.out / "metrics.json").write_text(json.dumps({"machine": where, "results": results}, indent=2) + "\n")
+    print(f"machine: {where}")
     for r in results:
         print(f"{r['dataset']} held-out writers {r['writers']}, clean scans {r['clean_eer_skilled']:.1f} % skilled EER "
               f"({' / '.join(VERSIONS[1:])}):")

@@ -561,13 +561,17 @@ def test_a_card_can_correct_saturated_ink_by_one_gain_and_leaves_grey_ink_to_the
 
 
 def test_the_ink_a_keep_map_drops_is_measured_against_the_ink_it_keeps():
-    from signver.cleaner import dropped_ink_share
+    from signver.cleaner import INK_FLOOR, dropped_ink_share
 
     darkness = np.array([[0.5, 0.5], [0.1, 0.4]], np.float32)  # 0.1 is below INK_FLOOR: paper, never counted
     assert dropped_ink_share(darkness, np.array([[1, 0], [0, 0.25]], np.float32)) == pytest.approx((0.5 + 0.3) / (0.5 + 0.1))
     assert dropped_ink_share(darkness, np.array([[1, 1], [0, 1]], np.float32)) == 0.0
     assert dropped_ink_share(darkness, np.zeros((2, 2), np.float32)) == np.inf  # ink, none of it kept
     assert dropped_ink_share(np.full((2, 2), 0.1, np.float32), np.zeros((2, 2), np.float32)) == np.inf  # nothing kept at all
+    for dtype in (np.float32, np.float64):  # ink starts exactly at INK_FLOOR, in the darkness's own precision
+        at, below = dtype(INK_FLOOR), np.nextafter(dtype(INK_FLOOR), dtype(0))
+        darkness = np.array([[at, below], [0.5, 0.5]], dtype)
+        assert dropped_ink_share(darkness, np.array([[0, 0], [1, 1]], np.float32)) == pytest.approx(float(at) / 1.0)
 
 
 def test_a_card_can_leave_a_crop_with_nothing_to_remove_as_it_came(cluttered):
