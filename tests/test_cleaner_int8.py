@@ -175,5 +175,5 @@ def test_the_default_int8_cleaner_keeps_what_its_float_base_keeps():
         kept_overlap.append((kept & kept_by_base).sum() / (kept | kept_by_base).sum())
         drawn, drawn_by_base = copy.clean(crop) < 128, original.clean(crop) < 128  # the tone outputs' corrections too
         drawn_overlap.append((drawn & drawn_by_base).sum() / (drawn | drawn_by_base).sum())
-    assert min(kept_overlap) > 0.96  # measured: 0.969-0.991 (cleaner-lite0-crossing-int8), 0.978-0.989 (the stamps copy)
+    assert min(kept_overlap) > 0.96  # measured with `high` 0.7: 0.969-0.991 (cleaner-lite0-crossing-int8), 0.978-0.989 (the stamps copy)
     assert min(drawn_overlap) > 0.95  # measured: 0.960-0.993 (cleaner-lite0-crossing-int8), 0.976-0.991 (the stamps copy)
