@@ -40,10 +40,10 @@ def oracle_outputs(cleaner: Cleaner, dirty: np.ndarray, target: np.ndarray) -> d
     """The crop as each row of ROWS sees it. A pixel within one pixel of the target's ink counts
     as ink, so a stroke's rim is not called clutter. "both" fills the keep map even where the
     cleaner would pass the crop untouched (`mask.untouched_below`): it is a bound."""
-    cleaned = cleaner.clean(dirty)
+    reading = cleaner._read(dirty)
+    cleaned = cleaner._drawn(dirty, reading)
     near_ink = cv2.dilate((target <= 255 * (1 - overlays.INK_DARKNESS)).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    keep = cleaner._read(dirty).keep_full
-    both = (255 - keep * (255 - target.astype(np.float32)) + 0.5).astype(np.uint8)
+    both = (255 - reading.keep_full * (255 - target.astype(np.float32)) + 0.5).astype(np.uint8)
     return {"as it is": dirty, "cleaned": cleaned,
             "kept clutter whitened": np.where(near_ink, cleaned, 255).astype(np.uint8),
             "clean tone on kept ink": np.where(near_ink, both, cleaned).astype(np.uint8),

@@ -206,7 +206,11 @@ class Cleaner:
         """The cleaned crop: signature ink (in the tone the model restores, or as it was),
         everything else white; or the crop as it came, where the card's `untouched_below` finds
         nothing to remove."""
-        r = self._read(gray)
+        return self._drawn(gray, self._read(gray))
+
+    def _drawn(self, gray: np.ndarray, r: CropReading) -> np.ndarray:
+        """What `clean` makes of a crop from what it read off it (`_read`), so that a caller who
+        needs the reading too runs the network once."""
         darkness = r.darkness
         if self._untouched(r):
             return gray.copy()
