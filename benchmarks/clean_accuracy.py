@@ -10,7 +10,10 @@ version:
 - restoration against the target (the signature alone on white): PSNR, SSIM, ink precision,
   stroke recall and ink F-measure (`signver.evaluation.cleaning`);
 - protocol P1 skilled and random EER with the default extractor, images embedded through the
-  library's own `clean=` switch.
+  library's own `clean=` switch;
+- 95 % intervals of the skilled figures (the clean-image change and each recovered share) with the
+  writers drawn again (`signver.evaluation.metrics.writer_bootstrap`), since 11 CEDAR test
+  writers are few.
 
 Overlays are seeded by image index, so every run makes the same ones.
 
@@ -34,8 +37,9 @@ from rich.progress import track
 
 from signver import overlays
 from signver.cleaner import get_cleaner
+from signver.datasets import read_dataset
 from signver.evaluation.cleaning import mean_scores, restoration_scores
-from signver.evaluation.metrics import eer
+from signver.evaluation.metrics import eer, writer_bootstrap
 from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
 from signver.evaluation.report import build_trials
 from signver.models import write_card
@@ -49,6 +53,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DATASETS = {"cedar": ("cedar", "cedar"), "bengali": ("bhsig260-bengali", "bhsig260-bengali")}
 DEV_WRITERS = {"cedar": "1,10,20,30,40", "bengali": "46,47,48,49,50"}
 VERSIONS = ("clean", "overlaid", "overlaid-mild", "alt-overlaid")
+BOOTSTRAP_DRAWS = 1000
 
 
 def has_ink(image: np.ndarray) -> bool:
@@ -98,12 +103,13 @@ def run_dataset(name: str, root: str, split: str, model: str | None, cleaner_mod
               "n_positive": trials.count(POSITIVE), "n_skilled": trials.count(SKILLED), "n_random": trials.count(RANDOM),
               "model": extractor.name, "cleaner": cleaner.name, "clean_ms_per_crop": 1000 * clean_seconds / max(1, n_cleaned),
               "rows": {}}
+    distances = {}
     for (version, cleaned), normalized in embeddings.items():
         vectors = extractor.embed_normalized(normalized)
-        distances = score_trials(vectors, trials.references, trials.questioned, "mean")
-        genuine = distances[trials.kind == POSITIVE]
-        row = {"eer_skilled": eer(genuine, distances[trials.kind == SKILLED])[0],
-               "eer_random": eer(genuine, distances[trials.kind == RANDOM])[0],
+        distances[(version, cleaned)] = d = score_trials(vectors, trials.references, trials.questioned, "mean")
+        genuine = d[trials.kind == POSITIVE]
+        row = {"eer_skilled": eer(genuine, d[trials.kind == SKILLED])[0],
+               "eer_random": eer(genuine, d[trials.kind == RANDOM])[0],
                **mean_scores(scores[(version, cleaned)])}
         result["rows"][f"{version}{' + cleaned' if cleaned else ''}"] = row
     rows = result["rows"]
@@ -114,7 +120,34 @@ def run_dataset(name: str, root: str, split: str, model: str | None, cleaner_mod
             lost = rows[version][f"eer_{kind}"] - base
             recovered = rows[version][f"eer_{kind}"] - rows[f"{version} + cleaned"][f"eer_{kind}"]
             result[f"{version}_recovered_{kind}"] = recovered / lost if lost > 0 else float("nan")
+    result["intervals"] = skilled_intervals(distances, trials, claimed_writers(root, trials))
     return result
+
+
+def claimed_writers(root: str, trials) -> np.ndarray:
+    """Each trial's claimed writer: the writer of its references."""
+    dataset = read_dataset(root)
+    writer_of = {s.path: s.writer for w in trials.writers for s in dataset.genuine(w)}
+    return np.array([writer_of[trials.images[refs[0]]] for refs in trials.references])
+
+
+def skilled_intervals(distances: dict, trials, writers: np.ndarray) -> dict[str, list[float]]:
+    """95 % intervals (writers drawn again, `writer_bootstrap`) of the skilled-EER change on clean
+    images and of each overlaid version's recovered share: how far another set of as many writers
+    could move them."""
+    def statistic(indices: np.ndarray) -> np.ndarray:
+        kind = trials.kind[indices]
+        eers = {}
+        for key, d in distances.items():
+            d = d[indices]
+            eers[key] = eer(d[kind == POSITIVE], d[kind == SKILLED])[0]
+        lost = [eers[(v, False)] - eers[("clean", False)] for v in VERSIONS[1:]]
+        shares = [(eers[(v, False)] - eers[(v, True)]) / x if x > 0 else np.nan for v, x in zip(VERSIONS[1:], lost)]
+        return np.array([eers[("clean", True)] - eers[("clean", False)], *shares])
+
+    bounds = writer_bootstrap(writers, statistic, draws=BOOTSTRAP_DRAWS)
+    names = ["clean_eer_change_skilled", *(f"{v}_recovered_skilled" for v in VERSIONS[1:])]
+    return {name: [float(bounds[0, k]), float(bounds[1, k])] for k, name in enumerate(names)}
 
 
 def table(results: list[dict]) -> str:
@@ -130,6 +163,8 @@ def table(results: list[dict]) -> str:
                      f"{100 * r['clean_eer_change_random']:+.2f} points; lost EER recovered (skilled / random): "
                      + ", ".join(f"{v} {100 * r[f'{v}_recovered_skilled']:.0f} % / {100 * r[f'{v}_recovered_random']:.0f} %" for v in VERSIONS[1:])
                      + f"; cleaning {r['clean_ms_per_crop']:.1f} ms per crop")
+        lines.append(f"{r['dataset']}: 95 % intervals with the writers drawn again: " + ", ".join(
+            f"{name} {100 * low:.1f} to {100 * high:.1f}" for name, (low, high) in r["intervals"].items()))
     return "\n".join(lines)
 
 
@@ -176,7 +211,8 @@ def record_in_card(results: list[dict], where: str, cleaner: str | None) -> None
                             "alt-overlaid: benchmarks/alt_overlays.py (independent generator, OpenCV Hershey fonts)"}
     for r in results:
         measured[r["dataset"]] = {"images": r["images"], "rows": {k: {m: round(v, 4) for m, v in row.items()} for k, row in r["rows"].items()},
-                                  **{k: round(v, 4) for k, v in r.items() if "recovered" in k or "change" in k}}
+                                  **{k: round(v, 4) for k, v in r.items() if "recovered" in k or "change" in k},
+                                  "intervals_95": {k: [round(v, 4) for v in pair] for k, pair in r["intervals"].items()}}
     card["measured_on_test_writers"] = measured
     write_card(card_path, card)
     print(f"wrote the figures into {card_path}")

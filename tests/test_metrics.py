@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from signver.evaluation.metrics import accept_rate, auc, best_balanced_accuracy, eer
+from signver.evaluation.metrics import accept_rate, auc, best_balanced_accuracy, eer, writer_bootstrap
 from signver.evaluation.report import metrics_for
 from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
 
@@ -27,6 +27,34 @@ def test_eer_of_overlapping_gaussians_matches_theory():
 def test_reversed_scores_give_high_eer():
     rate, _ = eer(np.array([0.9, 0.8]), np.array([0.1, 0.2]))
     assert rate == 1
+
+
+def test_writer_bootstrap_draws_whole_writers():
+    # ten writers, each with one value shared by all his trials (20 to 60 of them)
+    rng = np.random.default_rng(0)
+    level = rng.normal(0, 1, 10)
+    counts = rng.integers(20, 61, 10)
+    values = np.repeat(level, counts)
+    writers = np.repeat([f"w{k}" for k in range(10)], counts)
+    low, high = writer_bootstrap(writers, lambda i: values[i].mean(), draws=500)
+    assert low < values.mean() < high
+    # resampling trials as if each were its own writer hides how few writers there are
+    trial_low, trial_high = writer_bootstrap(np.arange(len(values)), lambda i: values[i].mean(), draws=500)
+    assert high - low > 3 * (trial_high - trial_low)
+    # a writer drawn twice brings his trials twice: a draw of 1- and 3-trial writers holds 2 to 6
+    sizes = writer_bootstrap(np.array(["a", "b", "b", "b"]), len, draws=200, level=1.0)
+    assert list(sizes) == [2, 6]
+
+
+def test_writer_bootstrap_is_repeatable_and_takes_several_statistics():
+    writers = np.repeat(["a", "b", "c"], 4)
+    values = np.arange(12.0)
+    both = writer_bootstrap(writers, lambda i: np.array([values[i].mean(), 7.0]), draws=100, seed=3)
+    assert both.shape == (2, 2) and np.array_equal(both, writer_bootstrap(writers, lambda i: np.array([values[i].mean(), 7.0]), draws=100, seed=3))
+    assert list(both[:, 1]) == [7.0, 7.0] and both[0, 0] < both[1, 0]
+    # draws where the statistic cannot be computed are left out
+    nan_some = writer_bootstrap(writers, lambda i: np.nan if (values[i] >= 8).all() else values[i].min(), draws=100)
+    assert np.isfinite(nan_some).all()
 
 
 def test_accept_rate_is_inclusive():

@@ -6,6 +6,8 @@ its distance is at most the threshold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -47,6 +49,25 @@ def best_balanced_accuracy(genuine: np.ndarray, impostor: np.ndarray) -> tuple[f
 
 def accept_rate(distances: np.ndarray, threshold: float) -> float:
     return float(np.mean(distances <= threshold)) if len(distances) else float("nan")
+
+
+def writer_bootstrap(writers: np.ndarray, statistic: Callable[[np.ndarray], float | np.ndarray], draws: int = 1000,
+                     level: float = 0.95, seed: int = 0) -> np.ndarray:
+    """Percentile interval of `statistic` when the writers are drawn again, with replacement.
+
+    A writer's trials share their references and forger, so they are not independent:
+    resampling single trials would make the interval too narrow. `writers` names each trial's
+    writer; `statistic(indices)` is given the trial indices of one draw (a writer drawn twice
+    appears twice) and returns a number or an array. Returns the lower and upper bounds, stacked
+    on a first axis of 2; draws where the statistic is NaN are left out.
+    """
+    _, group = np.unique(np.asarray(writers), return_inverse=True)
+    members = [np.flatnonzero(group == k) for k in range(group.max() + 1)]
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))]))
+                       for _ in range(draws)], dtype=np.float64)
+    tail = 100 * (1 - level) / 2
+    return np.nanpercentile(values, [tail, 100 - tail], axis=0)
 
 
 def _equal_priors(genuine_p: np.ndarray, impostor_p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
