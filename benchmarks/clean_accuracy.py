@@ -37,7 +37,6 @@ from rich.progress import track
 
 from signver import overlays
 from signver.cleaner import get_cleaner
-from signver.datasets import read_dataset
 from signver.evaluation.cleaning import mean_scores, restoration_scores
 from signver.evaluation.metrics import eer, writer_bootstrap
 from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
@@ -120,18 +119,11 @@ def run_dataset(name: str, root: str, split: str, model: str | None, cleaner_mod
             lost = rows[version][f"eer_{kind}"] - base
             recovered = rows[version][f"eer_{kind}"] - rows[f"{version} + cleaned"][f"eer_{kind}"]
             result[f"{version}_recovered_{kind}"] = recovered / lost if lost > 0 else float("nan")
-    result["intervals"] = skilled_intervals(distances, trials, claimed_writers(root, trials))
+    result["intervals"] = skilled_intervals(distances, trials)
     return result
 
 
-def claimed_writers(root: str, trials) -> np.ndarray:
-    """Each trial's claimed writer: the writer of its references."""
-    dataset = read_dataset(root)
-    writer_of = {s.path: s.writer for w in trials.writers for s in dataset.genuine(w)}
-    return np.array([writer_of[trials.images[refs[0]]] for refs in trials.references])
-
-
-def skilled_intervals(distances: dict, trials, writers: np.ndarray) -> dict[str, list[float]]:
+def skilled_intervals(distances: dict, trials) -> dict[str, list[float]]:
     """95 % intervals (writers drawn again, `writer_bootstrap`) of the skilled-EER change on clean
     images and of each overlaid version's recovered share: how far another set of as many writers
     could move them."""
@@ -145,7 +137,7 @@ def skilled_intervals(distances: dict, trials, writers: np.ndarray) -> dict[str,
         shares = [(eers[(v, False)] - eers[(v, True)]) / x if x > 0 else np.nan for v, x in zip(VERSIONS[1:], lost)]
         return np.array([eers[("clean", True)] - eers[("clean", False)], *shares])
 
-    bounds = writer_bootstrap(writers, statistic, draws=BOOTSTRAP_DRAWS)
+    bounds = writer_bootstrap(trials.claimed, statistic, draws=BOOTSTRAP_DRAWS)
     names = ["clean_eer_change_skilled", *(f"{v}_recovered_skilled" for v in VERSIONS[1:])]
     return {name: [float(bounds[0, k]), float(bounds[1, k])] for k, name in enumerate(names)}
 

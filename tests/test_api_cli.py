@@ -133,7 +133,7 @@ def test_cli_evaluate_writes_metrics(synthetic_dataset, tmp_path):
     result = runner.invoke(app, ["evaluate", str(synthetic_dataset), "--protocol", "p1", "--test-writers", "all", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["n_writers"] == 8
-    assert "eer_skilled" in result.stdout
+    assert "eer_skilled" in result.stdout and "eer_skilled 95 % interval" in result.stdout
 
 
 def test_cli_evaluate_bad_dataset(tmp_path):

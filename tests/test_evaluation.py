@@ -39,6 +39,15 @@ def test_p1_counts_and_rates(p1_run):
     assert metrics["eer_random"] < 0.25 and metrics["auc_random"] > 0.8
 
 
+def test_eer_intervals_over_the_writers(p1_run):
+    _, metrics, _ = p1_run
+    assert set(metrics["intervals_95"]) == {"eer_skilled", "eer_random"}
+    for name, (low, high) in metrics["intervals_95"].items():
+        assert 0 <= low <= metrics[name] <= high <= 1
+    low, high = metrics["intervals_95"]["eer_skilled"]
+    assert low < high  # the writers' forgeries differ, so another eight writers would give another skilled EER
+
+
 def test_each_image_is_embedded_once(p1_run):
     _, metrics, seen = p1_run
     assert seen[-1] == (metrics["n_images"], metrics["n_images"]) == (8 * 10, 8 * 10)

@@ -38,6 +38,19 @@ def test_p2_references_and_questioned(synthetic_dataset):
         assert q not in refs  # a reference is never questioned against itself
 
 
+@pytest.mark.parametrize("protocol", ["p1", "p2"])
+def test_each_trial_is_claimed_for_the_writer_of_its_references(synthetic_dataset, protocol):
+    dataset = read_dataset(synthetic_dataset)
+    writers = ["1", "2", "3"]
+    trials = p1_pairs(dataset, writers) if protocol == "p1" else p2_references(dataset, writers, k=4)
+    writer_of = {s.path: s.writer for s in dataset.signatures}
+    claimed = [writers[c] for c in trials.claimed]
+    assert len(claimed) == len(trials.kind) and set(claimed) == set(writers)
+    assert all(writer_of[trials.images[r]] == c for refs, c in zip(trials.references, claimed) for r in refs)
+    for q, kind, c in zip(trials.questioned, trials.kind, claimed):  # questioned: his own or his forger's, or another's
+        assert (writer_of[trials.images[q]] == c) == (kind != RANDOM)
+
+
 def test_p2_needs_enough_genuine(synthetic_dataset):
     dataset = read_dataset(synthetic_dataset)
     with pytest.raises(DatasetError, match="fewer than 7 genuine"):

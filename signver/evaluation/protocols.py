@@ -26,6 +26,7 @@ class Trials:
     questioned: np.ndarray  # (n_trials,) indices into images
     kind: np.ndarray  # (n_trials,) POSITIVE, SKILLED or RANDOM
     writers: list[str]
+    claimed: np.ndarray  # (n_trials,) index into writers: whose references each trial is checked against
 
     def count(self, kind: int) -> int:
         return int(np.count_nonzero(self.kind == kind))
@@ -36,21 +37,22 @@ class _TrialList:
 
     def __init__(self) -> None:
         self.index: dict[Path, int] = {}
-        self.rows: list[tuple[list[int], int, int]] = []
+        self.rows: list[tuple[list[int], int, int, int]] = []
 
     def id(self, path: Path) -> int:
         return self.index.setdefault(path, len(self.index))
 
-    def add(self, references: list[Path], questioned: Path, kind: int) -> None:
-        self.rows.append(([self.id(p) for p in references], self.id(questioned), kind))
+    def add(self, references: list[Path], questioned: Path, kind: int, claimed: int) -> None:
+        self.rows.append(([self.id(p) for p in references], self.id(questioned), kind, claimed))
 
     def build(self, writers: list[str]) -> Trials:
         return Trials(
             images=list(self.index),
-            references=np.array([r for r, _, _ in self.rows], dtype=np.int64),
-            questioned=np.array([q for _, q, _ in self.rows], dtype=np.int64),
-            kind=np.array([k for _, _, k in self.rows], dtype=np.int8),
+            references=np.array([r for r, _, _, _ in self.rows], dtype=np.int64),
+            questioned=np.array([q for _, q, _, _ in self.rows], dtype=np.int64),
+            kind=np.array([k for _, _, k, _ in self.rows], dtype=np.int8),
             writers=writers,
+            claimed=np.array([c for _, _, _, c in self.rows], dtype=np.int64),
         )
 
 
@@ -67,17 +69,17 @@ def p1_pairs(dataset: Dataset, writers: list[str]) -> Trials:
     genuine of every other test writer."""
     genuine = _genuine_paths(dataset, writers, minimum=2)
     trials = _TrialList()
-    for writer in writers:
+    for w, writer in enumerate(writers):
         for a, b in combinations(genuine[writer], 2):
-            trials.add([a], b, POSITIVE)
+            trials.add([a], b, POSITIVE, w)
         forged = [s.path for s in dataset.forged(writer)]
         for a in genuine[writer]:
             for questioned in forged:
-                trials.add([a], questioned, SKILLED)
+                trials.add([a], questioned, SKILLED, w)
         for a in genuine[writer]:
             for other in writers:
                 if other != writer:
-                    trials.add([a], genuine[other][0], RANDOM)
+                    trials.add([a], genuine[other][0], RANDOM, w)
     return trials.build(writers)
 
 
@@ -88,13 +90,13 @@ def p2_references(dataset: Dataset, writers: list[str], k: int) -> Trials:
         raise DatasetError(f"the number of references must be at least 1, got {k}")
     genuine = _genuine_paths(dataset, writers, minimum=k + 1)
     trials = _TrialList()
-    for writer in writers:
+    for w, writer in enumerate(writers):
         references = genuine[writer][:k]
         for questioned in genuine[writer][k:]:
-            trials.add(references, questioned, POSITIVE)
+            trials.add(references, questioned, POSITIVE, w)
         for forged in dataset.forged(writer):
-            trials.add(references, forged.path, SKILLED)
+            trials.add(references, forged.path, SKILLED, w)
         for other in writers:
             if other != writer:
-                trials.add(references, genuine[other][0], RANDOM)
+                trials.add(references, genuine[other][0], RANDOM, w)
     return trials.build(writers)

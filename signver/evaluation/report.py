@@ -17,7 +17,7 @@ from ..models import ModelCard
 from ..errors import InputError
 from ..matcher import DEFAULT_FUSION, fuse, score_trials
 from . import plots
-from .metrics import accept_rate, auc, best_balanced_accuracy, brier_score, cllr, eer, expected_calibration_error
+from .metrics import accept_rate, auc, best_balanced_accuracy, brier_score, cllr, eer, expected_calibration_error, writer_bootstrap
 from .protocols import POSITIVE, RANDOM, SKILLED, Trials, p1_pairs, p2_references
 
 PROTOCOLS = ("p1", "p2")
@@ -35,6 +35,19 @@ def metrics_for(distances: np.ndarray, kind: np.ndarray, threshold: float) -> di
         result[f"far_{name}_at_threshold"] = accept_rate(impostor, threshold)
     result["frr_at_threshold"] = 1 - accept_rate(genuine, threshold)
     return result
+
+
+def eer_intervals(distances: np.ndarray, trials: Trials, draws: int = 1000) -> dict[str, list[float]]:
+    """95 % intervals of the skilled and random EER with the writers drawn again
+    (`writer_bootstrap`): how far another set of as many writers could move them."""
+    def statistic(indices: np.ndarray) -> np.ndarray:
+        d, kind = distances[indices], trials.kind[indices]
+        genuine = d[kind == POSITIVE]
+        return np.array([eer(genuine, d[kind == k])[0] if len(genuine) and np.any(kind == k) else np.nan for k in (SKILLED, RANDOM)])
+
+    bounds = writer_bootstrap(trials.claimed, statistic, draws=draws)
+    return {name: [float(bounds[0, k]), float(bounds[1, k])] for k, name in enumerate(("eer_skilled", "eer_random"))
+            if np.isfinite(bounds[:, k]).all()}
 
 
 def calibration_metrics(distances: np.ndarray, kind: np.ndarray, calibration: Calibration) -> dict[str, float]:
@@ -121,6 +134,7 @@ def evaluate(
         "n_skilled": trials.count(SKILLED),
         "n_random": trials.count(RANDOM),
         **metrics_for(distances, trials.kind, threshold),
+        "intervals_95": eer_intervals(distances, trials),
         **(calibration_metrics(distances, trials.kind, calibration) if calibration else {}),
         "threshold_source": source,
         "test_writers": trials.writers,
