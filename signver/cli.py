@@ -563,8 +563,6 @@ def evaluate_detector(
     for key in keys:
         value = metrics.get(key)
         print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
-    for key, (low, high) in metrics["intervals_95"].items():  # writers drawn again: how far other writers could move it
-        print(f"{key + ' 95 % interval':28s} {low:.4f} to {high:.4f}")
     print(f"wrote {out / 'metrics.json'}")
 
 
