@@ -38,7 +38,7 @@ from rich.progress import track
 from signver import overlays
 from signver.cleaner import get_cleaner
 from signver.evaluation.cleaning import mean_scores, restoration_scores
-from signver.evaluation.metrics import eer, writer_bootstrap
+from signver.evaluation.metrics import eer, named_intervals, writer_bootstrap
 from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
 from signver.evaluation.report import build_trials
 from signver.models import write_card
@@ -126,7 +126,7 @@ def run_dataset(name: str, root: str, split: str, model: str | None, cleaner_mod
 def skilled_intervals(distances: dict, trials) -> dict[str, list[float]]:
     """95 % intervals (writers drawn again, `writer_bootstrap`) of the skilled-EER change on clean
     images and of each overlaid version's recovered share: how far another set of as many writers
-    could move them."""
+    could move them. A share counts only the draws where its overlay raised the EER."""
     def statistic(indices: np.ndarray) -> np.ndarray:
         kind = trials.kind[indices]
         eers = {}
@@ -137,9 +137,8 @@ def skilled_intervals(distances: dict, trials) -> dict[str, list[float]]:
         shares = [(eers[(v, False)] - eers[(v, True)]) / x if x > 0 else np.nan for v, x in zip(VERSIONS[1:], lost)]
         return np.array([eers[("clean", True)] - eers[("clean", False)], *shares])
 
-    bounds = writer_bootstrap(trials.claimed, statistic, draws=BOOTSTRAP_DRAWS)
     names = ["clean_eer_change_skilled", *(f"{v}_recovered_skilled" for v in VERSIONS[1:])]
-    return {name: [float(bounds[0, k]), float(bounds[1, k])] for k, name in enumerate(names)}
+    return named_intervals(writer_bootstrap(trials.claimed, statistic, draws=BOOTSTRAP_DRAWS), names)
 
 
 def table(results: list[dict]) -> str:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from signver.evaluation.metrics import accept_rate, auc, best_balanced_accuracy, eer, writer_bootstrap
+from signver.evaluation.metrics import accept_rate, auc, best_balanced_accuracy, eer, named_intervals, writer_bootstrap
 from signver.evaluation.report import metrics_for
 from signver.evaluation.protocols import POSITIVE, RANDOM, SKILLED
 
@@ -55,6 +55,8 @@ def test_writer_bootstrap_is_repeatable_and_takes_several_statistics():
     # draws where the statistic cannot be computed are left out
     nan_some = writer_bootstrap(writers, lambda i: np.nan if (values[i] >= 8).all() else values[i].min(), draws=100)
     assert np.isfinite(nan_some).all()
+    never = writer_bootstrap(writers, lambda i: np.array([values[i].min(), np.nan]), draws=20)
+    assert named_intervals(never, ["min", "never"]) == {"min": [float(never[0, 0]), float(never[1, 0])]}
 
 
 def test_accept_rate_is_inclusive():

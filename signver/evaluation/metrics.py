@@ -6,7 +6,8 @@ its distance is at most the threshold.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -59,7 +60,7 @@ def writer_bootstrap(writers: np.ndarray, statistic: Callable[[np.ndarray], floa
     resampling single trials would make the interval too narrow. `writers` names each trial's
     writer; `statistic(indices)` is given the trial indices of one draw (a writer drawn twice
     appears twice) and returns a number or an array. Returns the lower and upper bounds, stacked
-    on a first axis of 2; draws where the statistic is NaN are left out.
+    on a first axis of 2; draws where the statistic is NaN are left out (NaN bounds if every draw is).
     """
     _, group = np.unique(np.asarray(writers), return_inverse=True)
     members = [np.flatnonzero(group == k) for k in range(group.max() + 1)]
@@ -67,7 +68,14 @@ def writer_bootstrap(writers: np.ndarray, statistic: Callable[[np.ndarray], floa
     values = np.array([statistic(np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))]))
                        for _ in range(draws)], dtype=np.float64)
     tail = 100 * (1 - level) / 2
-    return np.nanpercentile(values, [tail, 100 - tail], axis=0)
+    with warnings.catch_warnings():  # a statistic no draw can compute has NaN bounds, said above
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(values, [tail, 100 - tail], axis=0)
+
+
+def named_intervals(bounds: np.ndarray, names: Sequence[str]) -> dict[str, list[float]]:
+    """`writer_bootstrap`'s bounds of several statistics by name, leaving out those no draw could compute."""
+    return {name: [float(bounds[0, k]), float(bounds[1, k])] for k, name in enumerate(names) if np.isfinite(bounds[:, k]).all()}
 
 
 def _equal_priors(genuine_p: np.ndarray, impostor_p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from ..models import ModelCard
 from ..errors import InputError
 from ..matcher import DEFAULT_FUSION, fuse, score_trials
 from . import plots
-from .metrics import accept_rate, auc, best_balanced_accuracy, brier_score, cllr, eer, expected_calibration_error, writer_bootstrap
+from .metrics import accept_rate, auc, best_balanced_accuracy, brier_score, cllr, eer, expected_calibration_error, named_intervals, writer_bootstrap
 from .protocols import POSITIVE, RANDOM, SKILLED, Trials, p1_pairs, p2_references
 
 PROTOCOLS = ("p1", "p2")
@@ -45,9 +45,7 @@ def eer_intervals(distances: np.ndarray, trials: Trials, draws: int = 1000) -> d
         genuine = d[kind == POSITIVE]
         return np.array([eer(genuine, d[kind == k])[0] if len(genuine) and np.any(kind == k) else np.nan for k in (SKILLED, RANDOM)])
 
-    bounds = writer_bootstrap(trials.claimed, statistic, draws=draws)
-    return {name: [float(bounds[0, k]), float(bounds[1, k])] for k, name in enumerate(("eer_skilled", "eer_random"))
-            if np.isfinite(bounds[:, k]).all()}
+    return named_intervals(writer_bootstrap(trials.claimed, statistic, draws=draws), ("eer_skilled", "eer_random"))
 
 
 def calibration_metrics(distances: np.ndarray, kind: np.ndarray, calibration: Calibration) -> dict[str, float]:
