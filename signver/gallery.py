@@ -34,7 +34,11 @@ from .matcher import DEFAULT_FUSION, check_threshold, distances, fuse
 
 MAX_PERSON_ID = 200
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
-DUPLICATE_DISTANCE = 1e-4  # references closer than this are one image given twice; two scans never are
+# References closer than this share of the model's decision distance are one scan given twice,
+# perhaps saved again: JPEG at quality 90 moved lite0-heads' vectors by at most 0.05 of it. No
+# two signings of CEDAR's training writers come closer than 0.32 of it (docs/benchmarks.md,
+# "Claims against enrolled references").
+NEAR_COPY_SHARE = 0.15
 BUSY_TIMEOUT = 30  # seconds a connection waits for another writer before giving up
 
 SCHEMA = """
@@ -54,6 +58,8 @@ CREATE TABLE IF NOT EXISTS refs (
 CREATE INDEX IF NOT EXISTS refs_by_person ON refs(person_id);
 """
 GALLERY_TABLES = {"meta", "people", "refs", "sqlite_sequence"}
+GALLERY_COLUMNS = {"meta": ["key", "value"], "people": ["person_id", "metadata", "enrolled_at"],
+                   "refs": ["id", "person_id", "vector", "source", "added_at"]}  # as SCHEMA makes them
 
 
 def default_gallery_path() -> Path:
@@ -151,6 +157,8 @@ class Gallery:
             raise GalleryError(f"cannot open gallery {self.path}: {error}") from error
         try:
             stored = self._stored_model()  # reads only: a file that is not a gallery is left as it was
+            if stored is None and not create:
+                raise GalleryError(f"no gallery at {self.path} (the file holds no gallery yet): enrol someone first, or check the path (--gallery / SIGNVER_GALLERY)")
             try:
                 self.extractor: Extractor = get_extractor(model or stored)
             except ModelError as error:
@@ -197,6 +205,11 @@ class Gallery:
         if foreign:
             raise GalleryError(f"{self.path} is an SQLite database but not a signver gallery (it has tables "
                                f"{', '.join(sorted(foreign)[:8])}); give a new file or an existing gallery")
+        for table in sorted(tables & GALLERY_COLUMNS.keys()):
+            columns = [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+            if columns != GALLERY_COLUMNS[table]:
+                raise GalleryError(f"{self.path} is an SQLite database but not a signver gallery (its table {table!r} has columns "
+                                   f"{', '.join(columns[:8])}); give a new file or an existing gallery")
         if "meta" not in tables:
             return None
         row = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
@@ -230,23 +243,50 @@ class Gallery:
                 raise GalleryError(f"gallery {self.path} holds embeddings of model {stored!r}; open it with model={stored!r} "
                                    f"or enrol its people again in a new gallery for {self.extractor.name!r}")
 
+    def _stored_generation(self) -> int:
+        value = self._meta("generation")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise GalleryError(f"gallery {self.path} is damaged: its change counter reads {value!r}; nothing was changed") from None
+
     def _bump(self) -> int:
         """Inside a write transaction: count one more change, return the new generation."""
-        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-        return int(self._meta("generation"))
+        before = self._stored_generation()
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(before + 1),))
+        return before + 1
+
+    def _vectors(self, blobs: Sequence[bytes]) -> np.ndarray:
+        """Stored reference rows as a (K, D) array. A row of the wrong size or with numbers that
+        are not finite was changed outside signver: refuse to answer from it."""
+        dimension = self.extractor.dimension
+        if any(not isinstance(blob, bytes) or len(blob) != 4 * dimension for blob in blobs):
+            raise GalleryError(f"gallery {self.path} is damaged: a stored reference is not {dimension} numbers; nothing was changed")
+        vectors = np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), dimension)
+        if not np.isfinite(vectors).all():
+            raise GalleryError(f"gallery {self.path} is damaged: a stored reference holds numbers that are not finite; nothing was changed")
+        return vectors
+
+    def _person(self, row: tuple) -> Person:
+        try:
+            metadata = json.loads(row[2])
+        except (TypeError, ValueError):
+            raise GalleryError(f"gallery {self.path} is damaged: the metadata of {row[0]!r} is not JSON; nothing was changed") from None
+        return Person(row[0], row[1], metadata, row[3])
 
     def _refresh(self) -> None:
         """Rebuild the index from the rows if anyone (this process or another) changed them."""
-        generation = int(self._meta("generation"))
+        generation = self._stored_generation()
         if generation == self._generation:
             return
         with contextlib.nullcontext() if self._db.in_transaction else self._snapshot():  # generation and rows agree
-            generation = int(self._meta("generation"))
+            generation = self._stored_generation()
             rows = self._db.execute("SELECT id, vector FROM refs ORDER BY id").fetchall()
-        self._index = VectorIndex(self._index.dimension, self._index.kind)
+        index = VectorIndex(self._index.dimension, self._index.kind)
         if rows:
             ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-            self._index.add(ids, np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1))
+            index.add(ids, self._vectors([r[1] for r in rows]))
+        self._index = index
         self._generation = generation
 
     # -- people ----------------------------------------------------------------------------
@@ -272,7 +312,7 @@ class Gallery:
         with self._lock:
             with self._write():
                 self._refuse_duplicates(person_id, vectors, labels)
-                before = int(self._meta("generation"))
+                before = self._stored_generation()
                 self._db.execute("INSERT INTO people (person_id, enrolled_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (person_id, _now()))
                 if metadata_json is not None:
                     self._db.execute("UPDATE people SET metadata = ? WHERE person_id = ?", (metadata_json, person_id))
@@ -289,15 +329,17 @@ class Gallery:
         """Inside the write transaction: refuse a reference the person already has, or one given
         twice. A copy adds no evidence, yet it shrinks the references' spread, which the default
         "scaled" fusion divides by, and so changes the score of every later claim."""
+        tolerance = NEAR_COPY_SHARE * (self.extractor.card.threshold or 0.0) or 1e-4
         rows = self._db.execute("SELECT vector, source FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
-        known = [np.frombuffer(r[0], np.float32) for r in rows]
+        known = list(self._vectors([r[0] for r in rows]))
         names = [f"{r[1] or 'a reference'} (already enrolled)" for r in rows]
         for number, (vector, label) in enumerate(zip(vectors, labels), 1):
             name = label or f"image {number}"
             if known:
                 gaps = distances(np.stack(known), vector[None, :])
-                if gaps.min() < DUPLICATE_DISTANCE:
-                    raise DuplicateReferenceError(f"{name} is the same signature as {names[int(gaps.argmin())]} for {person_id!r}; "
+                if gaps.min() < tolerance:
+                    raise DuplicateReferenceError(f"{name} is the same signature as {names[int(gaps.argmin())]} for {person_id!r} "
+                                                  f"(distance {gaps.min():.4f}, under {tolerance:.4f}: the same scan, perhaps saved again); "
                                                   "a copy would skew every claim, so nothing was enrolled")
             known.append(vector)
             names.append(f"{name} (in this enrolment)")
@@ -307,7 +349,7 @@ class Gallery:
         """Delete a person and all their references; returns what was removed."""
         person = self.get(person_id)
         with self._write():
-            before = int(self._meta("generation"))
+            before = self._stored_generation()
             ids = [r[0] for r in self._db.execute("SELECT id FROM refs WHERE person_id = ?", (person_id,))]
             self._db.execute("DELETE FROM people WHERE person_id = ?", (person_id,))
             generation = self._bump()
@@ -323,14 +365,14 @@ class Gallery:
             "WHERE p.person_id = ? GROUP BY p.person_id", (person_id,)).fetchone()
         if row is None:
             raise PersonNotFoundError(f"no person {person_id!r} in gallery {self.path}")
-        return Person(row[0], row[1], json.loads(row[2]), row[3])
+        return self._person(row)
 
     @_locked
     def list(self) -> list[Person]:
         rows = self._db.execute(
             "SELECT p.person_id, COUNT(r.id), p.metadata, p.enrolled_at FROM people p LEFT JOIN refs r USING (person_id) "
             "GROUP BY p.person_id ORDER BY p.person_id").fetchall()
-        return [Person(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+        return [self._person(r) for r in rows]
 
     @_locked
     def __len__(self) -> int:
@@ -347,7 +389,7 @@ class Gallery:
         rows = self._db.execute("SELECT vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
         if not rows:
             self.get(person_id)  # raises PersonNotFoundError
-        return np.frombuffer(b"".join(r[0] for r in rows), np.float32).reshape(len(rows), -1)
+        return self._vectors([r[0] for r in rows])
 
     # -- questions -------------------------------------------------------------------------
 
@@ -400,7 +442,7 @@ class Gallery:
         by_person: dict[str, list[bytes]] = {}
         for person_id, blob in rows:
             by_person.setdefault(person_id, []).append(blob)
-        results = [self._decide(p, vector, np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), -1), started, embedded)
+        results = [self._decide(p, vector, self._vectors(blobs), started, embedded)
                    for p, blobs in by_person.items()]
         return sorted(results, key=lambda r: r.distance)[:k]
 

@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -136,6 +137,54 @@ def test_another_sqlite_database_is_left_untouched(tmp_path):
     with pytest.raises(GalleryError, match="not a signver gallery"):
         Gallery(path)
     assert path.read_bytes() == before and not (tmp_path / "accounts.sqlite-wal").exists()
+
+
+def test_a_database_with_a_table_named_like_ours_is_left_untouched(tmp_path, people):
+    """A table called `people` with other columns is someone else's: refused before anything
+    is written, by a command that only reads as by one that enrols."""
+    path = tmp_path / "crm.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, email TEXT)")
+    db.close()
+    before = path.read_bytes()
+    for create in (False, True):
+        with pytest.raises(GalleryError, match="not a signver gallery.*'people' has columns id, name, email"):
+            Gallery(path, create=create)
+    assert path.read_bytes() == before and not (tmp_path / "crm.sqlite-wal").exists()
+
+
+def test_an_empty_file_is_no_gallery_when_one_must_exist(tmp_path):
+    empty = tmp_path / "zero.sqlite"
+    empty.touch()
+    with pytest.raises(GalleryError, match="no gallery at .*holds no gallery yet"):
+        Gallery(empty, create=False)
+    assert empty.stat().st_size == 0
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("UPDATE refs SET vector = substr(vector, 1, 100) WHERE id = 2", "is not .* numbers"),
+    ("UPDATE refs SET vector = ? WHERE id = 2", "not finite"),
+    ("UPDATE meta SET value = 'abc' WHERE key = 'generation'", "change counter reads 'abc'"),
+    ("UPDATE people SET metadata = '{bad' WHERE person_id = 'writer-3'", "metadata of 'writer-3' is not JSON"),
+])
+def test_rows_changed_outside_signver_are_a_gallery_error(tmp_path, people, damage, problem):
+    """Each question that reads the damaged row names the damage (exit 2 / 409), never a
+    traceback or an answer computed from it (a NaN reference once ranked its person first)."""
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as g:
+        for person in ("writer-3", "writer-5"):
+            g.enroll(person, people[person][0][:2])
+        dimension = g.extractor.dimension
+    with sqlite3.connect(path) as db:
+        db.execute(damage, (np.full(dimension, np.nan, np.float32).tobytes(),) if "?" in damage else ())
+    db.close()
+    asks = {"list": lambda g: g.list(), "get": lambda g: g.get("writer-3"), "references": lambda g: g.references("writer-3"),
+            "claim": lambda g: g.verify_claim("writer-3", people["writer-3"][1]), "identify": lambda g: g.identify(people["writer-3"][1])}
+    # the metadata is read by what shows a person; the rest is read as the gallery opens
+    for name in ("list", "get", "claim") if "metadata" in damage else asks:
+        with pytest.raises(GalleryError, match=f"is damaged: .*{problem}"):
+            with Gallery(path) as g:
+                asks[name](g)
 
 
 def test_missing_gallery_is_an_error_when_it_must_exist(tmp_path):
@@ -318,6 +367,18 @@ def test_a_reference_given_twice_is_refused_and_changes_nothing(gallery, people)
     assert gallery.integrity() == before and "newcomer" not in [p.person_id for p in gallery.list()]
     assert gallery.verify_claim("writer-3", people["writer-3"][1]).distance == claim
     assert gallery.enroll("writer-5", [again]).references == 5  # another person's reference is not a copy
+
+
+def test_a_reference_saved_again_is_refused_as_a_copy(gallery, people):
+    """The same scan re-encoded as JPEG is not bit-identical, but it is still one signing: the
+    near-zero spread it would give the references would wreck every later claim."""
+    scan = people["writer-3"][0][0]
+    resaved = cv2.imdecode(cv2.imencode(".jpg", scan, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_GRAYSCALE)
+    before = gallery.integrity()
+    with pytest.raises(DuplicateReferenceError, match=r"ref.jpg is the same signature as a reference \(already enrolled\) .*perhaps saved again"):
+        gallery.enroll("writer-3", [resaved], sources=["ref.jpg"])
+    assert gallery.integrity() == before
+    assert gallery.enroll("writer-3", [synth.genuine(3, 7)]).references == 5  # another signing is not a copy
 
 
 def test_mismatched_sources_and_empty_embeddings_change_nothing(gallery):
