@@ -62,6 +62,7 @@ from .normalize import ink_mask
 
 DEFAULT_CLEANER = "cleaner-lite0-crossing-int8"
 MULTIPLE = 16
+THIN_LIMIT = 4  # a crop whose padded working copy exceeds this many times max_pixels is a sliver, not a signature
 # Whether single signatures (verify, embed, check, identify, evaluate) are cleaned when the caller
 # passes clean=None. Measured (docs/benchmarks.md, "Cleaner"): on clean test scans cleaning changes
 # P1 skilled EER by +0.11 points on CEDAR and +0.04 on Bengali, since it leaves most of them as they
@@ -153,6 +154,9 @@ class Cleaner:
         if scale < 1:
             small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         sh, sw = small.shape
+        if (sh + -sh % MULTIPLE) * (sw + -sw % MULTIPLE) > THIN_LIMIT * self.max_pixels:  # padding a sliver would be most of the work
+            raise InputError(f"a {h} x {w} pixel image is too thin to be a signature crop (sides {max(h, w) // max(1, min(h, w))} to 1); "
+                             "crop it around the signature")
         (maps,) = self.session.run(None, {self.input_name: network_input(small)})
         return maps[0, 0, :sh, :sw], (maps[0, 1, :sh, :sw] if maps.shape[1] > 1 else None), small, scale
 

@@ -105,7 +105,8 @@ class ResultPrinter:
             print(text, flush=True)
 
     def error(self, record: dict, error: SignverError) -> None:
-        err.print(f"[red]error:[/red] {record.get('questioned', '')}: {error}", highlight=False)
+        prefix, message = f"{record.get('questioned', '')}: ", str(error)
+        err.print(f"[red]error:[/red] {message if message.startswith(prefix) else prefix + message}", highlight=False)  # named once
         self.exit_code = EXIT_BAD_INPUT
         if self.format != "text":
             self.row({**record, "error": str(error)}, "")

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import cleaner
 from .errors import InputError
-from .images import SourceLike, load_image
+from .images import SourceLike, errors_naming, load_image
 from .models import DEFAULT_EXTRACTOR, ModelCard, inference_session, load_card
 from .normalize import normalize, to_model_input
 
@@ -100,9 +100,15 @@ class Extractor:
         sources = list(sources)
         chunks = [np.zeros((0, self.dimension), np.float32)]
         prepare = cleaner.for_embedding if cleaner.resolve(clean) else (lambda image: image)
+
+        def prepared(source: SourceLike) -> np.ndarray:
+            image = load_image(source)  # its errors name the source already
+            with errors_naming(source):
+                return normalize(prepare(image), self.card.input_size)
+
         for start in range(0, len(sources), batch_size):
             batch = sources[start : start + batch_size]
-            chunks.append(self._embed_batches(batch, lambda group: [normalize(prepare(load_image(s)), self.card.input_size) for s in group]))
+            chunks.append(self._embed_batches(batch, lambda group: [prepared(s) for s in group]))
             if progress:
                 progress(len(batch))
         return np.concatenate(chunks)

@@ -274,6 +274,28 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
             pdf.close()
 
 
+def source_name(source) -> str | None:
+    """How errors name a source: its path, or a named file object's name; None for data
+    without a name (arrays, PIL images, bytes)."""
+    if isinstance(source, (str, os.PathLike)):
+        return printable_name(source)
+    name = getattr(source, "name", None) if hasattr(source, "read") else None
+    return str(name) if name is not None else None
+
+
+@contextlib.contextmanager
+def errors_naming(source):
+    """Input errors raised inside begin with `source`'s name (where it has one), so that the
+    one bad input among many can be found: blank, too thin."""
+    try:
+        yield
+    except InputError as error:
+        name = source_name(source)
+        if name is None or str(error).startswith(f"{name}: "):
+            raise
+        raise type(error)(f"{name}: {error}") from None
+
+
 def printable_name(path: str | os.PathLike) -> str:
     """A file name as text that can be printed or stored, whatever bytes it was made of
     (undecodable bytes become U+FFFD)."""

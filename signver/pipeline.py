@@ -32,7 +32,7 @@ from .api import VerificationResult, decision
 from .detector import Box
 from .errors import InputError, ModelError, SignverError
 from .extractor import Extractor, get_extractor
-from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, load_image, load_pages
+from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, errors_naming, load_image, load_pages
 from .matcher import distances
 from .normalize import normalize
 
@@ -320,10 +320,14 @@ class Pipeline:
         self._gallery()
         check_person_id(person_id)
         do_clean = self.resolve_clean(clean)
-        images = [self.prepare(self.load_signature(s), do_clean) for s in sources]
-        if not images:
+        if not sources:
             raise InputError(f"enrolling {person_id!r} needs at least one reference signature")
-        return list(self.embed_images(images))
+        size, normalized = self.extractor.card.input_size, []
+        for source in sources:
+            gray = self.load_signature(source)
+            with errors_naming(source):
+                normalized.append(normalize(self.prepare(gray, do_clean), size))
+        return list(self.extractor.embed_normalized(normalized))
 
     def _gallery(self) -> Gallery:
         if self.gallery is None:

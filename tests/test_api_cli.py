@@ -1,5 +1,6 @@
 import json
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -100,6 +101,11 @@ def test_cli_bad_input_exits_2_with_a_message(pair_files):
     assert result.exit_code == 2 and "empty" in result.stderr.lower()
     missing = runner.invoke(app, ["verify", str(a), str(a.parent / "missing.png")])
     assert missing.exit_code == 2 and "no such file" in missing.stderr.lower()
+    blank = a.parent / "white.png"
+    cv2.imwrite(str(blank), np.full((50, 80), 255, np.uint8))
+    for args in ([a, blank], [blank, a]):  # a blank questioned or reference file is named, once
+        result = runner.invoke(app, ["verify", *map(str, args)])
+        assert result.exit_code == 2 and result.stderr.count(f"{blank}: blank image") == 1 and str(blank) + ": " + str(blank) not in result.stderr
 
 
 @pytest.mark.parametrize("args, words", [

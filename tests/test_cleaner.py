@@ -17,6 +17,7 @@ import signver
 from signver import overlays, synth
 from signver.cleaner import Cleaner, for_embedding, get_cleaner
 from signver.cli import app
+from signver.errors import InputError
 from signver.evaluation.cleaning import ink, ink_scores, psnr, restoration_scores, ssim
 from signver.extractor import get_extractor
 
@@ -122,6 +123,16 @@ def test_clean_keeps_size_and_type(shape):
     image[rng.random(shape) < 0.05] = 30
     out = signver.clean(image)
     assert out.shape == shape and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("shape", [(1, 3_000_000), (3_000_000, 2)])
+def test_a_sliver_is_refused_before_the_network_runs(shape):
+    """A 1 x 40 million pixel image once took 7.7 GB: shrunk to the working area it is still
+    one row, padded to 16 rows two million pixels long."""
+    image = np.full(shape, 250, np.uint8)
+    image.flat[::7] = 30
+    with pytest.raises(InputError, match=f"a {shape[0]} x {shape[1]} pixel image is too thin to be a signature crop"):
+        signver.clean(image)
 
 
 def test_clean_accepts_every_input_kind(tmp_path, cluttered):

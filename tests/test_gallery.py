@@ -381,6 +381,16 @@ def test_a_reference_saved_again_is_refused_as_a_copy(gallery, people):
     assert gallery.enroll("writer-3", [synth.genuine(3, 7)]).references == 5  # another signing is not a copy
 
 
+def test_of_many_files_the_blank_one_is_named(gallery, tmp_path):
+    good, blank = tmp_path / "ok.png", tmp_path / "white.png"
+    cv2.imwrite(str(good), synth.genuine(1, 0))
+    cv2.imwrite(str(blank), np.full((50, 80), 255, np.uint8))
+    before = gallery.integrity()
+    with pytest.raises(InputError, match=f"^{blank}: blank image"):
+        gallery.enroll("someone", [good, blank])
+    assert gallery.integrity() == before
+
+
 def test_mismatched_sources_and_empty_embeddings_change_nothing(gallery):
     before = gallery.integrity()
     with pytest.raises(InputError, match="0 source names for 1 images"):

@@ -168,6 +168,8 @@ def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
     assert_error(client.post("/v1/embed", files={"image": ("bomb.png", png_header_only(100_000, 100_000))}), 413, "pixels")
     assert_error(client.post("/v1/embed", files={"image": ("cut.png", png(synth.genuine(ALICE, 0))[:200])}), 400, "corrupt")
     assert_error(client.post("/v1/embed", files={"image": ("white.png", png(np.full((50, 80), 255, np.uint8)))}), 422, "blank")
+    blank_second = [("images", sig(BOB, 0, "ok.png")), ("images", ("white.png", png(np.full((50, 80), 255, np.uint8)), "image/png"))]
+    assert_error(client.post("/v1/people", data={"person_id": "bob"}, files=blank_second), 422, "field 'images[1]' (white.png): blank")
     missing = assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0)}), 422, "missing field 'b'")
     assert missing["fields"] == [{"field": "b", "problem": "missing"}]
     assert_error(client.post("/v1/verify", data={"x": "1"}), 422, "'a'", "'b'")
