@@ -259,7 +259,12 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
     """Render PDF pages grey at `dpi`, checking each page's pixel count from its size in points first."""
     scale = dpi / 72
     with _PDFIUM_LOCK, _decoding(label, "PDF"):
-        pdf = pdfium.PdfDocument(data)
+        try:
+            pdf = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError:  # its reason is PDFium's last error, which may be an earlier document's
+            if b"/Encrypt" in data:
+                raise UnsupportedFormatError(f"password-protected (encrypted) PDF: remove the password first: {label}") from None
+            raise CorruptImageError(f"corrupt or truncated PDF (PDFium cannot load it): {label}") from None
         try:
             pages = []
             for index in _pick(len(pdf), page, max_pages, label):

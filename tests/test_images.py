@@ -283,6 +283,30 @@ def test_corrupt_pdf():
         load_image(b"%PDF-1.4\nnot really a pdf")
 
 
+def pdf_of(objects: list[bytes], trailer: bytes = b"") -> bytes:
+    """A PDF file of these numbered objects, with a correct cross-reference table."""
+    out, offsets = b"%PDF-1.4\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    table = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return out + b"trailer\n<< /Size %d /Root 1 0 R " % (len(objects) + 1) + trailer + b">>\nstartxref\n%d\n%%%%EOF\n" % table
+
+
+def test_a_password_protected_pdf_says_so_and_the_next_bad_pdf_gives_no_stale_reason():
+    """PDFium reports its last error, which a later document that fails may not reset."""
+    page = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >>"]
+    encrypted = pdf_of(page + [b"<< /Filter /Standard /V 1 /R 2 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> /P -4 >>"],
+                       b"/Encrypt 4 0 R /ID [<0123456789abcdef0123456789abcdef> <0123456789abcdef0123456789abcdef>] ")
+    with pytest.raises(UnsupportedFormatError, match="password-protected"):
+        load_image(encrypted)
+    with pytest.raises(CorruptImageError, match="corrupt or truncated PDF") as raised:
+        load_image(b"%PDF-1.4\nnot really a pdf")
+    assert "password" not in str(raised.value)
+
+
 def test_text_and_zip_unsupported():
     with pytest.raises(UnsupportedFormatError, match="not an image or PDF.*PNG, JPEG"):
         load_image(b"just some text")
