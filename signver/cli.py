@@ -169,6 +169,8 @@ def verify(
 
     check_threshold(threshold)
     columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model")
+    if as_json and output_format not in ("text", "jsonl"):
+        raise typer.BadParameter(f"--json asks for JSON lines, --format {output_format} for another format: give one of them")
     printer = ResultPrinter("jsonl" if as_json else output_format, columns)
     reference_vector = get_extractor(model).vectors([reference], clean=clean)[0]
     for path in each_with_progress(expand_images(questioned), "verifying"):

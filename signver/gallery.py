@@ -296,6 +296,8 @@ class Gallery:
         """Add reference signatures (images of any kind, or embeddings) to a person, creating
         the person if new; `metadata` replaces the stored metadata when given. All or nothing."""
         check_person_id(person_id)
+        if isinstance(images, (str, bytes, os.PathLike)):  # a str would be read as one file per character
+            raise InputError(f"enrolling {person_id!r} takes a list of images, not one {type(images).__name__}: wrap it as [image]")
         images = list(images)
         if not images:
             raise InputError(f"enrolling {person_id!r} needs at least one reference signature")

@@ -95,6 +95,12 @@ def test_cli_verify_exit_codes(pair_files):
     assert rejected.exit_code == 1 and "not verified" in rejected.stdout
 
 
+def test_cli_verify_refuses_json_with_another_format(pair_files):
+    a, b, _ = pair_files
+    result = runner.invoke(app, ["verify", str(a), str(b), "--json", "--format", "csv"])
+    assert result.exit_code == 2 and "--format csv" in result.output and result.stdout.count("{") == 0
+
+
 def test_cli_bad_input_exits_2_with_a_message(pair_files):
     a, _, empty = pair_files
     result = runner.invoke(app, ["verify", str(a), str(empty)])

@@ -92,6 +92,8 @@ def test_bad_enrolments_change_nothing(gallery):
         gallery.enroll("", [synth.genuine(1, 0)])
     with pytest.raises(InputError, match="at least one"):
         gallery.enroll("someone", [])
+    with pytest.raises(InputError, match="a list of images, not one str"):
+        gallery.enroll("someone", "abc")
     with pytest.raises(InputError, match="blank"):  # the second image is bad: the first must not be stored either
         gallery.enroll("someone", [synth.genuine(1, 0), np.full((50, 80), 255, np.uint8)])
     with pytest.raises(InputError, match="JSON"):
