@@ -10,6 +10,7 @@ import functools
 import json
 import sqlite3
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +24,9 @@ from .matcher import DEFAULT_FUSION, check_threshold
 from .training.config import read_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.")
+# signver's own pixel limit (max_pixels) answers large images with an error that names the file;
+# Pillow's warning about them would only be noise on stderr
+warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb DOS attack")
 train_app = typer.Typer(no_args_is_help=True, help="Re-make the shipped models (needs the `train` extra).")
 gallery_app = typer.Typer(no_args_is_help=True, help="Manage the enrolled people.")
 app.add_typer(train_app, name="train")

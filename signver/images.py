@@ -13,7 +13,6 @@ import os
 import stat
 import struct
 import threading
-import warnings
 import zlib
 from typing import BinaryIO, Iterator, Union
 
@@ -99,9 +98,7 @@ def _load(source, page, dpi, max_bytes, max_pixels, max_pages) -> list[np.ndarra
     if kind == "PDF":
         return _from_pdf(data, label, page, dpi, max_pixels, max_pages)
     with _decoding(label, kind):
-        with warnings.catch_warnings():  # pixel limits are checked here (max_pixels), not by Pillow's warning
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data), formats=[kind])
+        im = Image.open(io.BytesIO(data), formats=[kind])
     with im:
         return _from_pil(im, label, page, max_pixels, max_pages)
 

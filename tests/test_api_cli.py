@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -93,6 +95,19 @@ def test_cli_verify_exit_codes(pair_files):
     assert result["verified"] is True and 0 <= result["distance"] <= 2
     rejected = runner.invoke(app, ["verify", str(a), str(b), "--threshold", "0"])
     assert rejected.exit_code == 1 and "not verified" in rejected.stdout
+
+
+def test_cli_refuses_a_large_image_without_pillows_warning(pair_files, tmp_path):
+    """Over Pillow's warning size (about 89M pixels) but under its error: our limit answers,
+    and nothing else is printed (a subprocess: pytest would catch the warning itself)."""
+    from tests.test_images import _png_header_only
+
+    large = tmp_path / "large.png"
+    large.write_bytes(_png_header_only(12000, 12000))
+    run = subprocess.run([sys.executable, "-c", "from signver.cli import app; app()", "verify", str(pair_files[0]), str(large)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "12000x12000" in run.stderr
+    assert "Warning" not in run.stderr and "decompression bomb" not in run.stderr, run.stderr
 
 
 def test_cli_verify_refuses_json_with_another_format(pair_files):
