@@ -24,9 +24,16 @@ from .matcher import DEFAULT_FUSION, check_threshold
 from .training.config import read_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.")
-# signver's own pixel limit (max_pixels) answers large images with an error that names the file;
-# Pillow's warning about them would only be noise on stderr
-warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb DOS attack")
+
+
+@app.callback()
+def quiet_decoders() -> None:
+    """Offline handwritten signature verification."""
+    from PIL import Image
+
+    # signver's own pixel limit (max_pixels) answers large images with an error naming the file;
+    # Pillow's warning about them would only be noise on stderr
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 train_app = typer.Typer(no_args_is_help=True, help="Re-make the shipped models (needs the `train` extra).")
 gallery_app = typer.Typer(no_args_is_help=True, help="Manage the enrolled people.")
 app.add_typer(train_app, name="train")
@@ -109,8 +116,10 @@ class ResultPrinter:
             print(text, flush=True)
 
     def error(self, record: dict, error: SignverError) -> None:
-        prefix, message = f"{record.get('questioned', '')}: ", str(error)
-        err.print(f"[red]error:[/red] {message if message.startswith(prefix) else prefix + message}", highlight=False)  # named once
+        from .images import printable_name
+
+        name, message = printable_name(record.get("questioned", "")), str(error)
+        err.print(f"[red]error:[/red] {message if name in message else f'{name}: {message}'}", highlight=False)  # named once
         self.exit_code = EXIT_BAD_INPUT
         if self.format != "text":
             self.row({**record, "error": str(error)}, "")

@@ -261,8 +261,8 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
     with _PDFIUM_LOCK, _decoding(label, "PDF"):
         try:
             pdf = pdfium.PdfDocument(data)
-        except pdfium.PdfiumError:  # its reason is PDFium's last error, which may be an earlier document's
-            if b"/Encrypt" in data:
+        except pdfium.PdfiumError as error:  # PDFium's last error, which may be an earlier document's
+            if error.err_code == pdfium.raw.FPDF_ERR_PASSWORD and b"/Encrypt" in data:
                 raise UnsupportedFormatError(f"password-protected (encrypted) PDF: remove the password first: {label}") from None
             raise CorruptImageError(f"corrupt or truncated PDF (PDFium cannot load it): {label}") from None
         try:

@@ -119,7 +119,7 @@ def test_cli_verify_refuses_json_with_another_format(pair_files):
 def test_cli_bad_input_exits_2_with_a_message(pair_files):
     a, _, empty = pair_files
     result = runner.invoke(app, ["verify", str(a), str(empty)])
-    assert result.exit_code == 2 and "empty" in result.stderr.lower()
+    assert result.exit_code == 2 and "empty" in result.stderr.lower() and result.stderr.count(empty.name) == 1
     missing = runner.invoke(app, ["verify", str(a), str(a.parent / "missing.png")])
     assert missing.exit_code == 2 and "no such file" in missing.stderr.lower()
     blank = a.parent / "white.png"
