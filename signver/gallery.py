@@ -114,6 +114,18 @@ def check_person_id(person_id: str) -> str:
     return person_id
 
 
+def images_to_enrol(person_id: str, images) -> list:
+    """The checked person id's references as a list: at least one, and never one path or
+    string, which would be read as one file per character."""
+    check_person_id(person_id)
+    if isinstance(images, (str, bytes, os.PathLike)):
+        raise InputError(f"enrolling {person_id!r} takes a list of images, not one {type(images).__name__}: wrap it as [image]")
+    images = list(images)
+    if not images:
+        raise InputError(f"enrolling {person_id!r} needs at least one reference signature")
+    return images
+
+
 def _is_text(value: str) -> bool:
     try:
         value.encode("utf-8")
@@ -157,7 +169,7 @@ class Gallery:
             raise GalleryError(f"cannot open gallery {self.path}: {error}") from error
         try:
             stored = self._stored_model()  # reads only: a file that is not a gallery is left as it was
-            if stored is None and not create:
+            if not create and self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:  # an empty database
                 raise GalleryError(f"no gallery at {self.path} (the file holds no gallery yet): enrol someone first, or check the path (--gallery / SIGNVER_GALLERY)")
             try:
                 self.extractor: Extractor = get_extractor(model or stored)
@@ -181,7 +193,11 @@ class Gallery:
             raise
         self._index = VectorIndex(self.extractor.dimension, index)
         self._generation = -1
-        self._refresh()
+        try:
+            self._refresh()
+        except Exception:
+            self._db.close()
+            raise
 
     def _use_wal(self) -> None:
         """Switch to write-ahead logging. SQLite answers "locked" at once, without waiting out
@@ -256,16 +272,17 @@ class Gallery:
         self._db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(before + 1),))
         return before + 1
 
-    def _vectors(self, blobs: Sequence[bytes]) -> np.ndarray:
-        """Stored reference rows as a (K, D) array. A row of the wrong size or with numbers that
-        are not finite was changed outside signver: refuse to answer from it."""
+    def _vectors(self, rows: Sequence[tuple[int, bytes]]) -> np.ndarray:
+        """Stored reference rows (id, vector) as a (K, D) array. A row of the wrong size or with
+        numbers that are not finite was changed outside signver: refuse to answer from it, and
+        name it (`refs.id`) so that it can be mended."""
         dimension = self.extractor.dimension
-        if any(not isinstance(blob, bytes) or len(blob) != 4 * dimension for blob in blobs):
-            raise GalleryError(f"gallery {self.path} is damaged: a stored reference is not {dimension} numbers; nothing was changed")
-        vectors = np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), dimension)
-        if not np.isfinite(vectors).all():
-            raise GalleryError(f"gallery {self.path} is damaged: a stored reference holds numbers that are not finite; nothing was changed")
-        return vectors
+        for ref_id, blob in rows:
+            if not isinstance(blob, bytes) or len(blob) != 4 * dimension:
+                raise GalleryError(f"gallery {self.path} is damaged: stored reference {ref_id} (refs.id) is not {dimension} numbers; nothing was changed")
+            if not np.isfinite(np.frombuffer(blob, np.float32)).all():
+                raise GalleryError(f"gallery {self.path} is damaged: stored reference {ref_id} (refs.id) holds numbers that are not finite; nothing was changed")
+        return np.frombuffer(b"".join(blob for _, blob in rows), np.float32).reshape(len(rows), dimension)
 
     def _person(self, row: tuple) -> Person:
         try:
@@ -285,7 +302,7 @@ class Gallery:
         index = VectorIndex(self._index.dimension, self._index.kind)
         if rows:
             ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-            index.add(ids, self._vectors([r[1] for r in rows]))
+            index.add(ids, self._vectors(rows))
         self._index = index
         self._generation = generation
 
@@ -295,12 +312,7 @@ class Gallery:
                sources: Sequence[str] | None = None) -> Person:
         """Add reference signatures (images of any kind, or embeddings) to a person, creating
         the person if new; `metadata` replaces the stored metadata when given. All or nothing."""
-        check_person_id(person_id)
-        if isinstance(images, (str, bytes, os.PathLike)):  # a str would be read as one file per character
-            raise InputError(f"enrolling {person_id!r} takes a list of images, not one {type(images).__name__}: wrap it as [image]")
-        images = list(images)
-        if not images:
-            raise InputError(f"enrolling {person_id!r} needs at least one reference signature")
+        images = images_to_enrol(person_id, images)
         if metadata is not None and not isinstance(metadata, dict):
             raise InputError("metadata must be a JSON object (a dict)")
         try:
@@ -332,9 +344,9 @@ class Gallery:
         twice. A copy adds no evidence, yet it shrinks the references' spread, which the default
         "scaled" fusion divides by, and so changes the score of every later claim."""
         tolerance = NEAR_COPY_SHARE * (self.extractor.card.threshold or 0.0) or 1e-4
-        rows = self._db.execute("SELECT vector, source FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
-        known = list(self._vectors([r[0] for r in rows]))
-        names = [f"{r[1] or 'a reference'} (already enrolled)" for r in rows]
+        rows = self._db.execute("SELECT id, vector, source FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
+        known = list(self._vectors([r[:2] for r in rows]))
+        names = [f"{r[2] or 'a reference'} (already enrolled)" for r in rows]
         for number, (vector, label) in enumerate(zip(vectors, labels), 1):
             name = label or f"image {number}"
             if known:
@@ -388,10 +400,10 @@ class Gallery:
     @_locked
     def references(self, person_id: str) -> np.ndarray:
         """A person's reference vectors (K, D)."""
-        rows = self._db.execute("SELECT vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
+        rows = self._db.execute("SELECT id, vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
         if not rows:
             self.get(person_id)  # raises PersonNotFoundError
-        return self._vectors([r[0] for r in rows])
+        return self._vectors(rows)
 
     # -- questions -------------------------------------------------------------------------
 
@@ -440,10 +452,10 @@ class Gallery:
                 owner = dict(self._db.execute(f"SELECT id, person_id FROM refs WHERE id IN ({marks})", ids).fetchall())
                 candidates = list(dict.fromkeys(owner[i] for i in ids if i in owner))
                 marks = ",".join("?" * len(candidates))
-                rows = self._db.execute(f"SELECT person_id, vector FROM refs WHERE person_id IN ({marks}) ORDER BY id", candidates).fetchall()
-        by_person: dict[str, list[bytes]] = {}
-        for person_id, blob in rows:
-            by_person.setdefault(person_id, []).append(blob)
+                rows = self._db.execute(f"SELECT person_id, id, vector FROM refs WHERE person_id IN ({marks}) ORDER BY id", candidates).fetchall()
+        by_person: dict[str, list[tuple[int, bytes]]] = {}
+        for person_id, ref_id, blob in rows:
+            by_person.setdefault(person_id, []).append((ref_id, blob))
         results = [self._decide(p, vector, self._vectors(blobs), started, embedded)
                    for p, blobs in by_person.items()]
         return sorted(results, key=lambda r: r.distance)[:k]

@@ -315,13 +315,11 @@ class Pipeline:
     def enrollment_vectors(self, person_id: str, sources: Sequence[SourceLike], clean: bool | None = None) -> list[np.ndarray]:
         """The reference vectors `enroll` would store, computed without touching the gallery
         (so a caller can give up on the slow part and still never half-write)."""
-        from .gallery import check_person_id
+        from .gallery import images_to_enrol
 
         self._gallery()
-        check_person_id(person_id)
+        sources = images_to_enrol(person_id, sources)
         do_clean = self.resolve_clean(clean)
-        if not sources:
-            raise InputError(f"enrolling {person_id!r} needs at least one reference signature")
         size, normalized = self.extractor.card.input_size, []
         for source in sources:
             gray = self.load_signature(source)

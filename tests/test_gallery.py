@@ -163,30 +163,48 @@ def test_an_empty_file_is_no_gallery_when_one_must_exist(tmp_path):
     assert empty.stat().st_size == 0
 
 
-@pytest.mark.parametrize("damage, problem", [
-    ("UPDATE refs SET vector = substr(vector, 1, 100) WHERE id = 2", "is not .* numbers"),
-    ("UPDATE refs SET vector = ? WHERE id = 2", "not finite"),
-    ("UPDATE meta SET value = 'abc' WHERE key = 'generation'", "change counter reads 'abc'"),
-    ("UPDATE people SET metadata = '{bad' WHERE person_id = 'writer-3'", "metadata of 'writer-3' is not JSON"),
+@pytest.mark.parametrize("kind, damage, problem", [
+    ("vector", "UPDATE refs SET vector = substr(vector, 1, 100) WHERE id = 2", r"stored reference 2 \(refs.id\) is not .* numbers"),
+    ("vector", "UPDATE refs SET vector = ? WHERE id = 2", r"stored reference 2 \(refs.id\) holds numbers that are not finite"),
+    ("counter", "UPDATE meta SET value = 'abc' WHERE key = 'generation'", "change counter reads 'abc'"),
+    ("metadata", "UPDATE people SET metadata = '{bad' WHERE person_id = 'writer-3'", "metadata of 'writer-3' is not JSON"),
 ])
-def test_rows_changed_outside_signver_are_a_gallery_error(tmp_path, people, damage, problem):
+def test_rows_changed_outside_signver_are_a_gallery_error(tmp_path, people, kind, damage, problem):
     """Each question that reads the damaged row names the damage (exit 2 / 409), never a
-    traceback or an answer computed from it (a NaN reference once ranked its person first)."""
+    traceback or an answer computed from it (a NaN reference once ranked its person first):
+    in a gallery opened before the damage, whose questions read the rows again, and in one
+    opened after it."""
     path = tmp_path / "g.sqlite"
     with Gallery(path) as g:
         for person in ("writer-3", "writer-5"):
             g.enroll(person, people[person][0][:2])
         dimension = g.extractor.dimension
+    opened = Gallery(path)
     with sqlite3.connect(path) as db:
         db.execute(damage, (np.full(dimension, np.nan, np.float32).tobytes(),) if "?" in damage else ())
     db.close()
     asks = {"list": lambda g: g.list(), "get": lambda g: g.get("writer-3"), "references": lambda g: g.references("writer-3"),
             "claim": lambda g: g.verify_claim("writer-3", people["writer-3"][1]), "identify": lambda g: g.identify(people["writer-3"][1])}
-    # the metadata is read by what shows a person; the rest is read as the gallery opens
-    for name in ("list", "get", "claim") if "metadata" in damage else asks:
+    reads = {"vector": ("references", "claim", "identify"), "metadata": ("list", "get", "claim"), "counter": ("identify",)}[kind]
+    for name in reads:
+        with pytest.raises(GalleryError, match=f"is damaged: .*{problem}"):
+            asks[name](opened)
+    opened.close()
+    for name in reads if kind == "metadata" else asks:  # a damaged vector or counter is read as the gallery opens
         with pytest.raises(GalleryError, match=f"is damaged: .*{problem}"):
             with Gallery(path) as g:
                 asks[name](g)
+
+
+def test_a_gallery_that_names_no_model_is_not_called_empty(tmp_path, people):
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as g:
+        g.enroll("writer-3", people["writer-3"][0][:2])
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM meta WHERE key = 'model'")
+    db.close()
+    with pytest.raises(GalleryError, match="holds references but names no model"):
+        Gallery(path, create=False)
 
 
 def test_missing_gallery_is_an_error_when_it_must_exist(tmp_path):

@@ -2,12 +2,13 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 import signver
 from signver import synth
-from signver.errors import InputTooLargeError, PersonNotFoundError
+from signver.errors import InputError, InputTooLargeError, PersonNotFoundError
 from signver.gallery import Gallery
 from signver.pipeline import ModelUnavailableError, Pipeline
 
@@ -201,3 +202,13 @@ def test_default_detector_falls_back_to_the_classical_one_and_says_so(gallery, d
     assert pipeline.models()["detector"]["name"].startswith("classical-baseline")
     result = pipeline.run(png(page), person_id="alice")
     assert result.models["detector"].startswith("classical-baseline") and result.signatures
+
+
+def test_enrolment_takes_a_list_of_images_and_checks_it_before_any_work(gallery):
+    pipeline = Pipeline(gallery, detector=StandInDetector([]), clean=False)
+    with pytest.raises(InputError, match="a list of images, not one str"):
+        pipeline.enrollment_vectors("carol", "ref.png")
+    stack = np.stack([cv2.resize(synth.genuine(7, s), (300, 120)) for s in range(2)])  # (N, H, W): one image per row
+    assert len(pipeline.enrollment_vectors("carol", stack)) == 2
+    with pytest.raises(InputError, match="at least one"):
+        pipeline.enrollment_vectors("carol", [])
