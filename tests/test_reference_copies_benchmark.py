@@ -12,8 +12,8 @@ def test_same_writer_distances_take_each_pair_of_one_writers_genuine_signatures_
     vectors = np.eye(5, dtype=np.float32)
     writer = np.array([0, 0, 0, 1, 1])
     genuine = np.array([True, True, False, True, True])
-    d = benchmark.same_writer_distances(vectors, writer, genuine)
-    assert len(d) == 2 and np.allclose(d, np.sqrt(2))  # (0, 1) and (3, 4); the forgery and other writers left out
+    d, pairs = benchmark.same_writer_distances(vectors, writer, genuine)
+    assert pairs.tolist() == [[0, 1], [3, 4]] and np.allclose(d, np.sqrt(2))  # the forgery and other writers left out
 
 
 def test_copies_keep_the_scan_grey_and_change_it_a_little():
