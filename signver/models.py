@@ -16,7 +16,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from .calibration import Calibration, ClaimRule, ClaimRules
-from .errors import ModelError
+from .errors import InputError, ModelError
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_EXTRACTOR = "lite0-heads"
@@ -85,6 +85,8 @@ def available_models(kind: str | None = None) -> list[ModelCard]:
 
 def load_card(name_or_path: str | os.PathLike) -> ModelCard:
     """A shipped model by name, or any `.onnx` file that has its `.json` card beside it."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise InputError(f"a model is named by a string or a path to its .onnx file, not {type(name_or_path).__name__} {name_or_path!r}")
     candidate = Path(name_or_path)
     if candidate.suffix in (".onnx", ".json"):
         card_path = candidate.with_suffix(".json")

@@ -87,6 +87,12 @@ def test_verify_rejects_bad_inputs():
         signver.verify(np.full((50, 80), 255, np.uint8), synth.genuine(1, 0))
 
 
+@pytest.mark.parametrize("model", [5, 0.5])
+def test_a_model_that_is_not_a_name_or_path_is_an_input_error(model):
+    with pytest.raises(InputError, match="a model is named by a string or a path"):
+        signver.verify(synth.genuine(1, 0), synth.genuine(1, 1), model=model)
+
+
 def test_cli_verify_exit_codes(pair_files):
     a, b, _ = pair_files
     accepted = runner.invoke(app, ["verify", str(a), str(b), "--threshold", "2", "--json"])
