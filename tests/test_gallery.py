@@ -196,17 +196,6 @@ def test_rows_changed_outside_signver_are_a_gallery_error(tmp_path, people, kind
                 asks[name](g)
 
 
-def test_a_gallery_that_names_no_model_is_not_called_empty(tmp_path, people):
-    path = tmp_path / "g.sqlite"
-    with Gallery(path) as g:
-        g.enroll("writer-3", people["writer-3"][0][:2])
-    with sqlite3.connect(path) as db:
-        db.execute("DELETE FROM meta WHERE key = 'model'")
-    db.close()
-    with pytest.raises(GalleryError, match="holds references but names no model"):
-        Gallery(path, create=False)
-
-
 def test_missing_gallery_is_an_error_when_it_must_exist(tmp_path):
     missing = tmp_path / "typo" / "g.sqlite"
     with pytest.raises(GalleryError, match="no gallery at"):
@@ -358,15 +347,20 @@ def test_a_gallery_left_half_made_opens(tmp_path):
         assert g.list() == []
 
 
-def test_a_gallery_of_a_model_not_installed_says_so(tmp_path, people):
+@pytest.mark.parametrize("change, problem", [
+    ("UPDATE meta SET value = 'retired-model' WHERE key = 'model'", "enrolled with model 'retired-model'"),
+    ("DELETE FROM meta WHERE key = 'model'", "holds references but names no model"),  # not "no gallery yet"
+])
+def test_a_gallery_whose_model_cannot_be_used_says_why(tmp_path, people, change, problem):
     path = tmp_path / "g.sqlite"
     with Gallery(path) as g:
         g.enroll("writer-3", people["writer-3"][0][:1])
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE meta SET value = 'retired-model' WHERE key = 'model'")
+        db.execute(change)
     db.close()
-    with pytest.raises(GalleryError, match="enrolled with model 'retired-model'"):
-        Gallery(path)
+    for create in (True, False):
+        with pytest.raises(GalleryError, match=problem):
+            Gallery(path, create=create)
 
 
 def test_an_unknown_index_kind_is_refused_before_any_file_is_made(tmp_path):
