@@ -34,6 +34,8 @@ def quiet_decoders() -> None:
     # signver's own pixel limit (max_pixels) answers large images with an error naming the file;
     # Pillow's warning about them would only be noise on stderr
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 train_app = typer.Typer(no_args_is_help=True, help="Re-make the shipped models (needs the `train` extra).")
 gallery_app = typer.Typer(no_args_is_help=True, help="Manage the enrolled people.")
 app.add_typer(train_app, name="train")
