@@ -12,6 +12,7 @@ import sqlite3
 import sys
 import warnings
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Optional
 
 import typer
@@ -484,14 +485,17 @@ def _load_each(files: list[Path], dpi: float):
             yield path, [], error
 
 
-def _unique_stems(files: list[Path]) -> list[str]:
-    """File names without suffix, numbered where two files share one, for output file names."""
-    seen: dict[str, int] = {}
-    stems = []
+def _unique_stems(files: list[Path]) -> Iterator[str]:
+    """File names without suffix, numbered where one is taken already (by another file's name
+    or number: scan, scan, scan-2 -> scan, scan-2, scan-2-2), for output file names."""
+    used: set[str] = set()
     for path in files:
-        seen[path.stem] = seen.get(path.stem, 0) + 1
-        stems.append(path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}")
-    return stems
+        stem, n = path.stem, 1
+        while stem in used:
+            n += 1
+            stem = f"{path.stem}-{n}"
+        used.add(stem)
+        yield stem
 
 
 @app.command()
@@ -519,7 +523,7 @@ def detect(
     files = expand_images(files)
     for folder, option in ((crops, "--crops"), (annotate, "--annotate")):
         if folder:
-            output_folder(folder, option)
+            output_folder(folder, option, files)
     loaded = _load_each(files, dpi)
     first = next(loaded)
     total = len(files) - 1 + max(len(first[1]), 1)  # grows as later documents are opened

@@ -149,6 +149,8 @@ def select_writers(dataset: Dataset, split: str | None = None, writers: str | No
     if writers in (None, "all"):
         return available
     wanted = [w.strip() for w in writers.split(",") if w.strip()]
+    if not wanted:
+        raise DatasetError(f"no test writers in {writers!r}: give writer names separated by commas, or all")
     missing = [w for w in wanted if w not in available]
     if missing:
         raise DatasetError(f"writers not in {dataset.root}: {', '.join(missing)}")

@@ -8,13 +8,17 @@ from pathlib import Path
 from .errors import InputError
 
 
-def output_folder(folder: str | Path, option: str = "--out", inputs: Iterable[Path] = (), contents: str = "") -> Path:
+def output_folder(folder: str | Path, option: str = "--out", inputs: Iterable[Path] = (), contents: str = "",
+                  outside: str | Path | None = None) -> Path:
     """Make an output folder, refusing a file of that name, one that cannot be made (read-only
-    disk, no permission) and, when outputs take the inputs' names, one that holds an input (the
-    originals would be overwritten). `contents` names what goes there, for the message."""
+    disk, no permission), one that holds an input (its outputs could overwrite it) and one inside
+    the folder `outside` (a dataset, whose next reading would take the outputs for its own files).
+    `contents` names what goes there, for the message."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{option} {folder} is a file; give a folder{f' for {contents}' if contents else ''}")
+    if outside is not None and Path(outside).resolve() in (folder.resolve(), *folder.resolve().parents):
+        raise InputError(f"{option} {folder} is inside {outside}, whose files it would mix with; give a folder outside it")
     holding = {p.absolute().parent.resolve() for p in inputs}  # the folder a name is in, links or not
     if folder.exists() and folder.resolve() in holding:
         raise InputError(f"{option} {folder} holds input files that would be overwritten; give another folder")

@@ -169,9 +169,14 @@ def test_cli_evaluate_writes_metrics(synthetic_dataset, tmp_path):
     assert "eer_skilled" in result.stdout and "eer_skilled 95 % interval" in result.stdout
 
 
-def test_cli_evaluate_bad_dataset(tmp_path):
+def test_cli_evaluate_bad_dataset(tmp_path, synthetic_dataset):
     result = runner.invoke(app, ["evaluate", str(tmp_path / "none"), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "not found" in result.stderr
+    for command in ("evaluate", "inspect"):
+        empty = runner.invoke(app, [command, str(synthetic_dataset), "--test-writers", ",", "--out", str(tmp_path / command)])
+        assert empty.exit_code == 2 and "no test writers in ','" in empty.stderr, empty.output
+    inside = runner.invoke(app, ["evaluate", str(synthetic_dataset), "--test-writers", "all", "--out", str(synthetic_dataset / "1" / "genuine")])
+    assert inside.exit_code == 2 and "is inside" in inside.stderr and not (synthetic_dataset / "1" / "genuine" / "metrics.json").exists()
 
 
 def test_cli_models_and_demo():

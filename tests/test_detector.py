@@ -161,6 +161,26 @@ def test_cli_detect_pdf_with_crops_annotations_and_json(two_page_pdf, tmp_path):
     assert text.exit_code == 0 and all(line.startswith(f"{two_page_pdf}\t") for line in text.stdout.splitlines())
 
 
+def test_cli_detect_never_writes_over_an_input_or_another_files_outputs(tmp_path, two_page_pdf):
+    """Pages named scan, scan (another folder) and scan-2 get outputs named apart; a folder that
+    holds inputs is refused for outputs, since an annotated page could take an input's name."""
+    for folder, name in (("x", "scan.pdf"), ("y", "scan.pdf"), (".", "scan-2.pdf")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_bytes(two_page_pdf.read_bytes())
+    inputs = [tmp_path / "x" / "scan.pdf", tmp_path / "y" / "scan.pdf", tmp_path / "scan-2.pdf"]
+    crops, annotated = tmp_path / "crops", tmp_path / "annotated"
+    result = runner.invoke(app, ["detect", *map(str, inputs), "--dpi", "50", "--threshold", "0.05",
+                                 "--crops", str(crops), "--annotate", str(annotated), "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    named = [box["crop"] for r in records for box in r["boxes"]]
+    assert named and len(set(named)) == len(named) == len(list(crops.iterdir()))
+    assert sorted(p.name for p in annotated.iterdir()) == sorted(f"{stem}-page{i}.png" for stem in ("scan", "scan-2", "scan-2-2") for i in (0, 1))
+    before = inputs[2].read_bytes()
+    refused = runner.invoke(app, ["detect", str(inputs[2]), "--annotate", str(tmp_path)])
+    assert refused.exit_code == 2 and "holds input files" in refused.output and inputs[2].read_bytes() == before
+
+
 def test_cli_detect_bad_input_exits_2(tmp_path, two_page_pdf):
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
@@ -181,6 +201,8 @@ def test_cli_evaluate_detector(tmp_path):
         assert {"map50", "map50_95", "precision", "recall", "f1", "score_threshold", "ms_per_page"} <= set(metrics)
         assert (out / "precision_recall.png").is_file()
     assert runner.invoke(app, ["evaluate-detector", str(tmp_path), "--out", str(tmp_path / "x")]).exit_code == 2
+    inside = runner.invoke(app, ["evaluate-detector", str(split), "--out", str(split / "images")])
+    assert inside.exit_code == 2 and "is inside" in inside.output and not (split / "images" / "metrics.json").exists()
 
 
 def test_detection_timing_is_of_the_operating_point_and_boxes_of_the_full_search(tmp_path):

@@ -103,7 +103,7 @@ def evaluate(
     """
     fuse(np.zeros((1, 1)), fusion)  # an unknown fusion is refused before anything is embedded
     dataset_name, trials = build_trials(data_dir, protocol, references, split, test_writers)
-    out = output_folder(out, contents="metrics.json and the plots")
+    out = output_folder(out, contents="metrics.json and the plots", outside=data_dir)
     extractor = Extractor(model)
     done = 0
 
