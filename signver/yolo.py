@@ -40,18 +40,32 @@ def read_split(split_dir: str | Path) -> list[LabelledPage]:
     return pages
 
 
+SLACK = 1e-3  # how far past the page a normalised number may round
+
+
 def parse_labels(label: Path) -> np.ndarray:
+    """A label file's boxes. A line that is not a whole class number and four numbers within the
+    page (a centre on it, a size above 0 and at most the page's) is an error naming its line:
+    NaN or a box off the page would silently never match, and change recall."""
+    try:
+        text = label.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError(f"{label} is not a text file of YOLO labels") from None
     rows = []
-    for number, line in enumerate(label.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         try:
             if len(fields) != 5:
                 raise ValueError
+            int(fields[0])
             cx, cy, w, h = (float(v) for v in fields[1:])
+            if not (-SLACK <= cx <= 1 + SLACK and -SLACK <= cy <= 1 + SLACK and 0 < w <= 1 + SLACK and 0 < h <= 1 + SLACK):
+                raise ValueError  # NaN fails every comparison
         except ValueError:
-            raise DatasetError(f"{label}:{number}: expected 'class cx cy w h', got {line!r}") from None
+            raise DatasetError(f"{label}:{number}: expected 'class cx cy w h' (a whole class number, the rest within 0 to 1, "
+                               f"width and height above 0), got {line!r}") from None
         rows.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
     return np.clip(np.array(rows, np.float32).reshape(-1, 4), 0, 1)
 

@@ -18,7 +18,7 @@ from signver.detector_baseline import BaselineDetector
 from signver.errors import DatasetError, InputError
 from signver.evaluation.detection import PageDetections, average_precision, choose_threshold, detection_metrics
 from signver.models import available_models
-from signver.yolo import read_split
+from signver.yolo import parse_labels, read_split
 
 from .conftest import shared_dataset
 
@@ -97,6 +97,25 @@ def test_synthetic_pages_and_yolo_split(tmp_path):
         read_split(split)
     with pytest.raises(DatasetError, match="not a YOLO split"):
         read_split(tmp_path)
+
+
+@pytest.mark.parametrize("line", ["0 nan 0.5 0.2 0.1", "0 inf 0.5 0.2 0.1", "0 1.7 2.5 3.2 4.1", "0 0.5 0.5 -0.2 0.1",
+                                  "0 0.5 0.5 0.2 0", "signature 0.5 0.5 0.2 0.1", "0 0.5 0.5 0.2"])
+def test_a_label_line_off_the_page_or_not_numbers_is_named(tmp_path, line):
+    """Such a box would be clipped or kept and never match, silently lowering recall."""
+    label = tmp_path / "page.txt"
+    label.write_text(f"0 0.5 0.5 0.2 0.1\n{line}\n")
+    with pytest.raises(DatasetError, match=f"page.txt:2: expected 'class cx cy w h'"):
+        parse_labels(label)
+
+
+def test_labels_within_the_page_are_read_and_a_binary_label_file_is_named(tmp_path):
+    label = tmp_path / "page.txt"
+    label.write_text("0 0.5 0.5 0.2 0.1\n\n1 1.0004 0.0 1.0 0.5\n")  # rounding just past the edge is allowed
+    assert np.allclose(parse_labels(label), [[0.4, 0.45, 0.6, 0.55], [0.5004, 0, 1, 0.25]], atol=1e-4)
+    label.write_bytes(b"\xff\xfe0 0.5")
+    with pytest.raises(DatasetError, match="not a text file of YOLO labels"):
+        parse_labels(label)
 
 
 def test_crop_and_annotate():
