@@ -168,6 +168,12 @@ def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
     assert_error(client.post("/v1/embed", files={"image": ("bomb.png", png_header_only(100_000, 100_000))}), 413, "pixels")
     assert_error(client.post("/v1/embed", files={"image": ("cut.png", png(synth.genuine(ALICE, 0))[:200])}), 400, "corrupt")
     assert_error(client.post("/v1/embed", files={"image": ("white.png", png(np.full((50, 80), 255, np.uint8)))}), 422, "blank")
+    twice = [("document", ("a.png", png(synth.genuine(ALICE, 0)), "image/png")), ("document", ("b.png", png(synth.genuine(BOB, 0)), "image/png"))]
+    for route in ("/v1/detect", "/v1/documents/verify"):  # FastAPI alone would keep b.png and drop a.png
+        assert_error(client.post(route, files=twice), 400, "field 'document' was sent 2 times")
+    assert_error(client.post("/v1/verify", files=[("a", sig(ALICE, 0)), ("b", sig(ALICE, 1)), ("b", sig(BOB, 1))]), 400, "'b' was sent 2 times")
+    for blank in ("", " "):  # not a request to identify, which leaves the field out
+        assert_error(client.post("/v1/documents/verify", files=twice[:1], data={"person_id": blank}), 400, "'person_id' is empty")
     blank_second = [("images", sig(BOB, 0, "ok.png")), ("images", ("white.png", png(np.full((50, 80), 255, np.uint8)), "image/png"))]
     assert_error(client.post("/v1/people", data={"person_id": "bob"}, files=blank_second), 422, "field 'images[1]' (white.png): blank")
     missing = assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0)}), 422, "missing field 'b'")
