@@ -105,7 +105,7 @@ def test_a_label_line_off_the_page_or_not_numbers_is_named(tmp_path, line):
     """Such a box would be clipped or kept and never match, silently lowering recall."""
     label = tmp_path / "page.txt"
     label.write_text(f"0 0.5 0.5 0.2 0.1\n{line}\n")
-    with pytest.raises(DatasetError, match=f"page.txt:2: expected 'class cx cy w h'"):
+    with pytest.raises(DatasetError, match="page.txt:2: expected 'class cx cy w h'"):
         parse_labels(label)
 
 
