@@ -169,6 +169,19 @@ def test_cli_evaluate_writes_metrics(synthetic_dataset, tmp_path):
     assert "eer_skilled" in result.stdout and "eer_skilled 95 % interval" in result.stdout
 
 
+def test_metrics_json_is_strict_where_a_rate_cannot_be_computed(tmp_path):
+    """With no skilled forgeries there is no skilled FAR: null, not NaN (which JSON.parse rejects)."""
+    data = synth.write_dataset(tmp_path / "no-forgeries", n_writers=4, n_genuine=4, n_forged=0, seed=3)
+    result = runner.invoke(app, ["evaluate", str(data), "--protocol", "p1", "--test-writers", "all", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant):
+        raise ValueError(f"{constant} in metrics.json")
+
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(), parse_constant=refuse)
+    assert metrics["far_skilled_at_threshold"] is None
+
+
 def test_cli_evaluate_bad_dataset(tmp_path, synthetic_dataset):
     result = runner.invoke(app, ["evaluate", str(tmp_path / "none"), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "not found" in result.stderr

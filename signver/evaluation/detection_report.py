@@ -4,7 +4,6 @@ NMS, box steps) at the shipped threshold, as a user runs it, not reading the fil
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..images import load_image
 from ..yolo import read_split, scaled
 from . import plots
 from .detection import PageDetections, detection_metrics, precision_recall_curve
+from .report import metrics_json
 
 MIN_SCORE = 0.01  # detections kept for the precision-recall curves, well below any threshold
 
@@ -61,5 +61,5 @@ def evaluate_detector(split_dir: str | Path, out: str | Path, model: str | None 
     metrics = {"model": name, "split": str(split_dir), **detection_metrics(pages, threshold), "ms_per_page": ms_per_page}
     curves = {f"IoU {iou}": precision_recall_curve(pages, iou) for iou in (0.5, 0.75)}
     plots.precision_recall_plot(curves, threshold, f"{name} on {Path(split_dir).name}", out / "precision_recall.png")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "metrics.json").write_text(metrics_json(metrics))
     return metrics

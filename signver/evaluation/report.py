@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -151,4 +152,19 @@ def write_report(out: Path, metrics: dict, distances: np.ndarray, kind: np.ndarr
     plots.distance_plot({"genuine": genuine, **impostors}, metrics["threshold"], title, out / "distances.png")
     if calibration and "ece" in metrics:
         plots.reliability_plot(calibration.probability(genuine), calibration.probability(impostors["skilled"]), title, out / "reliability.png")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "metrics.json").write_text(metrics_json(metrics))
+
+
+def metrics_json(metrics: dict) -> str:
+    """metrics.json as strict JSON: a rate that cannot be computed (no skilled forgeries, one
+    writer) is null, not the NaN that strict parsers reject."""
+    def finite(value):
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(metrics), indent=2, allow_nan=False) + "\n"
