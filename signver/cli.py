@@ -119,13 +119,18 @@ class ResultPrinter:
             print(text, flush=True)
 
     def error(self, record: dict, error: SignverError) -> None:
-        from .images import printable_name
-
-        name, message = printable_name(record.get("questioned", "")), str(error)
-        err.print(f"[red]error:[/red] {message if name in message else f'{name}: {message}'}", highlight=False)  # named once
+        print_file_error(record.get("questioned", ""), error)
         self.exit_code = EXIT_BAD_INPUT
         if self.format != "text":
             self.row({**record, "error": str(error)}, "")
+
+
+def print_file_error(path: str | Path, error: SignverError) -> None:
+    """One file's error on stderr, naming the file once (most load errors name it already)."""
+    from .images import printable_name
+
+    name, message = printable_name(path), str(error)
+    err.print(f"[red]error:[/red] {message if name in message else f'{name}: {message}'}", highlight=False)
 
 
 def write_png(path: Path, image) -> None:
@@ -435,19 +440,13 @@ def clean_images(
     files = expand_images(images)
     output_folder(out, "--out", files)
     originals = {_file_id(f) for f in files if f.exists()}
-    used: set[str] = set()
     exit_code = EXIT_OK
-    for path in each_with_progress(files, "cleaning"):
-        name = f"{path.stem}.png"
-        for n in range(2, len(files) + 2):
-            if name not in used:
-                break
-            name = f"{path.stem}-{n}.png"
-        used.add(name)
+    for path, stem in each_with_progress(list(zip(files, _unique_stems(files))), "cleaning"):
+        name = f"{stem}.png"
         try:
             cleaned = clean(path, model=model)
         except SignverError as error:
-            err.print(f"[red]error:[/red] {printable_name(path)}: {error}", highlight=False)
+            print_file_error(path, error)
             exit_code = EXIT_BAD_INPUT
             continue
         if (out / name).exists() and _file_id(out / name) in originals:
@@ -533,7 +532,7 @@ def detect(
         task = bar.add_task("detecting", total=total) if bar else None
         for (path, pages, error), stem in zip(itertools.chain([first], loaded), _unique_stems(files)):
             if error:
-                err.print(f"[red]error:[/red] {printable_name(path)}: {error}", highlight=False)
+                print_file_error(path, error)
                 exit_code = EXIT_BAD_INPUT
                 if bar:
                     bar.advance(task)

@@ -211,7 +211,14 @@ def test_inference_never_imports_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("text, problem", [("", "must be a YAML mapping"), ("- a\n- b\n", "not list"), ("name: [unclosed\n", "not valid YAML")])
+@pytest.mark.parametrize("text, problem", [
+    ("", "must be a YAML mapping"), ("- a\n- b\n", "not list"), ("name: [unclosed\n", "not valid YAML"),
+    ("name: x\nsteps: many\n", "steps must be a whole number of at least 1, not 'many'"),
+    ("name: x\nsteps: 0\n", "steps must be a whole number of at least 1, not 0"),
+    ("name: x\nbatch: {writers: -5, genuine: 4}\n", "batch: writers must be a whole number of at least 1, not -5"),
+    ("name: x\nlr: -0.1\n", "lr must be a number of at least 0"),
+    ("name: x\ndata: 7\n", "data must be a list of datasets"),
+])
 @pytest.mark.parametrize("kind", ["extractor", "cleaner", "detector"])
 def test_train_rejects_a_bad_config_clearly(tmp_path, kind, text, problem):
     config = tmp_path / "bad.yaml"
@@ -220,3 +227,22 @@ def test_train_rejects_a_bad_config_clearly(tmp_path, kind, text, problem):
     assert result.exit_code == 2 and problem in result.output and "Traceback" not in result.output
     missing = runner.invoke(app, ["train", kind, "--config", str(tmp_path / "none.yaml")])
     assert missing.exit_code == 2 and "cannot read config" in missing.output
+
+
+@pytest.mark.parametrize("kind, setting", [("extractor", "input"), ("cleaner", "name"), ("detector", "input"), ("spatial-heads", "base")])
+def test_train_names_a_missing_setting(tmp_path, kind, setting):
+    config = tmp_path / "thin.yaml"
+    config.write_text({"extractor": "name: x\n", "cleaner": "steps: 10\n", "detector": "name: x\n", "spatial-heads": "name: x\n"}[kind])
+    result = runner.invoke(app, ["train", kind, "--config", str(config)])
+    assert result.exit_code == 2 and f"has no setting '{setting}'" in result.output and "Traceback" not in result.output, result.output
+
+
+def test_every_shipped_config_passes_the_checks():
+    from pathlib import Path
+
+    from signver.training.config import read_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) > 40
+    for config in configs:
+        assert read_config(config)  # a mapping, its counts and rates in range

@@ -204,7 +204,7 @@ def test_cli_detect_bad_input_exits_2(tmp_path, two_page_pdf):
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
     result = runner.invoke(app, ["detect", str(bad), str(two_page_pdf), "--dpi", "50"])
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and result.stderr.count("notes.txt") == 1  # named once
     assert f"{two_page_pdf}\t1\t" in result.stdout  # the good file is still processed
     assert runner.invoke(app, ["detect", str(tmp_path / "missing.png")]).exit_code == 2
 

@@ -8,6 +8,49 @@ from pathlib import Path
 from ..errors import InputError
 
 
+# settings that count something, wherever they appear: a whole number of at least 1
+COUNTS = {"steps", "epochs", "batch", "eval_every", "workers", "threads", "validation_pairs", "folds", "width", "channels",
+          "dim", "pool", "copies", "passes", "cache_size", "max_pixels", "window", "writers", "genuine"}
+RATES = {"lr", "weight_decay", "warmup", "seed"}  # a number of at least 0
+
+
+class Config(dict):
+    """A config mapping whose missing settings are errors naming the setting and the file,
+    where a KeyError would be a traceback."""
+
+    def __init__(self, data: dict, where: str):
+        super().__init__({key: _wrapped(value, f"{where}, {key}") for key, value in data.items()})
+        self.where = where
+
+    def __missing__(self, key):
+        raise InputError(f"{self.where} has no setting {key!r}; the configs/ folder has an example of each kind")
+
+
+def _wrapped(value, where: str):
+    if isinstance(value, dict):
+        return Config(value, where)
+    if isinstance(value, list):
+        return [_wrapped(item, f"{where} [{i}]") for i, item in enumerate(value)]
+    return value
+
+
+def _check_numbers(value, where: str) -> None:
+    """Counts and rates anywhere in the config are numbers in their range (steps: many, or 0,
+    would otherwise fail deep inside training, or after it)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)):  # a count given per part (batch: {writers: 32, ...}; channels: [24, 48])
+                _check_numbers(item, f"{where}, {key}")
+                continue
+            if key in COUNTS and (isinstance(item, bool) or not isinstance(item, int) or item < 1):
+                raise InputError(f"{where}: {key} must be a whole number of at least 1, not {item!r}")
+            if key in RATES and (isinstance(item, bool) or not isinstance(item, (int, float)) or not item >= 0):
+                raise InputError(f"{where}: {key} must be a number of at least 0, not {item!r}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_numbers(item, where)
+
+
 def read_config(path: Path) -> dict:
     """A training config: a YAML mapping, or a clear error naming what is wrong with the file."""
     import yaml
@@ -20,4 +63,10 @@ def read_config(path: Path) -> dict:
         raise InputError(f"config {path} is not valid YAML: {error}") from None
     if not isinstance(config, dict):
         raise InputError(f"config {path} must be a YAML mapping of settings (name, data, steps, ...), not {type(config).__name__}")
-    return config
+    data = config.get("data")
+    if data is not None and not (isinstance(data, list) and all(isinstance(d, dict) and "path" in d for d in data)
+                                 or isinstance(data, dict) and all(isinstance(d, str) for d in data.values())):
+        raise InputError(f"config {path}: data must be a list of datasets, each with a path (or, for a detector, "
+                         f"folders by role: train, valid), not {data!r}")
+    _check_numbers(config, f"config {path}")
+    return Config(config, f"config {path}")
