@@ -486,14 +486,16 @@ def _load_each(files: list[Path], dpi: float):
 
 def _unique_stems(files: list[Path]) -> Iterator[str]:
     """File names without suffix, numbered where one is taken already (by another file's name
-    or number: scan, scan, scan-2 -> scan, scan-2, scan-2-2), for output file names."""
+    or number: scan, scan, scan-2 -> scan, scan-2, scan-2-2), for output file names. Names that
+    differ only in case count as taken: on many disks they are one file."""
     used: set[str] = set()
+    last: dict[str, int] = {}  # the last number given to a name, so many repeats cost little
     for path in files:
-        stem, n = path.stem, 1
-        while stem in used:
-            n += 1
-            stem = f"{path.stem}-{n}"
-        used.add(stem)
+        stem, key = path.stem, path.stem.casefold()
+        while stem.casefold() in used:
+            last[key] = last.get(key, 1) + 1
+            stem = f"{path.stem}-{last[key]}"
+        used.add(stem.casefold())
         yield stem
 
 

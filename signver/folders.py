@@ -18,7 +18,7 @@ def output_folder(folder: str | Path, option: str = "--out", inputs: Iterable[Pa
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{option} {folder} is a file; give a folder{f' for {contents}' if contents else ''}")
     if outside is not None and Path(outside).resolve() in (folder.resolve(), *folder.resolve().parents):
-        raise InputError(f"{option} {folder} is inside {outside}, whose files it would mix with; give a folder outside it")
+        raise InputError(f"{option} {folder} is inside {Path(outside).resolve()}, whose files it would mix with; give a folder outside it")
     holding = {p.absolute().parent.resolve() for p in inputs}  # the folder a name is in, links or not
     if folder.exists() and folder.resolve() in holding:
         raise InputError(f"{option} {folder} holds input files that would be overwritten; give another folder")

@@ -48,7 +48,7 @@ def parse_labels(label: Path) -> np.ndarray:
     page (a centre on it, a size above 0 and at most the page's) is an error naming its line:
     NaN or a box off the page would silently never match, and change recall."""
     try:
-        text = label.read_text(encoding="utf-8")
+        text = label.read_text(encoding="utf-8-sig")  # a byte-order mark, as Windows editors write, is no part of line 1
     except UnicodeDecodeError:
         raise DatasetError(f"{label} is not a text file of YOLO labels") from None
     rows = []
@@ -59,7 +59,8 @@ def parse_labels(label: Path) -> np.ndarray:
         try:
             if len(fields) != 5:
                 raise ValueError
-            int(fields[0])
+            if not float(fields[0]).is_integer():  # 0 or 0.0, as some tools write it
+                raise ValueError
             cx, cy, w, h = (float(v) for v in fields[1:])
             if not (-SLACK <= cx <= 1 + SLACK and -SLACK <= cy <= 1 + SLACK and 0 < w <= 1 + SLACK and 0 < h <= 1 + SLACK):
                 raise ValueError  # NaN fails every comparison

@@ -188,8 +188,9 @@ def test_cli_evaluate_bad_dataset(tmp_path, synthetic_dataset):
     for command in ("evaluate", "inspect"):
         empty = runner.invoke(app, [command, str(synthetic_dataset), "--test-writers", ",", "--out", str(tmp_path / command)])
         assert empty.exit_code == 2 and "no test writers in ','" in empty.stderr, empty.output
-    inside = runner.invoke(app, ["evaluate", str(synthetic_dataset), "--test-writers", "all", "--out", str(synthetic_dataset / "1" / "genuine")])
-    assert inside.exit_code == 2 and "is inside" in inside.stderr and not (synthetic_dataset / "1" / "genuine" / "metrics.json").exists()
+    for command in ("evaluate", "inspect"):
+        inside = runner.invoke(app, [command, str(synthetic_dataset), "--test-writers", "all", "--out", str(synthetic_dataset / "1" / "genuine")])
+        assert inside.exit_code == 2 and "is inside" in inside.stderr and not (synthetic_dataset / "1" / "genuine" / "distances.png").exists()
 
 
 def test_cli_models_and_demo():
@@ -217,6 +218,7 @@ def test_inference_never_imports_torch():
     ("name: x\nsteps: 0\n", "steps must be a whole number of at least 1, not 0"),
     ("name: x\nbatch: {writers: -5, genuine: 4}\n", "batch: writers must be a whole number of at least 1, not -5"),
     ("name: x\nlr: -0.1\n", "lr must be a number of at least 0"),
+    ("name: x\nworkers: -1\n", "workers must be a number of at least 0"),
     ("name: x\ndata: 7\n", "data must be a list of datasets"),
 ])
 @pytest.mark.parametrize("kind", ["extractor", "cleaner", "detector"])
@@ -237,7 +239,7 @@ def test_train_names_a_missing_setting(tmp_path, kind, setting):
     assert result.exit_code == 2 and f"has no setting '{setting}'" in result.output and "Traceback" not in result.output, result.output
 
 
-def test_every_shipped_config_passes_the_checks():
+def test_every_shipped_config_passes_the_checks(tmp_path):
     from pathlib import Path
 
     from signver.training.config import read_config
@@ -246,3 +248,6 @@ def test_every_shipped_config_passes_the_checks():
     assert len(configs) > 40
     for config in configs:
         assert read_config(config)  # a mapping, its counts and rates in range
+    own_process = tmp_path / "workers0.yaml"
+    own_process.write_text("name: x\nworkers: 0\n")  # data loaded in the training process, as the detector's default
+    assert read_config(own_process)["workers"] == 0

@@ -100,7 +100,7 @@ def test_synthetic_pages_and_yolo_split(tmp_path):
 
 
 @pytest.mark.parametrize("line", ["0 nan 0.5 0.2 0.1", "0 inf 0.5 0.2 0.1", "0 1.7 2.5 3.2 4.1", "0 0.5 0.5 -0.2 0.1",
-                                  "0 0.5 0.5 0.2 0", "signature 0.5 0.5 0.2 0.1", "0 0.5 0.5 0.2"])
+                                  "0 0.5 0.5 0.2 0", "signature 0.5 0.5 0.2 0.1", "0.5 0.5 0.5 0.2 0.1", "0 0.5 0.5 0.2"])
 def test_a_label_line_off_the_page_or_not_numbers_is_named(tmp_path, line):
     """Such a box would be clipped or kept and never match, silently lowering recall."""
     label = tmp_path / "page.txt"
@@ -111,8 +111,10 @@ def test_a_label_line_off_the_page_or_not_numbers_is_named(tmp_path, line):
 
 def test_labels_within_the_page_are_read_and_a_binary_label_file_is_named(tmp_path):
     label = tmp_path / "page.txt"
-    label.write_text("0 0.5 0.5 0.2 0.1\n\n1 1.0004 0.0 1.0 0.5\n")  # rounding just past the edge is allowed
+    label.write_text("0 0.5 0.5 0.2 0.1\n\n1.0 1.0004 0.0 1.0 0.5\n")  # a class as 1.0; rounding just past the edge
     assert np.allclose(parse_labels(label), [[0.4, 0.45, 0.6, 0.55], [0.5004, 0, 1, 0.25]], atol=1e-4)
+    label.write_bytes(b"\xef\xbb\xbf0 0.5 0.5 0.2 0.1\r\n")  # a Windows editor's byte-order mark and line ends
+    assert np.allclose(parse_labels(label), [[0.4, 0.45, 0.6, 0.55]])
     label.write_bytes(b"\xff\xfe0 0.5")
     with pytest.raises(DatasetError, match="not a text file of YOLO labels"):
         parse_labels(label)
@@ -195,6 +197,10 @@ def test_cli_detect_never_writes_over_an_input_or_another_files_outputs(tmp_path
     named = [box["crop"] for r in records for box in r["boxes"]]
     assert named and len(set(named)) == len(named) == len(list(crops.iterdir()))
     assert sorted(p.name for p in annotated.iterdir()) == sorted(f"{stem}-page{i}.png" for stem in ("scan", "scan-2", "scan-2-2") for i in (0, 1))
+    inputs[0].with_name("Scan.pdf").write_bytes(two_page_pdf.read_bytes())
+    cased = runner.invoke(app, ["detect", str(inputs[0]), str(inputs[0].with_name("Scan.pdf")), "--dpi", "50", "--annotate", str(tmp_path / "cased")])
+    assert cased.exit_code == 0 and sorted(p.name for p in (tmp_path / "cased").iterdir()) == [
+        "Scan-2-page0.png", "Scan-2-page1.png", "scan-page0.png", "scan-page1.png"]  # one file on a case-blind disk
     before = inputs[2].read_bytes()
     refused = runner.invoke(app, ["detect", str(inputs[2]), "--annotate", str(tmp_path)])
     assert refused.exit_code == 2 and "holds input files" in refused.output and inputs[2].read_bytes() == before

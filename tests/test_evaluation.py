@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from signver.evaluation import evaluate
@@ -72,3 +73,14 @@ def test_inspect_writes_tsne_and_distances(synthetic_dataset, tmp_path):
     written = embedding_map(synthetic_dataset, tmp_path, test_writers="1,2,3,4", max_writers=3)
     assert [p.name for p in written] == ["distances.png", "tsne.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_metrics_json_writes_null_for_numbers_that_could_not_be_computed():
+    """Both evaluate commands write metrics.json so: strict JSON, which JSON.parse reads."""
+    from signver.evaluation.report import metrics_json
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    text = metrics_json({"eer": 0.1, "far": float("nan"), "nested": {"x": [1.0, np.float64("inf")]}, "n": 3, "name": "m"})
+    assert json.loads(text, parse_constant=refuse) == {"eer": 0.1, "far": None, "nested": {"x": [1.0, None]}, "n": 3, "name": "m"}

@@ -172,6 +172,12 @@ def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
     for route in ("/v1/detect", "/v1/documents/verify"):  # FastAPI alone would keep b.png and drop a.png
         assert_error(client.post(route, files=twice), 400, "field 'document' was sent 2 times")
     assert_error(client.post("/v1/verify", files=[("a", sig(ALICE, 0)), ("b", sig(ALICE, 1)), ("b", sig(BOB, 1))]), 400, "'b' was sent 2 times")
+    assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}, data={"threshold": ["0.1", "1.9"]}), 400,
+                 "'threshold' was sent 2 times")
+    people_before = client.get("/v1/people").json()
+    assert_error(client.post("/v1/people", data={"person_id": ["alice", "bob"]}, files=[("images", sig(BOB, 0))]), 400,
+                 "'person_id' was sent 2 times")  # FastAPI alone enrolled "bob"
+    assert client.get("/v1/people").json() == people_before
     for blank in ("", " "):  # not a request to identify, which leaves the field out
         assert_error(client.post("/v1/documents/verify", files=twice[:1], data={"person_id": blank}), 400, "'person_id' is empty")
     blank_second = [("images", sig(BOB, 0, "ok.png")), ("images", ("white.png", png(np.full((50, 80), 255, np.uint8)), "image/png"))]

@@ -121,15 +121,18 @@ CleanField = Annotated[bool | None, Form(description="clean the signature first 
 PreviewField = Annotated[bool, Form(description="include page images (PNG data URLs) for display")]
 PersonPath = Annotated[str, PathParam(min_length=1, max_length=200, description="the person's id")]
 
-def sent_once(*names: str) -> Any:
-    """A route dependency refusing a form that repeats any of `names`: FastAPI would keep the
-    last copy and drop the rest without a word."""
-    async def check(request: Request) -> None:
-        form = await request.form()
-        for name in names:
-            if len(form.getlist(name)) > 1:
-                raise InputError(f"field {name!r} was sent {len(form.getlist(name))} times; send it once")
-    return Depends(check)
+REPEATABLE_FIELDS = {"images"}  # the only form field a route takes several of (enrolment's references)
+
+
+async def each_field_once(request: Request) -> None:
+    """Refuse a form that repeats a field: FastAPI would keep the last copy and drop the rest
+    without a word (two person_id parts once enrolled the second person)."""
+    if not request.headers.get("content-type", "").startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        return
+    form = await request.form()
+    for name in dict.fromkeys(form.keys()):
+        if name not in REPEATABLE_FIELDS and len(form.getlist(name)) > 1:
+            raise InputError(f"field {name!r} was sent {len(form.getlist(name))} times; send it once")
 
 
 async def claimed_person_not_blank(request: Request) -> None:
@@ -174,7 +177,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
             store.close()
 
     app = FastAPI(
-        title="signver", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+        title="signver", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, dependencies=[Depends(each_field_once)],
         description="Offline handwritten signature verification: detect signatures on document pages, clean them, "
                     "verify them against a second signature or an enrolled person, search the gallery. "
                     "Images are multipart file fields (PNG, JPEG, TIFF, BMP, WebP, GIF or PDF, sniffed from "
@@ -215,33 +218,33 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
     # -- single signatures ---------------------------------------------------------------
 
-    @app.post("/v1/verify", tags=["signatures"], dependencies=[*reads, sent_once("a", "b")], summary="Verify two signatures")
+    @app.post("/v1/verify", tags=["signatures"], dependencies=reads, summary="Verify two signatures")
     async def verify(a: ImageField, b: ImageField, threshold: Annotated[float | None, Form(ge=0, le=2)] = None,
                      clean: CleanField = None) -> dict:
         first, second = await _source(a, "a"), await _source(b, "b")
         result = await service.compute(pipeline.verify_pair, first, second, threshold, clean)
         return _clean_floats(result.to_dict())
 
-    @app.post("/v1/embed", tags=["signatures"], dependencies=[*reads, sent_once("image")], summary="Embedding vector of a signature")
+    @app.post("/v1/embed", tags=["signatures"], dependencies=reads, summary="Embedding vector of a signature")
     async def embed(image: ImageField, clean: CleanField = None) -> dict:
         vector, timings = await service.compute(pipeline.embed, await _source(image, "image"), clean)
         return {"model": pipeline.extractor.name, "dimension": int(vector.shape[0]),
                 "embedding": [round(float(v), 7) for v in vector], "timings_ms": _ms(timings)}
 
-    @app.post("/v1/clean", tags=["signatures"], dependencies=[*reads, sent_once("image")], summary="Cleaned signature (PNG)",
+    @app.post("/v1/clean", tags=["signatures"], dependencies=reads, summary="Cleaned signature (PNG)",
               response_class=Response, responses={200: {"content": {"image/png": {}}}})
     async def clean_image(image: ImageField) -> Response:
         cleaned = await service.compute(pipeline.clean, await _source(image, "image"))
         return Response(content=_png(cleaned), media_type="image/png")
 
-    @app.post("/v1/identify", tags=["gallery"], dependencies=[*reads, sent_once("image")], summary="Ranked candidates for a signature")
+    @app.post("/v1/identify", tags=["gallery"], dependencies=reads, summary="Ranked candidates for a signature")
     async def identify(image: ImageField, k: Annotated[int, Form(ge=1, le=100)] = 5, clean: CleanField = None) -> dict:
         ranked = await service.compute(pipeline.identify, await _source(image, "image"), k, clean)
         return {"candidates": [_clean_floats(r.to_dict()) for r in ranked], "gallery_people": len(store)}
 
     # -- documents -----------------------------------------------------------------------
 
-    @app.post("/v1/detect", tags=["documents"], dependencies=[*reads, sent_once("document")], summary="Signature boxes on every page")
+    @app.post("/v1/detect", tags=["documents"], dependencies=reads, summary="Signature boxes on every page")
     async def detect(document: DocumentField, previews: PreviewField = False) -> dict:
         result = await service.compute(pipeline.detect, await _source(document, "document"))
         pages = [{**page, "boxes": [{**s.box, "score": s.score, "index": s.index} for s in result.signatures if s.page == page["page"]]}
@@ -251,7 +254,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         return {"pages": pages, "count": len(result.signatures), "model": result.models.get("detector"),
                 "timings_ms": _ms(result.timings_ms)}
 
-    @app.post("/v1/documents/verify", tags=["documents"], dependencies=[*reads, sent_once("document", "person_id"), Depends(claimed_person_not_blank)],
+    @app.post("/v1/documents/verify", tags=["documents"], dependencies=[*reads, Depends(claimed_person_not_blank)],
               summary="Detect, clean and verify every signature on a document")
     async def verify_document(document: DocumentField,
                               person_id: Annotated[str | None, Form(min_length=1, max_length=200, description="the claimed person; none: identify each signature")] = None,
@@ -292,7 +295,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     def remove_person(person_id: PersonPath) -> dict:
         return {**store.remove(person_id).to_dict(), "removed": True}
 
-    @app.post("/v1/people/{person_id:path}/verify", tags=["gallery"], dependencies=[*reads, sent_once("image")], summary="Verify a claim against a person")
+    @app.post("/v1/people/{person_id:path}/verify", tags=["gallery"], dependencies=reads, summary="Verify a claim against a person")
     async def verify_claim(person_id: PersonPath, image: ImageField, clean: CleanField = None) -> dict:
         person = store.get(person_id)  # 404 before the upload is decoded
         result = await service.compute(pipeline.verify_claim, person_id, await _source(image, "image"), clean)

@@ -9,9 +9,9 @@ from ..errors import InputError
 
 
 # settings that count something, wherever they appear: a whole number of at least 1
-COUNTS = {"steps", "epochs", "batch", "eval_every", "workers", "threads", "validation_pairs", "folds", "width", "channels",
+COUNTS = {"steps", "epochs", "batch", "eval_every", "threads", "validation_pairs", "folds", "width", "channels",
           "dim", "pool", "copies", "passes", "cache_size", "max_pixels", "window", "writers", "genuine"}
-RATES = {"lr", "weight_decay", "warmup", "seed"}  # a number of at least 0
+AT_LEAST_ZERO = {"lr", "weight_decay", "warmup", "seed", "workers"}  # workers 0: load data in the training process
 
 
 class Config(dict):
@@ -44,7 +44,7 @@ def _check_numbers(value, where: str) -> None:
                 continue
             if key in COUNTS and (isinstance(item, bool) or not isinstance(item, int) or item < 1):
                 raise InputError(f"{where}: {key} must be a whole number of at least 1, not {item!r}")
-            if key in RATES and (isinstance(item, bool) or not isinstance(item, (int, float)) or not item >= 0):
+            if key in AT_LEAST_ZERO and (isinstance(item, bool) or not isinstance(item, (int, float)) or not item >= 0):
                 raise InputError(f"{where}: {key} must be a number of at least 0, not {item!r}")
     elif isinstance(value, list):
         for item in value:
