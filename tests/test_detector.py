@@ -81,6 +81,10 @@ def test_threshold_respects_signature_free_pages():
     assert choose_threshold(pages, min_clean=0.0) == pytest.approx(0.15)
     metrics = detection_metrics(pages, 0.65)
     assert (metrics["precision"], metrics["recall"], metrics["signature_free_pages_clean"]) == (1.0, 0.5, 1.0)
+    # a split of signature-free pages only: nothing to recall, so no recall or AP (not 0)
+    free = detection_metrics([page_of([], [(0, 0, 10, 10, 0.4)]), page_of([], [])], 0.5)
+    assert [free[k] for k in ("map50", "map75", "map50_95", "recall", "f1")] == [None] * 5
+    assert free["signature_free_pages_clean"] == 1.0 and free["n_boxes"] == 0
 
 
 def test_synthetic_pages_and_yolo_split(tmp_path):

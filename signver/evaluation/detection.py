@@ -107,20 +107,22 @@ def choose_threshold(pages: list[PageDetections], min_clean: float = MIN_CLEAN_S
 def detection_metrics(pages: list[PageDetections], threshold: float) -> dict:
     """The figures of `signver evaluate-detector` (all but the timing)."""
     tp, fp, fn = counts_at(pages, threshold)
+    n_boxes = sum(len(p.truth) for p in pages)
     precision = tp / max(tp + fp, 1)
-    recall = tp / max(tp + fn, 1)
-    aps = [average_precision(pages, t) for t in IOU_THRESHOLDS]
+    # with no signature in the split, recall and AP are undefined (None), not 0: nothing was missed
+    recall = tp / (tp + fn) if n_boxes else None
+    aps = [average_precision(pages, t) for t in IOU_THRESHOLDS] if n_boxes else [None] * len(IOU_THRESHOLDS)
     return {
         "n_images": len(pages),
-        "n_boxes": sum(len(p.truth) for p in pages),
+        "n_boxes": n_boxes,
         "n_signature_free": sum(not len(p.truth) for p in pages),
         "map50": aps[0],
         "map75": aps[list(IOU_THRESHOLDS).index(0.75)],
-        "map50_95": float(np.mean(aps)),
+        "map50_95": float(np.mean(aps)) if n_boxes else None,
         "score_threshold": float(threshold),
         "precision": precision,
         "recall": recall,
-        "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+        "f1": 2 * precision * recall / max(precision + recall, 1e-12) if n_boxes else None,
         "true_positives": tp,
         "false_positives": fp,
         "missed": fn,
