@@ -508,7 +508,7 @@ def detect(
     annotate: Optional[Path] = typer.Option(None, help="folder for each page with its boxes drawn, <file>-page<P>.png"),
     threshold: Optional[float] = typer.Option(None, help="keep boxes scoring at least this (default: the model's)"),
     model: Optional[str] = typer.Option(None, help="detector name or .onnx path"),
-    as_json: bool = typer.Option(False, "--json", help="JSON lines, one per page, with its boxes"),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines, one per page with its boxes, and one per unreadable file with its error"),
 ) -> None:
     """Find signatures on document pages. Text: one line per signature, FILE PAGE x0 y0 x1 y1
     score (page from 0, pixels of the page), or FILE PAGE 'no signature'."""
@@ -532,14 +532,16 @@ def detect(
     exit_code = EXIT_OK
     with bar or contextlib.nullcontext():
         task = bar.add_task("detecting", total=total) if bar else None
-        for (path, pages, error), stem in zip(itertools.chain([first], loaded), _unique_stems(files)):
+        for position, ((path, pages, error), stem) in enumerate(zip(itertools.chain([first], loaded), _unique_stems(files))):
             if error:
                 print_file_error(path, error)
+                if as_json:  # so the lines account for every input, as verify's and check's do
+                    print(json.dumps({"file": printable_name(path), "error": str(error)}), flush=True)
                 exit_code = EXIT_BAD_INPUT
                 if bar:
                     bar.advance(task)
                 continue
-            if bar and path != first[0]:
+            if bar and position > 0:  # the first document's pages are counted already (the same file may come again)
                 bar.update(task, total=bar.tasks[0].total + len(pages) - 1)
             for index, page in enumerate(pages):
                 boxes = detector.detect_page(page, index, threshold)

@@ -215,8 +215,11 @@ def _from_pil(im: Image.Image, label: str, page, max_pixels: int, max_pages: int
 def _to_gray(im: Image.Image) -> np.ndarray:
     """Grey uint8 as seen on paper: EXIF rotation applied, transparency flattened onto white."""
     im = ImageOps.exif_transpose(im)
-    if im.mode.startswith("I"):  # 16-bit grey ('I;16', 'I;16B') or 32-bit 'I' holding 16-bit values
-        return _scale16(np.clip(np.asarray(im), 0, 65535))
+    if im.mode.startswith("I"):  # 16-bit grey ('I;16', 'I;16B') or 32-bit 'I' holding 16- or 8-bit values
+        values = np.asarray(im)
+        if im.mode == "I" and values.max() <= 255:  # 8-bit values stored as 32-bit integers (some TIFF writers)
+            return np.clip(values, 0, 255).astype(np.uint8)
+        return _scale16(np.clip(values, 0, 65535))
     if im.mode == "F":
         return np.rint(np.clip(np.asarray(im), 0, 255)).astype(np.uint8)
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:

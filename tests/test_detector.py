@@ -210,6 +210,17 @@ def test_cli_detect_never_writes_over_an_input_or_another_files_outputs(tmp_path
     assert refused.exit_code == 2 and "holds input files" in refused.output and inputs[2].read_bytes() == before
 
 
+def test_cli_detect_progress_counts_the_pages_of_a_file_given_twice(two_page_pdf, monkeypatch):
+    from signver import cli
+
+    bars, make = [], cli.progress_bar
+    monkeypatch.setattr(cli, "progress_bar", lambda: bars.append(make()) or bars[-1])
+    result = runner.invoke(app, ["detect", str(two_page_pdf), str(two_page_pdf), "--dpi", "50"])
+    assert result.exit_code == 0, result.output
+    task = bars[0].tasks[0]
+    assert task.completed == task.total == 4
+
+
 def test_cli_detect_bad_input_exits_2(tmp_path, two_page_pdf):
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
@@ -217,6 +228,9 @@ def test_cli_detect_bad_input_exits_2(tmp_path, two_page_pdf):
     assert result.exit_code == 2 and result.stderr.count("notes.txt") == 1  # named once
     assert f"{two_page_pdf}\t1\t" in result.stdout  # the good file is still processed
     assert runner.invoke(app, ["detect", str(tmp_path / "missing.png")]).exit_code == 2
+    as_json = runner.invoke(app, ["detect", str(bad), str(two_page_pdf), "--dpi", "50", "--json"])
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert as_json.exit_code == 2 and records[0]["file"] == str(bad) and "error" in records[0] and len(records) == 3
 
 
 def test_cli_evaluate_detector(tmp_path):

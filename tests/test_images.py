@@ -247,6 +247,13 @@ def test_sixteen_bit_pil_modes(mode):
     assert load_image(im).tolist() == [[0, 255]]
 
 
+def test_32_bit_tiff_holding_8_bit_values_read_as_8_bit():
+    im = Image.fromarray(np.array([[0, 128, 255]], np.int32), mode="I")
+    assert load_image(_encode(im, "TIFF")).tolist() == [[0, 128, 255]]
+    sixteen = Image.fromarray(np.array([[0, 32768, 65535]], np.int32), mode="I")
+    assert load_image(_encode(sixteen, "TIFF")).tolist() == [[0, 128, 255]]
+
+
 def test_other_modes():
     assert load_image(Image.new("CMYK", (2, 2), (0, 0, 0, 0))).tolist() == [[255, 255]] * 2
     assert load_image(Image.new("F", (2, 1), 300.0)).tolist() == [[255, 255]]
