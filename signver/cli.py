@@ -221,7 +221,7 @@ def enroll(
 
     try:
         extra = None if metadata is None else json.loads(metadata)
-    except json.JSONDecodeError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deep; ValueError: a number too long
         raise InputError(f"--metadata is not valid JSON: {error}") from None
     files = expand_images(images)
     with Gallery(gallery, model=model) as store:
@@ -315,6 +315,7 @@ def gallery_remove(people: list[str] = typer.Argument(..., help="ids of the peop
     """Remove people and all their references."""
     from .gallery import Gallery
 
+    people = list(dict.fromkeys(people))  # an id given twice is removed once
     with Gallery(gallery, create=False) as store:
         for person_id in people:
             store.get(person_id)  # all must exist before any is removed

@@ -154,4 +154,7 @@ def select_writers(dataset: Dataset, split: str | None = None, writers: str | No
     missing = [w for w in wanted if w not in available]
     if missing:
         raise DatasetError(f"writers not in {dataset.root}: {', '.join(missing)}")
+    repeated = [w for w in dict.fromkeys(wanted) if wanted.count(w) > 1]
+    if repeated:  # each would be counted once per mention, pairs and bootstrap intervals alike
+        raise DatasetError(f"writers listed more than once: {', '.join(repeated)}")
     return wanted

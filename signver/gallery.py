@@ -287,7 +287,7 @@ class Gallery:
     def _person(self, row: tuple) -> Person:
         try:
             metadata = json.loads(row[2])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise GalleryError(f"gallery {self.path} is damaged: the metadata of {row[0]!r} is not JSON; nothing was changed") from None
         return Person(row[0], row[1], metadata, row[3])
 
@@ -317,8 +317,8 @@ class Gallery:
             raise InputError("metadata must be a JSON object (a dict)")
         try:
             metadata_json = None if metadata is None else json.dumps(metadata, allow_nan=False)
-        except (TypeError, ValueError) as error:
-            raise InputError(f"metadata must be JSON-serialisable: {error}") from error
+        except (TypeError, ValueError, RecursionError) as error:
+            raise InputError(f"metadata must be JSON-serialisable: {error}") from None
         if sources is not None and len(sources) != len(images):
             raise InputError(f"enrolling {person_id!r}: {len(sources)} source names for {len(images)} images")
         labels = [printable_name(label) for label in sources] if sources is not None else [""] * len(images)
@@ -443,14 +443,19 @@ class Gallery:
         embedded = time.perf_counter()
         with self._lock:
             self._refresh()
-            _, ids = self._index.search(vector, k * CANDIDATES_PER_RESULT)
-            ids = [int(i) for i in ids[0] if i >= 0]
-            if not ids:
-                return []
             with self._snapshot():
-                marks = ",".join("?" * len(ids))
-                owner = dict(self._db.execute(f"SELECT id, person_id FROM refs WHERE id IN ({marks})", ids).fetchall())
-                candidates = list(dict.fromkeys(owner[i] for i in ids if i in owner))
+                searched = k * CANDIDATES_PER_RESULT
+                while True:  # widened until k people own the nearest references (one may own many), or all are searched
+                    _, ids = self._index.search(vector, searched)
+                    ids = [int(i) for i in ids[0] if i >= 0]
+                    if not ids:
+                        return []
+                    marks = ",".join("?" * len(ids))
+                    owner = dict(self._db.execute(f"SELECT id, person_id FROM refs WHERE id IN ({marks})", ids).fetchall())
+                    candidates = list(dict.fromkeys(owner[i] for i in ids if i in owner))
+                    if len(candidates) >= k or searched >= len(self._index):
+                        break
+                    searched *= 4
                 marks = ",".join("?" * len(candidates))
                 rows = self._db.execute(f"SELECT person_id, id, vector FROM refs WHERE person_id IN ({marks}) ORDER BY id", candidates).fetchall()
         by_person: dict[str, list[tuple[int, bytes]]] = {}

@@ -10,6 +10,7 @@ from signver.calibration import LOG10_LR_BOUND, Calibration, fit_calibration
 from signver.datasets import get_split
 from signver.evaluation import evaluate
 from signver.evaluation.metrics import brier_score, cllr, expected_calibration_error
+from signver.errors import DatasetError
 from signver.models import MODELS_DIR, load_card
 from signver.training.calibrate import fit_model_calibration
 
@@ -134,6 +135,16 @@ def test_fit_model_calibration_writes_the_card(synthetic_dataset, uncalibrated_m
     rule = card.claim_rule("min", 3)
     assert rule.threshold == pytest.approx(k3["threshold"]) and rule.calibration.b < 0
     assert card.claim_rule("min", 40) == card.claim_rule("min", 5) and card.claim_rule("max", 3) is None
+
+
+def test_fit_model_calibration_refuses_a_dataset_without_all_held_out_writers(synthetic_dataset, uncalibrated_model):
+    card_path = load_card(uncalibrated_model).path.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["trained_on"] = [{"path": synthetic_dataset.name, "holdout": [1, 2, 30, 40]}]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(DatasetError, match="lacks held-out writer.s. 30, 40"):
+        fit_model_calibration(uncalibrated_model, data_root=synthetic_dataset.parent)
+    assert json.loads(card_path.read_text()) == card  # the card is left as it was
 
 
 @pytest.mark.data

@@ -55,6 +55,8 @@ def test_writer_selection(synthetic_dataset):
     assert select_writers(dataset, split="cedar") == ["2", "7", "8"]
     with pytest.raises(DatasetError, match="writers not in"):
         select_writers(dataset, writers="2,99")
+    with pytest.raises(DatasetError, match="more than once: 2$"):
+        select_writers(dataset, writers="1,2,2, 2")
     with pytest.raises(DatasetError, match="unknown split"):
         get_split("mnist")
 

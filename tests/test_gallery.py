@@ -74,6 +74,14 @@ def test_identify_ranks_the_writer_first(gallery, people):
         gallery.identify(people["writer-3"][1], k=0)
 
 
+def test_identify_finds_k_people_when_one_owns_all_the_nearest_references(tmp_path, people):
+    with Gallery(tmp_path / "many.sqlite") as g:
+        g.enroll("prolific", [synth.genuine(3, s) for s in range(20)])
+        g.enroll("writer-5", people["writer-5"][0])
+        ranked = g.identify(people["writer-3"][1], k=2)
+        assert [r.person_id for r in ranked] == ["prolific", "writer-5"]
+
+
 def test_empty_gallery_identifies_no_one(tmp_path, people):
     with Gallery(tmp_path / "empty.sqlite") as g:
         assert g.identify(people["writer-3"][1]) == [] and g.list() == []
@@ -98,6 +106,11 @@ def test_bad_enrolments_change_nothing(gallery):
         gallery.enroll("someone", [synth.genuine(1, 0), np.full((50, 80), 255, np.uint8)])
     with pytest.raises(InputError, match="JSON"):
         gallery.enroll("someone", [synth.genuine(1, 0)], metadata={"when": object()})
+    deep = {}
+    for _ in range(5000):
+        deep = {"a": deep}
+    with pytest.raises(InputError, match="JSON"):
+        gallery.enroll("someone", [synth.genuine(1, 0)], metadata=deep)
     assert gallery.integrity() == before
 
 

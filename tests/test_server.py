@@ -190,6 +190,8 @@ def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
     assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}, data={"threshold": "nan"}), 422, "threshold")
     assert_error(enrol(client, metadata="{not json"), 400, "metadata")
     assert_error(enrol(client, metadata="[1, 2]"), 400, "metadata")
+    assert_error(enrol(client, metadata="[" * 5000), 400, "metadata")
+    assert_error(enrol(client, metadata='{"a": ' + "9" * 5000 + "}"), 400, "metadata")
     assert_error(client.post("/v1/people", data={"person_id": "x"}), 422, "'images'")
     assert_error(client.post("/v1/people", data={"person_id": "x\x01y"}, files=[("images", sig(ALICE, 0))]), 400, "person id")
     assert_error(client.post("/v1/verify", content=b"{}", headers={"content-type": "application/json"}), 422, "'a'")

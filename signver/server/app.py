@@ -398,7 +398,7 @@ def _metadata(raw: str | None) -> dict | None:
         return None
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deep; ValueError: a number too long
         raise InputError(f"field 'metadata' is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise InputError("field 'metadata' must be a JSON object, such as {\"branch\": \"north\"}")

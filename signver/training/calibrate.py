@@ -15,7 +15,7 @@ import numpy as np
 
 from ..calibration import Calibration, fit_calibration
 from ..datasets import Dataset, read_dataset
-from ..errors import ModelError
+from ..errors import DatasetError, ModelError
 from ..evaluation.metrics import eer
 from ..evaluation.protocols import POSITIVE, SKILLED, Trials, p1_pairs, p2_references
 from ..extractor import Extractor, get_extractor
@@ -50,6 +50,9 @@ def held_out_embeddings(extractor: Extractor, sources: list[dict]) -> list[tuple
     for source in sources:
         dataset = read_dataset(source["path"])
         writers = writers_for(source, dataset.writers(), "holdout")
+        missing = sorted({str(w) for w in source["holdout"]} - set(writers), key=lambda w: (len(w), w))
+        if missing:  # fitting on fewer writers would silently rewrite the card from a fraction of them
+            raise DatasetError(f"{source['path']} lacks held-out writer(s) {', '.join(missing)} of the card: calibrate needs all of them")
         paths = [s.path for w in writers for s in dataset.genuine(w) + dataset.forged(w)]
         result.append((dataset, writers, dict(zip(paths, extractor.embed(paths)))))
     return result
