@@ -187,6 +187,7 @@ def verify(
     """Verify that each QUESTIONED signature was written by the writer of REFERENCE."""
     from .api import verify as verify_pair
     from .extractor import get_extractor
+    from .images import printable_name
 
     check_threshold(threshold)
     columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model")
@@ -195,7 +196,8 @@ def verify(
     printer = ResultPrinter("jsonl" if as_json else output_format, columns)
     reference_vector = get_extractor(model).vectors([reference], clean=clean)[0]
     for path in each_with_progress(expand_images(questioned), "verifying"):
-        record = {"reference": str(reference), "questioned": str(path)}
+        name = printable_name(path)  # any file name prints, whatever bytes it is made of
+        record = {"reference": printable_name(reference), "questioned": name}
         try:
             result = verify_pair(reference_vector, path, threshold=threshold, model=model, clean=clean)
         except SignverError as error:
@@ -203,7 +205,7 @@ def verify(
             continue
         printer.decided(result.verified)
         decision = "verified" if result.verified else "not verified"
-        printer.row({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, f"{path}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
+        printer.row({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, f"{name}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
     raise typer.Exit(printer.exit_code)
 
 
@@ -242,6 +244,7 @@ def check(
 ) -> None:
     """Check that PERSON wrote each questioned signature, against all their references."""
     from .gallery import Gallery
+    from .images import printable_name
 
     columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion")
     printer = ResultPrinter(output_format, columns)
@@ -249,7 +252,8 @@ def check(
         store.get(person)
         files = expand_images(images)
         for path in each_with_progress(files, "checking"):
-            record = {"questioned": str(path), "person_id": person}
+            name = printable_name(path)
+            record = {"questioned": name, "person_id": person}
             try:
                 result = store.verify_claim(person, path, clean=clean)
             except SignverError as error:
@@ -258,7 +262,7 @@ def check(
             record |= {k: _rounded(v) for k, v in result.to_dict().items() if k in columns}
             decision = "verified" if result.verified else "not verified"
             printer.decided(result.verified)
-            printer.row(record, f"{path}: {decision} as {person} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
+            printer.row(record, f"{name}: {decision} as {person} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
     raise typer.Exit(printer.exit_code)
 
 
@@ -274,24 +278,26 @@ def identify(
 ) -> None:
     """Rank the enrolled people closest to each questioned signature (1:N search)."""
     from .gallery import Gallery
+    from .images import printable_name
 
     columns = ("questioned", "rank", "person_id", "verified", "distance", "threshold", "confidence")
     printer = ResultPrinter(output_format, columns)
     with Gallery(gallery, model=model, create=False) as store:
         files = expand_images(images)
         for path in each_with_progress(files, "identifying"):
+            name = printable_name(path)
             try:
                 ranked = store.identify(path, k, clean=clean)
             except SignverError as error:
-                printer.error({"questioned": str(path)}, error)
+                printer.error({"questioned": name}, error)
                 continue
             if not ranked:
-                err.print(f"{path}: the gallery is empty")
+                err.print(f"{name}: the gallery is empty")
             printer.decided(any(r.verified for r in ranked))  # exit 1: someone's signature matched no one
             for rank, result in enumerate(ranked, 1):
-                record = {"questioned": str(path), "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}
+                record = {"questioned": name, "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}
                 mark = "match" if result.verified else "no match"
-                printer.row(record, f"{path}\t{rank}\t{result.person_id}\t{mark}\tdistance {result.distance:.4f}{_confidence_text(result)}")
+                printer.row(record, f"{name}\t{rank}\t{result.person_id}\t{mark}\tdistance {result.distance:.4f}{_confidence_text(result)}")
     raise typer.Exit(printer.exit_code)
 
 

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import sqlite3
 
 import pytest
@@ -142,3 +143,15 @@ def test_enrolling_the_same_file_again_exits_2_and_keeps_the_gallery(files):
 def test_a_gallery_folder_that_cannot_be_made_exits_2_not_a_traceback(files):
     result = invoke("enroll", "alice", files / "w3", "--gallery", files / "bad.png" / "sub" / "g.sqlite")
     assert result.exit_code == 2 and "cannot make the folder for gallery" in result.stderr, result.output
+
+
+def test_file_names_that_are_not_utf8_print(files):
+    """A name made of bytes no encoding reads (possible on Linux) is printed with U+FFFD."""
+    odd = files / "odd"
+    odd.mkdir()
+    (odd / os.fsdecode(b"q\xff.png")).write_bytes((files / "q3.png").read_bytes())
+    invoke("enroll", "alice", files / "w3")
+    for args in (("verify", files / "q3.png", odd), ("check", "alice", odd), ("identify", odd)):
+        text, lines = invoke(*args), invoke(*args, "--format", "jsonl")
+        assert text.exit_code in (0, 1) and "q\ufffd.png" in text.stdout, (args, text.output)
+        assert lines.exit_code == text.exit_code and json.loads(lines.stdout.splitlines()[0])["questioned"].endswith("q\ufffd.png")
