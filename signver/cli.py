@@ -467,7 +467,7 @@ def clean_images(
 @reports_errors
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
-    port: int = typer.Option(8000, help="TCP port"),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
     gallery: Optional[Path] = GalleryOption,
     api_key: Optional[str] = typer.Option(None, envvar="SIGNVER_API_KEY", help="key that writes need (header X-API-Key); prefer the env var"),
     model: Optional[str] = typer.Option(None, help="extractor the gallery was made with (default: the one it holds)"),
@@ -510,7 +510,7 @@ def _unique_stems(files: list[Path]) -> Iterator[str]:
 @reports_errors
 def detect(
     files: list[Path] = typer.Argument(..., help="page images or PDFs (every page), or folders of them"),
-    dpi: float = typer.Option(200, help="resolution PDF pages are rendered at; boxes are in these pixels"),
+    dpi: float = typer.Option(200, help="resolution PDF pages are rendered at (at least 50); boxes are in these pixels"),
     crops: Optional[Path] = typer.Option(None, help="folder for each signature cut out as <file>-page<P>-sig<K>.png"),
     annotate: Optional[Path] = typer.Option(None, help="folder for each page with its boxes drawn, <file>-page<P>.png"),
     threshold: Optional[float] = typer.Option(None, help="keep boxes scoring at least this (default: the model's)"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import numbers
 import os
 import stat
 import struct
@@ -32,6 +33,7 @@ from signver.errors import (
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_DPI = 200
+MIN_DPI = 50  # below it a signature 1.5 cm tall is under 30 pixels: too few to detect or verify
 
 SourceLike = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, Image.Image]
 
@@ -86,8 +88,8 @@ def load_pages(
 
 
 def _load(source, page, dpi, max_bytes, max_pixels, max_pages) -> list[np.ndarray]:
-    if not 0 < dpi < float("inf"):
-        raise InputError(f"dpi must be a positive number, got {dpi}")
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not MIN_DPI <= dpi < float("inf"):
+        raise InputError(f"dpi must be a number of at least {MIN_DPI}, got {dpi!r}")
     if isinstance(source, np.ndarray):
         _pick(1, page, max_pages, "array")
         return [_from_array(source, max_pixels)]

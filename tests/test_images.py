@@ -416,7 +416,8 @@ def test_missing_path_and_directory(tmp_path):
 
 
 def test_bad_dpi_and_page_type():
-    with pytest.raises(InputError, match="dpi"):
-        load_image(_pdf(0), dpi=0)
+    for dpi in (0, 1, 49.9, float("inf"), "200", None, True):
+        with pytest.raises(InputError, match="dpi must be a number of at least 50"):
+            load_image(_pdf(0), dpi=dpi)
     with pytest.raises(InputError, match="page must be an int"):
         load_image(_png(), page=1.0)

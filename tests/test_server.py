@@ -328,10 +328,15 @@ def test_settings_from_environment(tmp_path):
     assert settings.cors_origins == ("http://a", "http://b") and settings.timeout_s == 7
     with pytest.raises(Exception, match="SIGNVER_WORKERS"):
         Settings.from_env({"SIGNVER_WORKERS": "lots"})
+    with pytest.raises(InputError, match="SIGNVER_MAX_UPLOAD_MB"):
+        Settings.from_env({"SIGNVER_MAX_UPLOAD_MB": "inf"})
     assert not settings.spin_wait and Settings.from_env({"SIGNVER_SPIN_WAIT": "1"}).spin_wait
-    for bad in ({"timeout_s": float("nan")}, {"timeout_s": 0}, {"body_timeout_s": -1}):
+    for bad in ({"timeout_s": float("nan")}, {"timeout_s": 0}, {"body_timeout_s": -1}, {"max_pages": 0}, {"max_pixels": -5}):
         with pytest.raises(InputError, match="positive numbers"):
             create_app(tmp_path / "g.sqlite", **bad)
+    for key in ("pässwörd", "two\nlines"):  # a header cannot carry them the same way from every client
+        with pytest.raises(InputError, match="printable ASCII"):
+            create_app(tmp_path / "g.sqlite", api_key=key)
 
 
 def test_the_service_stops_onnxruntime_threads_spinning(tmp_path):

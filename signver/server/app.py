@@ -82,7 +82,7 @@ class Settings:
                 continue
             try:
                 values[name] = _parse(name, raw)
-            except ValueError as error:
+            except (ValueError, OverflowError) as error:  # OverflowError: an infinite size
                 raise InputError(f"environment variable {var}={raw!r} is not valid: {error}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -157,8 +157,11 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         raise TypeError(f"create_app got unknown settings: {', '.join(sorted(unknown))}")
     given = {"gallery_path": None if gallery_path is None else os.fspath(gallery_path), "api_key": api_key, **overrides}
     settings = replace(settings, **{k: v for k, v in given.items() if v is not None}) if settings else Settings.from_env(**given)
-    if settings.workers < 1 or not 0 < settings.timeout_s or not 0 < settings.body_timeout_s or settings.max_upload_bytes < 1:
-        raise InputError("workers, timeout_s, body_timeout_s and max_upload_bytes must be positive numbers")
+    if (settings.workers < 1 or not 0 < settings.timeout_s or not 0 < settings.body_timeout_s or settings.max_upload_bytes < 1
+            or settings.max_pixels < 1 or settings.max_pages < 1):
+        raise InputError("workers, timeout_s, body_timeout_s, max_upload_bytes, max_pixels and max_pages must be positive numbers")
+    if settings.api_key and not (settings.api_key.isascii() and settings.api_key.isprintable()):
+        raise InputError("the API key must be printable ASCII: HTTP headers carry other characters in ways clients disagree on")
 
     set_spin_wait(settings.spin_wait)  # before any model loads
     owns_gallery = gallery is None
