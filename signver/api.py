@@ -48,6 +48,7 @@ def verify(a: SignatureLike, b: SignatureLike, threshold: float | None = None, m
            clean: bool | None = None) -> VerificationResult:
     """Were `a` and `b` written by the same person? Accepted when distance <= threshold.
     `clean`: clean images before embedding (None: `signver.cleaner.DEFAULT_CLEAN`)."""
+    check_threshold(threshold)  # before any work
     extractor = get_extractor(model)
     start = time.perf_counter()
     vector_a, vector_b = extractor.vectors([a, b], clean=clean)

@@ -11,6 +11,7 @@ second network that looks at each one.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -153,8 +154,8 @@ def get_detector(model: str | None = None) -> Detector:
 def check_score(threshold: float | None) -> None:
     """A detection threshold is a score from 0 to 1: refuse anything else (NaN included),
     which would silently keep every box or none."""
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise InputError(f"a detection threshold is a score from 0 to 1; got {threshold}")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1):
+        raise InputError(f"a detection threshold is a score from 0 to 1; got {threshold!r}")
 
 
 def detect(source: SourceLike, *, dpi: float = DEFAULT_DPI, threshold: float | None = None, model: str | None = None) -> list[Box]:

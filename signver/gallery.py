@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import numbers
 import os
 import sqlite3
 import threading
@@ -30,7 +29,7 @@ from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike, printable_name
 from .index import VectorIndex, check_index_kind
-from .matcher import DEFAULT_FUSION, check_threshold, distances, fuse
+from .matcher import DEFAULT_FUSION, check_k, check_threshold, distances, fuse
 
 MAX_PERSON_ID = 200
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
@@ -107,10 +106,12 @@ def _now() -> str:
 def check_person_id(person_id: str) -> str:
     if not isinstance(person_id, str) or not person_id.strip():
         raise InputError("a person id must be a non-empty string")
-    if len(person_id) > MAX_PERSON_ID or any(ord(c) < 32 for c in person_id):
-        raise InputError(f"a person id must be at most {MAX_PERSON_ID} printable characters, got {person_id[:40]!r}")
     if not _is_text(person_id):
         raise InputError(f"a person id must be text, got undecodable bytes in {person_id[:40]!r}")
+    if len(person_id) > MAX_PERSON_ID or not person_id.isprintable():  # no line breaks, controls, direction overrides or odd spaces
+        raise InputError(f"a person id must be at most {MAX_PERSON_ID} printable characters, got {person_id[:40]!r}")
+    if person_id != person_id.strip():  # ' bob' would list as 'bob'
+        raise InputError(f"a person id must not start or end with a space, got {person_id[:40]!r}")
     return person_id
 
 
@@ -321,6 +322,8 @@ class Gallery:
             raise InputError(f"metadata must be JSON-serialisable: {error}") from None
         if sources is not None and len(sources) != len(images):
             raise InputError(f"enrolling {person_id!r}: {len(sources)} source names for {len(images)} images")
+        if sources is not None and not all(isinstance(label, (str, bytes, os.PathLike)) for label in sources):
+            raise InputError(f"enrolling {person_id!r}: source names must be strings or paths")
         labels = [printable_name(label) for label in sources] if sources is not None else [""] * len(images)
         vectors = self.extractor.vectors(images)  # before the transaction: no lock held while embedding
         with self._lock:
@@ -374,6 +377,8 @@ class Gallery:
 
     @_locked
     def get(self, person_id: str) -> Person:
+        if not isinstance(person_id, str):
+            raise InputError(f"a person id is a string, got {type(person_id).__name__}")
         row = self._db.execute(
             "SELECT p.person_id, COUNT(r.id), p.metadata, p.enrolled_at FROM people p LEFT JOIN refs r USING (person_id) "
             "WHERE p.person_id = ? GROUP BY p.person_id", (person_id,)).fetchone()
@@ -436,8 +441,7 @@ class Gallery:
         The index proposes the people owning the nearest references; each candidate is then
         scored with the same fusion over all of their references as `verify_claim`.
         """
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise InputError(f"k must be a whole number of at least 1, got {k!r}")
+        check_k(k)
         started = time.perf_counter()
         vector = self.extractor.vectors([questioned], clean=clean)[0]
         embedded = time.perf_counter()

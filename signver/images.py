@@ -109,6 +109,8 @@ def _read(source, max_bytes: int) -> tuple[bytes, str]:
     """The raw bytes of a path, bytes-like or file object, refusing more than `max_bytes` unread."""
     if isinstance(source, (str, os.PathLike)):
         label = os.fsdecode(source)
+        if "\x00" in label:  # no file name holds one; the system call would raise a bare ValueError
+            raise InputError(f"not a file name (it holds a NUL character): {label!r}")
         try:
             info = os.stat(source)
             if stat.S_ISDIR(info.st_mode):

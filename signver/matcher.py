@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .errors import InputError
@@ -23,9 +25,15 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def check_threshold(threshold: float | None) -> float | None:
     """A decision threshold is a non-negative number: refuse anything else (NaN included)
     before any work, rather than deciding every case the same way."""
-    if threshold is not None and not 0 <= threshold < float("inf"):
-        raise InputError(f"a threshold must be a non-negative number; got {threshold}")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < float("inf")):
+        raise InputError(f"a threshold must be a non-negative number; got {threshold!r}")
     return threshold
+
+
+def check_k(k: int) -> None:
+    """How many candidates identification returns: a whole number of at least 1."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise InputError(f"k must be a whole number of at least 1, got {k!r}")
 
 
 def reference_spread(reference_vectors: np.ndarray) -> np.ndarray:

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .api import VerificationResult, decision
-from .detector import Box
+from .detector import Box, check_score
 from .errors import InputError, ModelError, SignverError
 from .extractor import Extractor, get_extractor
 from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, errors_naming, load_image, load_pages
-from .matcher import distances
+from .matcher import check_k, distances
 from .normalize import normalize
 
 if TYPE_CHECKING:
@@ -192,6 +192,7 @@ class Pipeline:
         self._cleaner = _Lazy("cleaner", lambda: _load_cleaner(cleaner)) if cleaner is None or isinstance(cleaner, str) \
             else _Lazy("cleaner", lambda: cleaner)
         self.clean_default = clean
+        check_score(detect_threshold)
         self.dpi, self.detect_threshold = float(dpi), detect_threshold
         self.max_bytes, self.max_pixels, self.max_pages = int(max_bytes), int(max_pixels), int(max_pages)
 
@@ -346,8 +347,7 @@ class Pipeline:
     def identify(self, source: SourceLike, k: int = DEFAULT_K, clean: bool | None = None) -> list[ClaimResult]:
         """The k enrolled people closest to this signature, best first."""
         gallery = self._gallery()
-        if k < 1:
-            raise InputError(f"k must be at least 1, got {k}")
+        check_k(k)
         timer = _Timer()
         vector = self._vector(source, clean, timer)
         results = gallery.identify(vector, k)
@@ -372,8 +372,8 @@ class Pipeline:
             raise InputError(f"mode must be verify, identify or detect, got {mode!r}")
         if mode == "verify" and person_id is None:
             raise InputError("verifying a document needs a claimed person_id")
-        if mode == "identify" and k < 1:
-            raise InputError(f"k must be at least 1, got {k}")
+        if mode == "identify":
+            check_k(k)
         timer = _Timer()
         started = timer.last
         person = self._gallery().get(person_id).to_dict() if mode == "verify" else None

@@ -85,6 +85,9 @@ def test_verify_rejects_bad_inputs():
         signver.verify(np.zeros(3, np.float32), synth.genuine(1, 0))
     with pytest.raises(BlankImageError):
         signver.verify(np.full((50, 80), 255, np.uint8), synth.genuine(1, 0))
+    for threshold in ("abc", [0.3], True, -1.0):
+        with pytest.raises(InputError, match="non-negative number"):
+            signver.verify(synth.genuine(1, 0), synth.genuine(1, 1), threshold=threshold)
 
 
 @pytest.mark.parametrize("model", [5, 0.5])

@@ -18,6 +18,7 @@ from signver.detector_baseline import BaselineDetector
 from signver.errors import DatasetError, InputError
 from signver.evaluation.detection import PageDetections, average_precision, choose_threshold, detection_metrics
 from signver.models import available_models
+from signver.pipeline import Pipeline
 from signver.yolo import parse_labels, read_split
 
 from .conftest import shared_dataset
@@ -148,11 +149,13 @@ def test_detect_api_on_a_page_and_a_blank_page():
     assert signver.detect(np.full((800, 600), 250, np.uint8)) == []
 
 
-@pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan")])
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan"), "0.5", True])
 def test_detect_api_refuses_a_threshold_that_is_not_a_score(threshold):
     """Out of 0..1 a threshold keeps every box or none, silently: refused like the CLI's."""
     with pytest.raises(InputError, match="from 0 to 1"):
         signver.detect(np.full((80, 60), 250, np.uint8), threshold=threshold)
+    with pytest.raises(InputError, match="from 0 to 1"):
+        Pipeline(detect_threshold=threshold)
 
 
 def test_shipped_detector_card():

@@ -72,6 +72,12 @@ def test_identify_ranks_the_writer_first(gallery, people):
         assert len(ranked) == 3 and [r.distance for r in ranked] == sorted(r.distance for r in ranked)
     with pytest.raises(InputError, match="k must be"):
         gallery.identify(people["writer-3"][1], k=0)
+    with pytest.raises(InputError, match="a person id is a string"):
+        gallery.get(["writer-3"])
+    with pytest.raises(InputError, match="source names must be strings"):
+        gallery.enroll("writer-3", [people["writer-3"][1]], sources=[None])
+    with pytest.raises(InputError, match="non-negative number"):
+        Gallery(gallery.path, threshold="0.5")
 
 
 def test_identify_finds_k_people_when_one_owns_all_the_nearest_references(tmp_path, people):
@@ -98,6 +104,12 @@ def test_bad_enrolments_change_nothing(gallery):
     before = gallery.integrity()
     with pytest.raises(InputError, match="non-empty"):
         gallery.enroll("", [synth.genuine(1, 0)])
+    for odd in ("mallory\u2028bob", "a\u0085b", "evil\u202etxt", "x\x01y"):  # line breaks, controls, a direction override
+        with pytest.raises(InputError, match="printable characters"):
+            gallery.enroll(odd, [synth.genuine(1, 0)])
+    for padded in (" bob", "bob ", "\u00a0bob"):
+        with pytest.raises(InputError, match="printable|start or end"):
+            gallery.enroll(padded, [synth.genuine(1, 0)])
     with pytest.raises(InputError, match="at least one"):
         gallery.enroll("someone", [])
     with pytest.raises(InputError, match="a list of images, not one str"):

@@ -415,6 +415,11 @@ def test_missing_path_and_directory(tmp_path):
         load_image(tmp_path)
 
 
+def test_a_path_with_a_nul_character_is_an_input_error():
+    with pytest.raises(InputError, match="NUL"):
+        load_image("scan\x00.png")
+
+
 def test_bad_dpi_and_page_type():
     for dpi in (0, 1, 49.9, float("inf"), "200", None, True):
         with pytest.raises(InputError, match="dpi must be a number of at least 50"):

@@ -212,3 +212,12 @@ def test_enrolment_takes_a_list_of_images_and_checks_it_before_any_work(gallery)
     assert len(pipeline.enrollment_vectors("carol", stack)) == 2
     with pytest.raises(InputError, match="at least one"):
         pipeline.enrollment_vectors("carol", [])
+
+
+@pytest.mark.parametrize("k", [0, "3", 2.0, True])
+def test_identify_refuses_a_k_that_is_not_a_whole_number_of_at_least_1(gallery, k):
+    pipeline = Pipeline(gallery, detector=StandInDetector([]), clean=False)
+    with pytest.raises(InputError, match="k must be a whole number"):
+        pipeline.identify(synth.genuine(7, 0), k=k)
+    with pytest.raises(InputError, match="k must be a whole number"):
+        pipeline.run(synth.genuine(7, 0), k=k)
