@@ -21,20 +21,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import InputError, SignverError
 from .folders import output_folder
-from .matcher import DEFAULT_FUSION, check_threshold
+from .matcher import DEFAULT_FUSION, check_k, check_threshold
 from .training.config import read_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.")
 
 
 @app.callback()
-def quiet_decoders() -> None:
+def before_any_command() -> None:
     """Offline handwritten signature verification."""
     from PIL import Image
 
     # signver's own pixel limit (max_pixels) answers large images with an error naming the file;
     # Pillow's warning about them would only be noise on stderr
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    # a file name made of bytes the locale cannot decode is written back as those bytes, as ls
+    # does, rather than stop the output with UnicodeEncodeError (records use printable_name)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
 
 
 train_app = typer.Typer(no_args_is_help=True, help="Re-make the shipped models (needs the `train` extra).")
@@ -280,6 +285,7 @@ def identify(
     from .gallery import Gallery
     from .images import printable_name
 
+    check_k(k)  # once, before any work, not once per file
     columns = ("questioned", "rank", "person_id", "verified", "distance", "threshold", "confidence")
     printer = ResultPrinter(output_format, columns)
     with Gallery(gallery, model=model, create=False) as store:

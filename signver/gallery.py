@@ -17,8 +17,9 @@ import os
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,6 +33,11 @@ from .index import VectorIndex, check_index_kind
 from .matcher import DEFAULT_FUSION, check_k, check_threshold, distances, fuse
 
 MAX_PERSON_ID = 200
+MAX_METADATA_DEPTH = 32  # nesting every JSON encoder and reader on the way can handle (the service's stops near 255)
+# characters that would make one id print as another or split a listing line: line and paragraph
+# separators and the bidirectional controls (control characters are refused too)
+_MISLEADING = set("\u2028\u2029\u200e\u200f\u061c") | {chr(c) for c in range(0x202A, 0x202F)} | {chr(c) for c in range(0x2066, 0x206A)}
+IN_CHUNK = 10_000  # values bound in one SQL IN (...) list
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
 # References closer than this share of the model's decision distance are one scan given twice,
 # perhaps saved again: JPEG at quality 90 moved lite0-heads' vectors by at most 0.05 of it. No
@@ -74,7 +80,7 @@ class Person:
     enrolled_at: str
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"person_id": self.person_id, "references": self.references, "metadata": self.metadata, "enrolled_at": self.enrolled_at}
 
 
 @dataclass
@@ -108,8 +114,12 @@ def check_person_id(person_id: str) -> str:
         raise InputError("a person id must be a non-empty string")
     if not _is_text(person_id):
         raise InputError(f"a person id must be text, got undecodable bytes in {person_id[:40]!r}")
-    if len(person_id) > MAX_PERSON_ID or not person_id.isprintable():  # no line breaks, controls, direction overrides or odd spaces
-        raise InputError(f"a person id must be at most {MAX_PERSON_ID} printable characters, got {person_id[:40]!r}")
+    if len(person_id) > MAX_PERSON_ID:
+        raise InputError(f"a person id must be at most {MAX_PERSON_ID} characters, got {person_id[:40]!r}")
+    odd = next((c for c in person_id if unicodedata.category(c) == "Cc" or c in _MISLEADING), None)
+    if odd is not None:
+        raise InputError(f"a person id must not hold {unicodedata.name(odd, 'a control character')} (U+{ord(odd):04X}), "
+                         f"which would make it print as another id: {person_id[:40]!r}")
     if person_id != person_id.strip():  # ' bob' would list as 'bob'
         raise InputError(f"a person id must not start or end with a space, got {person_id[:40]!r}")
     return person_id
@@ -125,6 +135,18 @@ def images_to_enrol(person_id: str, images) -> list:
     if not images:
         raise InputError(f"enrolling {person_id!r} needs at least one reference signature")
     return images
+
+
+def _depth(value) -> int:
+    """How deeply lists and dicts nest in `value` (walked without recursion, so any depth is safe)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            deepest = max(deepest, level)
+            if level <= MAX_METADATA_DEPTH:  # deeper is refused anyway: no need to walk on
+                stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _is_text(value: str) -> bool:
@@ -148,6 +170,8 @@ class Gallery:
         `threshold` None: the card's claim threshold for the fusion and number of references.
         `create` False: a missing file is an error instead of a new, empty gallery."""
         self.path = Path(path) if path is not None else default_gallery_path()
+        if "\x00" in str(self.path):  # no file name holds one; the system call would raise a bare ValueError
+            raise GalleryError(f"gallery path {printable_name(self.path)!r} holds a NUL character: not a file name")
         if self.path.is_dir():
             raise GalleryError(f"gallery path {self.path} is a folder; give a file path such as {self.path / 'gallery.sqlite'}")
         if not self.path.exists():
@@ -316,6 +340,8 @@ class Gallery:
         images = images_to_enrol(person_id, images)
         if metadata is not None and not isinstance(metadata, dict):
             raise InputError("metadata must be a JSON object (a dict)")
+        if metadata is not None and _depth(metadata) > MAX_METADATA_DEPTH:
+            raise InputError(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
         try:
             metadata_json = None if metadata is None else json.dumps(metadata, allow_nan=False)
         except (TypeError, ValueError, RecursionError) as error:
@@ -394,6 +420,15 @@ class Gallery:
         return [self._person(r) for r in rows]
 
     @_locked
+    def _rows_in(self, query: str, values: list) -> list[tuple]:
+        """`query`'s rows for `values` in its `IN ({})`, asked in parts that SQLite's limit on
+        bound values (32,766 in common builds) never refuses."""
+        rows = []
+        for start in range(0, len(values), IN_CHUNK):
+            part = values[start : start + IN_CHUNK]
+            rows += self._db.execute(query.format(",".join("?" * len(part))), part).fetchall()
+        return rows
+
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM people").fetchone()[0]
 
@@ -441,27 +476,25 @@ class Gallery:
         The index proposes the people owning the nearest references; each candidate is then
         scored with the same fusion over all of their references as `verify_claim`.
         """
-        check_k(k)
+        k = check_k(k)
         started = time.perf_counter()
         vector = self.extractor.vectors([questioned], clean=clean)[0]
         embedded = time.perf_counter()
         with self._lock:
             self._refresh()
             with self._snapshot():
-                searched = k * CANDIDATES_PER_RESULT
-                while True:  # widened until k people own the nearest references (one may own many), or all are searched
+                wanted, searched = min(k, len(self)), k * CANDIDATES_PER_RESULT
+                while True:  # widened until `wanted` people own the nearest references (one may own many), or all are searched
                     _, ids = self._index.search(vector, searched)
                     ids = [int(i) for i in ids[0] if i >= 0]
                     if not ids:
                         return []
-                    marks = ",".join("?" * len(ids))
-                    owner = dict(self._db.execute(f"SELECT id, person_id FROM refs WHERE id IN ({marks})", ids).fetchall())
+                    owner = dict(self._rows_in("SELECT id, person_id FROM refs WHERE id IN ({})", ids))
                     candidates = list(dict.fromkeys(owner[i] for i in ids if i in owner))
-                    if len(candidates) >= k or searched >= len(self._index):
+                    if len(candidates) >= wanted or searched >= len(self._index):
                         break
                     searched *= 4
-                marks = ",".join("?" * len(candidates))
-                rows = self._db.execute(f"SELECT person_id, id, vector FROM refs WHERE person_id IN ({marks}) ORDER BY id", candidates).fetchall()
+                rows = self._rows_in("SELECT person_id, id, vector FROM refs WHERE person_id IN ({}) ORDER BY id", candidates)
         by_person: dict[str, list[tuple[int, bytes]]] = {}
         for person_id, ref_id, blob in rows:
             by_person.setdefault(person_id, []).append((ref_id, blob))

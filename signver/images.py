@@ -87,9 +87,15 @@ def load_pages(
     return _load(source, None, dpi, max_bytes, max_pixels, max_pages)
 
 
-def _load(source, page, dpi, max_bytes, max_pixels, max_pages) -> list[np.ndarray]:
+def check_dpi(dpi: float) -> float:
+    """The resolution PDF pages render at: a number of at least MIN_DPI, as a float."""
     if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not MIN_DPI <= dpi < float("inf"):
         raise InputError(f"dpi must be a number of at least {MIN_DPI}, got {dpi!r}")
+    return float(dpi)
+
+
+def _load(source, page, dpi, max_bytes, max_pixels, max_pages) -> list[np.ndarray]:
+    check_dpi(dpi)
     if isinstance(source, np.ndarray):
         _pick(1, page, max_pages, "array")
         return [_from_array(source, max_pixels)]
@@ -108,7 +114,7 @@ def _load(source, page, dpi, max_bytes, max_pixels, max_pages) -> list[np.ndarra
 def _read(source, max_bytes: int) -> tuple[bytes, str]:
     """The raw bytes of a path, bytes-like or file object, refusing more than `max_bytes` unread."""
     if isinstance(source, (str, os.PathLike)):
-        label = os.fsdecode(source)
+        label = printable_name(source)  # errors name the file in text any output can carry
         if "\x00" in label:  # no file name holds one; the system call would raise a bare ValueError
             raise InputError(f"not a file name (it holds a NUL character): {label!r}")
         try:

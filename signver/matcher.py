@@ -30,10 +30,12 @@ def check_threshold(threshold: float | None) -> float | None:
     return threshold
 
 
-def check_k(k: int) -> None:
-    """How many candidates identification returns: a whole number of at least 1."""
+def check_k(k: int) -> int:
+    """How many candidates identification returns: a whole number of at least 1, as a Python
+    int (a numpy integer would overflow when multiplied, and faiss refuses one)."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise InputError(f"k must be a whole number of at least 1, got {k!r}")
+    return int(k)
 
 
 def reference_spread(reference_vectors: np.ndarray) -> np.ndarray:

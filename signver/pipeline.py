@@ -32,8 +32,8 @@ from .api import VerificationResult, decision
 from .detector import Box, check_score
 from .errors import InputError, ModelError, SignverError
 from .extractor import Extractor, get_extractor
-from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, errors_naming, load_image, load_pages
-from .matcher import check_k, distances
+from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, check_dpi, errors_naming, load_image, load_pages
+from .matcher import check_k, check_threshold, distances
 from .normalize import normalize
 
 if TYPE_CHECKING:
@@ -183,6 +183,8 @@ class Pipeline:
                  cleaner: Any = None, clean: bool | None = None, dpi: float = DEFAULT_DPI,
                  detect_threshold: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_pages: int = DEFAULT_MAX_PAGES):
+        check_score(detect_threshold)  # settings first, before any model loads
+        dpi = check_dpi(dpi)
         self.gallery = gallery
         self.extractor: Extractor = gallery.extractor if gallery is not None else get_extractor(model)
         if gallery is not None and model is not None and get_extractor(model).name != gallery.extractor.name:
@@ -192,8 +194,7 @@ class Pipeline:
         self._cleaner = _Lazy("cleaner", lambda: _load_cleaner(cleaner)) if cleaner is None or isinstance(cleaner, str) \
             else _Lazy("cleaner", lambda: cleaner)
         self.clean_default = clean
-        check_score(detect_threshold)
-        self.dpi, self.detect_threshold = float(dpi), detect_threshold
+        self.dpi, self.detect_threshold = dpi, detect_threshold
         self.max_bytes, self.max_pixels, self.max_pages = int(max_bytes), int(max_pixels), int(max_pages)
 
     # -- models ----------------------------------------------------------------------------
@@ -294,6 +295,7 @@ class Pipeline:
     def verify_pair(self, a: SourceLike, b: SourceLike, threshold: float | None = None, clean: bool | None = None) -> VerificationResult:
         """Were `a` and `b` written by the same person? As `signver.verify`, with this
         pipeline's limits and cleaning."""
+        check_threshold(threshold)  # before any work
         timer = _Timer()
         started = timer.last
         vector_a = self._vector(a, clean, timer)
@@ -347,7 +349,7 @@ class Pipeline:
     def identify(self, source: SourceLike, k: int = DEFAULT_K, clean: bool | None = None) -> list[ClaimResult]:
         """The k enrolled people closest to this signature, best first."""
         gallery = self._gallery()
-        check_k(k)
+        k = check_k(k)
         timer = _Timer()
         vector = self._vector(source, clean, timer)
         results = gallery.identify(vector, k)
@@ -373,7 +375,7 @@ class Pipeline:
         if mode == "verify" and person_id is None:
             raise InputError("verifying a document needs a claimed person_id")
         if mode == "identify":
-            check_k(k)
+            k = check_k(k)
         timer = _Timer()
         started = timer.last
         person = self._gallery().get(person_id).to_dict() if mode == "verify" else None

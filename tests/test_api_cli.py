@@ -159,6 +159,7 @@ def test_cli_bad_input_exits_2_with_a_message(pair_files):
     (["inspect", "{data}", "--out", "{a}"], "is a file"),
     (["inspect", "{data}", "--out", "{tmp}", "--max-writers", "0"], "at least 1"),
     (["demo", "--writers", "0"], "at least 1"),
+    (["identify", "{a}", "-k", "0"], "k must be a whole number of at least 1"),
 ])
 def test_cli_bad_options_exit_2_with_a_message(pair_files, synthetic_dataset, tmp_path, args, words):
     a, b, _ = pair_files

@@ -155,3 +155,11 @@ def test_file_names_that_are_not_utf8_print(files):
         text, lines = invoke(*args), invoke(*args, "--format", "jsonl")
         assert text.exit_code in (0, 1) and "q\ufffd.png" in text.stdout, (args, text.output)
         assert lines.exit_code == text.exit_code and json.loads(lines.stdout.splitlines()[0])["questioned"].endswith("q\ufffd.png")
+    elsewhere = invoke("enroll", "bob", files / "w5", "--gallery", odd / os.fsdecode(b"g\xff.sqlite"))  # printed as its bytes
+    assert elsewhere.exit_code == 0 and "g\ufffd.sqlite" in elsewhere.stdout
+    (odd / os.fsdecode(b"r\xff.png")).write_bytes(b"not an image")  # its error names it too
+    for args in (("verify", files / "q3.png", odd), ("check", "alice", odd)):
+        table = invoke(*args, "--format", "csv")
+        rows = list(csv.DictReader(io.StringIO(table.stdout)))
+        assert table.exit_code == 2 and rows[0]["questioned"].endswith("q\ufffd.png") and "r\ufffd.png" in rows[1]["error"]
+        assert table.stderr.count("r\ufffd.png") == 1

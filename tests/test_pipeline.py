@@ -214,6 +214,13 @@ def test_enrolment_takes_a_list_of_images_and_checks_it_before_any_work(gallery)
         pipeline.enrollment_vectors("carol", [])
 
 
+def test_verify_pair_refuses_a_threshold_that_is_not_a_number(gallery):
+    pipeline = Pipeline(gallery, detector=StandInDetector([]), clean=False)
+    for threshold in ("0.5", True, [0.3], -1):
+        with pytest.raises(InputError, match="non-negative number"):
+            pipeline.verify_pair(synth.genuine(7, 0), synth.genuine(7, 1), threshold=threshold)
+
+
 @pytest.mark.parametrize("k", [0, "3", 2.0, True])
 def test_identify_refuses_a_k_that_is_not_a_whole_number_of_at_least_1(gallery, k):
     pipeline = Pipeline(gallery, detector=StandInDetector([]), clean=False)

@@ -192,6 +192,7 @@ def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
     assert_error(enrol(client, metadata="[1, 2]"), 400, "metadata")
     assert_error(enrol(client, metadata="[" * 5000), 400, "metadata")
     assert_error(enrol(client, metadata='{"a": ' + "9" * 5000 + "}"), 400, "metadata")
+    assert_error(enrol(client, metadata='{"a": ' * 300 + "1" + "}" * 300), 400, "nested more than 32")  # JSON reads it; the reply could not be written
     assert_error(client.post("/v1/people", data={"person_id": "x"}), 422, "'images'")
     assert_error(client.post("/v1/people", data={"person_id": "x\x01y"}, files=[("images", sig(ALICE, 0))]), 400, "person id")
     assert_error(client.post("/v1/verify", content=b"{}", headers={"content-type": "application/json"}), 422, "'a'")
@@ -334,7 +335,7 @@ def test_settings_from_environment(tmp_path):
     for bad in ({"timeout_s": float("nan")}, {"timeout_s": 0}, {"body_timeout_s": -1}, {"max_pages": 0}, {"max_pixels": -5}):
         with pytest.raises(InputError, match="positive numbers"):
             create_app(tmp_path / "g.sqlite", **bad)
-    for key in ("pässwörd", "two\nlines"):  # a header cannot carry them the same way from every client
+    for key in ("pässwörd", "two\nlines", " padded "):  # a header cannot carry them the same way from every client
         with pytest.raises(InputError, match="printable ASCII"):
             create_app(tmp_path / "g.sqlite", api_key=key)
 
@@ -354,6 +355,14 @@ def test_the_service_stops_onnxruntime_threads_spinning(tmp_path):
     finally:
         models.set_spin_wait(True)
     assert models.inference_session(models.load_card(models.DEFAULT_EXTRACTOR).path).get_session_options().get_session_config_entry(key) == "1"
+
+
+@pytest.mark.parametrize("port", [0, 70000, "8000", True])
+def test_serve_refuses_a_port_that_is_not_one(port):
+    from signver.server import serve
+
+    with pytest.raises(InputError, match="port must be a whole number from 1 to 65535"):
+        serve(port=port)
 
 
 def test_signver_serve_prints_the_url_and_answers(tmp_path):

@@ -20,6 +20,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, gallery_path: str | os.Path
     """Run the service with uvicorn until interrupted; prints the URL to open."""
     import uvicorn
 
+    from ..errors import InputError
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InputError(f"port must be a whole number from 1 to 65535, got {port!r}")
     app = create_app(gallery_path, api_key, model=model)
     settings = app.state.settings
     shown = f"[{host}]" if ":" in host else host

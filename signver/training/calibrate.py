@@ -46,13 +46,16 @@ def _entry(calibration: Calibration) -> dict:
 
 def held_out_embeddings(extractor: Extractor, sources: list[dict]) -> list[tuple[Dataset, list[str], dict[Path, np.ndarray]]]:
     """Per source: its dataset, its held-out writers, and every image of theirs embedded once."""
-    result = []
-    for source in sources:
+    found = []
+    for source in sources:  # every source checked before any embedding
         dataset = read_dataset(source["path"])
         writers = writers_for(source, dataset.writers(), "holdout")
         missing = sorted({str(w) for w in source["holdout"]} - set(writers), key=lambda w: (len(w), w))
         if missing:  # fitting on fewer writers would silently rewrite the card from a fraction of them
             raise DatasetError(f"{source['path']} lacks held-out writer(s) {', '.join(missing)} of the card: calibrate needs all of them")
+        found.append((dataset, writers))
+    result = []
+    for dataset, writers in found:
         paths = [s.path for w in writers for s in dataset.genuine(w) + dataset.forged(w)]
         result.append((dataset, writers, dict(zip(paths, extractor.embed(paths)))))
     return result
