@@ -13,7 +13,7 @@ from signver.training.data import load_training_set  # noqa: E402
 from signver.training.spatial import fit_head  # noqa: E402
 from signver.training.networks import SpatialHead  # noqa: E402
 from signver.training.spatial_refit import refit_spatial  # noqa: E402
-from signver.training.stroke_width import CHANGES, MapCopies, changes_of, training_maps  # noqa: E402
+from signver.training.stroke_width import CHANGES, MapCopies, augmented_copy, changes_of, training_maps  # noqa: E402
 from tests.benchmark_scripts import load  # noqa: E402
 from tests.test_spatial_refit import tiny_base  # noqa: E402
 
@@ -45,10 +45,26 @@ def test_the_benchmark_measures_stroke_width_in_pixels():
 
 def test_a_spec_names_only_known_copies():
     assert changes_of({}) == [] and changes_of({"copies": ["thick", "thin"]}) == ["thick", "thin"]
-    with pytest.raises(InputError, match="unknown stroke-width copies"):
-        changes_of({"copies": ["bold"]})
+    assert changes_of({"copies": ["augmented-7", "thin"]}) == ["augmented-7", "thin"]
+    for bad in ("bold", "augmented-", "augmented-x"):
+        with pytest.raises(InputError, match="unknown copies"):
+            changes_of({"copies": [bad]})
     with pytest.raises(InputError, match="original_share"):
         MapCopies(torch.zeros(2, 1), original_share=1.5)
+
+
+def test_augmented_copies_are_seeded_changes_of_each_image():
+    images = np.zeros((6, 32, 64), np.uint8)
+    images[:, 10:22, 12:52] = 200
+    torch.manual_seed(5)
+    before = torch.rand(1)
+    torch.manual_seed(5)
+    copy = augmented_copy(images, 3, batch=4)
+    assert torch.rand(1) == before  # torch's global random state is left as it was
+    assert copy.shape == images.shape and copy.dtype == np.uint8
+    assert np.array_equal(copy, augmented_copy(images, 3, batch=4)) and not np.array_equal(copy, augmented_copy(images, 4, batch=4))
+    assert all(not np.array_equal(c, i) for c, i in zip(copy, images))  # every image changed, each its own way
+    assert not np.array_equal(copy[0], copy[1])
 
 
 def test_draws_take_the_original_at_its_share_and_each_copy_otherwise():
@@ -89,13 +105,13 @@ def test_refit_with_copies_trains_on_them_and_records_them(synthetic_dataset, tm
     config = {
         "name": "tiny-widths", "description": "copies", "base": str(base), "folds": 2, "shares": [0.0, 0.3], "global_shares": [0.0, 0.2],
         "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2, "seeds": [0],
-                    "copies": ["thin", "thick"], "original_share": 0.5},
+                    "copies": ["thin", "augmented-3"], "original_share": 0.5},
         "global": {"taps": [4, 5], "width": 8, "dim": 4, "steps": 4, "warmup": 1, "batch": {"writers": 4, "genuine": 2, "forged": 1}, "seeds": [0],
                    "copies": ["thick"], "original_share": 0.5},
         "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
     }
     card = json.loads(refit_spatial(config, "widths.yaml").with_suffix(".json").read_text())
-    assert card["spatial"]["copies"] == ["thin", "thick"] and card["global"]["copies"] == ["thick"] and card["spatial"]["original_share"] == 0.5
+    assert card["spatial"]["copies"] == ["thin", "augmented-3"] and card["global"]["copies"] == ["thick"] and card["spatial"]["original_share"] == 0.5
     assert sorted(p.name for p in (tmp_path / "run").glob("train*.npz")) == ["train-thick.npz", "train-thin.npz", "train.npz"]
-    with pytest.raises(InputError, match="unknown stroke-width copies"):
+    with pytest.raises(InputError, match="unknown copies"):
         refit_spatial({**config, "name": "tiny-bold", "spatial": {**config["spatial"], "copies": ["bold"]}}, "widths.yaml")

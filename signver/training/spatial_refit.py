@@ -55,7 +55,7 @@ from .run_state import machine_name
 from .ink_tone import stretch_spec, with_ink_stretch
 from .global_head import global_seeds, trained_global_head
 from .spatial import head_seeds, spatial_embeddings, trained_head
-from .stroke_width import changes_of, training_maps
+from .stroke_width import augmented_copy, augmented_seed, changes_of, training_maps
 
 SHARES = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)  # spatial shares tried unless the config lists its own
 SPATIAL = "/spatial/"  # the head's nodes, as torch names them (`FusedEmbedder.spatial`, `SpatialTail.spatial`)
@@ -188,6 +188,15 @@ def with_learned(imagenet: np.ndarray, learned: np.ndarray | None, share: float)
     return imagenet if learned is None else joined(imagenet, learned, share)
 
 
+def copy_images(name: str, train: TrainingSet, sources: list[dict], size: tuple[int, int], run_dir: Path) -> np.ndarray:
+    """The images of copy `name`, image for image with `train`: an augmented copy of its
+    normalised images, or the raw scans changed (`stroke_width.CHANGES`) and normalised."""
+    seed = augmented_seed(name)
+    if seed is not None:
+        return augmented_copy(train.images, seed)
+    return load_training_set(sources, size, "train", run_dir / f"train-{name}.npz", change=name).images
+
+
 def export_tail(body: onnx.ModelProto, tail: SpatialTail, pooled_size: int, maps_shape: tuple[int, ...], path: Path) -> Path:
     """Write a `trunk` joined to `tail` as one ONNX file at `path`."""
     pooled, maps = (output.name for output in body.graph.output)
@@ -236,7 +245,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     session = trunk_session(body)
     train_pooled, train_maps = pooled_and_maps(session, train.images)
     held_pooled, held_maps = pooled_and_maps(session, holdout.images)
-    changed = {name: pooled_and_maps(session, load_training_set(sources, size, "train", run_dir / f"train-{name}.npz", change=name).images)[1] for name in copy_names}
+    changed = {name: pooled_and_maps(session, copy_images(name, train, sources, size, run_dir))[1] for name in copy_names}
     heads = [trained_head(spec, seed, train_maps.shape[1], lambda: training_maps(spec, train_maps, changed), train, run_dir / f"spatial-seed{seed}.pt")
              for seed in head_seeds(spec)]
     globals_ = [trained_global_head(global_spec, seed, train_maps.shape[1], lambda: training_maps(global_spec, train_maps, changed), train, run_dir / f"global-seed{seed}.pt")

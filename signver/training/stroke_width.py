@@ -1,11 +1,16 @@
-"""Stroke-width copies of the training scans, so heads learn to look past the pen and scanner.
+"""Changed copies of the training images, so heads trained on fixed maps still see variety.
 
-The same hand leaves finer or broader strokes with another pen, scanner or resolution:
-BHSig260-Bengali writers 1-50 were scanned with strokes about 3.6 pixels wide, writers 51-100
-and the Hindi writers about 5. Heads trained on the scans as they are lose much of their
-accuracy when every stroke is a pixel wider (docs/benchmarks.md, twentieth session), so the
-heads may also train on copies of each scan made a pixel finer or broader (a 2x2 grey
-dilation or erosion of the raw scan, before the one normalisation).
+Heads train on maps computed once per image, so they cannot augment as a network does; they
+may instead draw from copies whose maps are computed once too:
+
+- stroke-width copies (`thin`, `thick`): the same hand leaves finer or broader strokes with
+  another pen, scanner or resolution (BHSig260-Bengali writers 1-50 were scanned with strokes
+  about 3.6 pixels wide, writers 51-100 and the Hindi writers about 5). Each raw scan is made a
+  pixel finer or broader (a 2x2 grey dilation or erosion) before the one normalisation
+  (docs/benchmarks.md, twentieth session);
+- augmented copies (`augmented-<seed>`): the normalised images moved, turned, sheared, warped
+  and re-toned as the network's training augments them (`augment.random_geometry`,
+  `augment.random_scan`), seeded (docs/benchmarks.md, thirty-eighth session).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 
 from ..errors import InputError
 
+AUGMENTED = "augmented-"  # prefix of an augmented copy's name; its seed follows
 _PIXEL = np.ones((2, 2), np.uint8)
 CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "thin": lambda gray: cv2.dilate(gray, _PIXEL),  # ink is dark: the paper grows into it
@@ -26,12 +32,30 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def changes_of(spec: dict) -> list[str]:
-    """The copies a head spec trains on (`copies`), checked against `CHANGES`."""
+    """The copies a head spec trains on (`copies`): names in `CHANGES` or `augmented-<seed>`."""
     names = [str(name) for name in spec.get("copies", [])]
-    unknown = sorted(set(names) - set(CHANGES))
+    unknown = sorted(n for n in set(names) if n not in CHANGES and augmented_seed(n) is None)
     if unknown:
-        raise InputError(f"unknown stroke-width copies {unknown}: choose from {sorted(CHANGES)}")
+        raise InputError(f"unknown copies {unknown}: choose from {sorted(CHANGES)} or {AUGMENTED}<seed>")
     return names
+
+
+def augmented_seed(name: str) -> int | None:
+    """The seed of an augmented copy's name (`augmented-7` -> 7), None for any other name."""
+    digits = name[len(AUGMENTED):]
+    return int(digits) if name.startswith(AUGMENTED) and digits.isdigit() else None
+
+
+def augmented_copy(images: np.ndarray, seed: int, batch: int = 512) -> np.ndarray:
+    """Normalised uint8 images as training augments them (geometry, then ink tone, blur and
+    noise), drawn from `seed` without touching torch's global random state."""
+    from .augment import random_geometry, random_scan
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        x = torch.from_numpy(images).float().div(255)[:, None]
+        out = torch.cat([random_scan(random_geometry(x[i : i + batch])) for i in range(0, len(x), batch)])
+    return (out[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 class MapCopies:
