@@ -157,15 +157,19 @@ def cross_validated_shares(imagenet: np.ndarray, maps: torch.Tensor, train: Trai
 
 
 def cross_validated_grid(imagenet: np.ndarray, maps: torch.Tensor, train: TrainingSet, spec: dict, folds: int, shares, run_dir: Path,
-                         global_spec: dict | None = None, global_shares=(0.0,), changed: dict[str, torch.Tensor] | None = None) -> dict[tuple[float, float], dict[str, float]]:
+                         global_spec: dict | None = None, global_shares=(0.0,), changed: dict[str, torch.Tensor] | None = None,
+                         scored_folds: list[int] | None = None) -> dict[tuple[float, float], dict[str, float]]:
     """As `cross_validated_shares`, for each (global share w, spatial share v): the ImageNet
     part joined first to global heads (`global_spec`) trained on the other folds at share w, then
     to the spatial heads at share v. Every part is fixed or trained without the scored writers,
-    so this scores the whole vector. Heads that train on stroke-width copies find their maps
-    in `changed`; they are scored on the originals."""
+    so this scores the whole vector. Heads that train on copies find their maps in `changed`;
+    they are scored on the originals. `scored_folds`: only these folds (a quicker estimate)."""
+    scored = list(range(folds)) if scored_folds is None else [int(k) for k in scored_folds]
+    if not scored or not all(0 <= k < folds for k in scored):
+        raise InputError(f"scored folds must be among 0 to {folds - 1}, got {scored_folds}")
     fold = folds_of(train, folds)
     per_fold = []
-    for k in range(folds):
+    for k in scored:
         rest, mine = fold != k, fold == k
         others = train.subset(rest)
         spatial_maps = cache(lambda: training_maps(spec, maps, changed or {}).subset(rest))  # once per fold, and only if a head must train
