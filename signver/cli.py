@@ -473,7 +473,7 @@ def clean_images(
 @reports_errors
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
-    port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
+    port: int = typer.Option(8000, help="TCP port"),
     gallery: Optional[Path] = GalleryOption,
     api_key: Optional[str] = typer.Option(None, envvar="SIGNVER_API_KEY", help="key that writes need (header X-API-Key); prefer the env var"),
     model: Optional[str] = typer.Option(None, help="extractor the gallery was made with (default: the one it holds)"),

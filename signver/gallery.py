@@ -19,7 +19,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -80,7 +80,7 @@ class Person:
     enrolled_at: str
 
     def to_dict(self) -> dict:
-        return {"person_id": self.person_id, "references": self.references, "metadata": self.metadata, "enrolled_at": self.enrolled_at}
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: it would copy the metadata recursively
 
 
 @dataclass
@@ -419,16 +419,16 @@ class Gallery:
             "GROUP BY p.person_id ORDER BY p.person_id").fetchall()
         return [self._person(r) for r in rows]
 
-    @_locked
     def _rows_in(self, query: str, values: list) -> list[tuple]:
         """`query`'s rows for `values` in its `IN ({})`, asked in parts that SQLite's limit on
-        bound values (32,766 in common builds) never refuses."""
+        bound values (32,766 in common builds) never refuses. The caller holds the lock."""
         rows = []
         for start in range(0, len(values), IN_CHUNK):
             part = values[start : start + IN_CHUNK]
             rows += self._db.execute(query.format(",".join("?" * len(part))), part).fetchall()
         return rows
 
+    @_locked
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM people").fetchone()[0]
 
