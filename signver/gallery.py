@@ -35,8 +35,12 @@ from .matcher import DEFAULT_FUSION, check_k, check_threshold, distances, fuse
 MAX_PERSON_ID = 200
 MAX_METADATA_DEPTH = 32  # nesting every JSON encoder and reader on the way can handle (the service's stops near 255)
 # characters that would make one id print as another or split a listing line: line and paragraph
-# separators and the bidirectional controls (control characters are refused too)
-_MISLEADING = set("\u2028\u2029\u200e\u200f\u061c") | {chr(c) for c in range(0x202A, 0x202F)} | {chr(c) for c in range(0x2066, 0x206A)}
+# separators, blank fillers and variation selectors (format characters, such as the bidirectional
+# controls and zero-width spaces, and control characters are refused too)
+_MISLEADING = set("\u2028\u2029\u034f\u115f\u1160\u3164\uffa0") | {chr(c) for c in range(0xFE00, 0xFE10)}
+# invisible, but part of how some scripts (Bengali, Persian) and emoji are written: kept after a
+# character that is not ASCII, refused after ASCII (where "bob" + U+200D would print as "bob")
+_IN_SCRIPT = set("\u200c\u200d\ufe0e\ufe0f")
 IN_CHUNK = 10_000  # values bound in one SQL IN (...) list
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
 # References closer than this share of the model's decision distance are one scan given twice,
@@ -116,13 +120,21 @@ def check_person_id(person_id: str) -> str:
         raise InputError(f"a person id must be text, got undecodable bytes in {person_id[:40]!r}")
     if len(person_id) > MAX_PERSON_ID:
         raise InputError(f"a person id must be at most {MAX_PERSON_ID} characters, got {person_id[:40]!r}")
-    odd = next((c for c in person_id if unicodedata.category(c) == "Cc" or c in _MISLEADING), None)
+    odd = next((c for i, c in enumerate(person_id) if _misleading(c, person_id[i - 1] if i else "")), None)
     if odd is not None:
         raise InputError(f"a person id must not hold {unicodedata.name(odd, 'a control character')} (U+{ord(odd):04X}), "
                          f"which would make it print as another id: {person_id[:40]!r}")
     if person_id != person_id.strip():  # ' bob' would list as 'bob'
         raise InputError(f"a person id must not start or end with a space, got {person_id[:40]!r}")
+    if {".", ".."} & set(person_id.split("/")):  # URLs drop such parts: /v1/people/.. is /v1/
+        raise InputError(f"a person id must not be '.' or '..' or hold them between slashes, got {person_id[:40]!r}")
     return person_id
+
+
+def _misleading(char: str, before: str) -> bool:
+    if char in _IN_SCRIPT:
+        return before.isascii()
+    return char in _MISLEADING or unicodedata.category(char) in ("Cc", "Cf")
 
 
 def images_to_enrol(person_id: str, images) -> list:
@@ -354,6 +366,7 @@ class Gallery:
         vectors = self.extractor.vectors(images)  # before the transaction: no lock held while embedding
         with self._lock:
             with self._write():
+                person_id = self._stored_id(person_id)
                 self._refuse_duplicates(person_id, vectors, labels)
                 before = self._stored_generation()
                 self._db.execute("INSERT INTO people (person_id, enrolled_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (person_id, _now()))
@@ -391,6 +404,7 @@ class Gallery:
     def remove(self, person_id: str) -> Person:
         """Delete a person and all their references; returns what was removed."""
         person = self.get(person_id)
+        person_id = person.person_id
         with self._write():
             before = self._stored_generation()
             ids = [r[0] for r in self._db.execute("SELECT id FROM refs WHERE person_id = ?", (person_id,))]
@@ -405,12 +419,22 @@ class Gallery:
     def get(self, person_id: str) -> Person:
         if not isinstance(person_id, str):
             raise InputError(f"a person id is a string, got {type(person_id).__name__}")
+        person_id = self._stored_id(person_id)
         row = self._db.execute(
             "SELECT p.person_id, COUNT(r.id), p.metadata, p.enrolled_at FROM people p LEFT JOIN refs r USING (person_id) "
             "WHERE p.person_id = ? GROUP BY p.person_id", (person_id,)).fetchone()
         if row is None:
-            raise PersonNotFoundError(f"no person {person_id!r} in gallery {self.path}")
+            raise PersonNotFoundError(f"no person {person_id!r} in the gallery")  # no path: service clients see this
         return self._person(row)
+
+    def _stored_id(self, person_id: str) -> str:
+        """The id as stored: ids are kept in Unicode NFC, so that "José" typed with a combining
+        accent is the same person as with a precomposed é; an id stored exactly as given before
+        ids were normalised is still found. The caller holds the lock."""
+        normal = unicodedata.normalize("NFC", person_id)
+        if normal != person_id and self._db.execute("SELECT 1 FROM people WHERE person_id = ?", (person_id,)).fetchone():
+            return person_id
+        return normal
 
     @_locked
     def list(self) -> list[Person]:
@@ -440,6 +464,7 @@ class Gallery:
     @_locked
     def references(self, person_id: str) -> np.ndarray:
         """A person's reference vectors (K, D)."""
+        person_id = self._stored_id(person_id)
         rows = self._db.execute("SELECT id, vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
         if not rows:
             self.get(person_id)  # raises PersonNotFoundError
@@ -465,7 +490,7 @@ class Gallery:
         are fused into one and compared with the threshold. `clean`: clean the image first
         (None: `signver.cleaner.DEFAULT_CLEAN`)."""
         started = time.perf_counter()
-        self.get(person_id)  # an unknown person is the error to report, before any image is read
+        person_id = self.get(person_id).person_id  # an unknown person is the error to report, before any image is read
         vector = self.extractor.vectors([questioned], clean=clean)[0]
         embedded = time.perf_counter()
         return self._decide(person_id, vector, self.references(person_id), started, embedded)

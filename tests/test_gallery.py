@@ -107,12 +107,17 @@ def test_bad_enrolments_change_nothing(gallery):
     before = gallery.integrity()
     with pytest.raises(InputError, match="non-empty"):
         gallery.enroll("", [synth.genuine(1, 0)])
-    for odd, named in (("mallory\u2028bob", "LINE SEPARATOR"), ("a\u0085b", "U\\+0085"), ("evil\u202etxt", "RIGHT-TO-LEFT OVERRIDE"), ("x\x01y", "U\\+0001")):
+    for odd, named in (("mallory\u2028bob", "LINE SEPARATOR"), ("a\u0085b", "U\\+0085"), ("evil\u202etxt", "RIGHT-TO-LEFT OVERRIDE"), ("x\x01y", "U\\+0001"),
+                       ("bob\u200b", "ZERO WIDTH SPACE"), ("bob\u200d", "ZERO WIDTH JOINER"), ("\ufeffbob", "ZERO WIDTH NO-BREAK SPACE"),
+                       ("bo\u034fb", "COMBINING GRAPHEME JOINER"), ("bob\ufe0f", "VARIATION SELECTOR-16"), ("\u3164", "HANGUL FILLER")):
         with pytest.raises(InputError, match=f"must not hold .*{named}"):
             gallery.enroll(odd, [synth.genuine(1, 0)])
     for padded in (" bob", "bob ", "\u00a0bob"):
         with pytest.raises(InputError, match="start or end"):
             gallery.enroll(padded, [synth.genuine(1, 0)])
+    for dots in (".", "..", "a/../b", "./a", "a/."):  # a URL drops such parts: /v1/people/.. is /v1/
+        with pytest.raises(InputError, match="'.' or '..'"):
+            gallery.enroll(dots, [synth.genuine(1, 0)])
     deep = {"a": 1}
     for _ in range(40):  # within what JSON reads, beyond what every encoder on the way writes
         deep = {"a": deep}
@@ -471,3 +476,20 @@ def test_person_ids_in_any_script_are_kept(tmp_path):
         for s, name in enumerate(names):
             g.enroll(name, [synth.genuine(3 + s, 0)])
         assert sorted(p.person_id for p in g.list()) == sorted(names)
+
+
+def test_person_ids_are_kept_in_nfc(tmp_path):
+    """"José" with a combining accent is the same person as with a precomposed é, whichever way
+    it is typed; an id stored before ids were normalised is still found as it was stored."""
+    composed, decomposed = "Jos\u00e9", "Jose\u0301"
+    with Gallery(tmp_path / "nfc.sqlite") as g:
+        assert g.enroll(decomposed, [synth.genuine(3, 0)]).person_id == composed
+        assert g.enroll(composed, [synth.genuine(3, 1)]).references == 2
+        assert [p.person_id for p in g.list()] == [composed]
+        assert g.get(decomposed).person_id == composed and len(g.references(decomposed)) == 2
+        assert g.verify_claim(decomposed, synth.genuine(3, 2)).person_id == composed
+        g._db.execute("INSERT INTO people (person_id, enrolled_at) VALUES (?, '2026-01-01T00:00:00+00:00')", ("Rene\u0301",))
+        g._db.commit()
+        assert g.enroll("Rene\u0301", [synth.genuine(4, 0)]).person_id == "Rene\u0301"  # the stored row, not a second person
+        assert g.remove("Rene\u0301").references == 1 and g.remove(decomposed).person_id == composed
+        assert len(g) == 0

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import anyio
 import cv2
 import httpx
 import numpy as np
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from signver import synth  # noqa: E402
 from signver.errors import InputError  # noqa: E402
 from signver.server import Settings, create_app  # noqa: E402
+from signver.server.app import ServiceError, _Service  # noqa: E402
 
 from .documents import StandInCleaner, StandInDetector, free_port, page_with_signatures, pdf, png, png_header_only  # noqa: E402
 
@@ -184,7 +186,13 @@ def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
     assert_error(client.post("/v1/people", data={"person_id": "bob"}, files=blank_second), 422, "field 'images[1]' (white.png): blank")
     missing = assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0)}), 422, "missing field 'b'")
     assert missing["fields"] == [{"field": "b", "problem": "missing"}]
-    assert_error(client.post("/v1/verify", data={"x": "1"}), 422, "'a'", "'b'")
+    assert_error(client.post("/v1/verify", data={"clean": "false"}), 422, "'a'", "'b'")
+    # what FastAPI alone drops without a word: a field the route does not take, a query parameter
+    assert_error(client.post("/v1/verify", data={"x": "1"}), 400, "field 'x' is not taken by POST /v1/verify", "a, b, clean, threshold")
+    assert_error(client.post("/v1/people/alice/verify", files={"image": sig(ALICE, 0)}, data={"threshold": "0.01"}), 400,
+                 "field 'threshold' is not taken", "clean, image")
+    assert_error(client.post("/v1/identify?k=1", files={"image": sig(ALICE, 0)}), 400, "query parameter 'k'", "form fields")
+    assert_error(client.get("/v1/people?limit=1"), 400, "query parameter 'limit'")
     assert_error(client.post("/v1/identify", files={"image": sig(ALICE, 0)}, data={"k": "0"}), 422, "'k'")
     assert_error(client.post("/v1/identify", files={"image": sig(ALICE, 0)}, data={"k": "many"}), 422, "'k'")
     assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}, data={"threshold": "nan"}), 422, "threshold")
@@ -320,6 +328,46 @@ def test_openapi_docs_are_served_locally(client):
     assert page.status_code == 200 and "<h1>signver</h1>" in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         assert client.get(asset).status_code == 200
+
+
+def test_openapi_schema_names_the_errors_and_the_key_only_where_needed(tmp_path, document):
+    with make_client(tmp_path, document) as c:
+        schema = c.get("/openapi.json").json()
+        identify = schema["paths"]["/v1/identify"]["post"]
+        assert {"400", "404", "413", "415", "422", "503"} <= set(identify["responses"])
+        assert identify["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+        assert set(schema["components"]["schemas"]["ErrorBody"]["properties"]) == {"error", "type", "fields"}
+        assert all("security" not in op for ops in schema["paths"].values() for op in ops.values())  # no key: nothing needs one
+    with make_client(tmp_path, document, api_key="k") as c:
+        paths = c.get("/openapi.json").json()["paths"]
+        assert "security" in paths["/v1/people"]["post"] and "security" not in paths["/v1/identify"]["post"]
+    with make_client(tmp_path, document, api_key="k", protect_reads=True) as c:
+        assert "security" in c.get("/openapi.json").json()["paths"]["/v1/identify"]["post"]
+
+
+def test_work_over_time_keeps_its_worker_slot(tmp_path):
+    """A request answered 503 leaves its thread running (threads cannot be killed): the next
+    request must wait for that thread rather than run beside it, past the `workers` limit."""
+    service = _Service(Settings(workers=1, timeout_s=0.3), pipeline=None)
+    spans = {}
+
+    def work(name, seconds):
+        began = time.monotonic()
+        time.sleep(seconds)
+        spans[name] = (began, time.monotonic())
+        return name
+
+    async def both():
+        with pytest.raises(ServiceError, match="longer than"):
+            await service.compute(work, "slow", 0.8)
+        return await service.compute(work, "next", 0.0)
+
+    with pytest.raises(ServiceError):  # "next" waits for "slow" past its own limit, and never runs
+        anyio.run(both)
+    time.sleep(0.8)
+    assert "slow" in spans and "next" not in spans
+    service = _Service(Settings(workers=1, timeout_s=2.0), pipeline=None)
+    assert anyio.run(service.compute, work, "alone", 0.0) == "alone"
 
 
 def test_settings_from_environment(tmp_path):

@@ -119,6 +119,31 @@ def test_enrol_upload_see_boxes_and_get_a_decision(browser, server, files):
     page.close()
 
 
+def test_an_answer_for_a_file_no_longer_chosen_is_dropped(browser, files, tmp_path):
+    """Verify a document, then pick a single signature before the slow answer comes: the
+    answer must not be shown as if it were the new file's."""
+    folder, boxes = files
+    app = create_app(tmp_path / "g.sqlite", detector=StandInDetector(boxes, delay_s=1.5), clean=False)
+    with ServerThread(app) as url:
+        page = offline_page(browser, url)
+        page.goto(url + "/")
+        sync_api.expect(page.locator("#health")).to_contain_text("Service ready")
+        page.get_by_label("File (PNG").set_input_files(str(folder / "page.png"))
+        sync_api.expect(page.locator("#check-status")).to_contain_text("Found 2 signatures", timeout=10_000)
+        page.get_by_role("button", name="Verify").click()
+        sync_api.expect(page.locator("#check-status")).to_contain_text("Searching")
+        page.get_by_label("A single signature").check()
+        page.get_by_label("File (PNG").set_input_files(str(folder / "alice-0.png"))
+        page.wait_for_timeout(3_000)  # the document's answer has come by now (1.5 s of detection)
+        assert page.locator("#result").is_hidden()
+        assert "Done" not in page.locator("#check-status").inner_text()
+        page.get_by_role("button", name="Verify").click()  # the new file's own answer is shown, labelled as uploaded
+        sync_api.expect(page.locator("#check-status")).to_contain_text("Done")
+        sync_api.expect(page.locator("img.crop")).to_have_attribute("alt", "Signature 1 as uploaded")
+        assert page.refused == [] and page.js_errors == []
+        page.close()
+
+
 def test_api_docs_render_offline(browser, server):
     page = offline_page(browser, server)
     page.goto(server + "/docs")

@@ -15,19 +15,22 @@ import io
 import json
 import logging
 import os
+import threading
+import typing
 from dataclasses import dataclass, fields, replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 import cv2
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, Path as PathParam, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Path as PathParam, Request, UploadFile, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -124,15 +127,35 @@ PersonPath = Annotated[str, PathParam(min_length=1, max_length=200, description=
 REPEATABLE_FIELDS = {"images"}  # the only form field a route takes several of (enrolment's references)
 
 
-async def each_field_once(request: Request) -> None:
-    """Refuse a form that repeats a field: FastAPI would keep the last copy and drop the rest
-    without a word (two person_id parts once enrolled the second person)."""
+async def fields_as_declared(request: Request) -> None:
+    """Refuse what FastAPI would drop without a word: a form field the route does not take (a
+    `threshold` sent to a claim check would leave the caller believing it applied), a query
+    parameter (options travel as form fields), a field sent twice (two person_id parts once
+    enrolled the second person)."""
+    route = f"{request.method} {request.url.path}"
+    if request.url.path.startswith("/v1/") and request.query_params:
+        name = next(iter(request.query_params.keys()))
+        raise InputError(f"query parameter {name!r} is not read by {route}: send options as form fields (see /docs)")
     if not request.headers.get("content-type", "").startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         return
     form = await request.form()
+    declared = _form_fields(request.scope.get("endpoint"))
     for name in dict.fromkeys(form.keys()):
+        if name not in declared:
+            takes = f"it takes {', '.join(sorted(declared))}" if declared else "it takes no form"
+            raise InputError(f"field {name!r} is not taken by {route}; {takes}")
         if name not in REPEATABLE_FIELDS and len(form.getlist(name)) > 1:
             raise InputError(f"field {name!r} was sent {len(form.getlist(name))} times; send it once")
+
+
+@cache
+def _form_fields(endpoint) -> frozenset[str]:
+    """The form and file fields a route's function declares (`File` is a kind of `Form`)."""
+    if endpoint is None:
+        return frozenset()
+    hints = typing.get_type_hints(endpoint, include_extras=True)
+    return frozenset(meta.alias or name for name, hint in hints.items()
+                     for meta in getattr(hint, "__metadata__", ()) if isinstance(meta, params.Form))
 
 
 async def claimed_person_not_blank(request: Request) -> None:
@@ -140,6 +163,26 @@ async def claimed_person_not_blank(request: Request) -> None:
     form = await request.form()
     if "person_id" in form and not str(form["person_id"]).strip():
         raise InputError("field 'person_id' is empty: give the claimed person, or leave the field out to identify each signature")
+
+
+class ErrorBody(BaseModel):
+    """Every error's JSON body."""
+
+    error: str
+    type: str
+    fields: list[dict[str, str]] | None = Field(None, description="422 only: each field and its problem")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody, "description": text} for status, text in (
+    (400, "Bad input: an unreadable, empty or corrupt file; a field sent twice or not taken by the route"),
+    (401, "The API key is missing or wrong (header X-API-Key)"),
+    (404, "No such person, or no such route"),
+    (409, "A reference the person already has, or a gallery that cannot be used"),
+    (413, "The request body, an image or a document is over the service's limits"),
+    (415, "Not an image or a PDF"),
+    (422, "A field is missing or out of range, or an image holds no ink"),
+    (503, "Over the service's time limit"),
+)}
 
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="needed for writes when the service has a key")
@@ -181,7 +224,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
             store.close()
 
     app = FastAPI(
-        title="signver", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, dependencies=[Depends(each_field_once)],
+        title="signver", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, dependencies=[Depends(fields_as_declared)],
+        responses=ERROR_RESPONSES,
         description="Offline handwritten signature verification: detect signatures on document pages, clean them, "
                     "verify them against a second signature or an enrolled person, search the gallery. "
                     "Images are multipart file fields (PNG, JPEG, TIFF, BMP, WebP, GIF or PDF, sniffed from "
@@ -206,7 +250,9 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         if settings.protect_reads:
             service.check_key(key)
 
-    reads, writes = [Depends(read_access)], [Depends(write_access)]
+    # only where a key applies, so that the API schema says which routes need it
+    reads = [Depends(read_access)] if settings.api_key and settings.protect_reads else []
+    writes = [Depends(write_access)] if settings.api_key else []
 
     # -- service --------------------------------------------------------------------------
 
@@ -301,9 +347,9 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
     @app.post("/v1/people/{person_id:path}/verify", tags=["gallery"], dependencies=reads, summary="Verify a claim against a person")
     async def verify_claim(person_id: PersonPath, image: ImageField, clean: CleanField = None) -> dict:
-        person = store.get(person_id)  # 404 before the upload is decoded
+        store.get(person_id)  # 404 before the upload is decoded
         result = await service.compute(pipeline.verify_claim, person_id, await _source(image, "image"), clean)
-        return {**_clean_floats(result.to_dict()), "person": person.to_dict()}
+        return {**_clean_floats(result.to_dict()), "person": store.get(person_id).to_dict()}  # as the claim found them
 
     # -- web app and offline docs --------------------------------------------------------
 
@@ -351,11 +397,14 @@ class _Service:
     """Model work in worker threads: at most `workers` at once, each request under `timeout_s`
     (waiting for a worker included). A request over time is answered 503 at once; its thread
     finishes in the background (Python threads cannot be killed), so only work that changes
-    nothing runs under the limit: enrolment writes through `write`, removal in a plain route."""
+    nothing runs under the limit: enrolment writes through `write`, removal in a plain route.
+    A thread holds its worker slot (`_slots`) until its work ends, answered or not, so requests
+    that time out cannot pile up work past `workers`; one abandoned before its turn never runs."""
 
     def __init__(self, settings: Settings, pipeline: Pipeline):
         self.settings, self.pipeline = settings, pipeline
         self._limiters: dict[int, anyio.CapacityLimiter] = {}
+        self._slots = threading.BoundedSemaphore(settings.workers)
 
     def _limiter(self) -> anyio.CapacityLimiter:
         import asyncio
@@ -366,17 +415,30 @@ class _Service:
         return self._limiters[loop]
 
     async def compute(self, fn, *args):
+        abandoned = threading.Event()
+
+        def in_slot():
+            with self._slots:
+                if abandoned.is_set():  # answered 503 while waiting for a slot
+                    return None
+                return fn(*args)
+
         try:
             with anyio.fail_after(self.settings.timeout_s):
-                return await anyio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True, limiter=self._limiter())
+                return await anyio.to_thread.run_sync(in_slot, abandon_on_cancel=True, limiter=self._limiter())
         except TimeoutError:
+            abandoned.set()
             raise ServiceError(f"the request took longer than the service's limit of {self.settings.timeout_s:g} s; "
                                "try a smaller document or again later", 503) from None
 
     async def write(self, fn):
         """A gallery write, run to its end however long it waits for the database: a request
         answered 503 must not have changed anything, so writes are never abandoned."""
-        return await anyio.to_thread.run_sync(fn, limiter=self._limiter())
+        def in_slot():
+            with self._slots:
+                return fn()
+
+        return await anyio.to_thread.run_sync(in_slot, limiter=self._limiter())
 
     def check_key(self, key: str | None) -> None:
         expected = self.settings.api_key

@@ -4,7 +4,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 let apiKey = sessionStorage.getItem("signver-api-key") || "";
-let detectRequest = 0; // newest /v1/detect wins when files are changed quickly
+let request = 0; // the newest request wins: an answer for a file no longer chosen is dropped
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -30,11 +30,15 @@ async function api(method, path, body) {
   } catch (error) {
     throw new Error("the service cannot be reached");
   }
-  const data = (response.headers.get("content-type") || "").includes("json") ? await response.json() : null;
+  let data = null;
+  if ((response.headers.get("content-type") || "").includes("json")) {
+    try { data = await response.json(); } catch (error) { data = null; }
+  }
   if (!response.ok) {
     const message = data && data.error ? data.error : `HTTP ${response.status}`;
     throw new Error(response.status === 401 ? `${message}. Enter the API key at the top of the page.` : message);
   }
+  if (data === null) throw new Error(`the service's answer could not be read (HTTP ${response.status}, not JSON)`);
   return data;
 }
 
@@ -172,7 +176,12 @@ function showDecisions(signatures, mode) {
     const item = el("li", { class: "decision" });
     const where = s.page === undefined ? "" : ` (page ${s.page + 1}${s.score !== undefined ? `, detector score ${s.score.toFixed(2)}` : ""})`;
     item.append(el("h3", { text: `Signature ${s.index + 1}${where}` }));
-    if (s.image) item.append(el("img", { src: s.image, alt: `Signature ${s.index + 1} as the model saw it`, class: "crop" }));
+    if (s.image) {
+      const alt = s.uploaded ? `Signature ${s.index + 1} as uploaded` : `Signature ${s.index + 1} as the model saw it`;
+      const crop = el("img", { src: s.image, alt, class: "crop" });
+      crop.addEventListener("error", () => crop.remove()); // a TIFF or PDF the browser cannot show
+      item.append(crop);
+    }
     if (s.error) {
       item.append(el("p", { class: "bad", text: `Not decided: ${s.error}` }));
     } else if (s.decision) {
@@ -203,54 +212,53 @@ function showPerson(person) {
 }
 
 async function previewDocument() {
+  const mine = ++request;
+  $("result").hidden = true; // what is shown belongs to the file chosen before
+  say("check-status", "");
   const file = $("check-file").files[0];
   if (!file || kind() !== "document") return;
-  const mine = ++detectRequest;
   const form = new FormData();
   form.append("document", file);
   form.append("previews", "true");
   say("check-status", "Looking for signatures…", "busy");
   try {
     const found = await api("POST", "/v1/detect", form);
-    if (mine !== detectRequest) return;
+    if (mine !== request) return;
     const signatures = found.pages.flatMap((p) => p.boxes.map((b) => ({ index: b.index, page: p.page, score: b.score, box: b })));
     drawPages(found.pages, signatures);
     showDecisions(signatures, "detect");
     showPerson(null);
     say("check-status", `Found ${found.count} signature${found.count === 1 ? "" : "s"}. Choose the claimed person and press Verify.`, "good");
   } catch (error) {
-    if (mine === detectRequest) say("check-status", `Could not read the document: ${error.message}`, "bad");
+    if (mine === request) say("check-status", `Could not read the document: ${error.message}`, "bad");
   }
 }
 
-async function verifySignature(file, personId) {
+async function verifySignature(file, personId, mine) {
   const form = new FormData();
   form.append("image", file);
   form.append("clean", $("clean").checked ? "true" : "false");
-  let signature;
-  if (personId) {
-    const result = await api("POST", `/v1/people/${encodeURIComponent(personId)}/verify`, form);
-    signature = { index: 0, decision: result };
-    showPerson(result.person);
-  } else {
-    const result = await api("POST", "/v1/identify", form);
-    signature = { index: 0, candidates: result.candidates };
-    showPerson(null);
-  }
+  const result = personId ? await api("POST", `/v1/people/${encodeURIComponent(personId)}/verify`, form)
+    : await api("POST", "/v1/identify", form);
+  if (mine !== request) return null;
+  const signature = personId ? { index: 0, decision: result } : { index: 0, candidates: result.candidates };
+  showPerson(personId ? result.person : null);
   $("page-figure").hidden = true;
   signature.image = URL.createObjectURL(file);
+  signature.uploaded = true;
   showDecisions([signature], personId ? "verify" : "identify");
   $("result").hidden = false;
   return 1;
 }
 
-async function verifyDocument(file, personId) {
+async function verifyDocument(file, personId, mine) {
   const form = new FormData();
   form.append("document", file);
   if (personId) form.append("person_id", personId);
   form.append("clean", $("clean").checked ? "true" : "false");
   form.append("previews", "true");
   const result = await api("POST", "/v1/documents/verify", form);
+  if (mine !== request) return null;
   drawPages(result.pages, result.signatures);
   showDecisions(result.signatures, result.mode);
   showPerson(result.person);
@@ -264,15 +272,16 @@ $("check-form").addEventListener("submit", async (event) => {
   const personId = $("claimed").value;
   const button = $("verify-button");
   button.disabled = true;
-  detectRequest++;
+  const mine = ++request;
   say("check-status", personId ? `Verifying against ${personId}…` : "Searching the gallery…", "busy");
   try {
     const started = performance.now();
-    const count = kind() === "document" ? await verifyDocument(file, personId) : await verifySignature(file, personId);
+    const count = kind() === "document" ? await verifyDocument(file, personId, mine) : await verifySignature(file, personId, mine);
+    if (count === null) return; // another file was chosen meanwhile
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
     say("check-status", `Done in ${seconds} s: ${count} signature${count === 1 ? "" : "s"} ${personId ? "checked" : "searched"}.`, "good");
   } catch (error) {
-    say("check-status", `Failed: ${error.message}`, "bad");
+    if (mine === request) say("check-status", `Failed: ${error.message}`, "bad");
   } finally {
     button.disabled = false;
   }
