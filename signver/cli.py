@@ -281,7 +281,7 @@ def identify(
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
 ) -> None:
-    """Rank the enrolled people closest to each questioned signature (1:N search)."""
+    """Rank the enrolled people most likely to have written each questioned signature (1:N search), by the calibrated likelihood ratio."""
     from .gallery import Gallery
     from .images import printable_name
 

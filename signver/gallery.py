@@ -496,10 +496,12 @@ class Gallery:
         return self._decide(person_id, vector, self.references(person_id), started, embedded)
 
     def identify(self, questioned: SourceLike | np.ndarray, k: int = 5, clean: bool | None = None) -> list[ClaimResult]:
-        """The k enrolled people closest to `questioned`, best first, each scored as a claim.
+        """The k enrolled people most likely to have written `questioned`, best first, each
+        scored as a claim.
 
         The index proposes the people owning the nearest references; each candidate is then
-        scored with the same fusion over all of their references as `verify_claim`.
+        scored with the same fusion over all of their references as `verify_claim`, and ranked
+        by `most_likely_first`.
         """
         k = check_k(k)
         started = time.perf_counter()
@@ -525,7 +527,7 @@ class Gallery:
             by_person.setdefault(person_id, []).append((ref_id, blob))
         results = [self._decide(p, vector, self._vectors(blobs), started, embedded)
                    for p, blobs in by_person.items()]
-        return sorted(results, key=lambda r: r.distance)[:k]
+        return most_likely_first(results)[:k]
 
     @_locked
     def integrity(self) -> dict:
@@ -544,6 +546,17 @@ class Gallery:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def most_likely_first(results: list[ClaimResult]) -> list[ClaimResult]:
+    """Claims ranked by the evidence for them. Fused distances of people with different numbers
+    of references are on different scales (the "scaled" fusion divides by the references'
+    spread, and one reference has none; each number of references has its own threshold), so
+    ranking by distance put a stranger with one reference above the writer with three. The
+    claim rules' likelihood ratios are on one scale; without them, distance over threshold."""
+    if all(r.log10_lr is not None for r in results):
+        return sorted(results, key=lambda r: (-r.log10_lr, r.distance / r.threshold))
+    return sorted(results, key=lambda r: r.distance / r.threshold)
 
 
 class _Transaction:

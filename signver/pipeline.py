@@ -347,7 +347,7 @@ class Pipeline:
         return result
 
     def identify(self, source: SourceLike, k: int = DEFAULT_K, clean: bool | None = None) -> list[ClaimResult]:
-        """The k enrolled people closest to this signature, best first."""
+        """The k enrolled people most likely to have written this signature, best first (`signver.gallery.most_likely_first`)."""
         gallery = self._gallery()
         k = check_k(k)
         timer = _Timer()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -69,7 +70,7 @@ def test_identify_ranks_the_writer_first(gallery, people):
     for person, (_, questioned, _) in people.items():
         ranked = gallery.identify(questioned, k=3)
         assert ranked[0].person_id == person
-        assert len(ranked) == 3 and [r.distance for r in ranked] == sorted(r.distance for r in ranked)
+        assert len(ranked) == 3 and [r.log10_lr for r in ranked] == sorted((r.log10_lr for r in ranked), reverse=True)
     with pytest.raises(InputError, match="k must be"):
         gallery.identify(people["writer-3"][1], k=0)
     with pytest.raises(InputError, match="a person id is a string"):
@@ -78,6 +79,20 @@ def test_identify_ranks_the_writer_first(gallery, people):
         gallery.enroll("writer-3", [people["writer-3"][1]], sources=[None])
     with pytest.raises(InputError, match="non-negative number"):
         Gallery(gallery.path, threshold="0.5")
+
+
+def test_identify_ranks_the_writer_first_among_people_with_fewer_references(tmp_path):
+    """A fused distance over three references and a plain distance to one are on different
+    scales: ranked by distance, a stranger with one reference came before the writer."""
+    with Gallery(tmp_path / "mixed.sqlite") as g:
+        for w in range(3, 7):
+            g.enroll(f"three-{w}", [synth.genuine(w, s) for s in range(3)])
+            g.enroll(f"one-{w}", [synth.genuine(w + 10, 0)])
+        for w in range(3, 7):
+            ranked = g.identify(synth.genuine(w, 5), k=2)
+            assert ranked[0].person_id == f"three-{w}", [(r.person_id, r.distance, r.log10_lr) for r in ranked]
+            assert ranked[0].distance > ranked[1].distance  # the order distance alone would have reversed
+            assert ranked[0] == replace(g.verify_claim(f"three-{w}", synth.genuine(w, 5)), timings_ms=ranked[0].timings_ms)
 
 
 def test_identify_finds_k_people_when_one_owns_all_the_nearest_references(tmp_path, people, monkeypatch):
