@@ -346,7 +346,7 @@ def evaluate(
     split: Optional[str] = typer.Option(None, help="named split whose test writers to use: cedar, bhsig260-bengali, bhsig260-hindi"),
     test_writers: Optional[str] = typer.Option(None, help="'all' or a comma-separated list of writers (when no --split)"),
     model: Optional[str] = typer.Option(None, help="extractor name or .onnx path"),
-    fusion: str = typer.Option(DEFAULT_FUSION, help="P2: how distances to the K references combine (mean, min, median)"),
+    fusion: str = typer.Option(DEFAULT_FUSION, help="P2: how distances to the K references combine (scaled, mean, min, median)"),
     clean: Optional[bool] = CleanOption,
 ) -> None:
     """Measure a model on a dataset with protocol P1 or P2 and write DIR/metrics.json + plots."""
@@ -360,13 +360,21 @@ def evaluate(
             data_dir, out, protocol.lower(), references, split, test_writers, model, fusion,
             progress=lambda done, total: bar.update(task, completed=done, total=total), clean=clean,
         )
+    missing = metrics.get("split_writers_missing")
+    if missing:
+        print(f"warning: {len(missing)} of the test writers of split {split!r} are not in {data_dir}: {', '.join(missing)}; "
+              f"these figures are for the {metrics['n_writers']} found, not for the split", file=sys.stderr)
     keys = ("n_writers", "n_positive", "n_skilled", "n_random", "eer_skilled", "eer_random", "auc_skilled",
-            "balanced_accuracy_skilled", "threshold", "frr_at_threshold", "far_skilled_at_threshold", "far_random_at_threshold")
+            "balanced_accuracy_skilled", "threshold", "frr_at_threshold", "far_skilled_at_threshold", "far_random_at_threshold",
+            "balanced_accuracy_skilled_at_threshold")
     for key in keys:
         value = metrics.get(key)
-        print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
+        line = f"{key:38s} {value:.4f}" if isinstance(value, float) else f"{key:38s} {value}"
+        if key == "balanced_accuracy_skilled" and isinstance(value, float):
+            line += f"  (at its best threshold on this data, {metrics['balanced_accuracy_threshold_skilled']:.4f})"
+        print(line)
     for key, (low, high) in metrics["intervals_95"].items():  # writers drawn again: how far other writers could move it
-        print(f"{key + ' 95 % interval':28s} {low:.4f} to {high:.4f}")
+        print(f"{key + ' 95 % interval':38s} {low:.4f} to {high:.4f}")
     print(f"wrote {out / 'metrics.json'}")
 
 

@@ -175,6 +175,20 @@ def test_cli_evaluate_writes_metrics(synthetic_dataset, tmp_path):
     assert "eer_skilled" in result.stdout and "eer_skilled 95 % interval" in result.stdout
 
 
+def test_cli_evaluate_says_when_a_split_is_only_partly_there(synthetic_dataset, tmp_path):
+    """Writers 1-8 hold three of CEDAR's eleven test writers: the figures are theirs, and the
+    output says so rather than passing them off as the split's."""
+    result = runner.invoke(app, ["evaluate", str(synthetic_dataset), "--split", "cedar", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test_writers"] == ["2", "7", "8"] and metrics["split_writers_missing"] == ["9", "15", "16", "18", "35", "41", "44", "48"]
+    assert "8 of the test writers of split 'cedar' are not in" in result.stderr and "for the 3 found, not for the split" in result.stderr
+    at_threshold = 1 - (metrics["frr_at_threshold"] + metrics["far_skilled_at_threshold"]) / 2
+    assert metrics["balanced_accuracy_skilled_at_threshold"] == pytest.approx(at_threshold)
+    assert metrics["balanced_accuracy_skilled"] >= at_threshold  # the best over every threshold on this data
+    assert "at its best threshold on this data" in result.stdout
+
+
 def test_metrics_json_is_strict_where_a_rate_cannot_be_computed(tmp_path):
     """With no skilled forgeries there is no skilled FAR: null, not NaN (which JSON.parse rejects)."""
     data = synth.write_dataset(tmp_path / "no-forgeries", n_writers=4, n_genuine=4, n_forged=0, seed=3)

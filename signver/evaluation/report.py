@@ -11,7 +11,7 @@ import numpy as np
 
 from ..calibration import Calibration
 from ..cleaner import resolve as resolve_clean
-from ..datasets import read_dataset, select_writers
+from ..datasets import get_split, read_dataset, select_writers
 from ..extractor import Extractor
 from ..folders import output_folder
 from ..models import ModelCard
@@ -35,6 +35,9 @@ def metrics_for(distances: np.ndarray, kind: np.ndarray, threshold: float) -> di
             result[f"balanced_accuracy_{name}"], result[f"balanced_accuracy_threshold_{name}"] = best_balanced_accuracy(genuine, impostor)
         result[f"far_{name}_at_threshold"] = accept_rate(impostor, threshold)
     result["frr_at_threshold"] = 1 - accept_rate(genuine, threshold)
+    for name, impostor in (("skilled", skilled), ("random", random)):
+        if len(genuine) and len(impostor):  # balanced_accuracy_{name} is at its best threshold on this data; this is the product's
+            result[f"balanced_accuracy_{name}_at_threshold"] = 1 - (result["frr_at_threshold"] + result[f"far_{name}_at_threshold"]) / 2
     return result
 
 
@@ -137,6 +140,7 @@ def evaluate(
         **(calibration_metrics(distances, trials.kind, calibration) if calibration else {}),
         "threshold_source": source,
         "test_writers": trials.writers,
+        **({"split_writers_missing": [w for w in get_split(split).test if w not in trials.writers]} if split else {}),
     }
     write_report(out, metrics, distances, trials.kind, calibration)
     return metrics
