@@ -186,7 +186,8 @@ class Gallery:
             raise GalleryError(f"gallery path {printable_name(self.path)!r} holds a NUL character: not a file name")
         if self.path.is_dir():
             raise GalleryError(f"gallery path {self.path} is a folder; give a file path such as {self.path / 'gallery.sqlite'}")
-        if not self.path.exists():
+        self.created = not self.path.exists()  # a new, empty gallery: worth saying, since a mistyped path makes one
+        if self.created:
             if not create:
                 raise GalleryError(f"no gallery at {self.path}: enrol someone first, or check the path (--gallery / SIGNVER_GALLERY)")
             if self.path.parent.exists() and not self.path.parent.is_dir():

@@ -413,14 +413,35 @@ def test_serve_refuses_a_port_that_is_not_one(port):
         serve(port=port)
 
 
+def test_serve_says_who_needs_the_key_and_whether_the_gallery_is_new(tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    from signver.gallery import Gallery
+    from signver.server import serve
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)  # the banner is printed before the server would start
+    with Gallery(tmp_path / "old.sqlite") as g:
+        g.enroll("alice", [synth.genuine(ALICE, s) for s in range(2)])
+    monkeypatch.setenv("SIGNVER_PROTECT_READS", "1")
+    serve(port=8123, gallery_path=tmp_path / "old.sqlite", api_key="k")
+    assert "old.sqlite: 1 people; reads and writes need the X-API-Key header" in capsys.readouterr().out
+    monkeypatch.setenv("SIGNVER_PROTECT_READS", "0")
+    serve(port=8123, gallery_path=tmp_path / "old.sqlite", api_key="k")
+    assert "1 people; writes need the X-API-Key header" in capsys.readouterr().out
+    monkeypatch.setenv("SIGNVER_PROTECT_READS", "1")
+    with pytest.raises(InputError, match="needs an API key"):  # reads would be open while the setting says protected
+        serve(port=8123, gallery_path=tmp_path / "old.sqlite")
+
+
 def test_signver_serve_prints_the_url_and_answers(tmp_path):
     port = free_port()
     command = [str(Path(sys.executable).parent / "signver"), "serve", "--port", str(port), "--gallery", str(tmp_path / "g.sqlite")]
     env = {**os.environ, "SIGNVER_API_KEY": ""}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        first = process.stdout.readline()
+        first, second = process.stdout.readline(), process.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in first
+        assert "a new, empty gallery" in second and "reads and writes are open" in second, second
         deadline = time.monotonic() + 30
         while True:
             try:

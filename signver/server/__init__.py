@@ -29,6 +29,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, gallery_path: str | os.Path
     shown = f"[{host}]" if ":" in host else host
     gallery = app.state.gallery
     print(f"signver service on http://{shown}:{port}/  (API docs http://{shown}:{port}/docs)", flush=True)
-    print(f"gallery {gallery.path}: {len(gallery)} people; writes "
-          + ("need the X-API-Key header" if settings.api_key else "are open (no API key set)"), flush=True)
+    access = ("reads and writes need" if settings.protect_reads else "writes need") + " the X-API-Key header" if settings.api_key \
+        else "reads and writes are open (no API key set)"
+    held = "a new, empty gallery (check the path if you meant an existing one)" if gallery.created else f"{len(gallery)} people"
+    print(f"gallery {gallery.path}: {held}; {access}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5, server_header=False)

@@ -203,6 +203,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     if (settings.workers < 1 or not 0 < settings.timeout_s or not 0 < settings.body_timeout_s or settings.max_upload_bytes < 1
             or settings.max_pixels < 1 or settings.max_pages < 1):
         raise InputError("workers, timeout_s, body_timeout_s, max_upload_bytes, max_pixels and max_pages must be positive numbers")
+    if settings.protect_reads and not settings.api_key:
+        raise InputError("protect_reads (SIGNVER_PROTECT_READS) needs an API key (SIGNVER_API_KEY): without one, reads would be open")
     if settings.api_key and not (settings.api_key.isascii() and settings.api_key.isprintable() and settings.api_key == settings.api_key.strip()):
         raise InputError("the API key must be printable ASCII with no space at either end: HTTP headers carry other "
                          "characters in ways clients disagree on, and drop spaces at the ends")
