@@ -81,7 +81,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".g
 OUTPUT_FORMATS = ("text", "csv", "jsonl")
 GalleryOption = typer.Option(None, "--gallery", envvar="SIGNVER_GALLERY", help="gallery file (default ~/.signver/gallery.sqlite)")
 FormatOption = typer.Option("text", "--format", help="text, csv or jsonl (one line per result)")
-CleanOption = typer.Option(None, "--clean/--no-clean", help="remove printed text, lines and stamps around the ink before embedding (default: the library's, see docs/benchmarks.md)")
+CleanOption = typer.Option(None, "--clean/--no-clean", help="remove printed text, lines and stamps around the ink before embedding (default: off for signature images, "
+                           "on for crops cut from documents)")
 
 
 def expand_images(paths: list[Path]) -> list[Path]:
@@ -443,6 +444,9 @@ def demo(writers: int = typer.Option(3, help="synthetic writers to draw")) -> No
         result = verify_pair(a, b)
         decision = "verified" if result.verified else "not verified"
         print(f"{label:18s} -> {decision:12s} distance {result.distance:.4f}  threshold {result.threshold:.4f}  ({result.model})")
+    print("note: these are drawn by signver.synth, not scanned. Its forgeries are the writer's own strokes, a little changed,\n"
+          "      closer than a real forger's, and the model (trained on real scans) accepts most of them. Figures on real\n"
+          "      test writers: docs/benchmarks.md.", file=sys.stderr)
 
 
 @app.command("clean")

@@ -21,7 +21,8 @@ def output_folder(folder: str | Path, option: str = "--out", inputs: Iterable[Pa
         raise InputError(f"{option} {folder} is inside {Path(outside).resolve()}, whose files it would mix with; give a folder outside it")
     holding = {p.absolute().parent.resolve() for p in inputs}  # the folder a name is in, links or not
     if folder.exists() and folder.resolve() in holding:
-        raise InputError(f"{option} {folder} holds input files that would be overwritten; give another folder")
+        raise InputError(f"{option} {folder} holds input files: outputs never go into an input's folder, where a later "
+                         "run would take them for inputs or overwrite them; give another folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

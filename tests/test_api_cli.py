@@ -222,6 +222,7 @@ def test_cli_models_and_demo():
     assert demo.exit_code == 0
     lines = demo.stdout.strip().splitlines()
     assert len(lines) == 3 and all("verified" in line and "distance" in line for line in lines)
+    assert "not scanned" in demo.stderr and "docs/benchmarks.md" in demo.stderr
 
 
 def test_inference_never_imports_torch():

@@ -259,7 +259,7 @@ def test_cli_clean_never_overwrites_its_inputs(tmp_path, cluttered):
     Image.fromarray(cluttered.image).save(folder / "a.png")
     before = (folder / "a.png").read_bytes()
     result = runner.invoke(app, ["clean", str(folder), "--out", str(folder)])
-    assert result.exit_code == 2 and "would be overwritten" in result.output
+    assert result.exit_code == 2 and "never go into an input's folder" in result.output
     assert (folder / "a.png").read_bytes() == before
     (tmp_path / "a-file").write_text("x")
     assert runner.invoke(app, ["clean", str(folder), "--out", str(tmp_path / "a-file")]).exit_code == 2
