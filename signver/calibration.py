@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from .errors import DatasetError
+
 LN10 = float(np.log(10))
 LOG10_LR_BOUND = 4.0
 
@@ -99,6 +101,9 @@ def fit_calibration(genuine: np.ndarray, impostor: np.ndarray, impostors: str = 
     equally so the intercept carries no prior from how many pairs of each kind there were."""
     from sklearn.linear_model import LogisticRegression  # fit time only: keeps inference light
 
+    if not (len(genuine) and len(impostor)):
+        raise DatasetError(f"a calibration needs both genuine and {impostors}-forgery trials, got {len(genuine)} genuine "
+                           f"and {len(impostor)} {impostors}: do the writers it is fitted on have forgeries?")
     distances = np.r_[genuine, impostor].astype(np.float64)[:, None]
     labels = np.r_[np.ones(len(genuine)), np.zeros(len(impostor))]
     model = LogisticRegression(C=np.inf, class_weight="balanced", max_iter=1000).fit(distances, labels)

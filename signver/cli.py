@@ -616,13 +616,16 @@ def evaluate_detector(
     print(f"wrote {out / 'metrics.json'}")
 
 
+MODEL_CONFIG = ("name", "out", "description")  # what a run writing a model and its card reads last
+
+
 @train_app.command("baseline")
 @reports_errors
 def train_baseline(config: Path = typer.Option(..., help="YAML config, e.g. configs/baseline-effnet-lite0.yaml")) -> None:
     """Export the ImageNet-feature baseline extractor and write its model card."""
     from .training.baseline import make_baseline
 
-    path = make_baseline(read_config(config), str(config))
+    path = make_baseline(read_config(config, MODEL_CONFIG), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
@@ -632,7 +635,7 @@ def train_extractor(config: Path = typer.Option(..., help="YAML config, e.g. con
     """Train an extractor (resumable), export it to ONNX and write its model card: an embedding
     network, or, for a config naming a `base` extractor, heads on that extractor's maps (as
     `signver train spatial-heads`)."""
-    settings = read_config(config)
+    settings = read_config(config, MODEL_CONFIG)
     if "base" in settings:
         from .training.spatial_refit import refit_spatial as run
     else:
@@ -648,7 +651,7 @@ def train_spatial_heads(config: Path = typer.Option(..., help="YAML config, e.g.
     """Give an exported extractor new spatial heads (resumable), their share chosen by writer cross-validation; export it with its card."""
     from .training.spatial_refit import refit_spatial
 
-    path = refit_spatial(read_config(config), str(config))
+    path = refit_spatial(read_config(config, MODEL_CONFIG), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
@@ -657,7 +660,7 @@ def train_spatial_heads(config: Path = typer.Option(..., help="YAML config, e.g.
 def train_cleaner(config: Path = typer.Option(..., help="YAML config, e.g. configs/cleaner-unet-wide.yaml")) -> None:
     """Train the clutter-removing network on synthetic overlays (resumable), export ONNX + card;
     or, for a config naming a `base` cleaner, write an int8 copy of that cleaner."""
-    settings = read_config(config)
+    settings = read_config(config, MODEL_CONFIG)
     if "base" in settings:
         from .training.cleaner_int8 import quantize_cleaner as run
     else:
@@ -682,7 +685,7 @@ def train_detector(config: Path = typer.Option(..., help="YAML config, e.g. conf
     """Train the signature detector on a YOLO split (resumable), choose on another, export ONNX + card."""
     from .training.detector import train_detector as run
 
-    path = run(read_config(config), str(config))
+    path = run(read_config(config, MODEL_CONFIG), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
@@ -692,7 +695,7 @@ def train_detector_rescorer(config: Path = typer.Option(..., help="YAML config, 
     """Fit the detector's box re-scorer on training pages, choose its threshold on validation pages, update the card."""
     from .training.detector_rescorer import fit_rescorer
 
-    path = fit_rescorer(read_config(config), str(config))
+    path = fit_rescorer(read_config(config, ("detector", "out")), str(config))
     print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
@@ -702,5 +705,5 @@ def train_detector_refiner(config: Path = typer.Option(..., help="YAML config, e
     """Train the detector's box refiner on training pages (resumable), choose the threshold on validation pages, update the card."""
     from .training.detector_refiner import train_refiner
 
-    path = train_refiner(read_config(config), str(config))
+    path = train_refiner(read_config(config, ("detector", "out")), str(config))
     print(f"wrote {path}, its refiner and {path.with_suffix('.json')}")

@@ -208,6 +208,11 @@ def test_cli_evaluate_bad_dataset(tmp_path, synthetic_dataset):
     for command in ("evaluate", "inspect"):
         empty = runner.invoke(app, [command, str(synthetic_dataset), "--test-writers", ",", "--out", str(tmp_path / command)])
         assert empty.exit_code == 2 and "no test writers in ','" in empty.stderr, empty.output
+    for command, name in (("evaluate", "metrics.json"), ("inspect", "tsne.png")):  # found only at the end, after the other outputs
+        (tmp_path / f"blocked-{command}" / name).mkdir(parents=True)
+        blocked = runner.invoke(app, [command, str(synthetic_dataset), "--test-writers", "all", "--out", str(tmp_path / f"blocked-{command}")])
+        assert blocked.exit_code == 2 and f"holds a folder named {name}" in blocked.stderr, blocked.output
+        assert [p.name for p in (tmp_path / f"blocked-{command}").iterdir()] == [name]
     for command in ("evaluate", "inspect"):
         inside = runner.invoke(app, [command, str(synthetic_dataset), "--test-writers", "all", "--out", str(synthetic_dataset / "1" / "genuine")])
         assert inside.exit_code == 2 and "is inside" in inside.stderr and not (synthetic_dataset / "1" / "genuine" / "distances.png").exists()
@@ -255,9 +260,49 @@ def test_train_rejects_a_bad_config_clearly(tmp_path, kind, text, problem):
 @pytest.mark.parametrize("kind, setting", [("extractor", "input"), ("cleaner", "name"), ("detector", "input"), ("spatial-heads", "base")])
 def test_train_names_a_missing_setting(tmp_path, kind, setting):
     config = tmp_path / "thin.yaml"
-    config.write_text({"extractor": "name: x\n", "cleaner": "steps: 10\n", "detector": "name: x\n", "spatial-heads": "name: x\n"}[kind])
+    named = "name: x\nout: o\ndescription: d\n"
+    config.write_text({"extractor": named, "cleaner": "steps: 10\n", "detector": named, "spatial-heads": named}[kind])
     result = runner.invoke(app, ["train", kind, "--config", str(config)])
     assert result.exit_code == 2 and f"has no setting '{setting}'" in result.output and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize("kind", ["baseline", "extractor", "spatial-heads", "cleaner", "detector"])
+def test_train_checks_up_front_what_a_run_reads_at_its_end(tmp_path, kind):
+    """A run exports its ONNX file and then writes the card: a setting missing there, or an out
+    that is a file, used to leave a new model beside the old card, after all the training."""
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\nout: o\n")
+    result = runner.invoke(app, ["train", kind, "--config", str(config)])
+    assert result.exit_code == 2 and "has no setting 'description'" in result.output and "Traceback" not in result.output, result.output
+    (tmp_path / "afile").write_text("")
+    config.write_text(f"name: x\ndescription: d\nout: {tmp_path / 'afile'}\n")
+    result = runner.invoke(app, ["train", kind, "--config", str(config)])
+    assert result.exit_code == 2 and "is a file; give a folder" in result.output, result.output
+
+
+@pytest.mark.parametrize("text, problem", [
+    (b"\xff\xfename: x\n", "is not UTF-8 text"),
+    (b"name: x\nmask: {low: abc, high: 0.7}\n", "low must be a number of at least 0, not 'abc'"),  # read again from the card, where it crashed the cleaner
+    (b"name: x\nnms_iou: abc\n", "nms_iou must be a number of at least 0"),
+    (b"name: x\nblocks: 0\n", "blocks must be a whole number of at least 1"),
+])
+def test_train_refuses_settings_that_would_fail_late(tmp_path, text, problem):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(text)
+    result = runner.invoke(app, ["train", "cleaner", "--config", str(config)])
+    assert result.exit_code == 2 and problem in result.output and "Traceback" not in result.output, result.output
+
+
+def test_train_baseline_checks_its_data_before_touching_the_model(tmp_path):
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "base.onnx").write_bytes(b"old model")
+    (out / "base.json").write_text('{"threshold": 0.5}')
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: base\ndescription: d\nout: {out}\ninput: {{height: 32, width: 64}}\nthreshold_data: [{{path: {tmp_path / 'gone'}}}]\n")
+    result = runner.invoke(app, ["train", "baseline", "--config", str(config)])
+    assert result.exit_code == 2 and "not found" in result.output, result.output
+    assert (out / "base.onnx").read_bytes() == b"old model" and (out / "base.json").read_text() == '{"threshold": 0.5}'
 
 
 def test_every_shipped_config_passes_the_checks(tmp_path):

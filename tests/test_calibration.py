@@ -27,6 +27,13 @@ def gaussian_pairs(n_genuine: int, n_impostor: int, seed: int = 0) -> tuple[np.n
     return rng.normal(MU_G, SIGMA, n_genuine), rng.normal(MU_I, SIGMA, n_impostor)
 
 
+def test_fit_names_a_class_with_no_trials():
+    from signver.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="got 5 genuine and 0 skilled: do the writers it is fitted on have forgeries"):
+        fit_calibration(np.full(5, 0.1), np.zeros(0))
+
+
 def test_fit_recovers_the_true_log_lr_whatever_the_class_sizes():
     genuine, impostor = gaussian_pairs(3000, 9000)  # 1:3, as P1 skilled pairs are
     calibration = fit_calibration(genuine, impostor)

@@ -12,6 +12,7 @@ import yaml
 torch = pytest.importorskip("torch")
 
 from signver import synth_pages  # noqa: E402
+from signver.errors import InputError  # noqa: E402
 from signver.detector import Detector  # noqa: E402
 from signver.training.detector import AugmentedPages, load_page_set, train_detector, training_batches  # noqa: E402
 from signver.training.detector_augment import augment_page, random_affine, turn  # noqa: E402
@@ -110,6 +111,11 @@ def test_tiny_training_run_end_to_end(tmp_path):
         "batch": 4, "epochs": 2, "lr": 0.001, "warmup": 1,
         "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
     }
+    with pytest.raises(InputError, match="batch 9 is more than the 8 training pages"):  # it trained nothing, and exported that
+        train_detector({**config, "batch": 9}, "tiny.yaml")
+    with pytest.raises(InputError, match="init_from .* is not a file"):
+        train_detector({**config, "init_from": str(tmp_path / "none.pt")}, "tiny.yaml")
+    assert not (tmp_path / "model").exists()
     path = train_detector(config, "tiny.yaml")
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and all({"map50", "map50_95"} <= set(r["valid"]) for r in log)

@@ -16,7 +16,7 @@ from signver.training.data import TrainingSet, load_training_set, writer_batches
 from signver.training.losses import LOSSES  # noqa: E402
 from signver.errors import InputError  # noqa: E402
 from signver.training.loop import holdout_distances, train_extractor  # noqa: E402
-from signver.training.run_state import training_device  # noqa: E402
+from signver.training.run_state import optimizer_and_schedule, resume, save_checkpoint, training_device  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
 from signver.training.networks import FusedEmbedder, SpatialHead, build_network, join_maps  # noqa: E402
 from signver.training.spatial import PairSampler, imagenet_maps  # noqa: E402
@@ -76,6 +76,23 @@ def test_training_device_is_cpu_unless_a_gpu_is_asked_for_and_there(monkeypatch)
         training_device({"device": "tpu"})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert training_device({"device": "auto"}) == torch.device("cuda")
+
+
+def test_a_damaged_or_foreign_checkpoint_is_a_named_error(tmp_path):
+    def run(width):
+        network = torch.nn.Linear(4, width)
+        return (network, *optimizer_and_schedule(network, {"lr": 0.1}, 10, 1))
+
+    checkpoint = tmp_path / "last.pt"
+    save_checkpoint(checkpoint, *run(3), step=5)
+    assert not list(tmp_path.glob("*.partial")) and resume(checkpoint, *run(3))["step"] == 5
+    for damage in (checkpoint.read_bytes()[:100], b"not a checkpoint"):
+        checkpoint.write_bytes(damage)
+        with pytest.raises(InputError, match="cannot resume from .*last.pt: it is damaged or was saved by another config"):
+            resume(checkpoint, *run(3))
+    save_checkpoint(checkpoint, *run(3), step=5)
+    with pytest.raises(InputError, match="another config .*size mismatch"):  # another network's weights
+        resume(checkpoint, *run(5))
 
 
 def test_augment_makes_its_randomness_on_the_input_device():

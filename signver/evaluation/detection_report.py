@@ -50,7 +50,7 @@ def run_detector(split_dir: str | Path, find: Finder, progress: Callable[[int, i
 def evaluate_detector(split_dir: str | Path, out: str | Path, model: str | None = None, baseline: bool = False,
                       progress: Callable[[int, int], None] | None = None) -> dict:
     """Measure the shipped detector (or `model`, or the classical baseline) on a YOLO split."""
-    out = output_folder(out, contents="metrics.json and the plot", outside=split_dir)
+    out = output_folder(out, contents="metrics.json and the plot", outside=split_dir, files=("metrics.json", "precision_recall.png"))
     if baseline:
         method = BaselineDetector()
         find, timed, threshold, name = method.find, None, method.threshold, "classical baseline (signver.detector_baseline)"

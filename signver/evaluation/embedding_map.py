@@ -34,7 +34,7 @@ def embedding_map(
         raise InputError(f"--max-writers must be at least 1, got {max_writers}")
     dataset = read_dataset(data_dir)
     writers = select_writers(dataset, split, test_writers)
-    out = output_folder(out, contents="tsne.png and distances.png", outside=data_dir)
+    out = output_folder(out, contents="tsne.png and distances.png", outside=data_dir, files=("tsne.png", "distances.png"))
     extractor = Extractor(model)
     trials = p1_pairs(dataset, writers)
     embeddings = extractor.embed(trials.images)

@@ -107,7 +107,8 @@ def evaluate(
     """
     fuse(np.zeros((1, 1)), fusion)  # an unknown fusion is refused before anything is embedded
     dataset_name, trials = build_trials(data_dir, protocol, references, split, test_writers)
-    out = output_folder(out, contents="metrics.json and the plots", outside=data_dir)
+    out = output_folder(out, contents="metrics.json and the plots", outside=data_dir,
+                        files=("metrics.json", "roc.png", "det.png", "distances.png", "reliability.png"))
     extractor = Extractor(model)
     done = 0
 

@@ -10,6 +10,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from ..datasets import read_dataset
+from ..errors import InputError
 from ..extractor import Extractor
 from ..models import write_card
 from .export import export_onnx, input_spec
@@ -20,6 +22,11 @@ from .threshold import choose_threshold
 
 def make_baseline(config: dict, config_path: str) -> Path:
     started = time.time()
+    sources = config["threshold_data"]
+    if not (isinstance(sources, list) and sources and all(isinstance(s, dict) and "path" in s for s in sources)):
+        raise InputError(f"config {config_path}: threshold_data must be a list of datasets, each with a path, not {sources!r}")
+    for source in sources:  # before the model and its card are written over: a missing folder left a card without threshold
+        read_dataset(source["path"])
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
     out = Path(config["out"])
     onnx_path = export_onnx(PretrainedFeatures(load_efficientnet_lite0(), config.get("blocks")), out / f"{config['name']}.onnx", size)

@@ -38,7 +38,7 @@ from ..models import write_card
 from .cleaner_lite0 import build_lite0_cleaner
 from .data import writers_for
 from .onnx_init import fold_batch_norms, load_onnx_weights
-from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint
+from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint
 
 MULTIPLE = 16  # input sides must be multiples of this: the coarsest stride (the U-Net's unshuffle 2 x three poolings, lite0's blocks)
 
@@ -526,7 +526,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
                 log.flush()
                 if choice_score(scores) > best:
                     best = choice_score(scores)
-                    torch.save({"network": network.state_dict(), "step": done, "validation": scores}, run_dir / "best.pt")
+                    save_atomically({"network": network.state_dict(), "step": done, "validation": scores}, run_dir / "best.pt")
                 save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best)
                 progress.update(task, status=f"loss {running:.3f} val F {scores['f']:.3f} recall {scores['recall']:.3f}")
             progress.update(task, completed=done)

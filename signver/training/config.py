@@ -10,8 +10,10 @@ from ..errors import InputError
 
 # settings that count something, wherever they appear: a whole number of at least 1
 COUNTS = {"steps", "epochs", "batch", "eval_every", "threads", "validation_pairs", "folds", "width", "channels",
-          "dim", "pool", "copies", "passes", "cache_size", "max_pixels", "window", "writers", "genuine"}
-AT_LEAST_ZERO = {"lr", "weight_decay", "warmup", "seed", "workers"}  # workers 0: load data in the training process
+          "dim", "pool", "copies", "passes", "cache_size", "max_pixels", "window", "writers", "genuine", "hidden", "size", "blocks"}
+AT_LEAST_ZERO = {"lr", "weight_decay", "warmup", "seed", "workers",  # workers 0: load data in the training process
+                 "low", "high", "cluster_radius", "cluster_fraction", "tone_margin", "grow", "rim",  # a cleaner's mask, read again from its card
+                 "nms_iou", "box_weight", "augment_strength", "candidate_floor", "alpha", "pad", "frozen_blocks", "log_width"}
 
 
 class Config(dict):
@@ -51,14 +53,18 @@ def _check_numbers(value, where: str) -> None:
             _check_numbers(item, where)
 
 
-def read_config(path: Path) -> dict:
-    """A training config: a YAML mapping, or a clear error naming what is wrong with the file."""
+def read_config(path: Path, needs: tuple[str, ...] = ()) -> dict:
+    """A training config: a YAML mapping, or a clear error naming what is wrong with the file.
+    `needs`: settings checked now that the run would otherwise read only at its end, after the
+    hours of training and after its ONNX file had replaced the old one."""
     import yaml
 
     try:
-        config = yaml.safe_load(path.read_text())
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise InputError(f"cannot read config {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"config {path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
     except yaml.YAMLError as error:
         raise InputError(f"config {path} is not valid YAML: {error}") from None
     if not isinstance(config, dict):
@@ -69,4 +75,10 @@ def read_config(path: Path) -> dict:
         raise InputError(f"config {path}: data must be a list of datasets, each with a path (or, for a detector, "
                          f"folders by role: train, valid), not {data!r}")
     _check_numbers(config, f"config {path}")
+    missing = [key for key in needs if config.get(key) in (None, "")]
+    if missing:
+        raise InputError(f"config {path} has no setting {', '.join(map(repr, missing))}; the configs/ folder has an example of each kind")
+    for key in ("out", "run_dir"):  # folders the run writes into: a file of that name would fail it at the end
+        if key in config and Path(str(config[key])).is_file():
+            raise InputError(f"config {path}: {key} {config[key]} is a file; give a folder")
     return Config(config, f"config {path}")

@@ -21,6 +21,7 @@ import torch
 from rich.progress import Progress, track
 
 from ..detector import decode, nms
+from ..errors import InputError
 from ..evaluation.detection import PageDetections, average_precision, choose_threshold, detection_metrics
 from ..images import load_image
 from ..models import inference_session, write_card
@@ -30,7 +31,7 @@ from .detector_loss import detector_loss
 from .config import read_config
 from .detector_network import AveragedDetector, CentreDetector, ExportedDetector, build_detector, load_detector_weights
 from .detector_targets import centre_targets
-from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_device
+from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device
 
 MIN_SCORE = 0.01  # detections kept when scoring the validation split
 
@@ -135,6 +136,10 @@ def train_detector(config: dict, config_path: str) -> Path:
     valid = load_page_set(config["data"]["valid"], size, run_dir / f"valid-{size}.npz")
     device = training_device(config)
     network = build_detector(config["network"])
+    if config.get("init_from") and not Path(config["init_from"]).is_file():
+        raise InputError(f"init_from {config['init_from']} is not a file: name the best.pt of the run to start from")
+    if len(train.images) < int(config["batch"]):  # every batch is whole: there would be no step to train
+        raise InputError(f"batch {config['batch']} is more than the {len(train.images)} training pages; give a smaller batch")
     if config.get("init_from"):  # a second stage starts from the weights an earlier run chose
         load_detector_weights(network, torch.load(config["init_from"], map_location="cpu", weights_only=False)["network"])
     network = network.to(device, memory_format=torch.channels_last)
@@ -174,7 +179,7 @@ def train_detector(config: dict, config_path: str) -> Path:
                 record["valid"] = scores
                 if scores["map50_95"] > best:
                     best = scores["map50_95"]
-                    torch.save({"network": network.state_dict(), "epoch": done, "valid": scores}, run_dir / "best.pt")
+                    save_atomically({"network": network.state_dict(), "epoch": done, "valid": scores}, run_dir / "best.pt")
                 progress.update(task, status=f"epoch {done}/{epochs} valid mAP50 {scores['map50']:.3f} mAP50-95 {scores['map50_95']:.3f}")
             elapsed = seconds + time.time() - began
             record["seconds"] = round(elapsed)

@@ -23,6 +23,7 @@ from rich.progress import Progress, track
 from torch import nn
 
 from ..detector import Detector, box_iou
+from ..errors import InputError
 from ..detector_refiner import BoxRefiner, crop_window, to_window, windows_around
 from ..images import load_image
 from ..models import inference_session
@@ -132,6 +133,8 @@ def train_refiner(config: dict, config_path: str) -> Path:
     batch, epochs = int(config["batch"]), int(config["epochs"])
     n_examples = sum(len(p.found) + len(p.truth) * int(config["jitters"]) for p in pages)
     steps_per_epoch = n_examples // batch
+    if not steps_per_epoch:  # every batch is whole: there would be no step to train
+        raise InputError(f"batch {batch} is more than the {n_examples} boxes to learn from on these pages; give a smaller batch")
     optimizer, scheduler = optimizer_and_schedule(network, config, epochs * steps_per_epoch, int(config.get("warmup", 100)))
     checkpoint = run_dir / "last.pt"
     state = resume(checkpoint, network, optimizer, scheduler)

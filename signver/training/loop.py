@@ -28,7 +28,7 @@ from .export import export_onnx, input_spec
 from .losses import LOSSES
 from .networks import FusedEmbedder, build_network
 from .spatial import head_seeds, imagenet_maps, spatial_embeddings, train_spatial_heads
-from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_device
+from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device
 
 
 def holdout_distances(embeddings: np.ndarray, data: TrainingSet) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +144,7 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
                 log.flush()
                 if holdout_eer["mean"] < best:
                     best = holdout_eer["mean"]
-                    torch.save({"network": network.state_dict(), "step": done, "holdout_eer_skilled": holdout_eer}, run_dir / "best.pt")
+                    save_atomically({"network": network.state_dict(), "step": done, "holdout_eer_skilled": holdout_eer}, run_dir / "best.pt")
                 save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best, machine=machine)
                 progress.update(task, status=f"loss {running:.3f} holdout EER {holdout_eer['all']:.3f}")
             progress.update(task, completed=done)

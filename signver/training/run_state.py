@@ -4,6 +4,7 @@ decay, a resumable `last.pt` checkpoint, and the progress bar's columns."""
 from __future__ import annotations
 
 import math
+import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -50,16 +51,29 @@ def resume(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler) -> 
     """Restore a run from `checkpoint` if it exists; returns its other fields (empty if new)."""
     if not checkpoint.is_file():
         return {}
-    state = torch.load(checkpoint, weights_only=False, map_location="cpu")  # a GPU run resumes anywhere
-    network.load_state_dict(state.pop("network"))
-    optimizer.load_state_dict(state.pop("optimizer"))
-    scheduler.load_state_dict(state.pop("scheduler"))
+    try:
+        state = torch.load(checkpoint, weights_only=False, map_location="cpu")  # a GPU run resumes anywhere
+        network.load_state_dict(state.pop("network"))
+        optimizer.load_state_dict(state.pop("optimizer"))
+        scheduler.load_state_dict(state.pop("scheduler"))
+    except Exception as error:  # torch raises a different kind for a cut file, a foreign pickle, another network's weights
+        reason = " ".join(str(error).split())[:240] or type(error).__name__
+        raise InputError(f"cannot resume from {checkpoint}: it is damaged or was saved by another config ({reason}); "
+                         "move it away to start the run over") from None
     return state
 
 
+def save_atomically(state: dict, path: Path) -> None:
+    """torch.save through a temporary file: a run stopped mid-write keeps its previous checkpoint
+    instead of a cut one that can no longer be resumed."""
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
 def save_checkpoint(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler, **fields) -> None:
-    torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **fields},
-               checkpoint)
+    save_atomically({"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **fields},
+                    checkpoint)
 
 
 def progress_columns(label: str = "training") -> tuple:

@@ -23,7 +23,7 @@ from torch import nn
 
 from .data import TrainingSet
 from .networks import FusedEmbedder, SpatialHead, join_maps
-from .run_state import optimizer_and_schedule, run_steps
+from .run_state import optimizer_and_schedule, run_steps, save_atomically
 from .stroke_width import MapCopies, drawer
 
 SAME, FORGED = 0.5, 0.35  # default shares of same-writer and forgery pairs; the rest pair two writers
@@ -121,7 +121,7 @@ def load_or_fit(head: nn.Module, own: dict, saved: Path, fit: Callable[[], list[
         started = time.time()
         log = fit()
         saved.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"head": head.state_dict(), "spec": own, "log": log, "seconds": round(time.time() - started, 3)}, saved)
+        save_atomically({"head": head.state_dict(), "spec": own, "log": log, "seconds": round(time.time() - started, 3)}, saved)
         saved.with_name(saved.name.replace("-", "-log-", 1) if "-" in saved.stem else saved.stem + "-log").with_suffix(".json").write_text(json.dumps(log) + "\n")
     return head.eval()
 
