@@ -116,6 +116,8 @@ def test_writer_batches_compose_writers():
     batch = next(writer_batches(data, writers=3, genuine=2, forged=1, rng=np.random.default_rng(0)))
     assert len(batch) == 9 and len(set(writer[batch])) == 3
     assert genuine[batch].sum() == 6
+    with pytest.raises(InputError, match="batch writers 6 is more than the 5 training writers"):
+        writer_batches(data, writers=6, genuine=2, forged=1, rng=np.random.default_rng(0))
 
 
 def test_holdout_writers_are_kept_out():
@@ -124,6 +126,27 @@ def test_holdout_writers_are_kept_out():
     train, holdout = writers_for(source, available, "train"), writers_for(source, available, "holdout")
     assert holdout == ["49", "50"] and len(train) == 48 and not set(train) & set(holdout)
     assert "51" not in train  # test writers never
+
+
+def test_an_extractor_run_refuses_what_would_fail_later(synthetic_dataset, tmp_path):
+    from signver.errors import DatasetError
+
+    config = {
+        "name": "tiny", "description": "test", "network": {"kind": "resnet", "widths": [8, 16], "dim": 16},
+        "loss": {"name": "multi_similarity"}, "input": {"height": 32, "width": 64},
+        "data": [{"path": str(synthetic_dataset), "holdout": [7, 8]}], "batch": {"writers": 4, "genuine": 3, "forged": 1},
+        "steps": 4, "lr": 0.001, "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
+    }
+    for change, message in (({"loss": {"name": "bogus"}}, "unknown loss 'bogus'; choose one of"),
+                            ({"batch": 16}, "batch must say how many writers"),
+                            ({"data": [{"path": str(synthetic_dataset), "holdout": [98, 99]}]}, "no holdout signatures in")):
+        with pytest.raises((InputError, DatasetError), match=message):
+            train_extractor({**config, **change, "run_dir": str(tmp_path / "run-bad")}, "tiny.yaml")
+    assert not (tmp_path / "model").exists()
+    cache = tmp_path / "cut.npz"
+    cache.write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(DatasetError, match="cut.npz is damaged .*delete it"):
+        load_training_set(config["data"], (32, 64), "train", cache)
 
 
 def test_tiny_training_run_end_to_end(synthetic_dataset, tmp_path):

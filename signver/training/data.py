@@ -6,6 +6,8 @@ Images are normalised once with the same function inference uses and cached as u
 
 from __future__ import annotations
 
+import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import numpy as np
 from rich.progress import track
 
 from ..datasets import get_split, read_dataset
+from ..errors import DatasetError, InputError
 from ..images import load_image
 from ..normalize import normalize
 from .stroke_width import CHANGES
@@ -45,8 +48,11 @@ def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "t
     """The role's images of `sources`, normalised to `size`; with `change` (a name in
     `stroke_width.CHANGES`) each raw scan is changed first."""
     if cache and cache.is_file():
-        data = np.load(cache)
-        return TrainingSet(data["images"], data["writer"], data["genuine"], data["dataset"])
+        try:
+            with np.load(cache) as data:
+                return TrainingSet(data["images"], data["writer"], data["genuine"], data["dataset"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+            raise DatasetError(f"the cache {cache} is damaged ({error}); delete it and it is made again from the data") from None
     paths, writer, genuine, names = [], [], [], []
     for source in sources:
         dataset = read_dataset(source["path"])
@@ -56,18 +62,29 @@ def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "t
                 writer.append(f"{dataset.name}/{name}")
                 genuine.append(signature.genuine)
                 names.append(dataset.name)
+    if not paths:
+        raise DatasetError(f"no {role} signatures in {', '.join(str(s['path']) for s in sources)}: check the datasets' writers "
+                           f"and their {role} settings")
     changed = CHANGES[change] if change else (lambda gray: gray)
     images = np.stack([normalize(changed(load_image(p)), size) for p in track(paths, description=f"normalising {role} images" + (f" ({change})" if change else ""))])
     classes = {name: i for i, name in enumerate(dict.fromkeys(writer))}
     result = TrainingSet(images, np.array([classes[w] for w in writer]), np.array(genuine), np.array(names))
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, images=result.images, writer=result.writer, genuine=result.genuine, dataset=result.dataset)
+        partial = cache.with_name(cache.stem + ".partial.npz")  # a run stopped mid-write leaves no cut cache behind
+        np.savez(partial, images=result.images, writer=result.writer, genuine=result.genuine, dataset=result.dataset)
+        os.replace(partial, cache)
     return result
 
 
 def writer_batches(data: TrainingSet, writers: int, genuine: int, forged: int, rng: np.random.Generator):
     """Endless batches: `writers` writers, each with `genuine` genuine and `forged` forged images."""
+    if writers > len(np.unique(data.writer)):
+        raise InputError(f"batch writers {writers} is more than the {len(np.unique(data.writer))} training writers")
+    return _batches(data, writers, genuine, forged, rng)
+
+
+def _batches(data: TrainingSet, writers: int, genuine: int, forged: int, rng: np.random.Generator):
     by_writer = {}
     for w in np.unique(data.writer):
         mine = data.writer == w

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from ..errors import InputError
 from ..evaluation.metrics import eer
 from ..extractor import Extractor
 from ..models import inference_session, write_card
@@ -104,10 +105,15 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
     device = training_device(config)
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
     run_dir.mkdir(parents=True, exist_ok=True)
+    batch, loss_config = config["batch"], dict(config["loss"])
+    if not (isinstance(batch, dict) and {"writers", "genuine", "forged"} <= set(batch)):
+        raise InputError(f"batch must say how many writers, and genuine and forged signatures of each, such as "
+                         f"{{writers: 32, genuine: 4, forged: 2}}, not {batch!r}")
+    if loss_config.get("name") not in LOSSES:
+        raise InputError(f"unknown loss {loss_config.get('name')!r}; choose one of {', '.join(LOSSES)}")
+    holdout = load_training_set(config["data"], size, "holdout", run_dir / "holdout.npz")  # the smaller: a wrong holdout fails first
     train = load_training_set(config["data"], size, "train", run_dir / "train.npz")
-    holdout = load_training_set(config["data"], size, "holdout", run_dir / "holdout.npz")
     network = build_network(config["network"]).to(device, memory_format=torch.channels_last)
-    loss_config = dict(config["loss"])
     loss_fn = partial(LOSSES[loss_config.pop("name")], **loss_config)
     steps, warmup = int(config["steps"]), int(config.get("warmup", 100))
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
@@ -115,7 +121,6 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
     state = resume(checkpoint, network, optimizer, scheduler)
     start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", float("inf"))
     machine = state.get("machine", machine_name(device)) if start >= steps else machine_name(device)
-    batch = config["batch"]
     batches = writer_batches(train, batch["writers"], batch["genuine"], batch["forged"], np.random.default_rng(config.get("seed", 0) + start))
     with Progress(*progress_columns()) as progress, open(run_dir / "log.jsonl", "a") as log:
         task = progress.add_task("train", total=steps, completed=start, status="")
