@@ -285,6 +285,8 @@ def test_train_checks_up_front_what_a_run_reads_at_its_end(tmp_path, kind):
     (b"name: x\nmask: {low: abc, high: 0.7}\n", "low must be a number of at least 0, not 'abc'"),  # read again from the card, where it crashed the cleaner
     (b"name: x\nnms_iou: abc\n", "nms_iou must be a number of at least 0"),
     (b"name: x\nblocks: 0\n", "blocks must be a whole number of at least 1"),
+    (b"name: x\nrun_dri: r\n", "unknown setting 'run_dri'; did you mean 'run_dir'?"),  # the run went to runs/<name> instead
+    (b"name: x\nwieght_decay: 0.5\n", "did you mean 'weight_decay'?"),
 ])
 def test_train_refuses_settings_that_would_fail_late(tmp_path, text, problem):
     config = tmp_path / "c.yaml"
@@ -308,12 +310,13 @@ def test_train_baseline_checks_its_data_before_touching_the_model(tmp_path):
 def test_every_shipped_config_passes_the_checks(tmp_path):
     from pathlib import Path
 
-    from signver.training.config import read_config
+    from signver.training.config import KNOWN_SETTINGS, read_config
 
     configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
     assert len(configs) > 40
     for config in configs:
         assert read_config(config)  # a mapping, its counts and rates in range
+        assert set(read_config(config)) <= KNOWN_SETTINGS, config.name  # so that a misspelling of any of them is caught
     own_process = tmp_path / "workers0.yaml"
     own_process.write_text("name: x\nworkers: 0\n")  # data loaded in the training process, as the detector's default
     assert read_config(own_process)["workers"] == 0

@@ -3,6 +3,7 @@ training module loads)."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from ..errors import InputError
@@ -14,6 +15,20 @@ COUNTS = {"steps", "epochs", "batch", "eval_every", "threads", "validation_pairs
 AT_LEAST_ZERO = {"lr", "weight_decay", "warmup", "seed", "workers",  # workers 0: load data in the training process
                  "low", "high", "cluster_radius", "cluster_fraction", "tone_margin", "grow", "rim",  # a cleaner's mask, read again from its card
                  "nms_iou", "box_weight", "augment_strength", "candidate_floor", "alpha", "pad", "frozen_blocks", "log_width"}
+
+
+# every top-level setting some kind of run reads (a test keeps this in step with configs/): an
+# unknown key close to one of these is a misspelling, which would otherwise be ignored in silence
+KNOWN_SETTINGS = frozenset({
+    "adapt_frozen_bn_steps", "alpha", "augment_strength", "autocast", "base", "batch", "blocks", "box_weight", "cache_size",
+    "calibration_crops", "candidate_floor", "clean_fraction", "cleaner", "copies", "data", "description", "detector", "device",
+    "elements", "epochs", "eval_every", "expand", "fade_probability", "float_layers", "flourish_fraction", "folds", "fonts",
+    "fuse_imagenet", "global", "global_shares", "hand_stroke_fraction", "hidden", "init", "init_from", "ink_stretch", "input",
+    "jitter", "jitters", "loss", "loss_beta", "lr", "mask", "max_f_loss", "max_pixels", "members", "min_fonts", "mirror", "name",
+    "network", "nms_iou", "out", "pad", "passes", "patch", "run_dir", "seed", "serve_input", "share_chosen_on", "shares",
+    "spatial", "steps", "synthetic_fraction", "threads", "threshold_data", "validation", "validation_pairs", "warmup",
+    "weight_decay", "window", "workers",
+})
 
 
 class Config(dict):
@@ -74,6 +89,10 @@ def read_config(path: Path, needs: tuple[str, ...] = ()) -> dict:
                                  or isinstance(data, dict) and all(isinstance(d, str) for d in data.values())):
         raise InputError(f"config {path}: data must be a list of datasets, each with a path (or, for a detector, "
                          f"folders by role: train, valid), not {data!r}")
+    for key in config:
+        near = difflib.get_close_matches(str(key), KNOWN_SETTINGS, n=1, cutoff=0.8) if key not in KNOWN_SETTINGS else []
+        if near:
+            raise InputError(f"config {path}: unknown setting {key!r}; did you mean {near[0]!r}?")
     _check_numbers(config, f"config {path}")
     missing = [key for key in needs if config.get(key) in (None, "")]
     if missing:
