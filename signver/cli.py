@@ -529,7 +529,8 @@ def _unique_stems(files: list[Path]) -> Iterator[str]:
 def detect(
     files: list[Path] = typer.Argument(..., help="page images or PDFs (every page), or folders of them"),
     dpi: float = typer.Option(200, help="resolution PDF pages are rendered at (at least 50); boxes are in these pixels"),
-    crops: Optional[Path] = typer.Option(None, help="folder for each signature cut out as <file>-page<P>-sig<K>.png"),
+    crops: Optional[Path] = typer.Option(None, help="folder for each signature cut out as <file>-page<P>-sig<K>.png (files with the same name "
+                                                     "from different folders: <file>-2, -3, ... in the order given)"),
     annotate: Optional[Path] = typer.Option(None, help="folder for each page with its boxes drawn, <file>-page<P>.png"),
     threshold: Optional[float] = typer.Option(None, help="keep boxes scoring at least this (default: the model's)"),
     model: Optional[str] = typer.Option(None, help="detector name or .onnx path"),
@@ -542,9 +543,13 @@ def detect(
 
     from .detector import annotate as draw_boxes
     from .detector import check_score, crop, get_detector
-    from .images import printable_name
+    from .images import check_dpi, printable_name
 
     check_score(threshold)
+    try:
+        check_dpi(dpi)  # once, as an option, not as every file's error
+    except InputError as error:
+        raise typer.BadParameter(str(error), param_hint="--dpi") from None
     detector = get_detector(model)
     files = expand_images(files)
     for folder, option in ((crops, "--crops"), (annotate, "--annotate")):

@@ -18,6 +18,7 @@ from .errors import BlankImageError, InputError
 DEFAULT_SIZE = (128, 256)  # (height, width) of the network input
 MIN_CONTRAST = 24  # grey levels between the darkest and lightest pixel for there to be ink
 MIN_INK_PIXELS = 12
+MIN_SIDE = 8  # pixels; a signature crop narrower than this on either side holds none
 TRIM_FRACTION = 0.002  # ink mass ignored at each edge when cropping, so a stray speck can't
 MARGIN_FRACTION = 0.02  # widen the crop; margin kept around the ink, of its larger side
 
@@ -66,6 +67,9 @@ def normalize(gray: np.ndarray, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndar
 
     The result has ink bright on black, the signature centred and as large as fits.
     """
+    if gray.ndim == 2 and 0 < min(gray.shape) < MIN_SIDE:  # a 1 x 400 strip would be stretched into a "signature"
+        raise InputError(f"a {gray.shape[0]} x {gray.shape[1]} pixel image is too small to hold a signature "
+                         f"(a side under {MIN_SIDE} pixels)")
     mask, threshold = ink_mask(gray)
     x0, y0, x1, y1 = ink_box(mask)
     crop = gray[y0:y1, x0:x1]

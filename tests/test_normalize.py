@@ -86,3 +86,14 @@ def test_almost_no_ink_is_blank():
 def test_wrong_array_kind_is_refused():
     with pytest.raises(InputError, match="2-D uint8"):
         normalize(np.zeros((10, 10, 3), np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 400), (400, 3), (7, 200)])
+def test_a_strip_too_narrow_to_hold_a_signature_is_refused(shape):
+    strip = np.full(shape, 255, np.uint8)
+    strip[: max(1, shape[0] // 2), : max(1, shape[1] // 2)] = 0  # ink enough, were it a signature
+    with pytest.raises(InputError, match=f"a {shape[0]} x {shape[1]} pixel image is too small to hold a signature"):
+        normalize(strip)
+    tall_enough = np.full((8, 200), 255, np.uint8)
+    tall_enough[2:6, 10:190] = 0
+    assert normalize(tall_enough).shape == DEFAULT_SIZE
