@@ -1,6 +1,8 @@
 """The `signver` command. One line per result, easy to pipe; errors go to stderr.
 
-Exit codes: 0 verified / ok, 1 not verified, 2 bad input or usage.
+Exit codes (EXIT_HELP): 0 done (every signature verified), 1 some signature not verified,
+2 bad input or usage, 3 could not finish (output unwritable, internal error), 130 interrupted,
+141 output pipe closed.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import os
 import sqlite3
 import sys
 import warnings
@@ -17,6 +20,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import InputError, SignverError
@@ -24,19 +28,33 @@ from .folders import output_folder
 from .matcher import DEFAULT_FUSION, check_k, check_threshold
 from .training.config import read_config
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.")
+EXIT_OK, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_PIPE_CLOSED = 0, 1, 2, 3, 141
+EXIT_HELP = ("Exit codes: 0 done, every signature verified (identify: a candidate verified); 1 done, some signature not "
+             "verified (identify: none); 2 bad input or usage, or some of many files unreadable (before 1: the records "
+             "say which); 3 could not finish (output unwritable, internal error); 130 interrupted; 141 output pipe closed.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.", epilog=EXIT_HELP)
+
+
+def show_version(asked: bool) -> None:
+    if asked:
+        from . import __version__
+
+        print(f"signver {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def before_any_command() -> None:
+def before_any_command(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                                    help="print the version and exit")) -> None:
     """Offline handwritten signature verification."""
     from PIL import Image
 
     # signver's own pixel limit (max_pixels) answers large images with an error naming the file;
     # Pillow's warning about them would only be noise on stderr
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    # a file name made of bytes the locale cannot decode is written back as those bytes, as ls
-    # does, rather than stop the output with UnicodeEncodeError (records use printable_name)
+    # a file name made of bytes the locale cannot decode is written back as those bytes in plain
+    # text, as ls does, rather than stop the output with UnicodeEncodeError; records (JSON, CSV)
+    # and error lines use printable_name, where such bytes become U+FFFD
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
@@ -48,7 +66,10 @@ app.add_typer(train_app, name="train")
 app.add_typer(gallery_app, name="gallery")
 err = Console(stderr=True, soft_wrap=True)  # an error stays one line, easy to grep
 
-EXIT_OK, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT = 0, 1, 2
+
+def print_error(message: str) -> None:
+    """One error line on stderr; the message is text, never markup ("c[/b].png" is a file name)."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
 
 
 def reports_errors(command):
@@ -57,24 +78,38 @@ def reports_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            try:
+                return command(*args, **kwargs)
+            finally:
+                sys.stdout.flush()  # an output that cannot be written fails here, where it is handled, not at exit
         except SignverError as error:
-            err.print(f"[red]error:[/red] {error}", highlight=False)
+            print_error(str(error))
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except sqlite3.OperationalError as error:  # locked past the wait, read-only, disk full
-            err.print(f"[red]error:[/red] the gallery is busy or cannot be written (SQLite said: {error}); "
-                      "nothing was changed, try again", highlight=False)
+            print_error(f"the gallery is busy or cannot be written (SQLite said: {error}); nothing was changed, try again")
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except sqlite3.DatabaseError as error:  # a gallery file damaged after it was opened
-            err.print(f"[red]error:[/red] the gallery file is damaged (SQLite said: {error}); "
-                      "restore it from a backup", highlight=False)
+            print_error(f"the gallery file is damaged (SQLite said: {error}); restore it from a backup")
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+            raise typer.Exit(EXIT_PIPE_CLOSED) from None
+        except OSError as error:  # inputs are checked as they are read, so this is the output: a full disk, /dev/full
+            print_error(f"could not finish: {error.strerror or error}")
+            raise typer.Exit(EXIT_FAILED) from None
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+            raise  # usage errors (exit 2) and exits the command asked for
+        except Exception:  # a bug: its trace, for a report, and an exit code that no result has
+            err.print_exception()
+            raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+    """A bar on stderr where a person watches it; none in logs and pipes, where it would only be noise."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                    disable=not err.is_terminal)
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pdf"}
@@ -136,7 +171,7 @@ def print_file_error(path: str | Path, error: SignverError) -> None:
     from .images import printable_name
 
     name, message = printable_name(path), str(error)
-    err.print(f"[red]error:[/red] {message if name in message else f'{name}: {message}'}", highlight=False)
+    print_error(message if name in message else f"{name}: {message}")
 
 
 def write_png(path: Path, image) -> None:
@@ -172,7 +207,18 @@ def each_with_progress(items: list, description: str):
 
 
 def _rounded(value):
+    if isinstance(value, dict):  # timings_ms: milliseconds to the microsecond
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in value.items()}
     return round(value, 6) if isinstance(value, float) else value
+
+
+JsonOption = typer.Option(False, "--json", help="JSON lines (same as --format jsonl)")
+
+
+def chosen_format(as_json: bool, output_format: str) -> str:
+    if as_json and output_format not in ("text", "jsonl"):
+        raise typer.BadParameter(f"--json asks for JSON lines, --format {output_format} for another format: give one of them")
+    return "jsonl" if as_json else output_format
 
 
 def _confidence_text(result) -> str:
@@ -184,9 +230,10 @@ def _confidence_text(result) -> str:
 def verify(
     reference: Path = typer.Argument(..., help="a signature image (or PDF page 1)"),
     questioned: list[Path] = typer.Argument(..., help="signatures to check against it: files or folders"),
-    threshold: Optional[float] = typer.Option(None, help="accept when distance <= this (default: the model's)"),
+    threshold: Optional[float] = typer.Option(None, help="accept when distance <= this (default: the model's); "
+                                              "the confidence, calibrated on distances, does not depend on it"),
     model: Optional[str] = typer.Option(None, help="extractor name or .onnx path"),
-    as_json: bool = typer.Option(False, "--json", help="JSON lines (same as --format jsonl)"),
+    as_json: bool = JsonOption,
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
 ) -> None:
@@ -197,9 +244,7 @@ def verify(
 
     check_threshold(threshold)
     columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model")
-    if as_json and output_format not in ("text", "jsonl"):
-        raise typer.BadParameter(f"--json asks for JSON lines, --format {output_format} for another format: give one of them")
-    printer = ResultPrinter("jsonl" if as_json else output_format, columns)
+    printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     reference_vector = get_extractor(model).vectors([reference], clean=clean)[0]
     for path in each_with_progress(expand_images(questioned), "verifying"):
         name = printable_name(path)  # any file name prints, whatever bytes it is made of
@@ -245,15 +290,17 @@ def check(
     threshold: Optional[float] = typer.Option(None, help="accept when the claim score (fused distance) <= this (default: the card's rule for the fusion and K)"),
     gallery: Optional[Path] = GalleryOption,
     model: Optional[str] = typer.Option(None, help="extractor the gallery was made with (default: the one it holds)"),
+    as_json: bool = JsonOption,
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
 ) -> None:
-    """Check that PERSON wrote each questioned signature, against all their references."""
+    """Check that PERSON wrote each questioned signature, against all their references. The
+    distance is the claim score: the references' distances fused (default "scaled": can pass 1)."""
     from .gallery import Gallery
     from .images import printable_name
 
-    columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion")
-    printer = ResultPrinter(output_format, columns)
+    columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model")
+    printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     with Gallery(gallery, model=model, threshold=threshold, create=False) as store:
         store.get(person)
         files = expand_images(images)
@@ -279,17 +326,21 @@ def identify(
     k: int = typer.Option(5, "-k", "--top", help="candidates per signature"),
     gallery: Optional[Path] = GalleryOption,
     model: Optional[str] = typer.Option(None, help="extractor the gallery was made with (default: the one it holds)"),
+    as_json: bool = JsonOption,
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
 ) -> None:
-    """Rank the enrolled people most likely to have written each questioned signature (1:N search), by the calibrated likelihood ratio."""
+    """Rank the enrolled people most likely to have written each questioned signature (1:N search):
+    accepted claims first, then by the calibrated likelihood ratio. Each is scored as `check` scores a claim."""
     from .gallery import Gallery
     from .images import printable_name
 
     check_k(k)  # once, before any work, not once per file
-    columns = ("questioned", "rank", "person_id", "verified", "distance", "threshold", "confidence")
-    printer = ResultPrinter(output_format, columns)
+    columns = ("questioned", "rank", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model")
+    printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     with Gallery(gallery, model=model, create=False) as store:
+        if not len(store):
+            raise InputError(f"gallery {store.path} is empty: enrol someone first")
         files = expand_images(images)
         for path in each_with_progress(files, "identifying"):
             name = printable_name(path)
@@ -298,8 +349,6 @@ def identify(
             except SignverError as error:
                 printer.error({"questioned": name}, error)
                 continue
-            if not ranked:
-                err.print(f"{name}: the gallery is empty")
             printer.decided(any(r.verified for r in ranked))  # exit 1: someone's signature matched no one
             for rank, result in enumerate(ranked, 1):
                 record = {"questioned": name, "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -96,12 +97,37 @@ def test_a_model_that_is_not_a_name_or_path_is_an_input_error(model):
         signver.verify(synth.genuine(1, 0), synth.genuine(1, 1), model=model)
 
 
+def test_cli_file_names_are_text_not_markup(pair_files, tmp_path):
+    """rich reads "[/b]" as a closing tag: an error naming such a file crashed the whole run."""
+    a, b, _ = pair_files
+    (tmp_path / "c[b]x[").mkdir()
+    for name in ("c[b]x[/b].png", "[red]x.png"):  # the first is b].png in the folder c[b]x[
+        (tmp_path / name).write_bytes(b"not an image")
+        result = runner.invoke(app, ["verify", str(a), str(tmp_path / name), str(b)])
+        assert result.exit_code == 2 and f"{tmp_path / name}; supported formats" in result.stderr and "Traceback" not in result.output, result.output
+        assert f"{b}: verified" in result.stdout  # the run went on
+
+
+def test_cli_exit_codes_for_output_that_cannot_be_written():
+    signver_command = str(Path(sys.executable).parent / "signver")
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([signver_command, "models"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 3 and "could not finish: No space left on device" in result.stderr and "Traceback" not in result.stderr
+    closed = subprocess.Popen([signver_command, "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    closed.stdout.close()  # the reader is gone before the first line (| head, a killed consumer)
+    assert closed.wait(timeout=60) == 141 and closed.stderr.read() == ""
+    version = subprocess.run([signver_command, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == f"signver {signver.__version__}"
+    assert "Exit codes: 0 done" in subprocess.run([signver_command, "--help"], capture_output=True, text=True).stdout
+
+
 def test_cli_verify_exit_codes(pair_files):
     a, b, _ = pair_files
     accepted = runner.invoke(app, ["verify", str(a), str(b), "--threshold", "2", "--json"])
     assert accepted.exit_code == 0
     result = json.loads(accepted.stdout)
     assert result["verified"] is True and 0 <= result["distance"] <= 2
+    assert all(round(v, 3) == v for v in result["timings_ms"].values())
     rejected = runner.invoke(app, ["verify", str(a), str(b), "--threshold", "0"])
     assert rejected.exit_code == 1 and "not verified" in rejected.stdout
 

@@ -45,6 +45,10 @@ def test_enroll_check_identify_remove(files):
     ranked = invoke("identify", files / "q5.png", "-k", "2", "--format", "jsonl")
     rows = [json.loads(line) for line in ranked.stdout.splitlines()]
     assert ranked.exit_code == 0 and [r["person_id"] for r in rows] == ["bob", "alice"] and rows[0]["verified"]
+    assert rows[0]["log10_lr"] > rows[1]["log10_lr"] and rows[0]["model"] and rows[0]["fusion"] == "scaled"
+    assert invoke("identify", files / "q5.png", "-k", "2", "--json").stdout == ranked.stdout  # --json as on verify
+    claim = json.loads(invoke("check", "alice", files / "q3.png", "--json").stdout)
+    assert claim["verified"] and claim["model"] == rows[0]["model"]
 
     listed = invoke("gallery", "list", "--json")
     people = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -89,6 +93,10 @@ def test_bad_usage_exits_2(files):
     assert nothing.exit_code == 2 and "holds no image" in nothing.stderr
     assert invoke("identify", files / "q3.png", "--format", "xml").exit_code == 2
     assert invoke("identify", files / "q3.png", "-k", "0").exit_code == 2
+    invoke("enroll", "alice", files / "w3")
+    invoke("gallery", "remove", "alice")
+    emptied = invoke("identify", files / "q3.png")  # no one to find is not "matched no one"
+    assert emptied.exit_code == 2 and "is empty: enrol someone first" in emptied.stderr
 
 
 def test_reading_a_missing_gallery_is_an_error_and_creates_nothing(files):
