@@ -35,14 +35,20 @@ from .matcher import DEFAULT_FUSION, check_k, check_threshold, distances, fuse
 MAX_PERSON_ID = 200
 MAX_METADATA_DEPTH = 32  # nesting every JSON encoder and reader on the way can handle (the service's stops near 255)
 # characters that would make one id print as another or split a listing line: line and paragraph
-# separators, blank fillers and variation selectors (format characters, such as the bidirectional
-# controls and zero-width spaces, and control characters are refused too)
-_MISLEADING = set("\u2028\u2029\u034f\u115f\u1160\u3164\uffa0") | {chr(c) for c in range(0xFE00, 0xFE10)}
-# invisible, but part of how some scripts (Bengali, Persian) and emoji are written: kept after a
-# character that is not ASCII, refused after ASCII (where "bob" + U+200D would print as "bob")
-_IN_SCRIPT = set("\u200c\u200d\ufe0e\ufe0f")
+# separators and blank fillers; control and format characters (the bidirectional controls,
+# zero-width spaces, joiners, variation selectors) are refused too, but where `_written_with` keeps them
+_MISLEADING = set("\u2028\u2029\u034f\u115f\u1160\u3164\uffa0")
+# scripts that write with the zero-width joiner and non-joiner (Persian and Bengali names need them)
+_JOINING_SCRIPTS = ("ARABIC", "SYRIAC", "NKO", "MONGOLIAN", "DEVANAGARI", "BENGALI", "GURMUKHI", "GUJARATI", "ORIYA",
+                    "TAMIL", "TELUGU", "KANNADA", "MALAYALAM", "SINHALA", "KHMER", "MYANMAR", "TIBETAN", "THAI", "LAO",
+                    "JAVANESE", "BALINESE", "CHAKMA")
+_VISIBLE_FORMAT = set("\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u08e2")  # number signs: format characters that show
 IN_CHUNK = 10_000  # values bound in one SQL IN (...) list
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
+# people scored as claims whatever k is: the nearest reference is not the best claim (a writer
+# with three references can be a little farther than a stranger with one yet far likelier), so
+# the top answers must not depend on how many were asked for
+MIN_PEOPLE_SCORED = 20
 # References closer than this share of the model's decision distance are one scan given twice,
 # perhaps saved again: JPEG at quality 90 moved lite0-heads' vectors by at most 0.05 of it. No
 # two signings of CEDAR's training writers come closer than 0.32 of it (docs/benchmarks.md,
@@ -118,9 +124,9 @@ def check_person_id(person_id: str) -> str:
         raise InputError("a person id must be a non-empty string")
     if not _is_text(person_id):
         raise InputError(f"a person id must be text, got undecodable bytes in {person_id[:40]!r}")
-    if len(person_id) > MAX_PERSON_ID:
+    if len(unicodedata.normalize("NFC", person_id)) > MAX_PERSON_ID:  # as stored: NFC lengthens a few characters
         raise InputError(f"a person id must be at most {MAX_PERSON_ID} characters, got {person_id[:40]!r}")
-    odd = next((c for i, c in enumerate(person_id) if _misleading(c, person_id[i - 1] if i else "")), None)
+    odd = next((c for i, c in enumerate(person_id) if _misleading(c, person_id[i - 1] if i else "", person_id[i + 1 : i + 2])), None)
     if odd is not None:
         raise InputError(f"a person id must not hold {unicodedata.name(odd, 'a control character')} (U+{ord(odd):04X}), "
                          f"which would make it print as another id: {person_id[:40]!r}")
@@ -131,10 +137,31 @@ def check_person_id(person_id: str) -> str:
     return person_id
 
 
-def _misleading(char: str, before: str) -> bool:
-    if char in _IN_SCRIPT:
-        return before.isascii()
-    return char in _MISLEADING or unicodedata.category(char) in ("Cc", "Cf")
+def _misleading(char: str, before: str, after: str) -> bool:
+    """Would `char`, between `before` and `after`, print as nothing or as something else?"""
+    if char in _MISLEADING:
+        return True
+    if unicodedata.category(char) not in ("Cc", "Cf") and not 0xFE00 <= ord(char) <= 0xFE0F:
+        return False
+    return not _written_with(char, before, after)
+
+
+def _written_with(char: str, before: str, after: str) -> bool:
+    """Invisible characters that are part of how a name is written: joiners inside a script
+    that uses them or an emoji sequence, variation selectors after an emoji or a CJK ideograph
+    (or a keycap's digit), the tags of a subdivision flag, Mongolian's vowel separator."""
+    if char in _VISIBLE_FORMAT:
+        return True
+    if not before:  # nothing to be part of
+        return False
+    name, emoji = unicodedata.name(before, ""), unicodedata.category(before) in ("So", "Sk") or before in ("\ufe0f", "\u200d")
+    if char in ("\u200c", "\u200d"):
+        return bool(after) and (name.startswith(_JOINING_SCRIPTS) or emoji)
+    if 0xFE00 <= ord(char) <= 0xFE0F:
+        return emoji or name.startswith("CJK") or char == "\ufe0f" and before in "0123456789#*" and after == "\u20e3"
+    if 0xE0020 <= ord(char) <= 0xE007F:
+        return before == "\U0001f3f4" or 0xE0020 <= ord(before) <= 0xE007F
+    return char == "\u180e" and name.startswith("MONGOLIAN")
 
 
 def images_to_enrol(person_id: str, images) -> list:
@@ -231,6 +258,9 @@ class Gallery:
             raise
         self._index = VectorIndex(self.extractor.dimension, index)
         self._generation = -1
+        stored_ids = {row[0] for row in self._db.execute("SELECT person_id FROM people")}
+        # ids stored before ids were kept in NFC, by their NFC form, so that they are found however typed
+        self._legacy_ids = {normal: i for i in stored_ids if (normal := unicodedata.normalize("NFC", i)) != i and normal not in stored_ids}
         try:
             self._refresh()
         except Exception:
@@ -430,11 +460,12 @@ class Gallery:
 
     def _stored_id(self, person_id: str) -> str:
         """The id as stored: ids are kept in Unicode NFC, so that "José" typed with a combining
-        accent is the same person as with a precomposed é; an id stored exactly as given before
-        ids were normalised is still found. The caller holds the lock."""
+        accent is the same person as with a precomposed é. An id stored before ids were
+        normalised is found as typed exactly, or in NFC. The caller holds the lock."""
         normal = unicodedata.normalize("NFC", person_id)
-        if normal != person_id and self._db.execute("SELECT 1 FROM people WHERE person_id = ?", (person_id,)).fetchone():
-            return person_id
+        for stored in (person_id, self._legacy_ids.get(normal)):
+            if stored and stored != normal and self._db.execute("SELECT 1 FROM people WHERE person_id = ?", (stored,)).fetchone():
+                return stored
         return normal
 
     @_locked
@@ -500,9 +531,9 @@ class Gallery:
         """The k enrolled people most likely to have written `questioned`, best first, each
         scored as a claim.
 
-        The index proposes the people owning the nearest references; each candidate is then
-        scored with the same fusion over all of their references as `verify_claim`, and ranked
-        by `most_likely_first`.
+        The index proposes the people owning the nearest references, at least
+        MIN_PEOPLE_SCORED of them; each is then scored with the same fusion over all of their
+        references as `verify_claim`, and ranked by `most_likely_first`.
         """
         k = check_k(k)
         started = time.perf_counter()
@@ -511,7 +542,8 @@ class Gallery:
         with self._lock:
             self._refresh()
             with self._snapshot():
-                wanted, searched = min(k, len(self)), k * CANDIDATES_PER_RESULT
+                wanted = min(max(k, MIN_PEOPLE_SCORED), len(self))
+                searched = wanted * CANDIDATES_PER_RESULT
                 while True:  # widened until `wanted` people own the nearest references (one may own many), or all are searched
                     _, ids = self._index.search(vector, searched)
                     ids = [int(i) for i in ids[0] if i >= 0]
@@ -550,14 +582,16 @@ class Gallery:
 
 
 def most_likely_first(results: list[ClaimResult]) -> list[ClaimResult]:
-    """Claims ranked by the evidence for them. Fused distances of people with different numbers
-    of references are on different scales (the "scaled" fusion divides by the references'
-    spread, and one reference has none; each number of references has its own threshold), so
-    ranking by distance put a stranger with one reference above the writer with three. The
-    claim rules' likelihood ratios are on one scale; without them, distance over threshold."""
+    """Accepted claims first, then by the evidence for them. Fused distances of people with
+    different numbers of references are on different scales (the "scaled" fusion divides by the
+    references' spread, and one reference has none; each number of references has its own
+    threshold), so ranking by distance put a stranger with one reference above the writer with
+    three. The claim rules' likelihood ratios are on one scale; without them, distance over
+    threshold. Their values at each rule's threshold differ a little, so an accepted claim could
+    rank under a rejected one by ratio alone: the decision comes first."""
     if all(r.log10_lr is not None for r in results):
-        return sorted(results, key=lambda r: (-r.log10_lr, r.distance / r.threshold))
-    return sorted(results, key=lambda r: r.distance / r.threshold)
+        return sorted(results, key=lambda r: (not r.verified, -r.log10_lr, r.distance / r.threshold))
+    return sorted(results, key=lambda r: (not r.verified, r.distance / r.threshold))
 
 
 class _Transaction:

@@ -95,6 +95,36 @@ def test_identify_ranks_the_writer_first_among_people_with_fewer_references(tmp_
             assert ranked[0] == replace(g.verify_claim(f"three-{w}", synth.genuine(w, 5)), timings_ms=ranked[0].timings_ms)
 
 
+def test_identify_gives_the_same_best_answer_whatever_k(tmp_path):
+    """Nine strangers with one reference each lie nearer than the writer's three references:
+    asked for one candidate, the search must still score the writer, whose claim is far likelier."""
+    with Gallery(tmp_path / "k.sqlite") as g:
+        basis = np.eye(g.extractor.dimension, dtype=np.float32)
+
+        def at(distance, axis):  # a unit vector `distance` away from basis[0]
+            c = 1 - distance**2 / 2
+            return (c * basis[0] + np.sqrt(1 - c * c) * basis[axis]).astype(np.float32)
+
+        g.enroll("writer", [at(0.40, 1), at(0.40, 2), at(0.40, 3)])
+        for i in range(9):
+            g.enroll(f"stranger-{i}", [at(0.30, 10 + i)])
+        best = [g.identify(basis[0], k=k)[0] for k in (1, 2, 5, 10)]
+        assert [b.person_id for b in best] == ["writer"] * 4 and best[0].verified
+
+
+def test_identify_ranks_accepted_claims_first():
+    """The log-likelihood ratio at each rule's threshold differs a little with the number of
+    references, so by ratio alone an accepted claim could follow a rejected one."""
+    from signver.gallery import ClaimResult, most_likely_first
+
+    def claim(person, verified, lr):
+        return ClaimResult(verified=verified, distance=0.5, threshold=0.6, model="m", confidence=None, log10_lr=lr,
+                           timings_ms={}, person_id=person)
+
+    ranked = most_likely_first([claim("rejected", False, 0.20), claim("accepted", True, 0.10), claim("weak", False, -1.0)])
+    assert [r.person_id for r in ranked] == ["accepted", "rejected", "weak"]
+
+
 def test_identify_finds_k_people_when_one_owns_all_the_nearest_references(tmp_path, people, monkeypatch):
     monkeypatch.setattr("signver.gallery.IN_CHUNK", 3)  # SQL lookups in several parts, as for a large gallery
     with Gallery(tmp_path / "many.sqlite") as g:
@@ -505,6 +535,12 @@ def test_person_ids_are_kept_in_nfc(tmp_path):
         assert g.verify_claim(decomposed, synth.genuine(3, 2)).person_id == composed
         g._db.execute("INSERT INTO people (person_id, enrolled_at) VALUES (?, '2026-01-01T00:00:00+00:00')", ("Rene\u0301",))
         g._db.commit()
+    with Gallery(tmp_path / "nfc.sqlite") as g:  # opened again, as after an upgrade
         assert g.enroll("Rene\u0301", [synth.genuine(4, 0)]).person_id == "Rene\u0301"  # the stored row, not a second person
-        assert g.remove("Rene\u0301").references == 1 and g.remove(decomposed).person_id == composed
+        assert g.enroll("Ren\u00e9", [synth.genuine(4, 1)]).person_id == "Rene\u0301"  # typed as keyboards type it
+        assert g.get("Ren\u00e9").references == 2 and len(g) == 2
+        assert g.remove("Ren\u00e9").references == 2 and g.remove(decomposed).person_id == composed
         assert len(g) == 0
+    with Gallery(tmp_path / "long.sqlite") as g:  # NFC lengthens some characters: the stored id is what is limited
+        with pytest.raises(InputError, match="at most 200 characters"):
+            g.enroll("\u0958" * 150, [synth.genuine(4, 0)])

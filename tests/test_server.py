@@ -337,12 +337,17 @@ def test_openapi_schema_names_the_errors_and_the_key_only_where_needed(tmp_path,
         assert {"400", "404", "413", "415", "422", "503"} <= set(identify["responses"])
         assert identify["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
         assert set(schema["components"]["schemas"]["ErrorBody"]["properties"]) == {"error", "type", "fields"}
-        assert all("security" not in op for ops in schema["paths"].values() for op in ops.values())  # no key: nothing needs one
+        assert all("security" not in op and "401" not in op["responses"] for ops in schema["paths"].values() for op in ops.values())
     with make_client(tmp_path, document, api_key="k") as c:
-        paths = c.get("/openapi.json").json()["paths"]
-        assert "security" in paths["/v1/people"]["post"] and "security" not in paths["/v1/identify"]["post"]
+        schema = c.get("/openapi.json").json()
+        paths = schema["paths"]
+        assert "security" in paths["/v1/people"]["post"] and "401" in paths["/v1/people"]["post"]["responses"]
+        assert "security" not in paths["/v1/identify"]["post"] and "401" not in paths["/v1/identify"]["post"]["responses"]
+        assert "Writes need the `X-API-Key` header" in schema["info"]["description"]
     with make_client(tmp_path, document, api_key="k", protect_reads=True) as c:
-        assert "security" in c.get("/openapi.json").json()["paths"]["/v1/identify"]["post"]
+        schema = c.get("/openapi.json").json()
+        assert "security" in schema["paths"]["/v1/identify"]["post"] and "401" in schema["paths"]["/v1/clean"]["post"]["responses"]
+        assert "Every route but /v1/health needs" in schema["info"]["description"]
 
 
 def test_work_over_time_keeps_its_worker_slot(tmp_path):

@@ -17,8 +17,9 @@ import logging
 import os
 import threading
 import typing
+import weakref
 from dataclasses import dataclass, fields, replace
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -148,14 +149,18 @@ async def fields_as_declared(request: Request) -> None:
             raise InputError(f"field {name!r} was sent {len(form.getlist(name))} times; send it once")
 
 
-@cache
+_DECLARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per route function, gone with its app
+
+
 def _form_fields(endpoint) -> frozenset[str]:
     """The form and file fields a route's function declares (`File` is a kind of `Form`)."""
     if endpoint is None:
         return frozenset()
-    hints = typing.get_type_hints(endpoint, include_extras=True)
-    return frozenset(meta.alias or name for name, hint in hints.items()
-                     for meta in getattr(hint, "__metadata__", ()) if isinstance(meta, params.Form))
+    if endpoint not in _DECLARED:
+        hints = typing.get_type_hints(endpoint, include_extras=True)
+        _DECLARED[endpoint] = frozenset(meta.alias or name for name, hint in hints.items()
+                                        for meta in getattr(hint, "__metadata__", ()) if isinstance(meta, params.Form))
+    return _DECLARED[endpoint]
 
 
 async def claimed_person_not_blank(request: Request) -> None:
@@ -175,7 +180,6 @@ class ErrorBody(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody, "description": text} for status, text in (
     (400, "Bad input: an unreadable, empty or corrupt file; a field sent twice or not taken by the route"),
-    (401, "The API key is missing or wrong (header X-API-Key)"),
     (404, "No such person, or no such route"),
     (409, "A reference the person already has, or a gallery that cannot be used"),
     (413, "The request body, an image or a document is over the service's limits"),
@@ -185,7 +189,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody,
 )}
 
 
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="needed for writes when the service has a key")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the service's API key, where it has one")
+UNAUTHORISED = {401: {"model": ErrorBody, "description": "The API key is missing or wrong (header X-API-Key)"}}
 
 
 def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | None = None, *,
@@ -232,7 +237,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
                     "verify them against a second signature or an enrolled person, search the gallery. "
                     "Images are multipart file fields (PNG, JPEG, TIFF, BMP, WebP, GIF or PDF, sniffed from "
                     "their content). Errors are JSON: `{\"error\": message, \"type\": name}`. "
-                    + ("Writes need the `X-API-Key` header." if settings.api_key else ""),
+                    + ("Every route but /v1/health needs the `X-API-Key` header." if settings.api_key and settings.protect_reads
+                       else "Writes need the `X-API-Key` header." if settings.api_key else ""),
     )
     app.state.settings, app.state.pipeline, app.state.gallery = settings, pipeline, store
     _install_error_handlers(app, settings)
@@ -245,16 +251,15 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
     service = _Service(settings, pipeline)
 
-    async def write_access(key: Annotated[str | None, Depends(api_key_header)]) -> None:  # async: no thread hop
+    async def key_access(key: Annotated[str | None, Depends(api_key_header)]) -> None:  # async: no thread hop
         service.check_key(key)
 
-    async def read_access(key: Annotated[str | None, Depends(api_key_header)]) -> None:
-        if settings.protect_reads:
-            service.check_key(key)
+    def needing_key(needed: bool) -> dict:
+        """Route arguments: the key check only where a key applies, so that the API schema says
+        which routes need it and may answer 401."""
+        return {"dependencies": [Depends(key_access)], "responses": UNAUTHORISED} if needed else {"dependencies": []}
 
-    # only where a key applies, so that the API schema says which routes need it
-    reads = [Depends(read_access)] if settings.api_key and settings.protect_reads else []
-    writes = [Depends(write_access)] if settings.api_key else []
+    reads, writes = needing_key(bool(settings.api_key and settings.protect_reads)), needing_key(bool(settings.api_key))
 
     # -- service --------------------------------------------------------------------------
 
@@ -270,33 +275,33 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
     # -- single signatures ---------------------------------------------------------------
 
-    @app.post("/v1/verify", tags=["signatures"], dependencies=reads, summary="Verify two signatures")
+    @app.post("/v1/verify", tags=["signatures"], **reads, summary="Verify two signatures")
     async def verify(a: ImageField, b: ImageField, threshold: Annotated[float | None, Form(ge=0, le=2)] = None,
                      clean: CleanField = None) -> dict:
         first, second = await _source(a, "a"), await _source(b, "b")
         result = await service.compute(pipeline.verify_pair, first, second, threshold, clean)
         return _clean_floats(result.to_dict())
 
-    @app.post("/v1/embed", tags=["signatures"], dependencies=reads, summary="Embedding vector of a signature")
+    @app.post("/v1/embed", tags=["signatures"], **reads, summary="Embedding vector of a signature")
     async def embed(image: ImageField, clean: CleanField = None) -> dict:
         vector, timings = await service.compute(pipeline.embed, await _source(image, "image"), clean)
         return {"model": pipeline.extractor.name, "dimension": int(vector.shape[0]),
                 "embedding": [round(float(v), 7) for v in vector], "timings_ms": _ms(timings)}
 
-    @app.post("/v1/clean", tags=["signatures"], dependencies=reads, summary="Cleaned signature (PNG)",
-              response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    @app.post("/v1/clean", tags=["signatures"], dependencies=reads["dependencies"], summary="Cleaned signature (PNG)",
+              response_class=Response, responses={200: {"content": {"image/png": {}}}, **reads.get("responses", {})})
     async def clean_image(image: ImageField) -> Response:
         cleaned = await service.compute(pipeline.clean, await _source(image, "image"))
         return Response(content=_png(cleaned), media_type="image/png")
 
-    @app.post("/v1/identify", tags=["gallery"], dependencies=reads, summary="Ranked candidates for a signature")
+    @app.post("/v1/identify", tags=["gallery"], **reads, summary="Ranked candidates for a signature")
     async def identify(image: ImageField, k: Annotated[int, Form(ge=1, le=100)] = 5, clean: CleanField = None) -> dict:
         ranked = await service.compute(pipeline.identify, await _source(image, "image"), k, clean)
         return {"candidates": [_clean_floats(r.to_dict()) for r in ranked], "gallery_people": len(store)}
 
     # -- documents -----------------------------------------------------------------------
 
-    @app.post("/v1/detect", tags=["documents"], dependencies=reads, summary="Signature boxes on every page")
+    @app.post("/v1/detect", tags=["documents"], **reads, summary="Signature boxes on every page")
     async def detect(document: DocumentField, previews: PreviewField = False) -> dict:
         result = await service.compute(pipeline.detect, await _source(document, "document"))
         pages = [{**page, "boxes": [{**s.box, "score": s.score, "index": s.index} for s in result.signatures if s.page == page["page"]]}
@@ -306,7 +311,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         return {"pages": pages, "count": len(result.signatures), "model": result.models.get("detector"),
                 "timings_ms": _ms(result.timings_ms)}
 
-    @app.post("/v1/documents/verify", tags=["documents"], dependencies=[*reads, Depends(claimed_person_not_blank)],
+    @app.post("/v1/documents/verify", tags=["documents"], dependencies=[*reads["dependencies"], Depends(claimed_person_not_blank)], responses=reads.get("responses"),
               summary="Detect, clean and verify every signature on a document")
     async def verify_document(document: DocumentField,
                               person_id: Annotated[str | None, Form(min_length=1, max_length=200, description="the claimed person; none: identify each signature")] = None,
@@ -321,7 +326,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
     # -- the gallery ---------------------------------------------------------------------
 
-    @app.post("/v1/people", tags=["gallery"], dependencies=writes, status_code=201, summary="Enrol a person (or add references)")
+    @app.post("/v1/people", tags=["gallery"], **writes, status_code=201, summary="Enrol a person (or add references)")
     async def enroll(person_id: Annotated[str, Form(min_length=1, max_length=200)],
                      images: Annotated[list[UploadFile], File(description="one or more reference signatures")],
                      metadata: Annotated[str | None, Form(description="a JSON object stored with the person (replaces the old one)")] = None,
@@ -333,25 +338,29 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         person = await service.write(partial(store.enroll, person_id, vectors, metadata=extra, sources=names))
         return {**person.to_dict(), "added": len(sources)}
 
-    @app.get("/v1/people", tags=["gallery"], dependencies=reads, summary="Everyone enrolled")
-    @app.get("/v1/people/", dependencies=reads, include_in_schema=False)  # ids may hold "/", so no redirect
+    @app.get("/v1/people", tags=["gallery"], **reads, summary="Everyone enrolled")
+    @app.get("/v1/people/", **reads, include_in_schema=False)  # ids may hold "/", so no redirect
     def list_people() -> dict:
         people = [p.to_dict() for p in store.list()]
         return {"people": people, "count": len(people)}
 
-    @app.get("/v1/people/{person_id:path}", tags=["gallery"], dependencies=reads, summary="One person")
+    @app.get("/v1/people/{person_id:path}", tags=["gallery"], **reads, summary="One person")
     def get_person(person_id: PersonPath) -> dict:
         return store.get(person_id).to_dict()
 
-    @app.delete("/v1/people/{person_id:path}", tags=["gallery"], dependencies=writes, summary="Remove a person and their references")
+    @app.delete("/v1/people/{person_id:path}", tags=["gallery"], **writes, summary="Remove a person and their references")
     def remove_person(person_id: PersonPath) -> dict:
         return {**store.remove(person_id).to_dict(), "removed": True}
 
-    @app.post("/v1/people/{person_id:path}/verify", tags=["gallery"], dependencies=reads, summary="Verify a claim against a person")
+    @app.post("/v1/people/{person_id:path}/verify", tags=["gallery"], **reads, summary="Verify a claim against a person")
     async def verify_claim(person_id: PersonPath, image: ImageField, clean: CleanField = None) -> dict:
         store.get(person_id)  # 404 before the upload is decoded
-        result = await service.compute(pipeline.verify_claim, person_id, await _source(image, "image"), clean)
-        return {**_clean_floats(result.to_dict()), "person": store.get(person_id).to_dict()}  # as the claim found them
+
+        def claim(source):  # the person as read right after the claim, in the worker thread, not on the event loop
+            return pipeline.verify_claim(person_id, source, clean), store.get(person_id)
+
+        result, person = await service.compute(claim, await _source(image, "image"))
+        return {**_clean_floats(result.to_dict()), "person": person.to_dict()}
 
     # -- web app and offline docs --------------------------------------------------------
 

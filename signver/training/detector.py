@@ -130,14 +130,14 @@ def train_detector(config: dict, config_path: str) -> Path:
     torch.manual_seed(seed)
     torch.set_num_threads(config.get("threads", 2))
     size, cache_size = int(config["input"]["size"]), int(config.get("cache_size", config["input"]["size"]))
+    if config.get("init_from") and not Path(config["init_from"]).is_file():
+        raise InputError(f"init_from {config['init_from']} is not a file: name the best.pt of the run to start from")
     run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
     run_dir.mkdir(parents=True, exist_ok=True)
     train = load_page_set(config["data"]["train"], cache_size, run_dir / f"train-{cache_size}.npz")
     valid = load_page_set(config["data"]["valid"], size, run_dir / f"valid-{size}.npz")
     device = training_device(config)
     network = build_detector(config["network"])
-    if config.get("init_from") and not Path(config["init_from"]).is_file():
-        raise InputError(f"init_from {config['init_from']} is not a file: name the best.pt of the run to start from")
     if len(train.images) < int(config["batch"]):  # every batch is whole: there would be no step to train
         raise InputError(f"batch {config['batch']} is more than the {len(train.images)} training pages; give a smaller batch")
     if config.get("init_from"):  # a second stage starts from the weights an earlier run chose
