@@ -121,13 +121,20 @@ CleanOption = typer.Option(None, "--clean/--no-clean", help="remove printed text
 
 
 def expand_images(paths: list[Path]) -> list[Path]:
-    """Files as given; folders become the image and PDF files inside them, sorted (folder mode)."""
+    """Files as given; folders become the image and PDF files inside them by name, sorted (folder
+    mode), with a note naming what else a folder held (broken links too)."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            entries = sorted(path.iterdir())
+            inside = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
             if not inside:
                 raise InputError(f"folder {path} holds no image or PDF files")
+            skipped = [p.name for p in entries if p not in inside and not p.is_dir() and not p.name.startswith(".")]
+            if skipped:  # over thousands of scans, a file left out must not go unnoticed
+                err.print(f"note: {escape(str(path))}: {len(skipped)} file(s) left out, not named as images or PDFs or not readable files "
+                          f"({escape(', '.join(skipped[:3]))}{', ...' if len(skipped) > 3 else ''}); give them by name to read them",
+                          highlight=False)
             files += inside
         else:
             files.append(path)

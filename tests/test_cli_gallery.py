@@ -71,6 +71,16 @@ def test_folder_mode_csv_keeps_going_past_bad_files(files):
     assert result.exit_code == 2 and "bad.png" in result.stderr
 
 
+def test_folder_mode_says_what_it_left_out(files):
+    (files / "w3" / "scan.jfif").write_bytes((files / "w3" / "0.png").read_bytes())  # read when named, left out of a folder
+    (files / "w3" / "notes").write_text("")
+    (files / "w3" / "gone.png").symlink_to(files / "nowhere.png")
+    result = invoke("verify", files / "q3.png", files / "w3", "--json")
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 4
+    assert "3 file(s) left out, not named as images or PDFs or not readable files (gone.png, notes, scan.jfif)" in result.stderr
+    assert invoke("verify", files / "q3.png", files / "w3" / "scan.jfif").exit_code == 0
+
+
 def test_verify_many_against_one_reference(files):
     result = invoke("verify", files / "w3" / "0.png", files / "q3.png", files / "q5.png", "--format", "jsonl")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
