@@ -554,6 +554,7 @@ class Gallery:
                     if len(candidates) >= wanted or searched >= len(self._index):
                         break
                     searched *= 4
+                candidates = candidates[:wanted]  # the nearest people, as many for every k up to MIN_PEOPLE_SCORED
                 rows = self._rows_in("SELECT person_id, id, vector FROM refs WHERE person_id IN ({}) ORDER BY id", candidates)
         by_person: dict[str, list[tuple[int, bytes]]] = {}
         for person_id, ref_id, blob in rows:
