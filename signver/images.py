@@ -12,8 +12,10 @@ import io
 import numbers
 import os
 import stat
+import re
 import struct
 import threading
+import warnings
 import zlib
 from typing import BinaryIO, Iterator, Union
 
@@ -172,6 +174,8 @@ def _sniff(data: bytes, label: str) -> str:
     for magic, kind in _IMAGE_MAGIC.items():
         if data.startswith(magic):
             return kind
+    if b"%PDF-" in data[:1024]:  # readers accept a header anywhere in the first kilobyte (a byte-order mark, a mail header)
+        return "PDF"
     found = next((name for magic, name in _OTHER_MAGIC.items() if data.startswith(magic)), None)
     if found is None and data[4:8] == b"ftyp":
         found = "HEIF/AVIF or MP4"
@@ -182,9 +186,13 @@ def _sniff(data: bytes, label: str) -> str:
 
 @contextlib.contextmanager
 def _decoding(label: str, kind: str) -> Iterator[None]:
-    """Turn the many ways decoders fail on bad data into our errors (never load truncated data)."""
+    """Turn the many ways decoders fail on bad data into our errors (never load truncated data).
+    Their warnings (a damaged EXIF block, a short TIFF tag) are theirs to recover from, not the
+    user's to read about."""
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
     except SignverError:
         raise
     except Image.DecompressionBombError as exc:
@@ -192,8 +200,8 @@ def _decoding(label: str, kind: str) -> Iterator[None]:
         raise InputTooLargeError(f"refused as a possible decompression bomb ({reason}): {label}") from exc
     except UnidentifiedImageError as exc:
         raise CorruptImageError(f"data starts like {kind} but cannot be parsed: {label}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, pdfium.PdfiumError) as exc:
-        raise CorruptImageError(f"corrupt or truncated {kind} ({exc}): {label}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, struct.error, zlib.error, pdfium.PdfiumError) as exc:
+        raise CorruptImageError(f"corrupt or truncated {kind} ({exc}): {label}") from exc  # TypeError: a TIFF page cut short
 
 
 def _pick(count: int, page: int | None, max_pages: int, label: str) -> range:
@@ -202,7 +210,7 @@ def _pick(count: int, page: int | None, max_pages: int, label: str) -> range:
         raise EmptyInputError(f"document has no pages: {label}")
     if page is None:
         if count > max_pages:
-            raise InputTooLargeError(f"{count} pages is over the limit of {max_pages} (max_pages): {label}")
+            raise InputTooLargeError(f"more than {max_pages} pages, the limit (max_pages): {label}")  # a TIFF is counted only so far
         return range(count)
     if not 0 <= page < count:
         raise InputError(f"page {page} out of range: {label} has {count} page(s)")
@@ -212,7 +220,7 @@ def _pick(count: int, page: int | None, max_pages: int, label: str) -> range:
 def _from_pil(im: Image.Image, label: str, page, max_pixels: int, max_pages: int) -> list[np.ndarray]:
     """Pages of a (lazily opened) PIL image; each frame's size is checked before it is decoded."""
     with _decoding(label, im.format or "image"):
-        count = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1
+        count = _frames_up_to(im, (max_pages if page is None else page) + 1) if im.format == "TIFF" else 1
         pages = []
         for index in _pick(count, page, max_pages, label):
             if count > 1:
@@ -222,19 +230,41 @@ def _from_pil(im: Image.Image, label: str, page, max_pixels: int, max_pages: int
         return pages
 
 
+def _frames_up_to(im: Image.Image, limit: int) -> int:
+    """A TIFF's page count, counted no further than `limit`: Pillow's n_frames walks every page
+    first, minutes for a small file of a few hundred thousand empty ones."""
+    count = 1
+    while count < limit:
+        try:
+            im.seek(count)
+        except EOFError:
+            break
+        count += 1
+    im.seek(0)
+    return count
+
+
 def _to_gray(im: Image.Image) -> np.ndarray:
     """Grey uint8 as seen on paper: EXIF rotation applied, transparency flattened onto white."""
+    bmp = im.format == "BMP"
     im = ImageOps.exif_transpose(im)
     if im.mode.startswith("I"):  # 16-bit grey ('I;16', 'I;16B') or 32-bit 'I' holding 16- or 8-bit values
         values = np.asarray(im)
         if im.mode == "I" and values.max() <= 255:  # 8-bit values stored as 32-bit integers (some TIFF writers)
             return np.clip(values, 0, 255).astype(np.uint8)
         return _scale16(np.clip(values, 0, 65535))
-    if im.mode == "F":
-        return np.rint(np.clip(np.asarray(im), 0, 255)).astype(np.uint8)
+    if im.mode == "F":  # floating point: 0-1 as numpy arrays take it, or 0-255 as some TIFF writers store it
+        values = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        return np.rint(np.clip(values * (255 if values.max() <= 1 else 1), 0, 255)).astype(np.uint8)
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
-    return np.array(im.convert("L"), dtype=np.uint8)
+        rgba = im.convert("RGBA")
+        if bmp and rgba.getchannel("A").getextrema()[1] == 0:  # many programs write 32-bit BMPs with every alpha byte 0
+            return np.array(rgba.convert("L"), dtype=np.uint8)
+        im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), rgba)
+    try:
+        return np.array(im.convert("L"), dtype=np.uint8)
+    except ValueError as exc:  # "conversion from LAB to L not supported"
+        raise UnsupportedFormatError(f"colour mode {im.mode} is not supported ({exc})") from exc
 
 
 def _scale16(values: np.ndarray) -> np.ndarray:
@@ -277,6 +307,9 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
         except pdfium.PdfiumError as error:  # PDFium's last error, which may be an earlier document's
             if error.err_code == pdfium.raw.FPDF_ERR_PASSWORD and b"/Encrypt" in data:
                 raise UnsupportedFormatError(f"password-protected (encrypted) PDF: remove the password first: {label}") from None
+            counts = re.findall(rb"/Count\s+(\d+)", data)
+            if counts and not any(int(c) for c in counts):  # PDFium refuses an empty page tree without saying why
+                raise EmptyInputError(f"document has no pages: {label}") from None
             raise CorruptImageError(f"corrupt or truncated PDF (PDFium cannot load it): {label}") from None
         try:
             pages = []

@@ -157,8 +157,22 @@ def test_multipage_tiff_pages_and_page_argument():
     assert [int(_grey(p)[0, 0]) for p in pages] == [0, 100, 200]
     assert load_image(data, page=2)[0, 0] == 200
     assert load_image(data)[0, 0] == 0
-    with pytest.raises(InputTooLargeError, match="3 pages.*max_pages"):
+    with pytest.raises(InputTooLargeError, match="more than 2 pages.*max_pages"):
         load_pages(data, max_pages=2)
+
+
+def test_a_tiff_of_very_many_pages_is_counted_only_to_the_limit():
+    """Pillow's n_frames walks every page first: minutes for a small file of a few hundred thousand."""
+    frames = [Image.new("L", (4, 4), v % 256) for v in range(300)]
+    data = _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+    with pytest.raises(InputTooLargeError, match="more than 100 pages"):
+        load_pages(data, max_pages=100)
+    assert load_image(data, page=250)[0, 0] == 250
+    with pytest.raises(InputError, match="page 300 out of range"):
+        load_image(data, page=300)
+    cut = data[: len(data) * 2 // 3]  # a page directory cut short: Pillow raises TypeError
+    with pytest.raises(CorruptImageError, match="corrupt or truncated TIFF"):
+        load_pages(cut, max_pages=1000)
 
 
 def test_load_pages_single_image_gives_one_page():
@@ -257,6 +271,17 @@ def test_32_bit_tiff_holding_8_bit_values_read_as_8_bit():
 def test_other_modes():
     assert load_image(Image.new("CMYK", (2, 2), (0, 0, 0, 0))).tolist() == [[255, 255]] * 2
     assert load_image(Image.new("F", (2, 1), 300.0)).tolist() == [[255, 255]]
+    unit = Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32))  # floats in 0-1, as numpy arrays take them
+    assert load_image(_encode(unit, "TIFF")).tolist() == [[0, 128, 255]]
+    with pytest.raises(UnsupportedFormatError, match="colour mode LAB is not supported"):
+        load_image(_encode(Image.new("RGB", (4, 4), "white").convert("LAB"), "TIFF"))
+
+
+def test_a_bmp_alpha_channel_of_zeros_is_taken_as_opaque():
+    """Some programs write 32-bit BMPs with every alpha byte 0: flattened, the page went blank.
+    (A PNG with every pixel transparent is a blank page, as test_png_alpha_flattened_onto_white says.)"""
+    rgba = np.dstack([np.repeat(_sample()[:, :, None], 3, axis=2), np.zeros((20, 30), np.uint8)])
+    assert load_image(_encode(Image.fromarray(rgba, "RGBA"), "BMP")).tolist() == _sample().tolist()
     assert load_image(Image.new("1", (2, 1), 0)).tolist() == [[0, 0]]
 
 
@@ -310,9 +335,10 @@ def test_a_password_protected_pdf_says_so_and_the_next_bad_pdf_gives_no_stale_re
     with pytest.raises(UnsupportedFormatError, match="password-protected"):
         load_image(encrypted)
     no_pages = pdf_of([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"])
-    with pytest.raises(CorruptImageError, match="corrupt or truncated PDF") as raised:
+    with pytest.raises(EmptyInputError, match="document has no pages") as raised:
         load_image(no_pages)  # PDFium fails on it without setting a new error: its last is still "incorrect password"
     assert "password" not in str(raised.value)
+    assert load_image(b"\xef\xbb\xbf\r\n" + pdf_of(page)).shape == (round(100 * 200 / 72), round(200 * 200 / 72))  # junk before the header
 
 
 def test_text_and_zip_unsupported():
