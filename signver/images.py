@@ -34,6 +34,9 @@ from signver.errors import (
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+# a document's pages together: a few kilobytes of PDF can draw 100 pages at the per-page limit,
+# 4 GB of pixels held at once; 25 x the default is 1 GB, 100 pages of 10 megapixels
+DOCUMENT_PAGES_OF_MAX = 25
 DEFAULT_DPI = 200
 MIN_DPI = 50  # below it a signature 1.5 cm tall is under 30 pixels: too few to detect or verify
 
@@ -157,6 +160,15 @@ def _check_bytes(size: int, max_bytes: int, label: str) -> None:
         raise InputTooLargeError(f"input over {max_bytes} bytes (max_bytes): {label}")
 
 
+def _check_document(pages: list[np.ndarray], width: int, height: int, max_pixels: int, label: str) -> None:
+    """Before the next page of a document is decoded: all its pages together stay under
+    DOCUMENT_PAGES_OF_MAX x max_pixels."""
+    total = sum(p.size for p in pages) + width * height
+    if total > DOCUMENT_PAGES_OF_MAX * max_pixels:
+        raise InputTooLargeError(f"the pages together are over {DOCUMENT_PAGES_OF_MAX * max_pixels} pixels "
+                                 f"({DOCUMENT_PAGES_OF_MAX} x max_pixels) by page {len(pages) + 1}: {label}")
+
+
 def _check_pixels(width: int, height: int, max_pixels: int, label: str) -> None:
     if width * height > max_pixels:
         raise InputTooLargeError(
@@ -226,6 +238,7 @@ def _from_pil(im: Image.Image, label: str, page, max_pixels: int, max_pages: int
             if count > 1:
                 im.seek(index)
             _check_pixels(*im.size, max_pixels, label)
+            _check_document(pages, *im.size, max_pixels, label)
             pages.append(_to_gray(im))
         return pages
 
@@ -317,6 +330,7 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
                 pdf_page = pdf[index]
                 width, height = pdf_page.get_size()
                 _check_pixels(round(width * scale), round(height * scale), max_pixels, label)
+                _check_document(pages, round(width * scale), round(height * scale), max_pixels, label)
                 bitmap = pdf_page.render(scale=scale, grayscale=True)
                 pages.append(np.array(bitmap.to_numpy(), dtype=np.uint8))  # copy out of PDFium's buffer
                 pdf_page.close()

@@ -161,6 +161,16 @@ def test_multipage_tiff_pages_and_page_argument():
         load_pages(data, max_pages=2)
 
 
+def test_a_documents_pages_together_have_a_limit():
+    """Each page under max_pixels, but together over DOCUMENT_PAGES_OF_MAX x max_pixels: refused
+    before the page that would pass it is decoded."""
+    frames = [Image.new("L", (10, 10), v) for v in range(30)]
+    data = _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+    with pytest.raises(InputTooLargeError, match=r"pages together are over 2500 pixels \(25 x max_pixels\) by page 26"):
+        load_pages(data, max_pixels=100)
+    assert len(load_pages(data, max_pixels=120)) == 30
+
+
 def test_a_tiff_of_very_many_pages_is_counted_only_to_the_limit():
     """Pillow's n_frames walks every page first: minutes for a small file of a few hundred thousand."""
     frames = [Image.new("L", (4, 4), v % 256) for v in range(300)]
