@@ -386,10 +386,7 @@ def gallery_remove(people: list[str] = typer.Argument(..., help="ids of the peop
 
     people = list(dict.fromkeys(people))  # an id given twice is removed once
     with Gallery(gallery, create=False) as store:
-        for person_id in people:
-            store.get(person_id)  # all must exist before any is removed
-        for person_id in people:
-            removed = store.remove(person_id)
+        for removed in store.remove_all(people):  # all or none
             print(f"removed {removed.person_id} ({removed.references} references)")
 
 

@@ -55,6 +55,12 @@ class DuplicateReferenceError(GalleryError):
     """The signature is already one of the person's references (or is given twice)."""
 
 
+class GalleryBusyError(GalleryError):
+    """Another process holds the gallery's write lock past the wait, or the file cannot be written."""
+
+    http_status = 503
+
+
 class PersonNotFoundError(GalleryError):
     """No person of that id is enrolled."""
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DuplicateReferenceError, GalleryError, InputError, ModelError, PersonNotFoundError
+from .errors import DuplicateReferenceError, GalleryBusyError, GalleryError, InputError, ModelError, PersonNotFoundError
 from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike, printable_name
@@ -55,6 +55,7 @@ MIN_PEOPLE_SCORED = 20
 # "Claims against enrolled references").
 NEAR_COPY_SHARE = 0.15
 BUSY_TIMEOUT = 30  # seconds a connection waits for another writer before giving up
+UNIT_TOLERANCE = 1e-3  # stored embeddings are unit vectors to float32 precision; farther is damage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -249,7 +250,8 @@ class Gallery:
             self._bind_model()
         except sqlite3.OperationalError as error:
             self._db.close()
-            raise GalleryError(f"cannot open gallery {self.path}: it is busy or cannot be written (SQLite said: {error})") from error
+            raise GalleryError(f"cannot open gallery {self.path}: it is busy or cannot be written (SQLite said: {error}); "
+                               "SQLite also writes -wal and -shm files beside it, so its folder must be writable") from error
         except sqlite3.DatabaseError as error:
             self._db.close()
             raise GalleryError(f"{self.path} is not a signver gallery, or it is damaged (SQLite said: {error})") from error
@@ -348,8 +350,11 @@ class Gallery:
         for ref_id, blob in rows:
             if not isinstance(blob, bytes) or len(blob) != 4 * dimension:
                 raise GalleryError(f"gallery {self.path} is damaged: stored reference {ref_id} (refs.id) is not {dimension} numbers; nothing was changed")
-            if not np.isfinite(np.frombuffer(blob, np.float32)).all():
+            vector = np.frombuffer(blob, np.float32)
+            if not np.isfinite(vector).all():
                 raise GalleryError(f"gallery {self.path} is damaged: stored reference {ref_id} (refs.id) holds numbers that are not finite; nothing was changed")
+            if abs(float(np.linalg.norm(vector.astype(np.float64))) - 1) > UNIT_TOLERANCE:  # every stored embedding is unit length
+                raise GalleryError(f"gallery {self.path} is damaged: stored reference {ref_id} (refs.id) is not a unit vector; nothing was changed")
         return np.frombuffer(b"".join(blob for _, blob in rows), np.float32).reshape(len(rows), dimension)
 
     def _person(self, row: tuple) -> Person:
@@ -431,20 +436,28 @@ class Gallery:
             known.append(vector)
             names.append(f"{name} (in this enrolment)")
 
-    @_locked
     def remove(self, person_id: str) -> Person:
         """Delete a person and all their references; returns what was removed."""
-        person = self.get(person_id)
-        person_id = person.person_id
-        with self._write():
+        return self.remove_all([person_id])[0]
+
+    @_locked
+    def remove_all(self, person_ids: Sequence[str]) -> list[Person]:
+        """Delete people and all their references in one transaction: all of them, or, if any
+        is not enrolled (another process may just have removed them), none."""
+        if not person_ids:
+            return []
+        with self._write():  # looked up inside it: two processes removing one person cannot both succeed
+            people = [self.get(person_id) for person_id in person_ids]
             before = self._stored_generation()
-            ids = [r[0] for r in self._db.execute("SELECT id FROM refs WHERE person_id = ?", (person_id,))]
-            self._db.execute("DELETE FROM people WHERE person_id = ?", (person_id,))
+            ids = []
+            for person in people:
+                ids += [r[0] for r in self._db.execute("SELECT id FROM refs WHERE person_id = ?", (person.person_id,))]
+                self._db.execute("DELETE FROM people WHERE person_id = ?", (person.person_id,))
             generation = self._bump()
         if before == self._generation and self._index.supports_removal:
             self._index.remove(np.array(ids))
             self._generation = generation
-        return person
+        return people
 
     @_locked
     def get(self, person_id: str) -> Person:
@@ -500,6 +513,8 @@ class Gallery:
         rows = self._db.execute("SELECT id, vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
         if not rows:
             self.get(person_id)  # raises PersonNotFoundError
+            raise GalleryError(f"gallery {self.path} is damaged: {person_id!r} has no references (they were deleted outside "
+                               "signver); enrol references again or remove the person")
         return self._vectors(rows)
 
     # -- questions -------------------------------------------------------------------------
@@ -549,7 +564,7 @@ class Gallery:
                     ids = [int(i) for i in ids[0] if i >= 0]
                     if not ids:
                         return []
-                    owner = dict(self._rows_in("SELECT id, person_id FROM refs WHERE id IN ({})", ids))
+                    owner = dict(self._rows_in("SELECT r.id, r.person_id FROM refs r JOIN people p USING (person_id) WHERE r.id IN ({})", ids))
                     candidates = list(dict.fromkeys(owner[i] for i in ids if i in owner))
                     if len(candidates) >= wanted or searched >= len(self._index):
                         break
@@ -569,7 +584,9 @@ class Gallery:
         with self._snapshot():
             self._refresh()
             check = self._db.execute("PRAGMA integrity_check").fetchone()[0]
-            return {"sqlite": check, "references": self.n_references, "indexed": len(self._index), "people": len(self)}
+            orphaned = self._db.execute("SELECT COUNT(*) FROM refs WHERE person_id NOT IN (SELECT person_id FROM people)").fetchone()[0]
+            return {"sqlite": check, "references": self.n_references, "indexed": len(self._index), "people": len(self),
+                    "orphaned_references": orphaned}  # left by hand edits with foreign keys off; never searched
 
     @_locked
     def close(self) -> None:
@@ -603,8 +620,24 @@ class _Transaction:
         self.db, self.mode = db, mode
 
     def __enter__(self) -> sqlite3.Connection:
-        self.db.execute(f"BEGIN {self.mode}")
+        try:
+            self.db.execute(f"BEGIN {self.mode}")
+        except sqlite3.OperationalError as error:
+            raise GalleryBusyError(_busy(error)) from error
         return self.db
 
     def __exit__(self, kind, error, trace) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as failure:  # busy past the wait, disk full
+                error = failure
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        if isinstance(error, sqlite3.OperationalError):
+            raise GalleryBusyError(_busy(error)) from error
+
+
+def _busy(error: sqlite3.OperationalError) -> str:
+    return f"the gallery is busy or cannot be written (SQLite said: {error}); nothing was changed, try again"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from signver import synth
-from signver.errors import DuplicateReferenceError, GalleryError, InputError, PersonNotFoundError
+from signver.errors import DuplicateReferenceError, GalleryBusyError, GalleryError, InputError, PersonNotFoundError
 from signver.gallery import Gallery
 from signver.index import VectorIndex
 from signver.matcher import SPREAD_EXPONENT, reference_spread
@@ -48,7 +48,7 @@ def test_enroll_list_get_remove(gallery, people):
         gallery.get("writer-3")
     with pytest.raises(PersonNotFoundError):
         gallery.remove("writer-3")
-    assert gallery.integrity() == {"sqlite": "ok", "references": 12, "indexed": 12, "people": 3}
+    assert gallery.integrity() == {"sqlite": "ok", "references": 12, "indexed": 12, "people": 3, "orphaned_references": 0}
 
 
 def test_claims_accept_genuine_and_reject_others(gallery, people):
@@ -251,6 +251,7 @@ def test_an_empty_file_is_no_gallery_when_one_must_exist(tmp_path):
 @pytest.mark.parametrize("kind, damage, problem", [
     ("vector", "UPDATE refs SET vector = substr(vector, 1, 100) WHERE id = 2", r"stored reference 2 \(refs.id\) is not .* numbers"),
     ("vector", "UPDATE refs SET vector = ? WHERE id = 2", r"stored reference 2 \(refs.id\) holds numbers that are not finite"),
+    ("vector", "UPDATE refs SET vector = zeroblob(length(vector)) WHERE id = 2", r"stored reference 2 \(refs.id\) is not a unit vector"),
     ("counter", "UPDATE meta SET value = 'abc' WHERE key = 'generation'", "change counter reads 'abc'"),
     ("metadata", "UPDATE people SET metadata = '{bad' WHERE person_id = 'writer-3'", "metadata of 'writer-3' is not JSON"),
 ])
@@ -279,6 +280,59 @@ def test_rows_changed_outside_signver_are_a_gallery_error(tmp_path, people, kind
         with pytest.raises(GalleryError, match=f"is damaged: .*{problem}"):
             with Gallery(path) as g:
                 asks[name](g)
+
+
+def test_hand_deleted_rows_never_answer(tmp_path, people):
+    """With foreign keys off (the sqlite3 shell's default), deleting a person leaves their
+    references, and deleting references leaves a person with none: neither may answer a
+    question, and integrity() counts the first."""
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as g:
+        for person in ("writer-3", "writer-5", "writer-8"):
+            g.enroll(person, people[person][0][:2])
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM people WHERE person_id = 'writer-3'")
+        db.execute("DELETE FROM refs WHERE person_id = 'writer-5'")
+    db.close()
+    with Gallery(path) as g:
+        assert g.integrity()["orphaned_references"] == 2
+        assert "writer-3" not in [r.person_id for r in g.identify(people["writer-3"][1], k=3)]
+        with pytest.raises(GalleryError, match="is damaged: 'writer-5' has no references"):
+            g.verify_claim("writer-5", people["writer-5"][1])
+
+
+def test_removing_several_people_is_all_or_nothing(tmp_path, people):
+    with Gallery(tmp_path / "g.sqlite") as g:
+        for person in ("writer-3", "writer-5"):
+            g.enroll(person, people[person][0][:2])
+        with pytest.raises(PersonNotFoundError, match="no person 'nobody'"):
+            g.remove_all(["writer-3", "nobody"])
+        assert len(g) == 2
+        assert [p.person_id for p in g.remove_all(["writer-3", "writer-5"])] == ["writer-3", "writer-5"] and len(g) == 0
+        with pytest.raises(PersonNotFoundError):  # a second removal of the same person is no second success
+            g.remove("writer-3")
+
+
+def test_a_gallery_another_process_keeps_locked_is_busy_not_broken(tmp_path, people, monkeypatch):
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as g:
+        g.enroll("writer-3", people["writer-3"][0][:2])
+    monkeypatch.setattr("signver.gallery.BUSY_TIMEOUT", 0.2)
+    g = Gallery(path)  # opened first: opening writes too (the schema, once)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with g:
+            with pytest.raises(GalleryBusyError, match="busy or cannot be written .*nothing was changed"):
+                g.enroll("writer-5", people["writer-5"][0][:2])
+            with pytest.raises(GalleryBusyError):
+                g.remove("writer-3")
+            assert GalleryBusyError.http_status == 503
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with Gallery(path) as g:
+        assert [p.person_id for p in g.list()] == ["writer-3"]
 
 
 def test_missing_gallery_is_an_error_when_it_must_exist(tmp_path):
