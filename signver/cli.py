@@ -52,6 +52,9 @@ def before_any_command(version: bool = typer.Option(False, "--version", callback
     # signver's own pixel limit (max_pixels) answers large images with an error naming the file;
     # Pillow's warning about them would only be noise on stderr
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    # decoders' warnings (a damaged EXIF block, a short TIFF tag) are theirs to recover from; here,
+    # not in the library, whose callers own their warning filters (and catch_warnings is not thread-safe)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     # a file name made of bytes the locale cannot decode is written back as those bytes in plain
     # text, as ls does, rather than stop the output with UnicodeEncodeError; records (JSON, CSV)
     # and error lines use printable_name, where such bytes become U+FFFD
@@ -94,8 +97,11 @@ def reports_errors(command):
         except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
             raise typer.Exit(EXIT_PIPE_CLOSED) from None
-        except OSError as error:  # inputs are checked as they are read, so this is the output: a full disk, /dev/full
-            print_error(f"could not finish: {error.strerror or error}")
+        except OSError as error:  # inputs are checked as they are read: this is the output (a full disk, /dev/full) or the system
+            from .images import printable_name
+
+            where = f" ({printable_name(error.filename)})" if error.filename else ""
+            print_error(f"could not finish: {error.strerror or error}{where}")
             raise typer.Exit(EXIT_FAILED) from None
         except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
             raise  # usage errors (exit 2) and exits the command asked for
@@ -123,14 +129,24 @@ CleanOption = typer.Option(None, "--clean/--no-clean", help="remove printed text
 def expand_images(paths: list[Path]) -> list[Path]:
     """Files as given; folders become the image and PDF files inside them by name, sorted (folder
     mode), with a note naming what else a folder held (broken links too)."""
+    from .images import printable_name
+
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            entries = sorted(path.iterdir())
+        try:
+            is_folder = path.is_dir()
+        except OSError:  # a name too long: read as a file, whose error names it, and the others go on
+            is_folder = False
+        try:
+            entries = sorted(path.iterdir()) if is_folder else []
+        except OSError as error:
+            raise InputError(f"cannot list folder {printable_name(path)}: {error.strerror or error}") from None
+        if is_folder:
             inside = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
             if not inside:
                 raise InputError(f"folder {path} holds no image or PDF files")
-            skipped = [p.name for p in entries if p not in inside and not p.is_dir() and not p.name.startswith(".")]
+            chosen = set(inside)
+            skipped = [p.name for p in entries if p not in chosen and not p.is_dir() and not p.name.startswith(".")]
             if skipped:  # over thousands of scans, a file left out must not go unnoticed
                 err.print(f"note: {escape(str(path))}: {len(skipped)} file(s) left out, not named as images or PDFs or not readable files "
                           f"({escape(', '.join(skipped[:3]))}{', ...' if len(skipped) > 3 else ''}); give them by name to read them",

@@ -129,9 +129,12 @@ class Extractor:
                         f"an embedding for model {self.name} must be a finite float vector of length {self.dimension}, "
                         f"got {value.dtype} of length {len(value)}"
                     )
-                if not np.any(value):
+                wide = value.astype(np.float64)  # 1e20 squared overflows float32, 1e-200 is zero in it
+                wide /= max(np.abs(wide).max(), np.finfo(np.float64).tiny)
+                norm = float(np.linalg.norm(wide))
+                if norm == 0:
                     raise InputError(f"an embedding of all zeros has no direction, so it cannot stand for a signature (model {self.name})")
-                out[i] = value / max(float(np.linalg.norm(value)), 1e-12)
+                out[i] = wide / norm
         return out
 
 

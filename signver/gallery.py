@@ -142,9 +142,14 @@ def _misleading(char: str, before: str, after: str) -> bool:
     """Would `char`, between `before` and `after`, print as nothing or as something else?"""
     if char in _MISLEADING:
         return True
-    if unicodedata.category(char) not in ("Cc", "Cf") and not 0xFE00 <= ord(char) <= 0xFE0F:
+    if unicodedata.category(char) not in ("Cc", "Cf") and not _is_variation_selector(char):
         return False
     return not _written_with(char, before, after)
+
+
+def _is_variation_selector(char: str) -> bool:
+    code = ord(char)
+    return 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF or 0x180B <= code <= 0x180D or code == 0x180F
 
 
 def _written_with(char: str, before: str, after: str) -> bool:
@@ -155,14 +160,20 @@ def _written_with(char: str, before: str, after: str) -> bool:
         return True
     if not before:  # nothing to be part of
         return False
-    name, emoji = unicodedata.name(before, ""), unicodedata.category(before) in ("So", "Sk") or before in ("\ufe0f", "\u200d")
+    name = unicodedata.name(before, "")
+    emoji = (not before.isascii() and unicodedata.category(before) == "So" or 0x1F3FB <= ord(before) <= 0x1F3FF  # skin tones
+             or before in ("\ufe0f", "\u200d"))
     if char in ("\u200c", "\u200d"):
         return bool(after) and (name.startswith(_JOINING_SCRIPTS) or emoji)
+    if 0x180B <= ord(char) <= 0x180F:  # Mongolian's free variation selectors
+        return name.startswith("MONGOLIAN")
+    if 0xE0100 <= ord(char) <= 0xE01EF:  # ideographic variation sequences
+        return name.startswith("CJK")
     if 0xFE00 <= ord(char) <= 0xFE0F:
         return emoji or name.startswith("CJK") or char == "\ufe0f" and before in "0123456789#*" and after == "\u20e3"
     if 0xE0020 <= ord(char) <= 0xE007F:
         return before == "\U0001f3f4" or 0xE0020 <= ord(before) <= 0xE007F
-    return char == "\u180e" and name.startswith("MONGOLIAN")
+    return False
 
 
 def images_to_enrol(person_id: str, images) -> list:
@@ -248,9 +259,10 @@ class Gallery:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._bind_model()
-        except sqlite3.OperationalError as error:
+        except (sqlite3.OperationalError, GalleryBusyError) as error:  # the second: from the transaction that binds the model
             self._db.close()
-            raise GalleryError(f"cannot open gallery {self.path}: it is busy or cannot be written (SQLite said: {error}); "
+            said = error.__cause__ if isinstance(error, GalleryBusyError) else error
+            raise GalleryError(f"cannot open gallery {self.path}: it is busy or cannot be written (SQLite said: {said}); "
                                "SQLite also writes -wal and -shm files beside it, so its folder must be writable") from error
         except sqlite3.DatabaseError as error:
             self._db.close()
@@ -260,10 +272,10 @@ class Gallery:
             raise
         self._index = VectorIndex(self.extractor.dimension, index)
         self._generation = -1
-        stored_ids = {row[0] for row in self._db.execute("SELECT person_id FROM people")}
-        # ids stored before ids were kept in NFC, by their NFC form, so that they are found however typed
-        self._legacy_ids = {normal: i for i in stored_ids if (normal := unicodedata.normalize("NFC", i)) != i and normal not in stored_ids}
         try:
+            stored_ids = {row[0] for row in self._db.execute("SELECT person_id FROM people") if isinstance(row[0], str)}
+            # ids stored before ids were kept in NFC, by their NFC form, so that they are found however typed
+            self._legacy_ids = {normal: i for i in stored_ids if (normal := unicodedata.normalize("NFC", i)) != i and normal not in stored_ids}
             self._refresh()
         except Exception:
             self._db.close()
@@ -448,20 +460,23 @@ class Gallery:
     def remove_all(self, person_ids: Sequence[str]) -> list[Person]:
         """Delete people and all their references in one transaction: all of them, or, if any
         is not enrolled (another process may just have removed them), none."""
-        if not person_ids:
+        if isinstance(person_ids, (str, bytes)):
+            raise InputError(f"remove_all takes a list of person ids, not one {type(person_ids).__name__}: wrap it as [id]")
+        stored = list({self.get(person_id).person_id: None for person_id in person_ids})  # unknown: said before any wait; twice: once
+        if not stored:
             return []
-        with self._write():  # looked up inside it: two processes removing one person cannot both succeed
-            people = [self.get(person_id) for person_id in person_ids]
+        with self._write():  # looked up again inside it: two processes removing one person cannot both succeed
+            removed = [self.get(person_id) for person_id in stored]
             before = self._stored_generation()
             ids = []
-            for person in people:
+            for person in removed:
                 ids += [r[0] for r in self._db.execute("SELECT id FROM refs WHERE person_id = ?", (person.person_id,))]
                 self._db.execute("DELETE FROM people WHERE person_id = ?", (person.person_id,))
             generation = self._bump()
         if before == self._generation and self._index.supports_removal:
             self._index.remove(np.array(ids))
             self._generation = generation
-        return people
+        return removed
 
     @_locked
     def get(self, person_id: str) -> Person:

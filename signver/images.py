@@ -15,7 +15,6 @@ import stat
 import re
 import struct
 import threading
-import warnings
 import zlib
 from typing import BinaryIO, Iterator, Union
 
@@ -37,6 +36,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # a document's pages together: a few kilobytes of PDF can draw 100 pages at the per-page limit,
 # 4 GB of pixels held at once; 25 x the default is 1 GB, 100 pages of 10 megapixels
 DOCUMENT_PAGES_OF_MAX = 25
+FLOAT_UNIT_MAX = 2.0  # a floating-point image whose values stay under this is on a 0-1 scale
 DEFAULT_DPI = 200
 MIN_DPI = 50  # below it a signature 1.5 cm tall is under 30 pixels: too few to detect or verify
 
@@ -62,6 +62,8 @@ _OTHER_MAGIC = {
     b"\x00\x00\x00\x0cjP  ": "JPEG 2000",
     b"{\\rtf": "RTF document",
 }
+_EMPTY_PAGE_TREE = re.compile(rb"/Type\s*/Pages\b[^>]*?/Count\s+0\b|/Count\s+0\b[^>]*?/Type\s*/Pages\b")
+_PAGE = re.compile(rb"/Type\s*/Page\b")  # a page object ("/Pages" is the tree, not a page)
 # PDFium may not be called from two threads at once, not even on different documents.
 _PDFIUM_LOCK = threading.Lock()
 
@@ -186,9 +188,9 @@ def _sniff(data: bytes, label: str) -> str:
     for magic, kind in _IMAGE_MAGIC.items():
         if data.startswith(magic):
             return kind
-    if b"%PDF-" in data[:1024]:  # readers accept a header anywhere in the first kilobyte (a byte-order mark, a mail header)
-        return "PDF"
     found = next((name for magic, name in _OTHER_MAGIC.items() if data.startswith(magic)), None)
+    if found is None and b"%PDF-" in data[:1024]:  # readers accept a header anywhere in the first kilobyte (a byte-order mark)
+        return "PDF"
     if found is None and data[4:8] == b"ftyp":
         found = "HEIF/AVIF or MP4"
     if found:
@@ -198,13 +200,9 @@ def _sniff(data: bytes, label: str) -> str:
 
 @contextlib.contextmanager
 def _decoding(label: str, kind: str) -> Iterator[None]:
-    """Turn the many ways decoders fail on bad data into our errors (never load truncated data).
-    Their warnings (a damaged EXIF block, a short TIFF tag) are theirs to recover from, not the
-    user's to read about."""
+    """Turn the many ways decoders fail on bad data into our errors (never load truncated data)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            yield
+        yield
     except SignverError:
         raise
     except Image.DecompressionBombError as exc:
@@ -268,7 +266,8 @@ def _to_gray(im: Image.Image) -> np.ndarray:
         return _scale16(np.clip(values, 0, 65535))
     if im.mode == "F":  # floating point: 0-1 as numpy arrays take it, or 0-255 as some TIFF writers store it
         values = np.nan_to_num(np.asarray(im, dtype=np.float64))
-        return np.rint(np.clip(values * (255 if values.max() <= 1 else 1), 0, 255)).astype(np.uint8)
+        unit = values.max() <= FLOAT_UNIT_MAX  # 0-1, with room for a resampling overshoot; 0-255 passes it at once
+        return np.rint(np.clip(values * (255 if unit else 1), 0, 255)).astype(np.uint8)
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         rgba = im.convert("RGBA")
         if bmp and rgba.getchannel("A").getextrema()[1] == 0:  # many programs write 32-bit BMPs with every alpha byte 0
@@ -320,8 +319,7 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
         except pdfium.PdfiumError as error:  # PDFium's last error, which may be an earlier document's
             if error.err_code == pdfium.raw.FPDF_ERR_PASSWORD and b"/Encrypt" in data:
                 raise UnsupportedFormatError(f"password-protected (encrypted) PDF: remove the password first: {label}") from None
-            counts = re.findall(rb"/Count\s+(\d+)", data)
-            if counts and not any(int(c) for c in counts):  # PDFium refuses an empty page tree without saying why
+            if _EMPTY_PAGE_TREE.search(data) and not _PAGE.search(data):  # PDFium refuses an empty page tree without saying why
                 raise EmptyInputError(f"document has no pages: {label}") from None
             raise CorruptImageError(f"corrupt or truncated PDF (PDFium cannot load it): {label}") from None
         try:

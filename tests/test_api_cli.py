@@ -106,6 +106,9 @@ def test_cli_file_names_are_text_not_markup(pair_files, tmp_path):
         result = runner.invoke(app, ["verify", str(a), str(tmp_path / name), str(b)])
         assert result.exit_code == 2 and f"{tmp_path / name}; supported formats" in result.stderr and "Traceback" not in result.output, result.output
         assert f"{b}: verified" in result.stdout  # the run went on
+    too_long = tmp_path / ("x" * 300 + ".png")  # the system refuses the name itself: that file's error, not the run's
+    result = runner.invoke(app, ["verify", str(a), str(too_long), str(b)])
+    assert result.exit_code == 2 and "File name too long" in result.stderr and f"{b}: verified" in result.stdout, result.output
 
 
 def test_cli_exit_codes_for_output_that_cannot_be_written():

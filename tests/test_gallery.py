@@ -154,7 +154,10 @@ def test_bad_enrolments_change_nothing(gallery):
         gallery.enroll("", [synth.genuine(1, 0)])
     for odd, named in (("mallory\u2028bob", "LINE SEPARATOR"), ("a\u0085b", "U\\+0085"), ("evil\u202etxt", "RIGHT-TO-LEFT OVERRIDE"), ("x\x01y", "U\\+0001"),
                        ("bob\u200b", "ZERO WIDTH SPACE"), ("bob\u200d", "ZERO WIDTH JOINER"), ("\ufeffbob", "ZERO WIDTH NO-BREAK SPACE"),
-                       ("bo\u034fb", "COMBINING GRAPHEME JOINER"), ("bob\ufe0f", "VARIATION SELECTOR-16"), ("\u3164", "HANGUL FILLER")):
+                       ("bo\u034fb", "COMBINING GRAPHEME JOINER"), ("bob\ufe0f", "VARIATION SELECTOR-16"), ("\u3164", "HANGUL FILLER"),
+                       ("\u0418\u0432\u0430\u043d\u200d", "ZERO WIDTH JOINER"), ("x^\u200dy", "ZERO WIDTH JOINER"),
+                       ("bob\U000e0100", "VARIATION SELECTOR-17"), ("bob\u180b", "MONGOLIAN FREE VARIATION SELECTOR ONE"),
+                       ("Jos\u00e9\u200c", "ZERO WIDTH NON-JOINER")):
         with pytest.raises(InputError, match=f"must not hold .*{named}"):
             gallery.enroll(odd, [synth.genuine(1, 0)])
     for padded in (" bob", "bob ", "\u00a0bob"):
@@ -282,6 +285,20 @@ def test_rows_changed_outside_signver_are_a_gallery_error(tmp_path, people, kind
                 asks[name](g)
 
 
+def test_an_embedding_too_large_or_small_for_float32_arithmetic_is_stored_as_a_unit_vector(tmp_path):
+    """1e20 squared overflows float32: the vector was stored as zeros, and the gallery then
+    refused to open as damaged."""
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as g:
+        dimension = g.extractor.dimension
+        g.enroll("large", [np.full(dimension, 1e20, np.float32)])
+        g.enroll("small", [np.full(dimension, 1e-200, np.float64)])
+        with pytest.raises(InputError, match="all zeros has no direction"):
+            g.enroll("zero", [np.zeros(dimension, np.float32)])
+    with Gallery(path) as g:
+        assert np.allclose(np.linalg.norm(g.references("large"), axis=1), 1) and len(g) == 2
+
+
 def test_hand_deleted_rows_never_answer(tmp_path, people):
     """With foreign keys off (the sqlite3 shell's default), deleting a person leaves their
     references, and deleting references leaves a person with none: neither may answer a
@@ -293,6 +310,9 @@ def test_hand_deleted_rows_never_answer(tmp_path, people):
     with sqlite3.connect(path) as db:
         db.execute("DELETE FROM people WHERE person_id = 'writer-3'")
         db.execute("DELETE FROM refs WHERE person_id = 'writer-5'")
+    db.close()
+    with sqlite3.connect(path) as db:  # and a person id that is not text
+        db.execute("INSERT INTO people (person_id, enrolled_at) VALUES (x'4142', '2026-01-01T00:00:00+00:00')")
     db.close()
     with Gallery(path) as g:
         assert g.integrity()["orphaned_references"] == 2
@@ -308,7 +328,10 @@ def test_removing_several_people_is_all_or_nothing(tmp_path, people):
         with pytest.raises(PersonNotFoundError, match="no person 'nobody'"):
             g.remove_all(["writer-3", "nobody"])
         assert len(g) == 2
-        assert [p.person_id for p in g.remove_all(["writer-3", "writer-5"])] == ["writer-3", "writer-5"] and len(g) == 0
+        with pytest.raises(InputError, match="a list of person ids, not one str"):
+            g.remove_all("writer-3")
+        removed = g.remove_all(["writer-3", "writer-5", "writer-3"])  # an id given twice is removed, and reported, once
+        assert [p.person_id for p in removed] == ["writer-3", "writer-5"] and len(g) == 0
         with pytest.raises(PersonNotFoundError):  # a second removal of the same person is no second success
             g.remove("writer-3")
 
@@ -570,7 +593,9 @@ def test_a_gallery_folder_that_cannot_be_made_is_a_gallery_error(tmp_path, monke
 
 def test_person_ids_in_any_script_are_kept(tmp_path):
     """Inner spaces of any kind and joiners are parts of real names (Japanese, Persian, Bengali)."""
-    names = ["José García", "山田\u3000太郎", "محمد\u200cرضا", "ক্\u200dষ", "O'Brien-Smith"]
+    names = ["José García", "山田\u3000太郎", "محمد\u200cرضا", "ক্\u200dষ", "O'Brien-Smith", "1\ufe0f\u20e3 team",
+             "\U0001f468\u200d\U0001f469\u200d\U0001f467", "\U0001f44d\U0001f3fd", "\u795e\ufe00", "\u845b\U000e0100",
+             "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"]
     with Gallery(tmp_path / "names.sqlite") as g:
         for s, name in enumerate(names):
             g.enroll(name, [synth.genuine(3 + s, 0)])

@@ -283,6 +283,8 @@ def test_other_modes():
     assert load_image(Image.new("F", (2, 1), 300.0)).tolist() == [[255, 255]]
     unit = Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32))  # floats in 0-1, as numpy arrays take them
     assert load_image(_encode(unit, "TIFF")).tolist() == [[0, 128, 255]]
+    overshoot = Image.fromarray(np.array([[0.0, 0.5, 1.02]], np.float32))  # resampled: a little over 1
+    assert load_image(_encode(overshoot, "TIFF")).tolist() == [[0, 128, 255]]
     with pytest.raises(UnsupportedFormatError, match="colour mode LAB is not supported"):
         load_image(_encode(Image.new("RGB", (4, 4), "white").convert("LAB"), "TIFF"))
 
@@ -349,6 +351,10 @@ def test_a_password_protected_pdf_says_so_and_the_next_bad_pdf_gives_no_stale_re
         load_image(no_pages)  # PDFium fails on it without setting a new error: its last is still "incorrect password"
     assert "password" not in str(raised.value)
     assert load_image(b"\xef\xbb\xbf\r\n" + pdf_of(page)).shape == (round(100 * 200 / 72), round(200 * 200 / 72))  # junk before the header
+    with pytest.raises(UnsupportedFormatError, match="PostScript"):  # its own magic first, whatever a comment says
+        load_image(b"%!PS-Adobe-3.0\n%%Title: %PDF-1.4 export\n")
+    with pytest.raises(CorruptImageError, match="corrupt or truncated PDF"):  # an empty outline is not an empty document
+        load_image(b"%PDF-1.4\n1 0 obj << /Type /Outlines /Count 0 >> endobj\ngarbage")
 
 
 def test_text_and_zip_unsupported():

@@ -354,7 +354,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
     @app.post("/v1/people/{person_id:path}/verify", tags=["gallery"], **reads, summary="Verify a claim against a person")
     async def verify_claim(person_id: PersonPath, image: ImageField, clean: CleanField = None) -> dict:
-        store.get(person_id)  # 404 before the upload is decoded
+        await anyio.to_thread.run_sync(store.get, person_id)  # 404 before the upload is decoded; off the event loop, as it may wait for the lock
 
         def claim(source):  # the person as read right after the claim, in the worker thread, not on the event loop
             return pipeline.verify_claim(person_id, source, clean), store.get(person_id)
