@@ -1,8 +1,8 @@
 """The `signver` command. One line per result, easy to pipe; errors go to stderr.
 
 Exit codes (EXIT_HELP): 0 done (every signature verified), 1 some signature not verified,
-2 bad input or usage, 3 could not finish (output unwritable, internal error), 130 interrupted,
-141 output pipe closed.
+2 bad input or usage, 3 could not finish (standard output unwritable, internal error),
+130 interrupted, 141 output pipe closed.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from .training.config import read_config
 
 EXIT_OK, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_PIPE_CLOSED = 0, 1, 2, 3, 141
 EXIT_HELP = ("Exit codes: 0 done, every signature verified (identify: a candidate verified); 1 done, some signature not "
-             "verified (identify: none); 2 bad input or usage, or some of many files unreadable (before 1: the records "
-             "say which); 3 could not finish (output unwritable, internal error); 130 interrupted; 141 output pipe closed.")
+             "verified (identify: none); 2 bad input or usage, or some of many files unreadable or outputs unwritable (before 1: "
+             "the records say which); 3 could not finish (standard output unwritable, internal error); 130 interrupted; "
+             "141 output pipe closed.")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.", epilog=EXIT_HELP)
 
 

@@ -262,7 +262,7 @@ class Gallery:
         except (sqlite3.OperationalError, GalleryBusyError) as error:  # the second: from the transaction that binds the model
             self._db.close()
             said = error.__cause__ if isinstance(error, GalleryBusyError) else error
-            raise GalleryError(f"cannot open gallery {self.path}: it is busy or cannot be written (SQLite said: {said}); "
+            raise GalleryBusyError(f"cannot open gallery {self.path}: it is busy or cannot be written (SQLite said: {said}); "
                                "SQLite also writes -wal and -shm files beside it, so its folder must be writable") from error
         except sqlite3.DatabaseError as error:
             self._db.close()
@@ -459,7 +459,8 @@ class Gallery:
     @_locked
     def remove_all(self, person_ids: Sequence[str]) -> list[Person]:
         """Delete people and all their references in one transaction: all of them, or, if any
-        is not enrolled (another process may just have removed them), none."""
+        is not enrolled (another process may just have removed them), none. An id given twice,
+        in any form, is removed and returned once; a single string is refused (wrap it as [id])."""
         if isinstance(person_ids, (str, bytes)):
             raise InputError(f"remove_all takes a list of person ids, not one {type(person_ids).__name__}: wrap it as [id]")
         stored = list({self.get(person_id).person_id: None for person_id in person_ids})  # unknown: said before any wait; twice: once
@@ -565,8 +566,8 @@ class Gallery:
         """The k enrolled people most likely to have written `questioned`, best first, each
         scored as a claim.
 
-        The index proposes the people owning the nearest references, at least
-        MIN_PEOPLE_SCORED of them; each is then scored with the same fusion over all of their
+        The index proposes the people owning the nearest references, max(k,
+        MIN_PEOPLE_SCORED) of them (or everyone, if fewer); each is then scored with the same fusion over all of their
         references as `verify_claim`, and ranked by `most_likely_first`.
         """
         k = check_k(k)

@@ -90,7 +90,9 @@ def load_pages(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_pages: int = 100,
 ) -> list[np.ndarray]:
-    """Every page of `source` as 2-D uint8 grey arrays: one for a single image, all of a TIFF or PDF."""
+    """Every page of `source` as 2-D uint8 grey arrays: one for a single image, all of a TIFF or
+    PDF, refusing more than `max_pages` pages, any over `max_pixels`, and pages together over
+    DOCUMENT_PAGES_OF_MAX x max_pixels."""
     return _load(source, None, dpi, max_bytes, max_pixels, max_pages)
 
 

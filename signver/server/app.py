@@ -123,7 +123,7 @@ ImageField = Annotated[UploadFile, File(description="a signature image (or PDF p
 DocumentField = Annotated[UploadFile, File(description="a document: image, multi-page TIFF or PDF")]
 CleanField = Annotated[bool | None, Form(description="clean the signature first (default: the service's setting)")]
 PreviewField = Annotated[bool, Form(description="include page images (PNG data URLs) for display")]
-PersonPath = Annotated[str, PathParam(min_length=1, max_length=200, description="the person's id")]
+PersonPath = Annotated[str, PathParam(min_length=1, max_length=800, description="the person's id")]  # 200 once in NFC: the gallery checks
 
 REPEATABLE_FIELDS = {"images"}  # the only form field a route takes several of (enrolment's references)
 
@@ -185,7 +185,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody,
     (413, "The request body, an image or a document is over the service's limits"),
     (415, "Not an image or a PDF"),
     (422, "A field is missing or out of range, or an image holds no ink"),
-    (503, "Over the service's time limit"),
+    (503, "Over the service's time limit, or the gallery is busy (another process writes) or cannot be written"),
 )}
 
 
@@ -197,7 +197,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
                settings: Settings | None = None, gallery: Gallery | None = None, detector: Any = None,
                cleaner: Any = None, **overrides: Any) -> FastAPI:
     """The service. Settings: `settings`, else the environment (`Settings.from_env`), with
-    `gallery_path`, `api_key` and any other `Settings` field given here taking precedence.
+    `gallery_path`, `api_key` and any other `Settings` field given here taking precedence;
+    settings out of range, and protect_reads without an API key, are refused.
     `gallery`, `detector`, `cleaner`: ready objects to use instead of loading them (tests,
     embedding in another program); see `signver.pipeline.Pipeline`."""
     unknown = set(overrides) - {f.name for f in fields(Settings)}
@@ -314,7 +315,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     @app.post("/v1/documents/verify", tags=["documents"], dependencies=[*reads["dependencies"], Depends(claimed_person_not_blank)], responses=reads.get("responses"),
               summary="Detect, clean and verify every signature on a document")
     async def verify_document(document: DocumentField,
-                              person_id: Annotated[str | None, Form(min_length=1, max_length=200, description="the claimed person; none: identify each signature")] = None,
+                              person_id: Annotated[str | None, Form(min_length=1, max_length=800, description="the claimed person; none: identify each signature")] = None,
                               k: Annotated[int, Form(ge=1, le=100)] = 5, clean: CleanField = None,
                               previews: PreviewField = False) -> dict:
         source = await _source(document, "document")
@@ -327,7 +328,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     # -- the gallery ---------------------------------------------------------------------
 
     @app.post("/v1/people", tags=["gallery"], **writes, status_code=201, summary="Enrol a person (or add references)")
-    async def enroll(person_id: Annotated[str, Form(min_length=1, max_length=200)],
+    async def enroll(person_id: Annotated[str, Form(min_length=1, max_length=800)],
                      images: Annotated[list[UploadFile], File(description="one or more reference signatures")],
                      metadata: Annotated[str | None, Form(description="a JSON object stored with the person (replaces the old one)")] = None,
                      clean: CleanField = None) -> dict:
