@@ -347,7 +347,7 @@ def test_openapi_schema_names_the_errors_and_the_key_only_where_needed(tmp_path,
     with make_client(tmp_path, document, api_key="k", protect_reads=True) as c:
         schema = c.get("/openapi.json").json()
         assert "security" in schema["paths"]["/v1/identify"]["post"] and "401" in schema["paths"]["/v1/clean"]["post"]["responses"]
-        assert "Every route but /v1/health needs" in schema["info"]["description"]
+        assert "Every /v1 route but /v1/health needs" in schema["info"]["description"]
 
 
 def test_work_over_time_keeps_its_worker_slot(tmp_path):

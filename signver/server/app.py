@@ -238,7 +238,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
                     "verify them against a second signature or an enrolled person, search the gallery. "
                     "Images are multipart file fields (PNG, JPEG, TIFF, BMP, WebP, GIF or PDF, sniffed from "
                     "their content). Errors are JSON: `{\"error\": message, \"type\": name}`. "
-                    + ("Every route but /v1/health needs the `X-API-Key` header." if settings.api_key and settings.protect_reads
+                    + ("Every /v1 route but /v1/health needs the `X-API-Key` header." if settings.api_key and settings.protect_reads
                        else "Writes need the `X-API-Key` header." if settings.api_key else ""),
     )
     app.state.settings, app.state.pipeline, app.state.gallery = settings, pipeline, store
