@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .errors import DuplicateReferenceError, GalleryBusyError, GalleryError, InputError, ModelError, PersonNotFoundError
 from .api import VerificationResult, decision
@@ -177,12 +178,17 @@ def _written_with(char: str, before: str, after: str) -> bool:
 
 
 def images_to_enrol(person_id: str, images) -> list:
-    """The checked person id's references as a list: at least one, and never one path or
-    string, which would be read as one file per character."""
+    """The checked person id's references as a list: at least one, and never one path, string,
+    image or embedding, which would be read as one file per character or one image per row (a
+    2-D float array is taken as embeddings, one per row)."""
     check_person_id(person_id)
-    if isinstance(images, (str, bytes, os.PathLike)):
+    one_image = isinstance(images, np.ndarray) and not (images.ndim == 2 and images.dtype.kind == "f")
+    if isinstance(images, (str, bytes, os.PathLike, Image.Image)) or one_image:
         raise InputError(f"enrolling {person_id!r} takes a list of images, not one {type(images).__name__}: wrap it as [image]")
-    images = list(images)
+    try:
+        images = list(images)
+    except TypeError:
+        raise InputError(f"enrolling {person_id!r} takes a list of images, not {type(images).__name__}") from None
     if not images:
         raise InputError(f"enrolling {person_id!r} needs at least one reference signature")
     return images

@@ -30,6 +30,7 @@ from signver.errors import (
     SignverError,
     UnsupportedFormatError,
 )
+from signver.matcher import fits_float
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -77,8 +78,9 @@ def load_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """One page of `source` (page `page` of a multi-page TIFF or PDF) as a 2-D uint8 grey array."""
-    if isinstance(page, bool) or not isinstance(page, int):
+    if isinstance(page, bool) or not isinstance(page, numbers.Integral):
         raise InputError(f"page must be an int, got {type(page).__name__}")
+    page = int(page)
     return _load(source, page, dpi, max_bytes, max_pixels, max_pages=1)[0]
 
 
@@ -98,13 +100,21 @@ def load_pages(
 
 def check_dpi(dpi: float) -> float:
     """The resolution PDF pages render at: a number of at least MIN_DPI, as a float."""
-    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not MIN_DPI <= dpi < float("inf"):
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not MIN_DPI <= dpi < float("inf") or not fits_float(dpi):
         raise InputError(f"dpi must be a number of at least {MIN_DPI}, got {dpi!r}")
     return float(dpi)
 
 
+def check_limits(max_bytes: int, max_pixels: int, max_pages: int) -> None:
+    """Limits are whole numbers of at least 1: a negative one would refuse every input as too large."""
+    for name, value in (("max_bytes", max_bytes), ("max_pixels", max_pixels), ("max_pages", max_pages)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise InputError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
 def _load(source, page, dpi, max_bytes, max_pixels, max_pages) -> list[np.ndarray]:
     check_dpi(dpi)
+    check_limits(max_bytes, max_pixels, max_pages)
     if isinstance(source, np.ndarray):
         _pick(1, page, max_pages, "array")
         return [_from_array(source, max_pixels)]
@@ -145,7 +155,10 @@ def _read(source, max_bytes: int) -> tuple[bytes, str]:
         label = str(getattr(source, "name", "file object"))
         if isinstance(source, io.TextIOBase):  # reading it would fail decoding the image as text
             raise InputError(f"file object must be opened in binary mode: {label}")
-        data = source.read(max_bytes + 1)
+        try:
+            data = source.read(max_bytes + 1)
+        except (OSError, ValueError) as exc:  # ValueError: a closed file
+            raise InputError(f"cannot read file object {label}: {exc}") from None
         if not isinstance(data, (bytes, bytearray)):
             raise InputError(f"file object must be opened in binary mode: {label}")
     else:

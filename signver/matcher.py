@@ -25,9 +25,19 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def check_threshold(threshold: float | None) -> float | None:
     """A decision threshold is a non-negative number: refuse anything else (NaN included)
     before any work, rather than deciding every case the same way."""
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < float("inf")):
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < float("inf")
+                                  or not fits_float(threshold)):
         raise InputError(f"a threshold must be a non-negative number; got {threshold!r}")
     return threshold
+
+
+def fits_float(value: numbers.Real) -> bool:
+    """Whether a number converts to a float: a Python int of 400 digits compares below infinity but does not."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def check_k(k: int) -> int:

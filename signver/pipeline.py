@@ -32,7 +32,7 @@ from .api import VerificationResult, decision
 from .detector import Box, check_score
 from .errors import InputError, ModelError, SignverError
 from .extractor import Extractor, get_extractor
-from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, check_dpi, errors_naming, load_image, load_pages
+from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, check_dpi, check_limits, errors_naming, load_image, load_pages
 from .matcher import check_k, check_threshold, distances
 from .normalize import normalize
 
@@ -185,6 +185,7 @@ class Pipeline:
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_pages: int = DEFAULT_MAX_PAGES):
         check_score(detect_threshold)  # settings first, before any model loads
         dpi = check_dpi(dpi)
+        check_limits(max_bytes, max_pixels, max_pages)
         self.gallery = gallery
         self.extractor: Extractor = gallery.extractor if gallery is not None else get_extractor(model)
         if gallery is not None and model is not None and get_extractor(model).name != gallery.extractor.name:
@@ -293,8 +294,8 @@ class Pipeline:
         return self.cleaner.clean(self.load_signature(source))
 
     def verify_pair(self, a: SourceLike, b: SourceLike, threshold: float | None = None, clean: bool | None = None) -> VerificationResult:
-        """Were `a` and `b` written by the same person? As `signver.verify`, with this
-        pipeline's limits and cleaning."""
+        """Were `a` and `b` written by the same person? As `signver.verify` for two images
+        (not embeddings), with this pipeline's limits and cleaning."""
         check_threshold(threshold)  # before any work
         timer = _Timer()
         started = timer.last

@@ -124,6 +124,36 @@ def test_cli_exit_codes_for_output_that_cannot_be_written():
     assert "Exit codes: 0 done" in subprocess.run([signver_command, "--help"], capture_output=True, text=True).stdout
 
 
+def test_api_refuses_what_it_would_misread(tmp_path):
+    """Each was taken the wrong way, or failed as a TypeError, OverflowError or ValueError."""
+    from signver.gallery import Gallery
+    from signver.images import load_image
+    from signver.pipeline import Pipeline
+
+    image = synth.genuine(3, 0)
+    with pytest.raises(InputError, match="clean must be True, False or None, got 'false'"):  # "false" is true in Python
+        signver.verify(image, image, clean="false")
+    with pytest.raises(InputError, match="a threshold must be a non-negative number"):
+        signver.verify(image, image, threshold=10**400)  # compares below infinity, overflows float()
+    with pytest.raises(InputError, match="dpi must be a number"):
+        signver.detect(image, dpi=10**400)
+    with pytest.raises(InputError, match="max_pages must be a whole number of at least 1"):
+        Pipeline(max_pages=0)
+    with pytest.raises(InputError, match="max_pixels must be a whole number"):
+        load_image(image, max_pixels=-1)
+    assert load_image(image, page=np.int64(0)).shape == image.shape
+    (tmp_path / "x.png").write_bytes(b"x")
+    closed = open(tmp_path / "x.png", "rb")
+    closed.close()
+    with pytest.raises(InputError, match="cannot read file object .*closed file"):
+        signver.verify(closed, image)
+    with Gallery(tmp_path / "g.sqlite") as g:
+        for one in (image, Image.fromarray(image), np.dstack([image] * 3), g.extractor.vectors([image])[0]):
+            with pytest.raises(InputError, match="takes a list of images, not one .*: wrap it as \\[image\\]"):
+                g.enroll("P-1", one)
+        assert g.enroll("P-1", g.extractor.vectors([image, synth.genuine(3, 1)])).references == 2  # rows of embeddings
+
+
 def test_cli_verify_exit_codes(pair_files):
     a, b, _ = pair_files
     accepted = runner.invoke(app, ["verify", str(a), str(b), "--threshold", "2", "--json"])
