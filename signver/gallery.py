@@ -179,11 +179,10 @@ def _written_with(char: str, before: str, after: str) -> bool:
 
 def images_to_enrol(person_id: str, images) -> list:
     """The checked person id's references as a list: at least one, and never one path, string,
-    image or embedding, which would be read as one file per character or one image per row (a
-    2-D float array is taken as embeddings, one per row)."""
+    image or embedding, which would be read as one file per character or one image per row. An
+    array may hold several: (N, H, W) grey images, or (N, D) float embeddings."""
     check_person_id(person_id)
-    one_image = isinstance(images, np.ndarray) and not (images.ndim == 2 and images.dtype.kind == "f")
-    if isinstance(images, (str, bytes, os.PathLike, Image.Image)) or one_image:
+    if isinstance(images, (str, bytes, os.PathLike, Image.Image)) or isinstance(images, np.ndarray) and _one_image(images):
         raise InputError(f"enrolling {person_id!r} takes a list of images, not one {type(images).__name__}: wrap it as [image]")
     try:
         images = list(images)
@@ -192,6 +191,14 @@ def images_to_enrol(person_id: str, images) -> list:
     if not images:
         raise InputError(f"enrolling {person_id!r} needs at least one reference signature")
     return images
+
+
+def _one_image(array: np.ndarray) -> bool:
+    if array.ndim == 2:
+        return array.dtype.kind != "f"  # a grey image; float rows are embeddings
+    if array.ndim == 3:
+        return array.shape[2] in (3, 4)  # a colour image; otherwise (N, H, W) grey images
+    return True  # one embedding, or no image at all
 
 
 def _depth(value) -> int:
