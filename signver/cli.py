@@ -1,8 +1,6 @@
 """The `signver` command. One line per result, easy to pipe; errors go to stderr.
 
-Exit codes (EXIT_HELP): 0 done (every signature verified), 1 some signature not verified,
-2 bad input or usage, 3 could not finish (standard output unwritable, internal error),
-130 interrupted, 141 output pipe closed.
+Exit codes: EXIT_HELP, which `signver --help` prints.
 """
 
 from __future__ import annotations
