@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from functools import lru_cache
 from typing import NamedTuple
 
 import cv2
@@ -57,7 +56,7 @@ import numpy as np
 
 from .errors import BlankImageError, InputError, ModelError
 from .images import SourceLike, load_image
-from .models import ModelCard, inference_session, load_card
+from .models import ModelCard, inference_session, load_card, made_once
 from .normalize import ink_mask
 
 DEFAULT_CLEANER = "cleaner-lite0-crossing-int8"
@@ -396,7 +395,7 @@ def network_input(small: np.ndarray) -> np.ndarray:
     return x
 
 
-@lru_cache(maxsize=2)
+@made_once(maxsize=2)
 def get_cleaner(model: str | None = None) -> Cleaner:
     """A shared cleaner per model, so its session loads once per process."""
     return Cleaner(model)

@@ -54,9 +54,9 @@ def before_any_command(version: bool = typer.Option(False, "--version", callback
     # decoders' warnings (a damaged EXIF block, a short TIFF tag) are theirs to recover from; here,
     # not in the library, whose callers own their warning filters (and catch_warnings is not thread-safe)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-    # a file name made of bytes the locale cannot decode is written back as those bytes in plain
-    # text, as ls does, rather than stop the output with UnicodeEncodeError; records (JSON, CSV)
-    # and error lines use printable_name, where such bytes become U+FFFD
+    # a file name made of bytes the locale cannot decode is written back as those bytes where a
+    # path is only echoed ("wrote ..."), rather than stop the output with UnicodeEncodeError;
+    # results and errors name files with printable_name, where such a byte is written \xff
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
@@ -69,9 +69,19 @@ app.add_typer(gallery_app, name="gallery")
 err = Console(stderr=True, soft_wrap=True)  # an error stays one line, easy to grep
 
 
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
+    0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(text: str) -> str:
+    r"""Text with its control characters and line separators written as escapes (\t, \n, \x1b),
+    so that a file name can neither split a line of results in two nor send the terminal a command."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
 def print_error(message: str) -> None:
     """One error line on stderr; the message is text, never markup ("c[/b].png" is a file name)."""
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(one_line(message))}", highlight=False)
 
 
 def reports_errors(command):
@@ -147,8 +157,8 @@ def expand_images(paths: list[Path]) -> list[Path]:
             chosen = set(inside)
             skipped = [p.name for p in entries if p not in chosen and not p.is_dir() and not p.name.startswith(".")]
             if skipped:  # over thousands of scans, a file left out must not go unnoticed
-                err.print(f"note: {escape(str(path))}: {len(skipped)} file(s) left out, not named as images or PDFs or not readable files "
-                          f"({escape(', '.join(skipped[:3]))}{', ...' if len(skipped) > 3 else ''}); give them by name to read them",
+                err.print(f"note: {escape(one_line(printable_name(path)))}: {len(skipped)} file(s) left out, not named as images or PDFs or "
+                          f"not readable files ({escape(one_line(', '.join(map(printable_name, skipped[:3]))))}{', ...' if len(skipped) > 3 else ''}); give them by name to read them",
                           highlight=False)
             files += inside
         else:
@@ -278,7 +288,7 @@ def verify(
             continue
         printer.decided(result.verified)
         decision = "verified" if result.verified else "not verified"
-        printer.row({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, f"{name}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
+        printer.row({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, f"{one_line(name)}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
     raise typer.Exit(printer.exit_code)
 
 
@@ -293,6 +303,7 @@ def enroll(
 ) -> None:
     """Enrol PERSON with reference signatures (adds to them if already enrolled)."""
     from .gallery import Gallery
+    from .images import printable_name
 
     try:
         extra = None if metadata is None else json.loads(metadata)
@@ -301,7 +312,8 @@ def enroll(
     files = expand_images(images)
     with Gallery(gallery, model=model) as store:
         person_record = store.enroll(person, files, metadata=extra, sources=[str(f) for f in files])
-        print(f"enrolled {person_record.person_id}: {len(files)} added, {person_record.references} references in {store.path}")
+        print(f"enrolled {person_record.person_id}: {len(files)} added, {person_record.references} references in "
+              f"{one_line(printable_name(store.path))}")
 
 
 @app.command()
@@ -337,7 +349,7 @@ def check(
             record |= {k: _rounded(v) for k, v in result.to_dict().items() if k in columns}
             decision = "verified" if result.verified else "not verified"
             printer.decided(result.verified)
-            printer.row(record, f"{name}: {decision} as {person} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
+            printer.row(record, f"{one_line(name)}: {decision} as {person} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
     raise typer.Exit(printer.exit_code)
 
 
@@ -375,7 +387,7 @@ def identify(
             for rank, result in enumerate(ranked, 1):
                 record = {"questioned": name, "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}
                 mark = "match" if result.verified else "no match"
-                printer.row(record, f"{name}\t{rank}\t{result.person_id}\t{mark}\tdistance {result.distance:.4f}{_confidence_text(result)}")
+                printer.row(record, f"{one_line(name)}\t{rank}\t{result.person_id}\t{mark}\tdistance {result.distance:.4f}{_confidence_text(result)}")
     raise typer.Exit(printer.exit_code)
 
 
@@ -545,7 +557,7 @@ def clean_images(
         if (out / name).exists() and _file_id(out / name) in originals:
             raise InputError(f"{out / name} is one of the inputs (a link to it); choose another --out folder")
         write_png(out / name, cleaned)
-        print(f"{printable_name(path)}\t{printable_name(out / name)}", flush=True)
+        print(f"{one_line(printable_name(path))}\t{one_line(printable_name(out / name))}", flush=True)
     raise typer.Exit(exit_code)
 
 
@@ -657,10 +669,10 @@ def detect(
                     print(json.dumps({"file": printable_name(path), "page": index, "width": page.shape[1], "height": page.shape[0],
                                       "boxes": [{k: v for k, v in r.items() if k not in ("file", "page")} for r in records]}), flush=True)
                 elif not boxes:
-                    print(f"{printable_name(path)}\t{index}\tno signature", flush=True)
+                    print(f"{one_line(printable_name(path))}\t{index}\tno signature", flush=True)
                 else:
                     for box in boxes:
-                        print(f"{printable_name(path)}\t{index}\t{box.x0:.1f}\t{box.y0:.1f}\t{box.x1:.1f}\t{box.y1:.1f}\t{box.score:.3f}", flush=True)
+                        print(f"{one_line(printable_name(path))}\t{index}\t{box.x0:.1f}\t{box.y0:.1f}\t{box.x1:.1f}\t{box.y1:.1f}\t{box.score:.3f}", flush=True)
                 if bar:
                     bar.advance(task)
     raise typer.Exit(exit_code)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -22,7 +21,7 @@ from .detector_refiner import BoxRefiner
 from .detector_rescorer import Rescorer, box_features
 from .errors import InputError
 from .images import DEFAULT_DPI, SourceLike, load_pages
-from .models import ModelCard, inference_session, load_card
+from .models import ModelCard, inference_session, load_card, made_once
 
 DEFAULT_DETECTOR = "signature-detector"
 MAX_BOXES = 50  # per page; a page holds a handful of signatures at most
@@ -145,7 +144,7 @@ class Detector:
         return [Box(index, *map(float, box), float(score)) for box, score in zip(boxes, scores)]
 
 
-@lru_cache(maxsize=4)
+@made_once(maxsize=4)
 def get_detector(model: str | None = None) -> Detector:
     """A shared detector per model, so the session loads once per process."""
     return Detector(model)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 
 from . import cleaner
 from .errors import InputError
 from .images import SourceLike, errors_naming, load_image
-from .models import DEFAULT_EXTRACTOR, ModelCard, inference_session, load_card
+from .models import DEFAULT_EXTRACTOR, ModelCard, inference_session, load_card, made_once
 from .normalize import normalize, to_model_input
 
 BATCH_SIZE = 32  # images read and normalised per step (the unit of progress)
@@ -37,7 +37,7 @@ NETWORK_BATCH = max(2, _cores())
 WORKERS = _cores()
 
 
-@lru_cache(maxsize=1)
+@made_once(maxsize=1)
 def _workers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(WORKERS, thread_name_prefix="signver-embed")
 
@@ -142,7 +142,7 @@ def _is_embedding(value) -> bool:
     return isinstance(value, np.ndarray) and value.ndim == 1
 
 
-@lru_cache(maxsize=4)
+@made_once(maxsize=4)
 def get_extractor(model: str | None = None) -> Extractor:
     """A shared extractor per model, so sessions load once per process."""
     return Extractor(model)

@@ -375,6 +375,7 @@ def errors_naming(source):
 
 
 def printable_name(path: str | os.PathLike) -> str:
-    """A file name as text that can be printed or stored, whatever bytes it was made of
-    (undecodable bytes become U+FFFD)."""
-    return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    r"""A file name as text that can be printed or stored, whatever bytes it was made of: an
+    undecodable byte is written as its escape (the byte ff as the four characters \xff), so
+    two such files keep two names, where U+FFFD would give them one."""
+    return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -7,10 +7,12 @@ user can tell what a decision rests on. Inference never imports torch.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import threading
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 import onnxruntime as ort
@@ -101,6 +103,26 @@ def load_card(name_or_path: str | os.PathLike) -> ModelCard:
     return card
 
 
+def made_once(maxsize: int):
+    """`functools.lru_cache` whose misses are made one at a time, so that threads asking at once
+    for something not yet made (a model's session: a second and tens of MB) share one copy
+    instead of each making its own."""
+
+    def decorate(make):
+        cached = functools.lru_cache(maxsize=maxsize)(make)
+        lock = threading.RLock()
+
+        @functools.wraps(make)
+        def shared(*args, **kwargs):
+            with lock:
+                return cached(*args, **kwargs)
+
+        shared.cache_clear = cached.cache_clear
+        return shared
+
+    return decorate
+
+
 _spin_wait = True
 
 
@@ -116,7 +138,7 @@ def set_spin_wait(on: bool) -> None:
         inference_session.cache_clear()
 
 
-@lru_cache(maxsize=8)
+@made_once(maxsize=8)
 def inference_session(model_path: Path, threads: int = 0) -> ort.InferenceSession:
     """One cached CPU session per model file (`threads` 0 lets onnxruntime choose)."""
     options = ort.SessionOptions()

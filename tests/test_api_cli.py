@@ -71,6 +71,32 @@ def test_worker_threads_give_the_same_vectors_and_raise_bad_input(monkeypatch):
         extractor.embed(images[:5] + [np.full((50, 80), 255, np.uint8)], batch_size=8)
 
 
+def test_threads_loading_a_model_at_once_share_one_session():
+    """The first calls from several threads (a service's workers, a caller's pool) make one
+    extractor and one onnxruntime session between them, not one each."""
+    import threading
+
+    from signver.extractor import get_extractor
+    from signver.models import inference_session, load_card
+
+    get_extractor.cache_clear()
+    inference_session.cache_clear()
+    start, made = threading.Barrier(4), []
+
+    def load():
+        start.wait()
+        extractor = get_extractor()
+        made.append((extractor, inference_session(load_card(DEFAULT_EXTRACTOR).path)))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 4 and len({id(extractor) for extractor, _ in made}) == 1
+    assert len({id(session) for _, session in made}) == 1
+
+
 def test_verify_result_and_precomputed_embeddings():
     a, b = synth.genuine(1, 0), synth.genuine(1, 1)
     result = signver.verify(a, b)

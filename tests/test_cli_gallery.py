@@ -165,20 +165,39 @@ def test_a_gallery_folder_that_cannot_be_made_exits_2_not_a_traceback(files):
 
 
 def test_file_names_that_are_not_utf8_print(files):
-    """A name made of bytes no encoding reads (possible on Linux) is printed with U+FFFD."""
+    r"""A name made of bytes no encoding reads (possible on Linux) is printed with the byte's
+    escape, \xff, so two such names stay two names."""
     odd = files / "odd"
     odd.mkdir()
-    (odd / os.fsdecode(b"q\xff.png")).write_bytes((files / "q3.png").read_bytes())
+    for byte in (b"\xff", b"\xfe"):
+        (odd / os.fsdecode(b"q" + byte + b".png")).write_bytes((files / "q3.png").read_bytes())
     invoke("enroll", "alice", files / "w3")
     for args in (("verify", files / "q3.png", odd), ("check", "alice", odd), ("identify", odd)):
         text, lines = invoke(*args), invoke(*args, "--format", "jsonl")
-        assert text.exit_code in (0, 1) and "q\ufffd.png" in text.stdout, (args, text.output)
-        assert lines.exit_code == text.exit_code and json.loads(lines.stdout.splitlines()[0])["questioned"].endswith("q\ufffd.png")
-    elsewhere = invoke("enroll", "bob", files / "w5", "--gallery", odd / os.fsdecode(b"g\xff.sqlite"))  # printed as its bytes
-    assert elsewhere.exit_code == 0 and "g\ufffd.sqlite" in elsewhere.stdout
+        assert text.exit_code in (0, 1) and "q\\xff.png" in text.stdout and "q\\xfe.png" in text.stdout, (args, text.output)
+        named = {json.loads(line)["questioned"].rsplit("/", 1)[-1] for line in lines.stdout.splitlines()}
+        assert lines.exit_code == text.exit_code and named == {"q\\xfe.png", "q\\xff.png"}
+    elsewhere = invoke("enroll", "bob", files / "w5", "--gallery", odd / os.fsdecode(b"g\xff.sqlite"))  # named with the escape too
+    assert elsewhere.exit_code == 0 and "g\\xff.sqlite" in elsewhere.stdout
     (odd / os.fsdecode(b"r\xff.png")).write_bytes(b"not an image")  # its error names it too
     for args in (("verify", files / "q3.png", odd), ("check", "alice", odd)):
         table = invoke(*args, "--format", "csv")
         rows = list(csv.DictReader(io.StringIO(table.stdout)))
-        assert table.exit_code == 2 and rows[0]["questioned"].endswith("q\ufffd.png") and "r\ufffd.png" in rows[1]["error"]
-        assert table.stderr.count("r\ufffd.png") == 1
+        assert table.exit_code == 2 and rows[0]["questioned"].endswith("q\\xfe.png") and "r\\xff.png" in rows[2]["error"]
+        assert table.stderr.count("r\\xff.png") == 1
+
+
+def test_names_with_tabs_and_line_breaks_keep_one_line_per_result(files):
+    """Text lines are tab-separated: a tab, line break or escape code in a name is written as its
+    escape there and on stderr, and kept as it is in JSON records, which quote it."""
+    odd = files / "breaks"
+    odd.mkdir()
+    (odd / "a\tb\nc\x1b[2J.png").write_bytes((files / "q3.png").read_bytes())
+    (odd / "bad\nname.png").write_bytes(b"not an image")
+    invoke("enroll", "alice", files / "w3")
+    for args in (("verify", files / "q3.png", odd), ("check", "alice", odd), ("identify", "-k", "1", odd)):
+        text, lines = invoke(*args), invoke(*args, "--json")
+        assert text.exit_code == 2 and len(text.stdout.splitlines()) == 1 and "a\\tb\\nc\\x1b[2J.png" in text.stdout, (args, text.output)
+        assert "\x1b" not in text.stdout and "\x1b" not in text.stderr
+        assert len(text.stderr.splitlines()) == 1 and "bad\\nname.png" in text.stderr
+        assert json.loads(lines.stdout.splitlines()[0])["questioned"].endswith("a\tb\nc\x1b[2J.png")
