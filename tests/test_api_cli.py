@@ -180,6 +180,17 @@ def test_api_refuses_what_it_would_misread(tmp_path):
         assert g.enroll("P-1", g.extractor.vectors([image, synth.genuine(3, 1)])).references == 2  # rows of embeddings
 
 
+@pytest.mark.parametrize("command", [["train", "baseline", "--config", "configs/baseline-effnet-lite0.yaml"],
+                                     ["train", "detector", "--config", "configs/detector-lite0-gpu.yaml"]])
+def test_cli_training_without_the_train_extra_says_how_to_install_it(command):
+    """A base install has no torch: one line naming the extra and exit 2, not a trace and exit 3."""
+    script = "import sys; sys.modules['torch'] = None; from signver.cli import app; app(sys.argv[1:])"
+    done = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and "pip install 'signver[train]'" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_cli_verify_exit_codes(pair_files):
     a, b, _ = pair_files
     accepted = runner.invoke(app, ["verify", str(a), str(b), "--threshold", "2", "--json"])
