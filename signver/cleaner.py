@@ -413,14 +413,18 @@ def clean_many(sources: Iterable[SourceLike], model: str | None = None) -> list[
     return [cleaner.clean(load_image(s)) for s in sources]
 
 
-def resolve(clean_flag: bool | None) -> bool:
-    """The caller's choice, or the default (DEFAULT_CLEAN) when it is None. Only a bool is a
-    choice: the string "false" is true in Python, and would clean."""
-    if clean_flag is None:
-        return DEFAULT_CLEAN
-    if not isinstance(clean_flag, (bool, np.bool_)):
+def check_clean(clean_flag: bool | None) -> bool | None:
+    """A caller's choice to clean: True, False or None (the default). Only a bool is a choice:
+    the string "false" is true in Python, and would clean."""
+    if clean_flag is not None and not isinstance(clean_flag, (bool, np.bool_)):
         raise InputError(f"clean must be True, False or None, got {clean_flag!r}")
-    return bool(clean_flag)
+    return None if clean_flag is None else bool(clean_flag)
+
+
+def resolve(clean_flag: bool | None) -> bool:
+    """The caller's choice, or the default (DEFAULT_CLEAN) when it is None."""
+    clean_flag = check_clean(clean_flag)
+    return DEFAULT_CLEAN if clean_flag is None else clean_flag
 
 
 def for_embedding(gray: np.ndarray, model: str | None = None) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import sqlite3
@@ -31,7 +32,7 @@ from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike, printable_name
 from .index import VectorIndex, check_index_kind
-from .matcher import DEFAULT_FUSION, check_k, check_threshold, distances, fuse
+from .matcher import DEFAULT_FUSION, SPREAD_EXPONENT, check_k, check_threshold, distances, fuse, reference_spread
 
 MAX_PERSON_ID = 200
 MAX_METADATA_DEPTH = 32  # nesting every JSON encoder and reader on the way can handle (the service's stops near 255)
@@ -46,10 +47,13 @@ _JOINING_SCRIPTS = ("ARABIC", "SYRIAC", "NKO", "MONGOLIAN", "DEVANAGARI", "BENGA
 _VISIBLE_FORMAT = set("\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u08e2")  # number signs: format characters that show
 IN_CHUNK = 10_000  # values bound in one SQL IN (...) list
 CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate person asked for
-# people scored as claims whatever k is: the nearest reference is not the best claim (a writer
-# with three references can be a little farther than a stranger with one yet far likelier), so
-# the top answers must not depend on how many were asked for
+# people scored as claims at first, whatever k is: the nearest reference is not the best claim (a
+# writer with three references can be a little farther than a stranger with one yet far likelier)
 MIN_PEOPLE_SCORED = 20
+# people whom identify scores directly, rather than search wider, when their bound says they could
+# still rank among the k: scoring 256 costs about what one more exact search of 100,000
+# references does (60 against 190 ms, docs/benchmarks.md, 1:N search)
+CONTENDERS_SCORED = 256
 # References closer than this share of the model's decision distance are one scan given twice,
 # perhaps saved again: JPEG at quality 90 moved lite0-heads' vectors by at most 0.05 of it. No
 # two signings of CEDAR's training writers come closer than 0.32 of it (docs/benchmarks.md,
@@ -194,11 +198,13 @@ def images_to_enrol(person_id: str, images) -> list:
 
 
 def _one_image(array: np.ndarray) -> bool:
+    if array.ndim <= 1:
+        return True  # one embedding, or no image at all
     if array.ndim == 2:
         return array.dtype.kind != "f"  # a grey image; float rows are embeddings
     if array.ndim == 3:
         return array.shape[2] in (3, 4)  # a colour image; otherwise (N, H, W) grey images
-    return True  # one embedding, or no image at all
+    return False  # (N, H, W, C): N colour images
 
 
 def _depth(value) -> int:
@@ -236,9 +242,12 @@ class Gallery:
         self.path = Path(path) if path is not None else default_gallery_path()
         if "\x00" in str(self.path):  # no file name holds one; the system call would raise a bare ValueError
             raise GalleryError(f"gallery path {printable_name(self.path)!r} holds a NUL character: not a file name")
-        if self.path.is_dir():
+        try:
+            is_folder, self.created = self.path.is_dir(), not self.path.exists()  # created: worth saying, since a mistyped path makes one
+        except OSError as error:  # a name too long, a folder on the way that cannot be entered
+            raise GalleryError(f"cannot use gallery path {printable_name(self.path)}: {error.strerror or error}") from None
+        if is_folder:
             raise GalleryError(f"gallery path {self.path} is a folder; give a file path such as {self.path / 'gallery.sqlite'}")
-        self.created = not self.path.exists()  # a new, empty gallery: worth saying, since a mistyped path makes one
         if self.created:
             if not create:
                 raise GalleryError(f"no gallery at {self.path}: enrol someone first, or check the path (--gallery / SIGNVER_GALLERY)")
@@ -285,6 +294,8 @@ class Gallery:
             raise
         self._index = VectorIndex(self.extractor.dimension, index)
         self._generation = -1
+        self._shapes: dict[str, tuple[int, float]] = {}  # per person in the index: references and their spread
+        self._shape_arrays: tuple[list[str], np.ndarray, np.ndarray] | None = None
         try:
             stored_ids = {row[0] for row in self._db.execute("SELECT person_id FROM people") if isinstance(row[0], str)}
             # ids stored before ids were kept in NFC, by their NFC form, so that they are found however typed
@@ -401,11 +412,17 @@ class Gallery:
         with contextlib.nullcontext() if self._db.in_transaction else self._snapshot():  # generation and rows agree
             generation = self._stored_generation()
             rows = self._db.execute("SELECT id, vector FROM refs ORDER BY id").fetchall()
+            owners = self._db.execute("SELECT r.person_id, r.id FROM refs r JOIN people p USING (person_id) ORDER BY r.person_id").fetchall()
         index = VectorIndex(self._index.dimension, self._index.kind)
+        shapes = {}
         if rows:
             ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-            index.add(ids, self._vectors(rows))
-        self._index = index
+            vectors = self._vectors(rows)
+            index.add(ids, vectors)
+            row_of = {int(ref_id): row for row, ref_id in enumerate(ids)}
+            for person_id, group in itertools.groupby(owners, key=lambda owner: owner[0]):
+                shapes[person_id] = _shape(vectors[[row_of[ref_id] for _, ref_id in group]])
+        self._index, self._shapes, self._shape_arrays = index, shapes, None
         self._generation = generation
 
     # -- people ----------------------------------------------------------------------------
@@ -440,9 +457,11 @@ class Gallery:
                 now = _now()
                 ids = [self._db.execute("INSERT INTO refs (person_id, vector, source, added_at) VALUES (?, ?, ?, ?)",
                                         (person_id, v.tobytes(), label, now)).lastrowid for v, label in zip(vectors, labels)]
+                everyone = self._vectors(self._db.execute("SELECT id, vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall())
                 generation = self._bump()
             if before == self._generation:  # nobody else wrote since our last look: extend in place
                 self._index.add(np.array(ids), vectors)
+                self._shapes[person_id], self._shape_arrays = _shape(everyone), None
                 self._generation = generation
             return self.get(person_id)
 
@@ -489,6 +508,9 @@ class Gallery:
             generation = self._bump()
         if before == self._generation and self._index.supports_removal:
             self._index.remove(np.array(ids))
+            for person in removed:
+                self._shapes.pop(person.person_id, None)
+            self._shape_arrays = None
             self._generation = generation
         return removed
 
@@ -546,8 +568,8 @@ class Gallery:
         rows = self._db.execute("SELECT id, vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
         if not rows:
             self.get(person_id)  # raises PersonNotFoundError
-            raise GalleryError(f"gallery {self.path} is damaged: {person_id!r} has no references (they were deleted outside "
-                               "signver); enrol references again or remove the person")
+            raise GalleryError(f"the gallery is damaged: {person_id!r} has no references (they were deleted outside "
+                               "signver); enrol references again or remove the person")  # no path: service clients see this
         return self._vectors(rows)
 
     # -- questions -------------------------------------------------------------------------
@@ -557,6 +579,11 @@ class Gallery:
         distance = float(fuse(per_reference, self.fusion, references))
         card = self.extractor.card
         rule = card.claim_rule(self.fusion, len(references))
+        if rule is None and self.threshold is None and self.fusion == "scaled" and len(references) > 1:
+            # the pair threshold is a distance; a scaled score is that distance over the references' spread
+            raise ModelError(f"model {self.extractor.name}'s card has no claim rules, and its pair threshold does not apply to "
+                             f"the 'scaled' fusion of {len(references)} references: run `signver calibrate --model "
+                             f"{self.extractor.name}`, give a threshold, or use the 'min' fusion")
         threshold = self.threshold if self.threshold is not None else rule.threshold if rule else card.threshold
         return ClaimResult(
             **decision(distance, threshold, rule.calibration if rule else None, self.extractor.name, started, embedded),
@@ -577,39 +604,87 @@ class Gallery:
 
     def identify(self, questioned: SourceLike | np.ndarray, k: int = 5, clean: bool | None = None) -> list[ClaimResult]:
         """The k enrolled people most likely to have written `questioned`, best first, each
-        scored as a claim.
+        scored as a claim, as `verify_claim` scores it, and ranked by `most_likely_first`.
 
-        The index proposes the people owning the nearest references, max(k,
-        MIN_PEOPLE_SCORED) of them (or everyone, if fewer); each is then scored with the same fusion over all of their
-        references as `verify_claim`, and ranked by `most_likely_first`.
+        The index proposes the people owning the nearest references, at least max(k,
+        MIN_PEOPLE_SCORED) of them. Everyone else has every reference farther than the farthest
+        searched, which bounds their claim score; those whose bound could still rank them among
+        the k are scored too (or, if many, the search widens). So the answer is the one scoring
+        everyone would give: a writer whose references vary can be the likeliest while farther
+        than strangers whose references barely differ.
         """
         k = check_k(k)
         started = time.perf_counter()
         vector = self.extractor.vectors([questioned], clean=clean)[0]
         embedded = time.perf_counter()
+        scored: dict[str, ClaimResult] = {}
+
+        def score(people: list[str]) -> None:
+            by_person: dict[str, list[tuple[int, bytes]]] = {}
+            for person_id, ref_id, blob in self._rows_in("SELECT person_id, id, vector FROM refs WHERE person_id IN ({}) ORDER BY id", people):
+                by_person.setdefault(person_id, []).append((ref_id, blob))
+            scored.update({p: self._decide(p, vector, self._vectors(blobs), started, embedded) for p, blobs in by_person.items()})
+
         with self._lock:
             self._refresh()
             with self._snapshot():
                 wanted = min(max(k, MIN_PEOPLE_SCORED), len(self))
                 searched = wanted * CANDIDATES_PER_RESULT
-                while True:  # widened until `wanted` people own the nearest references (one may own many), or all are searched
-                    _, ids = self._index.search(vector, searched)
+                while True:
+                    found, ids = self._index.search(vector, searched)
                     ids = [int(i) for i in ids[0] if i >= 0]
                     if not ids:
                         return []
                     owner = dict(self._rows_in("SELECT r.id, r.person_id FROM refs r JOIN people p USING (person_id) WHERE r.id IN ({})", ids))
-                    candidates = list(dict.fromkeys(owner[i] for i in ids if i in owner))
-                    if len(candidates) >= wanted or searched >= len(self._index):
-                        break
+                    score([p for p in dict.fromkeys(owner[i] for i in ids if i in owner) if p not in scored])
+                    if len(ids) >= len(self._index):  # everyone searched
+                        return most_likely_first(list(scored.values()))[:k]
+                    while len(scored) >= k:
+                        ranked = most_likely_first(list(scored.values()))
+                        contenders = self._contenders(ranked[k - 1], float(found[0, len(ids) - 1]), scored)
+                        if not contenders:
+                            return ranked[:k]
+                        if len(contenders) > max(wanted, CONTENDERS_SCORED):
+                            break  # many: a wider search raises everyone's bound
+                        score(contenders)
                     searched *= 4
-                candidates = candidates[:wanted]  # the nearest people, as many for every k up to MIN_PEOPLE_SCORED
-                rows = self._rows_in("SELECT person_id, id, vector FROM refs WHERE person_id IN ({}) ORDER BY id", candidates)
-        by_person: dict[str, list[tuple[int, bytes]]] = {}
-        for person_id, ref_id, blob in rows:
-            by_person.setdefault(person_id, []).append((ref_id, blob))
-        results = [self._decide(p, vector, self._vectors(blobs), started, embedded)
-                   for p, blobs in by_person.items()]
-        return most_likely_first(results)[:k]
+
+    def _contenders(self, kth: ClaimResult, farthest_searched: float, scored: dict[str, ClaimResult]) -> list[str]:
+        """The people not yet scored who could rank above `kth`: every reference of theirs is at
+        least `farthest_searched` away, so their claim score is at least that distance (over
+        their references' spread, for the "scaled" fusion); `most_likely_first` ranks by what
+        that score decides, each number of references by its own rule."""
+        card = self.extractor.card
+        people, references, spreads = self._shape_table()
+        unscored = np.array([p not in scored for p in people], bool)
+        by_ratio = all(r.log10_lr is not None for r in scored.values())
+        could = np.zeros(len(people), bool)
+        for count in np.unique(references[unscored]):
+            group = unscored & (references == count)
+            lowest = np.full(int(group.sum()), farthest_searched, np.float64)
+            if self.fusion == "scaled" and count > 1:
+                lowest /= np.maximum(spreads[group], 1e-6) ** SPREAD_EXPONENT
+            rule = card.claim_rule(self.fusion, int(count))
+            threshold = self.threshold if self.threshold is not None else rule.threshold if rule else card.threshold
+            passes = lowest <= threshold if threshold is not None else np.zeros(len(lowest), bool)
+            over = lowest / threshold if threshold else lowest
+            if by_ratio and rule is None:
+                beats = np.ones(len(lowest), bool)  # scoring them would change how everyone is ranked
+            elif by_ratio:
+                ratio = rule.calibration.log10_lr(lowest)
+                beats = (ratio > kth.log10_lr) | (ratio == kth.log10_lr) & (over <= _over_threshold(kth))
+            else:
+                beats = over <= _over_threshold(kth)
+            could[group] = (passes & (not kth.verified)) | ((passes == kth.verified) & beats)  # the decision ranks first
+        return [people[i] for i in np.flatnonzero(could)]
+
+    def _shape_table(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """`_shapes` as arrays (people, references, spreads), made again only after a change."""
+        if self._shape_arrays is None:
+            people = list(self._shapes)
+            self._shape_arrays = (people, np.array([self._shapes[p][0] for p in people], np.int64),
+                                  np.array([self._shapes[p][1] for p in people], np.float64))
+        return self._shape_arrays
 
     @_locked
     def integrity(self) -> dict:
@@ -641,8 +716,17 @@ def most_likely_first(results: list[ClaimResult]) -> list[ClaimResult]:
     threshold. Their values at each rule's threshold differ a little, so an accepted claim could
     rank under a rejected one by ratio alone: the decision comes first."""
     if all(r.log10_lr is not None for r in results):
-        return sorted(results, key=lambda r: (not r.verified, -r.log10_lr, r.distance / r.threshold))
-    return sorted(results, key=lambda r: (not r.verified, r.distance / r.threshold))
+        return sorted(results, key=lambda r: (not r.verified, -r.log10_lr, _over_threshold(r)))
+    return sorted(results, key=lambda r: (not r.verified, _over_threshold(r)))
+
+
+def _over_threshold(result: ClaimResult) -> float:
+    return result.distance / result.threshold if result.threshold > 0 else result.distance  # a threshold of 0 accepts only exact copies
+
+
+def _shape(references: np.ndarray) -> tuple[int, float]:
+    """How many references a person has and their spread: what bounds their claim score unseen."""
+    return len(references), float(reference_spread(references))
 
 
 class _Transaction:

@@ -61,7 +61,11 @@ class ModelCard:
         return ClaimRules.from_dict(self.details.get("claims") or {})
 
     def claim_rule(self, fusion: str, references: int) -> ClaimRule | None:
-        """Threshold and calibration for a claim fusing `references` distances, if fitted."""
+        """Threshold and calibration for a claim fusing `references` distances, if fitted. A
+        claim against one reference is one pair whatever the fusion, so it takes the pair rule
+        where the card has one: `verify` against that reference gives the same answer."""
+        if references == 1 and self.threshold is not None and self.calibration is not None:
+            return ClaimRule(float(self.threshold), self.calibration)
         return self.claim_rules.get(fusion, references)
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .api import VerificationResult, decision
+from .cleaner import check_clean
 from .detector import Box, check_score
 from .errors import InputError, ModelError, SignverError
 from .extractor import Extractor, get_extractor
@@ -194,7 +195,7 @@ class Pipeline:
             else _Lazy("detector", lambda: detector)
         self._cleaner = _Lazy("cleaner", lambda: _load_cleaner(cleaner)) if cleaner is None or isinstance(cleaner, str) \
             else _Lazy("cleaner", lambda: cleaner)
-        self.clean_default = clean
+        self.clean_default = check_clean(clean)
         self.dpi, self.detect_threshold = dpi, detect_threshold
         self.max_bytes, self.max_pixels, self.max_pages = int(max_bytes), int(max_pixels), int(max_pages)
 
@@ -220,6 +221,7 @@ class Pipeline:
         """Whether to clean: the caller's choice, else this pipeline's, else the cleaner's
         default when its model is installed (its own default for crops cut from documents,
         which carry printed text and lines). Asking for cleaning without a cleaner raises."""
+        clean = check_clean(clean)
         if clean is None:
             clean = self.clean_default
         if clean is None:

@@ -159,6 +159,11 @@ def test_enrolling_the_same_file_again_exits_2_and_keeps_the_gallery(files):
     assert "alice\t4 references" in invoke("gallery", "list").stdout
 
 
+def test_a_gallery_name_too_long_is_bad_input(files):
+    result = invoke("gallery", "list", "--gallery", files / ("a" * 300 + ".sqlite"))
+    assert result.exit_code == 2 and "cannot use gallery path" in result.stderr and "too long" in result.stderr, result.output
+
+
 def test_a_gallery_folder_that_cannot_be_made_exits_2_not_a_traceback(files):
     result = invoke("enroll", "alice", files / "w3", "--gallery", files / "bad.png" / "sub" / "g.sqlite")
     assert result.exit_code == 2 and "cannot make the folder for gallery" in result.stderr, result.output

@@ -623,3 +623,111 @@ def test_person_ids_are_kept_in_nfc(tmp_path):
     with Gallery(tmp_path / "long.sqlite") as g:  # NFC lengthens some characters: the stored id is what is limited
         with pytest.raises(InputError, match="at most 200 characters"):
             g.enroll("\u0958" * 150, [synth.genuine(4, 0)])
+
+
+def _unit_at(basis, distance, *axes):
+    """A unit vector `distance` from basis[0], its remainder spread evenly over `axes`."""
+    c = 1 - distance**2 / 2
+    side = sum(basis[a] for a in axes) / np.sqrt(len(axes))
+    return (c * basis[0] + np.sqrt(1 - c * c) * side).astype(np.float32)
+
+
+def test_identify_finds_a_likelier_writer_farther_than_many_strangers(tmp_path):
+    """A writer whose references vary is an accepted claim while farther than 25 strangers
+    whose references barely differ: scoring only the nearest people missed them at every k."""
+    with Gallery(tmp_path / "far.sqlite") as g:
+        basis = np.eye(g.extractor.dimension, dtype=np.float32)
+        g.enroll("writer", [_unit_at(basis, 0.24, axis) for axis in (1, 2, 3)])
+        for i in range(25):
+            axis = 10 + 2 * i
+            g.enroll(f"stranger-{i}", [_unit_at(basis, 0.20, axis), _unit_at(basis, 0.20, axis, axis, axis, axis + 1)])
+        claim = g.verify_claim("writer", basis[0])
+        assert claim.verified
+        for k in (1, 3, 26):
+            ranked = g.identify(basis[0], k=k)
+            assert ranked[0] == replace(claim, timings_ms=ranked[0].timings_ms) and len(ranked) == k
+
+
+@pytest.mark.parametrize("fusion, first_people", [("scaled", 1), ("min", 1), ("mean", 1), ("scaled", 4), ("min", 4)])
+def test_identify_gives_what_scoring_everyone_gives(tmp_path, monkeypatch, fusion, first_people):
+    """With the first search cut to a few references, those who could still rank among the k
+    are scored (a few) or the search widens (many): the answer is the brute-force ranking's top k."""
+    from signver.gallery import most_likely_first
+
+    monkeypatch.setattr("signver.gallery.MIN_PEOPLE_SCORED", first_people)
+    monkeypatch.setattr("signver.gallery.CANDIDATES_PER_RESULT", 1)
+    rng = np.random.default_rng(7)
+    with Gallery(tmp_path / f"{fusion}-{first_people}.sqlite", fusion=fusion) as g:
+        dimension = g.extractor.dimension
+        centres = rng.normal(size=(30, dimension)).astype(np.float32)
+        for person, centre in enumerate(centres):
+            spread = rng.uniform(0.2, 1.2)  # people whose references vary little and a lot
+            references = centre + spread * rng.normal(size=(int(rng.integers(1, 5)), dimension)).astype(np.float32) * np.linalg.norm(centre) / np.sqrt(dimension)
+            g.enroll(f"p{person}", references)
+        everyone = [p.person_id for p in g.list()]
+        for query in range(6):
+            vector = centres[query] + 0.6 * rng.normal(size=dimension).astype(np.float32) * np.linalg.norm(centres[query]) / np.sqrt(dimension)
+            vector /= np.linalg.norm(vector)
+            brute = most_likely_first([g.verify_claim(p, vector) for p in everyone])
+            for k in (1, 3):
+                ranked = g.identify(vector, k=k)
+                assert [r.person_id for r in ranked] == [r.person_id for r in brute[:k]], (fusion, query, k)
+
+
+def test_identify_with_a_threshold_of_zero(tmp_path, people):
+    """A threshold of 0 accepts only an exact copy; ranking divided by it."""
+    with Gallery(tmp_path / "g.sqlite") as g:
+        for person in ("writer-3", "writer-5"):
+            g.enroll(person, people[person][0][:2])
+    with Gallery(tmp_path / "g.sqlite", threshold=0.0) as g:
+        ranked = g.identify(people["writer-3"][1], k=2)
+        assert [r.person_id for r in ranked] == ["writer-3", "writer-5"] and not any(r.verified for r in ranked)
+
+
+def test_a_claim_against_one_reference_is_the_pair_verify_decides(tmp_path, people):
+    """One reference, whatever the fusion: the card's pair threshold and confidence, so that
+    `check` and `verify` give one answer for one pair."""
+    import signver
+
+    reference, questioned = people["writer-3"][0][0], people["writer-5"][1]
+    pair = signver.verify(reference, questioned)
+    for fusion in ("scaled", "min", "mean"):
+        with Gallery(tmp_path / f"{fusion}.sqlite", fusion=fusion) as g:
+            g.enroll("one", [reference])
+            claim = g.verify_claim("one", questioned)
+            assert (claim.verified, claim.threshold, claim.confidence, claim.log10_lr) == (pair.verified, pair.threshold, pair.confidence, pair.log10_lr)
+            assert claim.distance == pytest.approx(pair.distance, abs=1e-6)
+
+
+def test_scaled_claims_need_claim_rules_or_a_threshold(tmp_path, people):
+    """A card without claim rules has only its pair threshold, a distance: a scaled score over
+    several references is on another scale, and was compared with it."""
+    import json
+    import shutil
+
+    from signver.errors import ModelError
+    from signver.models import MODELS_DIR
+
+    shutil.copy(MODELS_DIR / "effnet-lite0-imagenet.onnx", tmp_path / "plain.onnx")
+    card = json.loads((MODELS_DIR / "effnet-lite0-imagenet.json").read_text())
+    card.pop("claims", None)
+    (tmp_path / "plain.json").write_text(json.dumps({**card, "name": "plain"}))
+    model = str(tmp_path / "plain.onnx")
+    with Gallery(tmp_path / "g.sqlite", model=model) as g:
+        g.enroll("three", people["writer-3"][0][:3])
+        g.enroll("one", people["writer-5"][0][:1])
+        with pytest.raises(ModelError, match="no claim rules.*signver calibrate"):
+            g.verify_claim("three", people["writer-3"][1])
+        assert g.verify_claim("one", people["writer-5"][1]).threshold == card["threshold"]
+    with Gallery(tmp_path / "g.sqlite", model=model, fusion="min") as g:
+        assert g.verify_claim("three", people["writer-3"][1]).threshold == card["threshold"]
+    with Gallery(tmp_path / "g.sqlite", model=model, threshold=0.5) as g:
+        assert g.verify_claim("three", people["writer-3"][1]).threshold == 0.5
+
+
+def test_enrolling_a_stack_of_colour_images(tmp_path, people):
+    """(N, H, W, 3) is N colour images, as (N, H, W) is N grey ones."""
+    grey = [cv2.resize(image, (300, 150)) for image in people["writer-3"][0][:3]]
+    stack = np.stack([np.stack([image] * 3, axis=-1) for image in grey])
+    with Gallery(tmp_path / "g.sqlite") as g:
+        assert g.enroll("colour", stack).references == 3

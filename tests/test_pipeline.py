@@ -121,6 +121,20 @@ def test_document_crops_are_cleaned_by_default_single_signatures_are_not(gallery
     assert pipeline.resolve_clean(None) is False and pipeline.resolve_clean(None, document_crops=True) is True
 
 
+def test_a_cleaning_choice_that_is_not_a_bool_is_refused(gallery, document):
+    """The string "false" is true in Python: taken as a choice, it cleaned."""
+    page, boxes = document
+    cleaner = StandInCleaner()
+    with pytest.raises(InputError, match="clean must be True, False or None"):
+        Pipeline(gallery, detector=StandInDetector(boxes), cleaner=cleaner, clean="false")
+    pipeline = Pipeline(gallery, detector=StandInDetector(boxes), cleaner=cleaner)
+    for call in (lambda: pipeline.run(page, person_id="alice", clean="false"),
+                 lambda: pipeline.verify_pair(synth.genuine(3, 0), synth.genuine(3, 1), clean="false")):
+        with pytest.raises(InputError, match="clean must be True, False or None"):
+            call()
+    assert cleaner.calls == 0
+
+
 def test_missing_models_are_named(gallery, document):
     page, boxes = document
     pipeline = Pipeline(gallery, detector="no-such-detector", cleaner="no-such-cleaner")

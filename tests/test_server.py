@@ -66,6 +66,18 @@ def assert_error(response, status: int, *words: str) -> dict:
     return body
 
 
+def test_gallery_errors_do_not_tell_clients_where_the_gallery_is(client, tmp_path):
+    """A damaged gallery is the service's problem to report to its clients, not its file's path."""
+    import sqlite3
+
+    enrol(client)
+    with sqlite3.connect(tmp_path / "gallery.sqlite") as db:
+        db.execute("UPDATE refs SET vector = x'00' WHERE person_id = 'alice'")
+    db.close()
+    body = assert_error(client.post("/v1/people/alice/verify", files={"image": sig(ALICE, 9)}), 409, "the gallery is damaged: stored reference")
+    assert str(tmp_path) not in body["error"]
+
+
 def test_health(client):
     enrol(client)
     health = client.get("/v1/health").json()
@@ -418,13 +430,27 @@ def test_serve_refuses_a_port_that_is_not_one(port):
         serve(port=port)
 
 
+def test_serve_on_a_port_in_use_is_one_clear_error(tmp_path, capsys):
+    import socket
+
+    from signver.server import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InputError, match=f"cannot listen on 127.0.0.1:{port}: .*choose another with --port"):
+            serve(port=port, gallery_path=tmp_path / "g.sqlite")
+    assert "signver service on" not in capsys.readouterr().out  # no banner for a service that never started
+
+
 def test_serve_says_who_needs_the_key_and_whether_the_gallery_is_new(tmp_path, monkeypatch, capsys):
     import uvicorn
 
     from signver.gallery import Gallery
     from signver.server import serve
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)  # the banner is printed before the server would start
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: None)  # the banner is printed before the server would start
     with Gallery(tmp_path / "old.sqlite") as g:
         g.enroll("alice", [synth.genuine(ALICE, s) for s in range(2)])
     monkeypatch.setenv("SIGNVER_PROTECT_READS", "1")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 from .app import Settings, create_app
 
@@ -27,10 +28,31 @@ def serve(host: str = "127.0.0.1", port: int = 8000, gallery_path: str | os.Path
     app = create_app(gallery_path, api_key, model=model)
     settings = app.state.settings
     shown = f"[{host}]" if ":" in host else host
+    listening = _listen(host, port, shown)  # before the banner: a port in use is a clear error, not a banner then a trace
     gallery = app.state.gallery
     print(f"signver service on http://{shown}:{port}/  (API docs http://{shown}:{port}/docs)", flush=True)
     access = ("reads and writes need" if settings.protect_reads else "writes need") + " the X-API-Key header" if settings.api_key \
         else "reads and writes are open (no API key set)"
     held = "a new, empty gallery (check the path if you meant an existing one)" if gallery.created else f"{len(gallery)} people"
     print(f"gallery {gallery.path}: {held}; {access}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5, server_header=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5, server_header=False)
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int, shown: str) -> socket.socket:
+    """A socket bound to host:port for uvicorn to serve on."""
+    from ..errors import InputError
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as error:
+        raise InputError(f"cannot listen on {shown}:{port}: no such address ({error.strerror})") from None
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        raise InputError(f"cannot listen on {shown}:{port}: {error.strerror or error} (another program may hold the port: "
+                         "choose another with --port)") from None
+    return listening

@@ -533,6 +533,12 @@ def _error(status: int, message: str, kind: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, "type": kind, **extra}, status_code=status, headers=headers)
 
 
+def _without_gallery_path(message: str, path: Path) -> str:
+    """A gallery's errors name its file for the person running signver; a service's clients are
+    told of "the gallery" instead, since where the server keeps its files is not theirs to know."""
+    return message.replace(f"gallery {path}", "the gallery").replace(str(path), "the gallery file")
+
+
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(SignverError)
     async def signver_error(request: Request, error: SignverError) -> JSONResponse:
@@ -540,7 +546,7 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
         if status >= 500 and status != 503:
             log.error("%s %s failed: %s", request.method, request.url.path, error, exc_info=error)
             return _error(status, "internal error", "InternalError")
-        return _error(status, str(error), type(error).__name__)
+        return _error(status, _without_gallery_path(str(error), request.app.state.gallery.path), type(error).__name__)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
