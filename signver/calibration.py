@@ -79,7 +79,10 @@ class ClaimRule:
 @dataclass(frozen=True)
 class ClaimRules:
     """Per fusion and per K: `rules[fusion][k]`. Claims with more references than fitted use
-    the largest K fitted (more references only make a claim easier to judge)."""
+    the largest K fitted. The fitted thresholds fall slowly with K (lite0-heads, `scaled`: 0.74
+    at K=2, 0.68 at K=12; `min`: 0.21 to 0.19), so a claim over many more references than that
+    is judged a little leniently (the held-out writers' genuine signatures allow rules up to
+    K=12, `signver.training.calibrate.MAX_REFERENCES`)."""
 
     rules: dict[str, dict[int, ClaimRule]]
 

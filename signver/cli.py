@@ -145,13 +145,25 @@ CleanOption = typer.Option(None, "--clean/--no-clean", help="remove printed text
                            "on for crops cut from documents)")
 
 
+STANDARD_INPUT = Path("/dev/stdin")
+
+
+def from_standard_input(path: Path) -> Path:
+    """`-` names standard input, as for other tools (a file named - is ./-)."""
+    if str(path) != "-":
+        return path
+    if not STANDARD_INPUT.exists():
+        raise InputError("'-' reads standard input through /dev/stdin, which this system lacks: give a file name")
+    return STANDARD_INPUT
+
+
 def expand_images(paths: list[Path]) -> list[Path]:
-    """Files as given; folders become the image and PDF files inside them by name, sorted (folder
-    mode), with a note naming what else a folder held (broken links too)."""
+    """Files as given (`-`: standard input); folders become the image and PDF files inside them
+    by name, sorted (folder mode), with a note naming what else a folder held (broken links too)."""
     from .images import printable_name
 
     files: list[Path] = []
-    for path in paths:
+    for path in map(from_standard_input, paths):
         try:
             is_folder = path.is_dir()
         except OSError:  # a name too long: read as a file, whose error names it, and the others go on
@@ -270,7 +282,7 @@ def _confidence_text(result) -> str:
 @app.command()
 @reports_errors
 def verify(
-    reference: Path = typer.Argument(..., help="a signature image (or PDF page 1)"),
+    reference: Path = typer.Argument(..., help="a signature image (or PDF page 1); - reads standard input"),
     questioned: list[Path] = typer.Argument(..., help="signatures to check against it: files or folders"),
     threshold: Optional[float] = typer.Option(None, help="accept when distance <= this (default: the model's); "
                                               "the confidence, calibrated on distances, does not depend on it"),
@@ -287,6 +299,7 @@ def verify(
     check_threshold(threshold)
     columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model")
     printer = ResultPrinter(chosen_format(as_json, output_format), columns)
+    reference = from_standard_input(reference)
     reference_vector = get_extractor(model).vectors([reference], clean=clean)[0]
     for path in each_with_progress(expand_images(questioned), "verifying"):
         name = printable_name(path)  # any file name prints, whatever bytes it is made of

@@ -239,7 +239,7 @@ class Gallery:
         """`model` None: the model the gallery holds, or the default one for a new gallery.
         `threshold` None: the card's claim threshold for the fusion and number of references.
         `create` False: a missing file is an error instead of a new, empty gallery."""
-        self.path = Path(path) if path is not None else default_gallery_path()
+        self.path = (Path(path) if path is not None else default_gallery_path()).absolute()  # errors name it wherever they are read
         if "\x00" in str(self.path):  # no file name holds one; the system call would raise a bare ValueError
             raise GalleryError(f"gallery path {printable_name(self.path)!r} holds a NUL character: not a file name")
         try:
@@ -295,7 +295,7 @@ class Gallery:
         self._index = VectorIndex(self.extractor.dimension, index)
         self._generation = -1
         self._shapes: dict[str, tuple[int, float]] = {}  # per person in the index: references and their spread
-        self._shape_arrays: tuple[list[str], np.ndarray, np.ndarray] | None = None
+        self._shape_arrays: tuple[list[str], np.ndarray, np.ndarray, dict[str, int]] | None = None
         try:
             stored_ids = {row[0] for row in self._db.execute("SELECT person_id FROM people") if isinstance(row[0], str)}
             # ids stored before ids were kept in NFC, by their NFC form, so that they are found however typed
@@ -609,59 +609,63 @@ class Gallery:
         The index proposes the people owning the nearest references, at least max(k,
         MIN_PEOPLE_SCORED) of them. Everyone else has every reference farther than the farthest
         searched, which bounds their claim score; those whose bound could still rank them among
-        the k are scored too (or, if many, the search widens). So the answer is the one scoring
-        everyone would give: a writer whose references vary can be the likeliest while farther
-        than strangers whose references barely differ.
+        the k are scored too (or, if many, the search widens). So with the exact index (the
+        default) the answer is the one scoring everyone would give: a writer whose references
+        vary can be the likeliest while farther than strangers whose references barely differ.
         """
         k = check_k(k)
         started = time.perf_counter()
         vector = self.extractor.vectors([questioned], clean=clean)[0]
         embedded = time.perf_counter()
         scored: dict[str, ClaimResult] = {}
+        asked: set[str] = set()  # scored, or found without references (removed meanwhile, or damaged)
 
         def score(people: list[str]) -> None:
+            asked.update(people)
             by_person: dict[str, list[tuple[int, bytes]]] = {}
             for person_id, ref_id, blob in self._rows_in("SELECT person_id, id, vector FROM refs WHERE person_id IN ({}) ORDER BY id", people):
                 by_person.setdefault(person_id, []).append((ref_id, blob))
             scored.update({p: self._decide(p, vector, self._vectors(blobs), started, embedded) for p, blobs in by_person.items()})
 
-        with self._lock:
-            self._refresh()
-            with self._snapshot():
-                wanted = min(max(k, MIN_PEOPLE_SCORED), len(self))
-                searched = wanted * CANDIDATES_PER_RESULT
-                while True:
-                    found, ids = self._index.search(vector, searched)
-                    ids = [int(i) for i in ids[0] if i >= 0]
-                    if not ids:
-                        return []
-                    owner = dict(self._rows_in("SELECT r.id, r.person_id FROM refs r JOIN people p USING (person_id) WHERE r.id IN ({})", ids))
-                    score([p for p in dict.fromkeys(owner[i] for i in ids if i in owner) if p not in scored])
-                    if len(ids) >= len(self._index):  # everyone searched
-                        return most_likely_first(list(scored.values()))[:k]
-                    while len(scored) >= k:
-                        ranked = most_likely_first(list(scored.values()))
-                        contenders = self._contenders(ranked[k - 1], float(found[0, len(ids) - 1]), scored)
-                        if not contenders:
-                            return ranked[:k]
-                        if len(contenders) > max(wanted, CONTENDERS_SCORED):
-                            break  # many: a wider search raises everyone's bound
-                        score(contenders)
-                    searched *= 4
+        with self._lock, self._snapshot():
+            self._refresh()  # inside the snapshot: the index and the rows read below are one state of the file
+            wanted = min(max(k, MIN_PEOPLE_SCORED), len(self))
+            searched = wanted * CANDIDATES_PER_RESULT
+            while True:
+                found, ids = self._index.search(vector, searched)
+                ids = [int(i) for i in ids[0] if i >= 0]
+                if not ids:
+                    return []
+                owner = dict(self._rows_in("SELECT r.id, r.person_id FROM refs r JOIN people p USING (person_id) WHERE r.id IN ({})", ids))
+                score([p for p in dict.fromkeys(owner[i] for i in ids if i in owner) if p not in asked])
+                if searched >= len(self._index):  # all asked for (an approximate index may give fewer)
+                    return most_likely_first(list(scored.values()))[:k]
+                while len(scored) >= k:
+                    ranked = most_likely_first(list(scored.values()))
+                    contenders = self._contenders(ranked, k, float(found[0, len(ids) - 1]), asked)
+                    if not contenders:
+                        return ranked[:k]
+                    if len(contenders) > max(wanted, CONTENDERS_SCORED):
+                        break  # many: a wider search raises everyone's bound
+                    score(contenders)
+                searched *= 4
 
-    def _contenders(self, kth: ClaimResult, farthest_searched: float, scored: dict[str, ClaimResult]) -> list[str]:
-        """The people not yet scored who could rank above `kth`: every reference of theirs is at
+    def _contenders(self, ranked: list[ClaimResult], k: int, farthest_searched: float, asked: set[str]) -> list[str]:
+        """The people not yet scored who could rank above the k-th of `ranked`: every reference of theirs is at
         least `farthest_searched` away, so their claim score is at least that distance (over
         their references' spread, for the "scaled" fusion); `most_likely_first` ranks by what
-        that score decides, each number of references by its own rule."""
+        that score decides, each number of references by its own rule. (An approximate index
+        may have missed nearer references, so there the bound, and the answer, are approximate.)"""
         card = self.extractor.card
-        people, references, spreads = self._shape_table()
-        unscored = np.array([p not in scored for p in people], bool)
-        by_ratio = all(r.log10_lr is not None for r in scored.values())
+        people, references, spreads, row_of = self._shape_table()
+        unscored = np.ones(len(people), bool)
+        unscored[[row_of[p] for p in asked if p in row_of]] = False
+        kth = ranked[k - 1]
+        by_ratio = all(r.log10_lr is not None for r in ranked)  # as most_likely_first ranks
         could = np.zeros(len(people), bool)
         for count in np.unique(references[unscored]):
             group = unscored & (references == count)
-            lowest = np.full(int(group.sum()), farthest_searched, np.float64)
+            lowest = np.full(int(group.sum()), max(farthest_searched - 1e-5, 0.0))  # FAISS's and numpy's float32 sums differ a little
             if self.fusion == "scaled" and count > 1:
                 lowest /= np.maximum(spreads[group], 1e-6) ** SPREAD_EXPONENT
             rule = card.claim_rule(self.fusion, int(count))
@@ -678,12 +682,13 @@ class Gallery:
             could[group] = (passes & (not kth.verified)) | ((passes == kth.verified) & beats)  # the decision ranks first
         return [people[i] for i in np.flatnonzero(could)]
 
-    def _shape_table(self) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """`_shapes` as arrays (people, references, spreads), made again only after a change."""
+    def _shape_table(self) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, int]]:
+        """`_shapes` as arrays (people, references, spreads) and each person's row, made again
+        only after a change."""
         if self._shape_arrays is None:
             people = list(self._shapes)
             self._shape_arrays = (people, np.array([self._shapes[p][0] for p in people], np.int64),
-                                  np.array([self._shapes[p][1] for p in people], np.float64))
+                                  np.array([self._shapes[p][1] for p in people], np.float64), {p: row for row, p in enumerate(people)})
         return self._shape_arrays
 
     @_locked

@@ -191,6 +191,18 @@ def test_cli_training_without_the_train_extra_says_how_to_install_it(command):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_cli_reads_an_image_from_standard_input_named_dash(pair_files):
+    """`-` is standard input, for the reference and for a questioned signature."""
+    reference, questioned = pair_files[0], pair_files[1]
+    signver_command = str(Path(sys.executable).parent / "signver")
+    for args, piped in ((["-", questioned], reference), ([reference, "-", "--json"], questioned)):
+        with open(piped, "rb") as stdin:
+            done = subprocess.run([signver_command, "verify", *map(str, args)], stdin=stdin, capture_output=True, text=True, timeout=120)
+        assert done.returncode in (0, 1) and "distance" in done.stdout, done.stderr
+    alone = runner.invoke(app, ["verify", str(reference), str(questioned)])
+    assert f"{json.loads(done.stdout)['distance']:.4f}" in alone.stdout
+
+
 def test_cli_verify_exit_codes(pair_files):
     a, b, _ = pair_files
     accepted = runner.invoke(app, ["verify", str(a), str(b), "--threshold", "2", "--json"])

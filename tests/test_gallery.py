@@ -731,3 +731,31 @@ def test_enrolling_a_stack_of_colour_images(tmp_path, people):
     stack = np.stack([np.stack([image] * 3, axis=-1) for image in grey])
     with Gallery(tmp_path / "g.sqlite") as g:
         assert g.enroll("colour", stack).references == 3
+
+
+def test_identify_skips_people_left_without_references(tmp_path, people):
+    """References deleted outside signver while a process holds the gallery open: the person
+    is proposed by the index it built before, has no rows, and must not be asked for forever."""
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as g:
+        for person in ("writer-3", "writer-5", "writer-8", "writer-13"):
+            g.enroll(person, people[person][0][:2])
+        assert g.identify(people["writer-3"][1], k=1)[0].person_id == "writer-3"
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM refs WHERE person_id = 'writer-3'")
+        db.close()
+        ranked = g.identify(people["writer-3"][1], k=1)
+        assert len(ranked) == 1 and ranked[0].person_id != "writer-3"
+
+
+def test_identify_with_an_approximate_index_asked_for_everyone(tmp_path):
+    """HNSW may return fewer rows than it holds even when asked for all: the search must stop."""
+    rng = np.random.default_rng(0)
+    with Gallery(tmp_path / "hnsw.sqlite", index="hnsw") as g:
+        vectors = rng.normal(size=(1500, g.extractor.dimension)).astype(np.float32)
+        for person, vector in enumerate(vectors):
+            g.enroll(f"p{person}", vector[None, :])
+        query = rng.normal(size=g.extractor.dimension).astype(np.float32)
+        _, found = g._index.search(query / np.linalg.norm(query), 1500)
+        assert (found >= 0).sum() < 1500  # the case: fewer rows than asked for
+        assert 1 < len(g.identify(query, k=1500)) < 1500

@@ -78,6 +78,14 @@ def test_gallery_errors_do_not_tell_clients_where_the_gallery_is(client, tmp_pat
     assert str(tmp_path) not in body["error"]
 
 
+@pytest.mark.parametrize("name", ["gallery", "g"])
+def test_a_short_gallery_path_leaves_other_words_of_an_error_alone(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with TestClient(create_app(name), raise_server_exceptions=False) as c:
+        body = assert_error(c.get("/v1/people/greg"), 404, "no person 'greg'")
+    assert "the gallery file" not in body["error"] and str(tmp_path) not in body["error"]
+
+
 def test_health(client):
     enrol(client)
     health = client.get("/v1/health").json()

@@ -71,7 +71,8 @@ def decision_rule(card: ModelCard, protocol: str, fusion: str, references: int) 
     if protocol == "p2":
         rule = card.claim_rule(fusion, references)
         if rule:
-            return rule.threshold, rule.calibration, f"model card claims ({fusion}, K={references})"
+            source = "model card pair rule (one reference)" if references == 1 and card.calibration else f"model card claims ({fusion}, K={references})"
+            return rule.threshold, rule.calibration, source
         return None, None, "EER on this data (the model card has no claim rule for this fusion)"
     if card.threshold is None:
         return None, None, "EER on this data (no model threshold)"

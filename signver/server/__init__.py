@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 
@@ -36,23 +37,21 @@ def serve(host: str = "127.0.0.1", port: int = 8000, gallery_path: str | os.Path
     held = "a new, empty gallery (check the path if you meant an existing one)" if gallery.created else f"{len(gallery)} people"
     print(f"gallery {gallery.path}: {held}; {access}", flush=True)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5, server_header=False)
-    uvicorn.Server(config).run(sockets=[listening])
+    with listening:
+        uvicorn.Server(config).run(sockets=[listening])
 
 
 def _listen(host: str, port: int, shown: str) -> socket.socket:
-    """A socket bound to host:port for uvicorn to serve on."""
+    """A socket bound to host:port for uvicorn to serve on (IPv6 where the host is an IPv6
+    address, as uvicorn chooses)."""
     from ..errors import InputError
 
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except socket.gaierror as error:
-        raise InputError(f"cannot listen on {shown}:{port}: no such address ({error.strerror})") from None
-    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listening.bind((host, port))
     except OSError as error:
         listening.close()
-        raise InputError(f"cannot listen on {shown}:{port}: {error.strerror or error} (another program may hold the port: "
-                         "choose another with --port)") from None
+        hint = " (another program holds the port: choose another with --port)" if error.errno == errno.EADDRINUSE else ""
+        raise InputError(f"cannot listen on {shown}:{port}: {error.strerror or error}{hint}") from None
     return listening

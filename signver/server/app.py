@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import re
 import threading
 import typing
 import weakref
@@ -536,7 +537,8 @@ def _error(status: int, message: str, kind: str, **extra: Any) -> JSONResponse:
 def _without_gallery_path(message: str, path: Path) -> str:
     """A gallery's errors name its file for the person running signver; a service's clients are
     told of "the gallery" instead, since where the server keeps its files is not theirs to know."""
-    return message.replace(f"gallery {path}", "the gallery").replace(str(path), "the gallery file")
+    alone = rf"(?<![\w./-]){re.escape(str(path))}(?![\w./-])"  # the path itself, not text that holds it
+    return re.sub(alone, "the gallery file", re.sub(rf"\bgallery {alone}", "the gallery", message))
 
 
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
