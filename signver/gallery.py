@@ -630,7 +630,7 @@ class Gallery:
         with self._lock, self._snapshot():
             self._refresh()  # inside the snapshot: the index and the rows read below are one state of the file
             wanted = min(max(k, MIN_PEOPLE_SCORED), len(self))
-            searched = wanted * CANDIDATES_PER_RESULT
+            searched = max(wanted * CANDIDATES_PER_RESULT, 1)  # 1: an index of orphaned rows alone must still be searched through
             while True:
                 found, ids = self._index.search(vector, searched)
                 ids = [int(i) for i in ids[0] if i >= 0]

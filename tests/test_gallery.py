@@ -759,3 +759,16 @@ def test_identify_with_an_approximate_index_asked_for_everyone(tmp_path):
         _, found = g._index.search(query / np.linalg.norm(query), 1500)
         assert (found >= 0).sum() < 1500  # the case: fewer rows than asked for
         assert 1 < len(g.identify(query, k=1500)) < 1500
+
+
+def test_identify_over_only_orphaned_references_finds_no_one(tmp_path, people):
+    """Everyone deleted by hand with foreign keys off leaves rows no one owns: no one to answer,
+    and no search that never ends."""
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as g:
+        g.enroll("writer-3", people["writer-3"][0][:2])
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM people")
+    db.close()
+    with Gallery(path) as g:
+        assert g.integrity()["orphaned_references"] == 2 and g.identify(people["writer-3"][1], k=3) == []
