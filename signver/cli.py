@@ -228,11 +228,14 @@ def print_file_error(path: str | Path, error: SignverError) -> None:
     print_error(message if name in message else f"{name}: {message}")
 
 
-def write_png(path: Path, image) -> None:
+def write_png(path: Path, image, inputs: set[tuple[int, int]] = frozenset()) -> None:
     """Write an image as PNG through Python's own file handling (any file name the system
-    takes), with an error that names the file when it cannot be written."""
+    takes), with an error that names the file when it cannot be written, or when it is one of
+    the `inputs` (`_file_id`s: a link to an input would be overwritten)."""
     import cv2
 
+    if path.exists() and _file_id(path) in inputs:
+        raise InputError(f"{path} is one of the inputs (a link to it): not overwritten; choose another output folder")
     ok, data = cv2.imencode(".png", image)
     if not ok:
         raise SignverError(f"cannot encode {path} as PNG")
@@ -240,6 +243,15 @@ def write_png(path: Path, image) -> None:
         path.write_bytes(data.tobytes())
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def note_files_already_in(folder: Path, option: str) -> None:
+    """Say so when an output folder already holds files: outputs of the same name replace
+    them, and the others stay, so a second run's folder can hold the first run's leftovers."""
+    held = sum(1 for entry in folder.iterdir() if not entry.name.startswith("."))
+    if held:
+        err.print(f"note: {option} {escape(one_line(str(folder)))} already holds {held} file(s): outputs of the same name replace "
+                  "them, and the others stay", highlight=False)
 
 
 def _file_id(path: Path) -> tuple[int, int]:
@@ -567,19 +579,17 @@ def clean_images(
     get_cleaner(model)  # a missing model is one error, not one per file
     files = expand_images(images)
     output_folder(out, "--out", files)
+    note_files_already_in(out, "--out")
     originals = {_file_id(f) for f in files if f.exists()}
     exit_code = EXIT_OK
     for path, stem in each_with_progress(list(zip(files, _unique_stems(files))), "cleaning"):
         name = f"{stem}.png"
         try:
-            cleaned = clean(path, model=model)
-        except SignverError as error:
+            write_png(out / name, clean(path, model=model), originals)
+        except SignverError as error:  # this file unreadable, or its output not writable: the others go on
             print_file_error(path, error)
             exit_code = EXIT_BAD_INPUT
             continue
-        if (out / name).exists() and _file_id(out / name) in originals:
-            raise InputError(f"{out / name} is one of the inputs (a link to it); choose another --out folder")
-        write_png(out / name, cleaned)
         print(f"{one_line(printable_name(path))}\t{one_line(printable_name(out / name))}", flush=True)
     raise typer.Exit(exit_code)
 
@@ -632,8 +642,9 @@ def _unique_stems(files: list[Path]) -> Iterator[str]:
 def detect(
     files: list[Path] = typer.Argument(..., help="page images or PDFs (every page), or folders of them"),
     dpi: float = typer.Option(200, help="resolution PDF pages are rendered at (at least 50); boxes are in these pixels"),
-    crops: Optional[Path] = typer.Option(None, help="folder for each signature cut out as <file>-page<P>-sig<K>.png (files with the same name "
-                                                     "from different folders: <file>-2, -3, ... in the order given)"),
+    crops: Optional[Path] = typer.Option(None, help="folder for each signature cut out as <file>-page<P>-sig<K>.png, with a margin of 5 % "
+                                                     "of the box's longer side (files with the same name from different folders: "
+                                                     "<file>-2, -3, ... in the order given)"),
     annotate: Optional[Path] = typer.Option(None, help="folder for each page with its boxes drawn, <file>-page<P>.png"),
     threshold: Optional[float] = typer.Option(None, help="keep boxes scoring at least this (default: the model's)"),
     model: Optional[str] = typer.Option(None, help="detector name or .onnx path"),
@@ -658,6 +669,8 @@ def detect(
     for folder, option in ((crops, "--crops"), (annotate, "--annotate")):
         if folder:
             output_folder(folder, option, files)
+            note_files_already_in(folder, option)
+    originals = {_file_id(f) for f in files if f.exists()}
     loaded = _load_each(files, dpi)
     first = next(loaded)
     total = len(files) - 1 + max(len(first[1]), 1)  # grows as later documents are opened
@@ -679,15 +692,24 @@ def detect(
             for index, page in enumerate(pages):
                 boxes = detector.detect_page(page, index, threshold)
                 records = []
-                for k, box in enumerate(boxes):
-                    record = {"file": printable_name(path), **box.to_dict()}
-                    if crops:
-                        target = crops / f"{stem}-page{index}-sig{k}.png"
-                        write_png(target, crop(page, box))
-                        record["crop"] = printable_name(target)
-                    records.append(record)
-                if annotate:
-                    write_png(annotate / f"{stem}-page{index}.png", draw_boxes(page, boxes))
+                try:
+                    for k, box in enumerate(boxes):
+                        record = {"file": printable_name(path), **box.to_dict()}
+                        if crops:
+                            target = crops / f"{stem}-page{index}-sig{k}.png"
+                            write_png(target, crop(page, box), originals)
+                            record["crop"] = printable_name(target)
+                        records.append(record)
+                    if annotate:
+                        write_png(annotate / f"{stem}-page{index}.png", draw_boxes(page, boxes), originals)
+                except SignverError as error:  # an output of this page not written: said, and the other pages go on
+                    print_file_error(path, error)
+                    if as_json:
+                        print(json.dumps({"file": printable_name(path), "page": index, "error": str(error)}), flush=True)
+                    exit_code = EXIT_BAD_INPUT
+                    if bar:
+                        bar.advance(task)
+                    continue
                 if as_json:
                     print(json.dumps({"file": printable_name(path), "page": index, "width": page.shape[1], "height": page.shape[0],
                                       "boxes": [{k: v for k, v in r.items() if k not in ("file", "page")} for r in records]}), flush=True)

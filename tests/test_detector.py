@@ -3,6 +3,7 @@ with known answers, the threshold rule, YOLO splits, synthetic pages, the classi
 and the `detect` / `evaluate-detector` commands on synthetic pages and PDFs."""
 
 import json
+import os
 import time
 
 import numpy as np
@@ -69,6 +70,9 @@ def test_average_precision_known_answers():
     duplicate = [page_of([a], [(*a, 0.9), (*a, 0.8)])]
     assert detection_metrics(duplicate, 0.5)["precision"] == 0.5
     assert average_precision([page_of([a], [])], 0.5) == 0.0
+    # nothing found: precision is 0/0, not 0; recall and F1 are 0
+    missed = detection_metrics([page_of([a], [])], 0.5)
+    assert (missed["precision"], missed["recall"], missed["f1"]) == (None, 0.0, 0.0)
 
 
 def test_threshold_respects_signature_free_pages():
@@ -213,6 +217,36 @@ def test_cli_detect_never_writes_over_an_input_or_another_files_outputs(tmp_path
     before = inputs[2].read_bytes()
     refused = runner.invoke(app, ["detect", str(inputs[2]), "--annotate", str(tmp_path)])
     assert refused.exit_code == 2 and "holds input files" in refused.output and inputs[2].read_bytes() == before
+
+
+def test_cli_detect_goes_on_past_an_output_it_cannot_write_and_never_overwrites_an_input(tmp_path, two_page_pdf):
+    """A crop whose name is taken by a folder is that page's error; a crop that is a hard link
+    to an input is refused, not written over; an output folder already holding files is said."""
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    (crops / "letter-page0.png").mkdir()  # where --annotate's first page would go
+    kept = tmp_path / "kept.png"
+    kept.write_bytes(b"an input")
+    os.link(kept, crops / "letter-page1.png")  # the second page's annotation would overwrite it
+    result = runner.invoke(app, ["detect", str(two_page_pdf), str(kept), "--dpi", "50", "--annotate", str(crops), "--json"])
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 2 and [(r.get("page"), "error" in r) for r in records] == [(0, True), (1, True), (None, True)], result.output
+    assert "is one of the inputs" in records[1]["error"] and kept.read_bytes() == b"an input"
+    assert "already holds 2 file(s)" in result.stderr
+
+
+def test_cli_clean_goes_on_past_an_output_it_cannot_write(tmp_path):
+    from signver import synth
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(synth.genuine(3, 0)).save(source / name)
+    out = tmp_path / "out"
+    (out / "a.png").mkdir(parents=True)
+    result = runner.invoke(app, ["clean", str(source / "a.png"), str(source / "b.png"), "--out", str(out)])
+    assert result.exit_code == 2 and "cannot write" in result.stderr and (out / "b.png").is_file(), result.output
+    assert result.stdout.splitlines() == [f"{source / 'b.png'}\t{out / 'b.png'}"]
 
 
 def test_cli_detect_progress_counts_the_pages_of_a_file_given_twice(two_page_pdf, monkeypatch):

@@ -108,8 +108,9 @@ def detection_metrics(pages: list[PageDetections], threshold: float) -> dict:
     """The figures of `signver evaluate-detector` (all but the timing)."""
     tp, fp, fn = counts_at(pages, threshold)
     n_boxes = sum(len(p.truth) for p in pages)
-    precision = tp / max(tp + fp, 1)
-    # with no signature in the split, recall and AP are undefined (None), not 0: nothing was missed
+    # with no box found, precision is undefined (None), not 0: nothing found was wrong; with no
+    # signature in the split, recall, F1 and AP are undefined too: nothing was missed
+    precision = tp / (tp + fp) if tp + fp else None
     recall = tp / (tp + fn) if n_boxes else None
     aps = [average_precision(pages, t) for t in IOU_THRESHOLDS] if n_boxes else [None] * len(IOU_THRESHOLDS)
     return {
@@ -122,7 +123,7 @@ def detection_metrics(pages: list[PageDetections], threshold: float) -> dict:
         "score_threshold": float(threshold),
         "precision": precision,
         "recall": recall,
-        "f1": 2 * precision * recall / max(precision + recall, 1e-12) if n_boxes else None,
+        "f1": 2 * tp / (2 * tp + fp + fn) if n_boxes else None,
         "true_positives": tp,
         "false_positives": fp,
         "missed": fn,
