@@ -60,6 +60,7 @@ CONTENDERS_SCORED = 256
 # "Claims against enrolled references").
 NEAR_COPY_SHARE = 0.15
 BUSY_TIMEOUT = 30  # seconds a connection waits for another writer before giving up
+WRITE_POLL = 0.05  # seconds between tries for another process's write lock, this process's readers served meanwhile
 UNIT_TOLERANCE = 1e-3  # stored embeddings are unit vectors to float32 precision; farther is damage
 
 SCHEMA = """
@@ -262,6 +263,7 @@ class Gallery:
         self.fusion = fusion
         self.threshold = None if check_threshold(threshold) is None else float(threshold)
         self._lock = threading.RLock()
+        self._waiting = threading.Condition(self._lock)  # a write waiting for another process lets go of the connection
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:
@@ -340,7 +342,7 @@ class Gallery:
     # -- storage -------------------------------------------------------------------------
 
     def _write(self):
-        return _Transaction(self._db, "IMMEDIATE")
+        return _Transaction(self._db, "IMMEDIATE", self._waiting)
 
     def _snapshot(self):
         return _Transaction(self._db, "DEFERRED")
@@ -736,29 +738,57 @@ def _shape(references: np.ndarray) -> tuple[int, float]:
 
 class _Transaction:
     """BEGIN ... COMMIT, or ROLLBACK on any error. IMMEDIATE for writes (writers queue);
-    DEFERRED for a read snapshot (in WAL mode readers never wait for the writer)."""
+    DEFERRED for a read snapshot (in WAL mode readers never wait for the writer).
 
-    def __init__(self, db: sqlite3.Connection, mode: str):
-        self.db, self.mode = db, mode
+    A write holds the gallery's lock (`waiting`'s) from BEGIN to COMMIT. While another process
+    holds the file's write lock it does not wait inside SQLite, which would keep the shared
+    connection, and with it every read of this process (a service's health checks too), for up
+    to BUSY_TIMEOUT: it tries every WRITE_POLL seconds, letting go of the lock in between."""
+
+    def __init__(self, db: sqlite3.Connection, mode: str, waiting: threading.Condition | None = None):
+        self.db, self.mode, self.waiting = db, mode, waiting
 
     def __enter__(self) -> sqlite3.Connection:
+        if self.waiting is None:
+            try:
+                self.db.execute(f"BEGIN {self.mode}")
+            except sqlite3.OperationalError as error:
+                raise GalleryBusyError(_busy(error)) from error
+            return self.db
+        self.waiting.acquire()
         try:
-            self.db.execute(f"BEGIN {self.mode}")
-        except sqlite3.OperationalError as error:
-            raise GalleryBusyError(_busy(error)) from error
-        return self.db
+            deadline = time.monotonic() + BUSY_TIMEOUT
+            while True:
+                try:
+                    self.db.execute("PRAGMA busy_timeout = 0")
+                    try:
+                        self.db.execute(f"BEGIN {self.mode}")
+                        return self.db
+                    finally:
+                        self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+                except sqlite3.OperationalError as error:
+                    if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                        raise GalleryBusyError(_busy(error)) from error
+                self.waiting.wait(WRITE_POLL)
+        except BaseException:
+            self.waiting.release()
+            raise
 
     def __exit__(self, kind, error, trace) -> None:
-        if kind is None:
-            try:
-                self.db.execute("COMMIT")
-                return
-            except sqlite3.OperationalError as failure:  # busy past the wait, disk full
-                error = failure
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
-        if isinstance(error, sqlite3.OperationalError):
-            raise GalleryBusyError(_busy(error)) from error
+        try:
+            if kind is None:
+                try:
+                    self.db.execute("COMMIT")
+                    return
+                except sqlite3.OperationalError as failure:  # busy past the wait, disk full
+                    error = failure
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if isinstance(error, sqlite3.OperationalError):
+                raise GalleryBusyError(_busy(error)) from error
+        finally:
+            if self.waiting is not None:
+                self.waiting.release()
 
 
 def _busy(error: sqlite3.OperationalError) -> str:

@@ -358,6 +358,28 @@ def test_a_gallery_another_process_keeps_locked_is_busy_not_broken(tmp_path, peo
         assert [p.person_id for p in g.list()] == ["writer-3"]
 
 
+def test_reads_go_on_while_a_write_waits_for_another_process(tmp_path, people):
+    """A write waiting for another process's lock must not hold the shared connection: a
+    service's health checks and claims answered only after the write gave up, 30 s later."""
+    import threading
+
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as g:
+        g.enroll("writer-3", people["writer-3"][0][:2])
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        writing = threading.Thread(target=g.enroll, args=("writer-5", people["writer-5"][0][:2]))
+        writing.start()
+        time.sleep(0.3)  # the write is waiting now
+        started = time.monotonic()
+        assert len(g) == 1 and g.get("writer-3").references == 2 and g.verify_claim("writer-3", people["writer-3"][1]).verified
+        assert time.monotonic() - started < 5 and writing.is_alive()
+        holder.execute("ROLLBACK")
+        holder.close()
+        writing.join(timeout=10)
+        assert not writing.is_alive() and [p.person_id for p in g.list()] == ["writer-3", "writer-5"]
+
+
 def test_missing_gallery_is_an_error_when_it_must_exist(tmp_path):
     missing = tmp_path / "typo" / "g.sqlite"
     with pytest.raises(GalleryError, match="no gallery at"):
