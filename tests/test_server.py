@@ -86,6 +86,14 @@ def test_a_short_gallery_path_leaves_other_words_of_an_error_alone(tmp_path, mon
     assert "the gallery file" not in body["error"] and str(tmp_path) not in body["error"]
 
 
+def test_head_is_answered_as_get_and_405_lists_every_method(client):
+    head = client.head("/v1/health")
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
+    assert client.head("/").status_code == 200
+    refused = assert_error(client.put("/v1/people"), 405, "allowed: GET, HEAD, POST")
+    assert refused and client.put("/v1/people").headers["allow"] == "GET, HEAD, POST"
+
+
 def test_health(client):
     enrol(client)
     health = client.get("/v1/health").json()

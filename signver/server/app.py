@@ -541,6 +541,17 @@ def _without_gallery_path(message: str, path: Path) -> str:
     return re.sub(alone, "the gallery file", re.sub(rf"\bgallery {alone}", "the gallery", message))
 
 
+def _methods_allowed(request: Request) -> list[str]:
+    """Every method some route takes on this path (Starlette's 405 names only the first
+    route's), HEAD wherever GET is (`_Guard` answers it)."""
+    from starlette.routing import Match
+
+    methods = {method for route in request.app.router.routes
+               if getattr(route, "methods", None) and route.matches({**request.scope, "method": "GET"})[0] != Match.NONE
+               for method in route.methods}
+    return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
+
+
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(SignverError)
     async def signver_error(request: Request, error: SignverError) -> JSONResponse:
@@ -568,7 +579,9 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
         if error.status_code == 404 and message == "Not Found":
             message = f"no such route: {request.method} {request.url.path}"
         elif error.status_code == 405:
-            message = f"method {request.method} not allowed on {request.url.path}"
+            allowed = _methods_allowed(request)
+            message = f"method {request.method} not allowed on {request.url.path}; allowed: {', '.join(allowed)}"
+            return JSONResponse({"error": message, "type": "HTTPError"}, status_code=405, headers={"Allow": ", ".join(allowed)})
         elif error.status_code == 400 and "parsing the body" in message:
             message = "the request body could not be read: send a multipart/form-data body with the fields named in /docs"
         return JSONResponse({"error": message, "type": "HTTPError"}, status_code=error.status_code,
@@ -608,9 +621,15 @@ class _Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
+        head = scope["method"] == "HEAD"  # answered as GET without its body (RFC 9110), for monitors that ask so
+        if head:
+            scope = {**scope, "method": "GET"}
+
         async def secured_send(message):
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         declared = dict(scope.get("headers") or []).get(b"content-length")
