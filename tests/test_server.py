@@ -314,6 +314,7 @@ def test_api_key_guards_writes(tmp_path, document):
         assert c.get("/v1/health").json()["auth"] == {"writes": True, "reads": False}
         assert_error(enrol(c), 401, "X-API-Key")
         assert_error(enrol(c, headers={"X-API-Key": "wrong"}), 401, "wrong")
+        assert_error(enrol(c, nickname="x"), 401, "X-API-Key")  # the key before the fields: no field names for a caller without it
         assert enrol(c, headers={"X-API-Key": KEY}).status_code == 201
         assert_error(c.delete("/v1/people/alice"), 401)
         # reads are open unless protect_reads

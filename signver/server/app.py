@@ -133,7 +133,12 @@ async def fields_as_declared(request: Request) -> None:
     """Refuse what FastAPI would drop without a word: a form field the route does not take (a
     `threshold` sent to a claim check would leave the caller believing it applied), a query
     parameter (options travel as form fields), a field sent twice (two person_id parts once
-    enrolled the second person)."""
+    enrolled the second person). A route that needs the API key checks it first: without the
+    key, a caller learns nothing of its fields, and no upload is read."""
+    key_access = getattr(request.app.state, "key_access", None)
+    needs_key = any(d.dependency is key_access for d in getattr(request.scope.get("route"), "dependencies", ()))
+    if key_access is not None and needs_key:
+        await key_access(request.headers.get("x-api-key"))
     route = f"{request.method} {request.url.path}"
     if request.url.path.startswith("/v1/") and request.query_params:
         name = next(iter(request.query_params.keys()))
@@ -255,6 +260,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
     async def key_access(key: Annotated[str | None, Depends(api_key_header)]) -> None:  # async: no thread hop
         service.check_key(key)
+
+    app.state.key_access = key_access  # for fields_as_declared, which runs before the routes' own checks
 
     def needing_key(needed: bool) -> dict:
         """Route arguments: the key check only where a key applies, so that the API schema says
