@@ -248,7 +248,10 @@ def write_png(path: Path, image, inputs: set[tuple[int, int]] = frozenset()) -> 
 def note_files_already_in(folder: Path, option: str) -> None:
     """Say so when an output folder already holds files: outputs of the same name replace
     them, and the others stay, so a second run's folder can hold the first run's leftovers."""
-    held = sum(1 for entry in folder.iterdir() if not entry.name.startswith("."))
+    try:
+        held = sum(1 for entry in folder.iterdir() if not entry.name.startswith("."))
+    except OSError:  # a folder one may write to but not list
+        return
     if held:
         err.print(f"note: {option} {escape(one_line(str(folder)))} already holds {held} file(s): outputs of the same name replace "
                   "them, and the others stay", highlight=False)
@@ -691,28 +694,28 @@ def detect(
                 bar.update(task, total=bar.tasks[0].total + len(pages) - 1)
             for index, page in enumerate(pages):
                 boxes = detector.detect_page(page, index, threshold)
-                records = []
-                try:
-                    for k, box in enumerate(boxes):
-                        record = {"file": printable_name(path), **box.to_dict()}
-                        if crops:
-                            target = crops / f"{stem}-page{index}-sig{k}.png"
+                records, page_error = [], None
+                for k, box in enumerate(boxes):
+                    record = {"file": printable_name(path), **box.to_dict()}
+                    if crops:
+                        target = crops / f"{stem}-page{index}-sig{k}.png"
+                        try:
                             write_png(target, crop(page, box), originals)
                             record["crop"] = printable_name(target)
-                        records.append(record)
-                    if annotate:
+                        except SignverError as error:  # this crop not written: said, and its box still reported
+                            print_file_error(path, error)
+                            record["error"], exit_code = str(error), EXIT_BAD_INPUT
+                    records.append(record)
+                if annotate:
+                    try:
                         write_png(annotate / f"{stem}-page{index}.png", draw_boxes(page, boxes), originals)
-                except SignverError as error:  # an output of this page not written: said, and the other pages go on
-                    print_file_error(path, error)
-                    if as_json:
-                        print(json.dumps({"file": printable_name(path), "page": index, "error": str(error)}), flush=True)
-                    exit_code = EXIT_BAD_INPUT
-                    if bar:
-                        bar.advance(task)
-                    continue
+                    except SignverError as error:
+                        print_file_error(path, error)
+                        page_error, exit_code = str(error), EXIT_BAD_INPUT
                 if as_json:
                     print(json.dumps({"file": printable_name(path), "page": index, "width": page.shape[1], "height": page.shape[0],
-                                      "boxes": [{k: v for k, v in r.items() if k not in ("file", "page")} for r in records]}), flush=True)
+                                      "boxes": [{k: v for k, v in r.items() if k not in ("file", "page")} for r in records],
+                                      **({"error": page_error} if page_error else {})}), flush=True)
                 elif not boxes:
                     print(f"{one_line(printable_name(path))}\t{index}\tno signature", flush=True)
                 else:

@@ -264,6 +264,7 @@ class Gallery:
         self.threshold = None if check_threshold(threshold) is None else float(threshold)
         self._lock = threading.RLock()
         self._waiting = threading.Condition(self._lock)  # a write waiting for another process lets go of the connection
+        self._writes = 0
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:
@@ -341,8 +342,16 @@ class Gallery:
 
     # -- storage -------------------------------------------------------------------------
 
+    @contextlib.contextmanager
     def _write(self):
-        return _Transaction(self._db, "IMMEDIATE", self._waiting)
+        with self._lock:
+            self._writes += 1  # close() waits for these: a waiting write has let go of the lock
+            try:
+                with _Transaction(self._db, "IMMEDIATE", self._waiting) as db:
+                    yield db
+            finally:
+                self._writes -= 1
+                self._waiting.notify_all()
 
     def _snapshot(self):
         return _Transaction(self._db, "DEFERRED")
@@ -705,6 +714,10 @@ class Gallery:
 
     @_locked
     def close(self) -> None:
+        """Close the file, after any write under way (one waiting for another process has let
+        go of the lock) has finished or given up."""
+        while self._writes:
+            self._waiting.wait()
         self._db.close()
 
     def __enter__(self) -> Gallery:
@@ -767,7 +780,7 @@ class _Transaction:
                     finally:
                         self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
                 except sqlite3.OperationalError as error:
-                    if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    if (getattr(error, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:  # BUSY_RECOVERY too
                         raise GalleryBusyError(_busy(error)) from error
                 self.waiting.wait(WRITE_POLL)
         except BaseException:

@@ -233,6 +233,17 @@ def test_cli_detect_goes_on_past_an_output_it_cannot_write_and_never_overwrites_
     assert result.exit_code == 2 and [(r.get("page"), "error" in r) for r in records] == [(0, True), (1, True), (None, True)], result.output
     assert "is one of the inputs" in records[1]["error"] and kept.read_bytes() == b"an input"
     assert "already holds 2 file(s)" in result.stderr
+    assert all("boxes" in r for r in records[:2])  # the pages' boxes are still reported
+    # a crop that cannot be written is that box's error; the page's other boxes and lines stay
+    found = runner.invoke(app, ["detect", str(two_page_pdf), "--dpi", "50", "--threshold", "0.05", "--json"])
+    first = json.loads(found.stdout.splitlines()[0])
+    assert len(first["boxes"]) >= 1
+    blocked = tmp_path / "blocked"
+    (blocked / "letter-page0-sig0.png").mkdir(parents=True)
+    partial = runner.invoke(app, ["detect", str(two_page_pdf), "--dpi", "50", "--threshold", "0.05", "--crops", str(blocked), "--json"])
+    page0 = json.loads(partial.stdout.splitlines()[0])
+    assert partial.exit_code == 2 and len(page0["boxes"]) == len(first["boxes"]) and "error" in page0["boxes"][0]
+    assert all("crop" in box for box in page0["boxes"][1:])
 
 
 def test_cli_clean_goes_on_past_an_output_it_cannot_write(tmp_path):

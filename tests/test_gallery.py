@@ -380,6 +380,36 @@ def test_reads_go_on_while_a_write_waits_for_another_process(tmp_path, people):
         assert not writing.is_alive() and [p.person_id for p in g.list()] == ["writer-3", "writer-5"]
 
 
+def test_closing_waits_for_a_write_waiting_for_another_process(tmp_path, people):
+    import threading
+
+    path = tmp_path / "g.sqlite"
+    g = Gallery(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    failures = []
+
+    def enrol():
+        try:
+            g.enroll("writer-5", people["writer-5"][0][:2])
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            failures.append(error)
+
+    writing, closing = threading.Thread(target=enrol), threading.Thread(target=g.close)
+    writing.start()
+    time.sleep(0.3)
+    closing.start()
+    time.sleep(0.3)
+    assert closing.is_alive()  # it waits for the write
+    holder.execute("ROLLBACK")
+    holder.close()
+    writing.join(timeout=10)
+    closing.join(timeout=10)
+    assert not failures and not closing.is_alive()
+    with Gallery(path) as again:
+        assert [p.person_id for p in again.list()] == ["writer-5"]
+
+
 def test_missing_gallery_is_an_error_when_it_must_exist(tmp_path):
     missing = tmp_path / "typo" / "g.sqlite"
     with pytest.raises(GalleryError, match="no gallery at"):

@@ -134,7 +134,7 @@ async def fields_as_declared(request: Request) -> None:
     `threshold` sent to a claim check would leave the caller believing it applied), a query
     parameter (options travel as form fields), a field sent twice (two person_id parts once
     enrolled the second person). A route that needs the API key checks it first: without the
-    key, a caller learns nothing of its fields, and no upload is read."""
+    key, a caller learns nothing of its fields."""
     key_access = getattr(request.app.state, "key_access", None)
     needs_key = any(d.dependency is key_access for d in getattr(request.scope.get("route"), "dependencies", ()))
     if key_access is not None and needs_key:
@@ -551,11 +551,13 @@ def _without_gallery_path(message: str, path: Path) -> str:
 def _methods_allowed(request: Request) -> list[str]:
     """Every method some route takes on this path (Starlette's 405 names only the first
     route's), HEAD wherever GET is (`_Guard` answers it)."""
-    from starlette.routing import Match
+    from starlette.routing import Match, Mount
 
-    methods = {method for route in request.app.router.routes
-               if getattr(route, "methods", None) and route.matches({**request.scope, "method": "GET"})[0] != Match.NONE
-               for method in route.methods}
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches({**request.scope, "method": "GET"})[0] == Match.NONE:
+            continue
+        methods |= {"GET"} if isinstance(route, Mount) else set(getattr(route, "methods", None) or ())  # mounts serve files
     return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
@@ -587,8 +589,10 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
             message = f"no such route: {request.method} {request.url.path}"
         elif error.status_code == 405:
             allowed = _methods_allowed(request)
-            message = f"method {request.method} not allowed on {request.url.path}; allowed: {', '.join(allowed)}"
-            return JSONResponse({"error": message, "type": "HTTPError"}, status_code=405, headers={"Allow": ", ".join(allowed)})
+            if allowed:
+                message = f"method {request.method} not allowed on {request.url.path}; allowed: {', '.join(allowed)}"
+                return JSONResponse({"error": message, "type": "HTTPError"}, status_code=405, headers={"Allow": ", ".join(allowed)})
+            message = f"method {request.method} not allowed on {request.url.path}"
         elif error.status_code == 400 and "parsing the body" in message:
             message = "the request body could not be read: send a multipart/form-data body with the fields named in /docs"
         return JSONResponse({"error": message, "type": "HTTPError"}, status_code=error.status_code,
