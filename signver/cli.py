@@ -179,9 +179,9 @@ def expand_images(paths: list[Path]) -> list[Path]:
             chosen = set(inside)
             skipped = [p.name for p in entries if p not in chosen and not p.is_dir() and not p.name.startswith(".")]
             if skipped:  # over thousands of scans, a file left out must not go unnoticed
-                err.print(f"note: {escape(one_line(printable_name(path)))}: {len(skipped)} file(s) left out, not named as images or PDFs or "
-                          f"not readable files ({escape(one_line(', '.join(map(printable_name, skipped[:3]))))}{', ...' if len(skipped) > 3 else ''}); give them by name to read them",
-                          highlight=False)
+                named = ", ".join(map(printable_name, skipped[:3])) + (", ..." if len(skipped) > 3 else "")
+                err.print(f"note: {escape(one_line(printable_name(path)))}: {len(skipped)} file(s) left out, not named as images or PDFs "
+                          f"or not readable files ({escape(one_line(named))}); give them by name to read them", highlight=False)
             files += inside
         else:
             files.append(path)
@@ -253,7 +253,9 @@ def note_files_already_in(folder: Path, option: str) -> None:
     except OSError:  # a folder one may write to but not list
         return
     if held:
-        err.print(f"note: {option} {escape(one_line(str(folder)))} already holds {held} file(s): outputs of the same name replace "
+        from .images import printable_name
+
+        err.print(f"note: {option} {escape(one_line(printable_name(folder)))} already holds {held} file(s): outputs of the same name replace "
                   "them, and the others stay", highlight=False)
 
 

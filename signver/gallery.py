@@ -51,8 +51,8 @@ CANDIDATES_PER_RESULT = 8  # reference rows fetched from the index per candidate
 # writer with three references can be a little farther than a stranger with one yet far likelier)
 MIN_PEOPLE_SCORED = 20
 # people whom identify scores directly, rather than search wider, when their bound says they could
-# still rank among the k: scoring 256 costs about what one more exact search of 100,000
-# references does (60 against 190 ms, docs/benchmarks.md, 1:N search)
+# still rank among the k: about 80 more people cost 50-65 ms a query and one exact search of
+# 100,000 references about 180 ms (docs/benchmarks.md, 1:N search), so 256 cost about one search
 CONTENDERS_SCORED = 256
 # References closer than this share of the model's decision distance are one scan given twice,
 # perhaps saved again: JPEG at quality 90 moved lite0-heads' vectors by at most 0.05 of it. No
