@@ -423,7 +423,7 @@ class Gallery:
         with contextlib.nullcontext() if self._db.in_transaction else self._snapshot():  # generation and rows agree
             generation = self._stored_generation()
             rows = self._db.execute("SELECT id, vector FROM refs ORDER BY id").fetchall()
-            owners = self._db.execute("SELECT r.person_id, r.id FROM refs r JOIN people p USING (person_id) ORDER BY r.person_id").fetchall()
+            owners = self._db.execute("SELECT r.person_id, r.id FROM refs r JOIN people p USING (person_id) ORDER BY r.person_id, r.id").fetchall()
         index = VectorIndex(self._index.dimension, self._index.kind)
         shapes = {}
         if rows:

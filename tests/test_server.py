@@ -94,6 +94,28 @@ def test_head_is_answered_as_get_and_405_lists_every_method(client):
     assert refused and client.put("/v1/people").headers["allow"] == "GET, HEAD, POST"
 
 
+def test_claims_answer_while_an_enrolment_waits_for_another_process(tmp_path, document):
+    """An enrolment waiting for another process's write lock took a worker slot, so with one
+    worker every claim and search waited for it too."""
+    import sqlite3
+
+    with make_client(tmp_path, document, workers=1) as c:
+        assert enrol(c).status_code == 201
+        holder = sqlite3.connect(tmp_path / "gallery.sqlite", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        answers = []
+        waiting = threading.Thread(target=lambda: answers.append(enrol(c, "bob", BOB).status_code))
+        waiting.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        claim = c.post("/v1/people/alice/verify", files={"image": sig(ALICE, 9)})
+        assert claim.status_code == 200 and time.monotonic() - started < 10 and waiting.is_alive()
+        holder.execute("ROLLBACK")
+        holder.close()
+        waiting.join(timeout=30)
+        assert answers == [201]
+
+
 def test_health(client):
     enrol(client)
     health = client.get("/v1/health").json()

@@ -419,20 +419,23 @@ class _Service:
     finishes in the background (Python threads cannot be killed), so only work that changes
     nothing runs under the limit: enrolment writes through `write`, removal in a plain route.
     A thread holds its worker slot (`_slots`) until its work ends, answered or not, so requests
-    that time out cannot pile up work past `workers`; one abandoned before its turn never runs."""
+    that time out cannot pile up work past `workers`; one abandoned before its turn never runs.
+    Writes take no worker slot: their vectors are made under `compute`, and a write waiting for
+    another process's lock must not keep claims and searches waiting with it."""
 
     def __init__(self, settings: Settings, pipeline: Pipeline):
         self.settings, self.pipeline = settings, pipeline
-        self._limiters: dict[int, anyio.CapacityLimiter] = {}
+        self._limiters: dict[tuple[int, str], anyio.CapacityLimiter] = {}
         self._slots = threading.BoundedSemaphore(settings.workers)
 
-    def _limiter(self) -> anyio.CapacityLimiter:
+    def _limiter(self, kind: str = "compute") -> anyio.CapacityLimiter:
+        """Threads for `kind` ("compute" or "write"), `workers` of each, per event loop (tests run several)."""
         import asyncio
 
-        loop = id(asyncio.get_running_loop())  # one per event loop (tests run several)
-        if loop not in self._limiters:
-            self._limiters[loop] = anyio.CapacityLimiter(self.settings.workers)
-        return self._limiters[loop]
+        key = (id(asyncio.get_running_loop()), kind)
+        if key not in self._limiters:
+            self._limiters[key] = anyio.CapacityLimiter(self.settings.workers)
+        return self._limiters[key]
 
     async def compute(self, fn, *args):
         abandoned = threading.Event()
@@ -454,11 +457,7 @@ class _Service:
     async def write(self, fn):
         """A gallery write, run to its end however long it waits for the database: a request
         answered 503 must not have changed anything, so writes are never abandoned."""
-        def in_slot():
-            with self._slots:
-                return fn()
-
-        return await anyio.to_thread.run_sync(in_slot, limiter=self._limiter())
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter("write"))
 
     def check_key(self, key: str | None) -> None:
         expected = self.settings.api_key
