@@ -116,6 +116,31 @@ def test_claims_answer_while_an_enrolment_waits_for_another_process(tmp_path, do
         assert answers == [201]
 
 
+def test_removals_waiting_for_another_process_leave_threads_for_reads(tmp_path, document, monkeypatch):
+    """Removals waiting for another process's write lock run in the writes' own threads (at
+    most `workers`): health checks and listings answer meanwhile, and each removal ends."""
+    import sqlite3
+
+    monkeypatch.setattr("signver.gallery.BUSY_TIMEOUT", 3)
+    with make_client(tmp_path, document, workers=1) as c:
+        assert enrol(c).status_code == 201
+        holder = sqlite3.connect(tmp_path / "gallery.sqlite", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        answers = []
+        removals = [threading.Thread(target=lambda: answers.append(c.delete("/v1/people/alice").status_code)) for _ in range(45)]
+        for removal in removals:
+            removal.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert c.get("/v1/health").status_code == 200 and c.get("/v1/people").status_code == 200
+        assert time.monotonic() - started < 2.5
+        holder.execute("ROLLBACK")
+        holder.close()
+        for removal in removals:
+            removal.join(timeout=60)
+        assert answers.count(200) <= 1 and set(answers) <= {200, 404, 503} and len(answers) == 45
+
+
 def test_health(client):
     enrol(client)
     health = client.get("/v1/health").json()

@@ -358,8 +358,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         return store.get(person_id).to_dict()
 
     @app.delete("/v1/people/{person_id:path}", tags=["gallery"], **writes, summary="Remove a person and their references")
-    def remove_person(person_id: PersonPath) -> dict:
-        return {**store.remove(person_id).to_dict(), "removed": True}
+    async def remove_person(person_id: PersonPath) -> dict:  # in the writes' threads: waiting ones never take all of the pool
+        return {**(await service.write(partial(store.remove, person_id))).to_dict(), "removed": True}
 
     @app.post("/v1/people/{person_id:path}/verify", tags=["gallery"], **reads, summary="Verify a claim against a person")
     async def verify_claim(person_id: PersonPath, image: ImageField, clean: CleanField = None) -> dict:
@@ -417,7 +417,7 @@ class _Service:
     """Model work in worker threads: at most `workers` at once, each request under `timeout_s`
     (waiting for a worker included). A request over time is answered 503 at once; its thread
     finishes in the background (Python threads cannot be killed), so only work that changes
-    nothing runs under the limit: enrolment writes through `write`, removal in a plain route.
+    nothing runs under the limit: enrolment and removal write through `write`.
     A thread holds its worker slot (`_slots`) until its work ends, answered or not, so requests
     that time out cannot pile up work past `workers`; one abandoned before its turn never runs.
     Writes take no worker slot: their vectors are made under `compute`, and a write waiting for
