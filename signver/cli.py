@@ -572,7 +572,7 @@ def demo(writers: int = typer.Option(3, help="synthetic writers to draw")) -> No
 @app.command("clean")
 @reports_errors
 def clean_images(
-    images: list[Path] = typer.Argument(..., help="signature crops: image or PDF files, or folders of them"),
+    images: list[Path] = typer.Argument(..., help="signature crops: image or PDF files (page 1 of a PDF or TIFF), or folders of them"),
     out: Path = typer.Option(..., "--out", help="folder for the cleaned images (PNG, one per input)"),
     model: Optional[str] = typer.Option(None, help="cleaner name or .onnx path"),
 ) -> None:
