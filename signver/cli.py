@@ -79,6 +79,13 @@ def one_line(text: str) -> str:
     return text.translate(_CONTROL_ESCAPES)
 
 
+def text_name(path: str | os.PathLike) -> str:
+    """A file name as a text line shows it: `printable_name`, with `one_line`'s escapes."""
+    from .images import printable_name
+
+    return one_line(printable_name(path))
+
+
 def print_error(message: str) -> None:
     """One error line on stderr; the message is text, never markup ("c[/b].png" is a file name)."""
     err.print(f"[red]error:[/red] {escape(one_line(message))}", highlight=False)
@@ -180,7 +187,7 @@ def expand_images(paths: list[Path]) -> list[Path]:
             skipped = [p.name for p in entries if p not in chosen and not p.is_dir() and not p.name.startswith(".")]
             if skipped:  # over thousands of scans, a file left out must not go unnoticed
                 named = ", ".join(map(printable_name, skipped[:3])) + (", ..." if len(skipped) > 3 else "")
-                err.print(f"note: {escape(one_line(printable_name(path)))}: {len(skipped)} file(s) left out, not named as images or PDFs "
+                err.print(f"note: {escape(text_name(path))}: {len(skipped)} file(s) left out, not named as images or PDFs "
                           f"or not readable files ({escape(one_line(named))}); give them by name to read them", highlight=False)
             files += inside
         else:
@@ -253,9 +260,7 @@ def note_files_already_in(folder: Path, option: str) -> None:
     except OSError:  # a folder one may write to but not list
         return
     if held:
-        from .images import printable_name
-
-        err.print(f"note: {option} {escape(one_line(printable_name(folder)))} already holds {held} file(s): outputs of the same name replace "
+        err.print(f"note: {option} {escape(text_name(folder))} already holds {held} file(s): outputs of the same name replace "
                   "them, and the others stay", highlight=False)
 
 
@@ -343,7 +348,6 @@ def enroll(
 ) -> None:
     """Enrol PERSON with reference signatures (adds to them if already enrolled)."""
     from .gallery import Gallery
-    from .images import printable_name
 
     try:
         extra = None if metadata is None else json.loads(metadata)
@@ -353,7 +357,7 @@ def enroll(
     with Gallery(gallery, model=model) as store:
         person_record = store.enroll(person, files, metadata=extra, sources=[str(f) for f in files])
         print(f"enrolled {person_record.person_id}: {len(files)} added, {person_record.references} references in "
-              f"{one_line(printable_name(store.path))}")
+              f"{text_name(store.path)}")
 
 
 @app.command()
@@ -579,7 +583,6 @@ def clean_images(
     """Remove printed text, ruling lines, stamps and scan noise around each signature; writes
     OUT/<name>.png (same size, ink dark on white) and prints one line per file."""
     from .cleaner import clean, get_cleaner
-    from .images import printable_name
 
     get_cleaner(model)  # a missing model is one error, not one per file
     files = expand_images(images)
@@ -595,7 +598,7 @@ def clean_images(
             print_file_error(path, error)
             exit_code = EXIT_BAD_INPUT
             continue
-        print(f"{one_line(printable_name(path))}\t{one_line(printable_name(out / name))}", flush=True)
+        print(f"{text_name(path)}\t{text_name(out / name)}", flush=True)
     raise typer.Exit(exit_code)
 
 
@@ -719,10 +722,10 @@ def detect(
                                       "boxes": [{k: v for k, v in r.items() if k not in ("file", "page")} for r in records],
                                       **({"error": page_error} if page_error else {})}), flush=True)
                 elif not boxes:
-                    print(f"{one_line(printable_name(path))}\t{index}\tno signature", flush=True)
+                    print(f"{text_name(path)}\t{index}\tno signature", flush=True)
                 else:
                     for box in boxes:
-                        print(f"{one_line(printable_name(path))}\t{index}\t{box.x0:.1f}\t{box.y0:.1f}\t{box.x1:.1f}\t{box.y1:.1f}\t{box.score:.3f}", flush=True)
+                        print(f"{text_name(path)}\t{index}\t{box.x0:.1f}\t{box.y0:.1f}\t{box.x1:.1f}\t{box.y1:.1f}\t{box.score:.3f}", flush=True)
                 if bar:
                     bar.advance(task)
     raise typer.Exit(exit_code)

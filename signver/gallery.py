@@ -460,7 +460,7 @@ class Gallery:
         with self._lock:
             with self._write():
                 person_id = self._stored_id(person_id)
-                self._refuse_duplicates(person_id, vectors, labels)
+                everyone = self._refuse_duplicates(person_id, vectors, labels)
                 before = self._stored_generation()
                 self._db.execute("INSERT INTO people (person_id, enrolled_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (person_id, _now()))
                 if metadata_json is not None:
@@ -468,7 +468,6 @@ class Gallery:
                 now = _now()
                 ids = [self._db.execute("INSERT INTO refs (person_id, vector, source, added_at) VALUES (?, ?, ?, ?)",
                                         (person_id, v.tobytes(), label, now)).lastrowid for v, label in zip(vectors, labels)]
-                everyone = self._vectors(self._db.execute("SELECT id, vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall())
                 generation = self._bump()
             if before == self._generation:  # nobody else wrote since our last look: extend in place
                 self._index.add(np.array(ids), vectors)
@@ -476,10 +475,11 @@ class Gallery:
                 self._generation = generation
             return self.get(person_id)
 
-    def _refuse_duplicates(self, person_id: str, vectors: np.ndarray, labels: Sequence[str]) -> None:
+    def _refuse_duplicates(self, person_id: str, vectors: np.ndarray, labels: Sequence[str]) -> np.ndarray:
         """Inside the write transaction: refuse a reference the person already has, or one given
         twice. A copy adds no evidence, yet it shrinks the references' spread, which the default
-        "scaled" fusion divides by, and so changes the score of every later claim."""
+        "scaled" fusion divides by, and so changes the score of every later claim. Returns the
+        person's references with these added, in id order (what identify's bound reads)."""
         tolerance = NEAR_COPY_SHARE * (self.extractor.card.threshold or 0.0) or 1e-4
         rows = self._db.execute("SELECT id, vector, source FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
         known = list(self._vectors([r[:2] for r in rows]))
@@ -494,6 +494,7 @@ class Gallery:
                                                   "a copy would skew every claim, so nothing was enrolled")
             known.append(vector)
             names.append(f"{name} (in this enrolment)")
+        return np.stack(known)
 
     def remove(self, person_id: str) -> Person:
         """Delete a person and all their references; returns what was removed."""
