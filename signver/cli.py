@@ -241,7 +241,7 @@ def write_png(path: Path, image, inputs: set[tuple[int, int]] = frozenset()) -> 
     the `inputs` (`_file_id`s: a link to an input would be overwritten)."""
     import cv2
 
-    if path.exists() and _file_id(path) in inputs:
+    if _file_id(path) in inputs:
         raise InputError(f"{path} is one of the inputs (a link to it): not overwritten; choose another output folder")
     ok, data = cv2.imencode(".png", image)
     if not ok:
@@ -264,10 +264,18 @@ def note_files_already_in(folder: Path, option: str) -> None:
                   "them, and the others stay", highlight=False)
 
 
-def _file_id(path: Path) -> tuple[int, int]:
-    """Which file a path reaches, through any links."""
-    stat = path.stat()
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Which file a path reaches, through any links; None where there is none to reach (or the
+    name cannot be looked up, which the read or write of that path then reports)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
     return stat.st_dev, stat.st_ino
+
+
+def _ids_of(files: list[Path]) -> set[tuple[int, int]]:
+    return {file_id for file_id in map(_file_id, files) if file_id}
 
 
 def each_with_progress(items: list, description: str):
@@ -588,7 +596,7 @@ def clean_images(
     files = expand_images(images)
     output_folder(out, "--out", files)
     note_files_already_in(out, "--out")
-    originals = {_file_id(f) for f in files if f.exists()}
+    originals = _ids_of(files)
     exit_code = EXIT_OK
     for path, stem in each_with_progress(list(zip(files, _unique_stems(files))), "cleaning"):
         name = f"{stem}.png"
@@ -678,7 +686,7 @@ def detect(
         if folder:
             output_folder(folder, option, files)
             note_files_already_in(folder, option)
-    originals = {_file_id(f) for f in files if f.exists()}
+    originals = _ids_of(files)
     loaded = _load_each(files, dpi)
     first = next(loaded)
     total = len(files) - 1 + max(len(first[1]), 1)  # grows as later documents are opened

@@ -50,6 +50,22 @@ def preprocess(page: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return (resized.astype(np.float32) / 255.0)[None, None]
 
 
+def paper_padded(page: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """The page with paper (its median grey) added evenly above and below until it is no wider,
+    for its height, than the network input `size` (h, w), and the rows added above. Stretching a
+    page wider than that squeezes its signatures across, unlike any training page: on strips cut
+    from valid pages 3.9 times as wide as tall (a cheque's shape) the squeeze found 101 of 405
+    signatures and the padded strips 370 (`benchmarks/detect_wide_pages.py`)."""
+    h, w = page.shape
+    height = int(np.ceil(w * size[0] / size[1]))
+    if height <= h:
+        return page, 0
+    top = (height - h) // 2
+    padded = np.full((height, w), np.median(page), page.dtype)
+    padded[top : top + h] = page
+    return padded, top
+
+
 def decode(heatmap: np.ndarray, distances: np.ndarray, stride: int, min_score: float, max_boxes: int = MAX_BOXES) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (K, 4) in input pixels and their scores from one image's heatmap (h, w) and side
     distances (4, h, w): local maxima of the heatmap over 3x3 cells above `min_score`, best first."""
@@ -113,12 +129,15 @@ class Detector:
     def candidates(self, page: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (K, 4) in pixels of the grey `page` and the network's own scores, best first,
         down to `min_score`, after non-maximum suppression and before any re-scoring."""
-        heatmap, distances = self.session.run(None, {self.input_name: preprocess(page, self.card.input_size)})
+        padded, top = paper_padded(page, self.card.input_size)
+        heatmap, distances = self.session.run(None, {self.input_name: preprocess(padded, self.card.input_size)})
         boxes, scores = decode(heatmap[0, 0], distances[0], self.stride, min_score)
         keep = nms(boxes, scores, self.nms_iou)
-        (h, w), (in_h, in_w) = page.shape, self.card.input_size
-        boxes = boxes[keep] * np.array([w / in_w, h / in_h, w / in_w, h / in_h], np.float32)
-        return np.clip(boxes, 0, [w, h, w, h]), scores[keep]
+        (h, w), (padded_h, _), (in_h, in_w) = page.shape, padded.shape, self.card.input_size
+        boxes = boxes[keep] * np.array([w / in_w, padded_h / in_h, w / in_w, padded_h / in_h], np.float32) - np.float32([0, top, 0, top])
+        boxes = np.clip(boxes, 0, [w, h, w, h])
+        on_page = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # none lies wholly on the paper added
+        return boxes[on_page], scores[keep][on_page]
 
     def find(self, page: np.ndarray, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (K, 4) x0, y0, x1, y1 in pixels of the grey `page` and their scores, best first,

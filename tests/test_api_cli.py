@@ -395,6 +395,10 @@ def test_train_checks_up_front_what_a_run_reads_at_its_end(tmp_path, kind):
     (b"name: x\nblocks: 0\n", "blocks must be a whole number of at least 1"),
     (b"name: x\nrun_dri: r\n", "unknown setting 'run_dri'; did you mean 'run_dir'?"),  # the run went to runs/<name> instead
     (b"name: x\nwieght_decay: 0.5\n", "did you mean 'weight_decay'?"),
+    (b"name: x\nlearning_rate: 0.5\n", "unknown setting 'learning_rate'"),  # beside lr, ignored in silence
+    (b"name: x\nbatch_size: 64\n", "'batch'"),
+    (b"name: x\ninput: 32\n", "input must give a height and a width in pixels"),
+    (b"name: x\ndescription: d\nout: /proc/signver-models\n", "out /proc/signver-models cannot be written here"),  # found only after the training
 ])
 def test_train_refuses_settings_that_would_fail_late(tmp_path, text, problem):
     config = tmp_path / "c.yaml"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import signver
 from signver import synth_pages
 from signver.cli import app
-from signver.detector import Box, annotate, box_iou, crop, decode, nms
+from signver.detector import Box, annotate, box_iou, crop, decode, get_detector, nms, paper_padded
 from signver.detector_baseline import BaselineDetector
 from signver.errors import DatasetError, InputError
 from signver.evaluation.detection import PageDetections, average_precision, choose_threshold, detection_metrics
@@ -153,6 +153,29 @@ def test_detect_api_on_a_page_and_a_blank_page():
     assert signver.detect(np.full((800, 600), 250, np.uint8)) == []
 
 
+def test_a_page_wider_than_the_input_is_padded_with_its_paper():
+    page = np.full((100, 400), 200, np.uint8)
+    page[40:60, 100:300] = 20
+    padded, top = paper_padded(page, (512, 512))
+    assert padded.shape == (400, 400) and top == 150 and (padded[:150] == 200).all() and (padded[150:250] == page).all()
+    tall = np.zeros((300, 200), np.uint8)
+    assert paper_padded(tall, (512, 512))[0] is tall and paper_padded(tall, (512, 512))[1] == 0
+
+
+def test_signatures_on_strips_cut_from_pages_are_found_where_they_are():
+    """A strip the shape of a cheque, stretched to the square input, squeezed its signature to a
+    third of its width, and the detector found 2 of these 8 (see benchmarks/detect_wide_pages.py)."""
+    detector = get_detector()
+    for seed in range(5):
+        page = synth_pages.page(seed, (1100, 850), signatures=1)
+        centre = int((page.boxes[0, 1] + page.boxes[0, 3]) / 2)
+        top = min(max(0, centre - 110), 1100 - 220)
+        strip = page.image[top : top + 220]
+        boxes, _ = detector.find(strip)
+        assert len(boxes) and box_iou(page.boxes[:1] - np.float32([0, top, 0, top]), boxes).max() >= 0.5, seed
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 850).all() and (boxes[:, 3] <= 220).all()
+
+
 @pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan"), "0.5", True])
 def test_detect_api_refuses_a_threshold_that_is_not_a_score(threshold):
     """Out of 0..1 a threshold keeps every box or none, silently: refused like the CLI's."""
@@ -281,6 +304,18 @@ def test_cli_detect_bad_input_exits_2(tmp_path, two_page_pdf):
     as_json = runner.invoke(app, ["detect", str(bad), str(two_page_pdf), "--dpi", "50", "--json"])
     records = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert as_json.exit_code == 2 and records[0]["file"] == str(bad) and "error" in records[0] and len(records) == 3
+
+
+def test_cli_detect_names_too_long_are_their_files_errors_and_the_run_goes_on(tmp_path, two_page_pdf):
+    """A name the system cannot look up (too long) once stopped the whole run with exit 3."""
+    too_long = tmp_path / ("a" * 300 + ".png")
+    result = runner.invoke(app, ["detect", str(too_long), str(two_page_pdf), "--dpi", "50"])
+    assert result.exit_code == 2 and f"{two_page_pdf}\t1\t" in result.stdout, result.output
+    long_stem = tmp_path / ("b" * 250 + ".pdf")  # its name fits; "<stem>-page0.png" does not
+    long_stem.write_bytes(two_page_pdf.read_bytes())
+    annotated = runner.invoke(app, ["detect", str(long_stem), str(two_page_pdf), "--dpi", "50", "--annotate", str(tmp_path / "ann")])
+    assert annotated.exit_code == 2 and "cannot write" in annotated.stderr, annotated.output
+    assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == ["letter-page0.png", "letter-page1.png"]
 
 
 def test_cli_evaluate_detector(tmp_path):

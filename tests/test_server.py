@@ -138,7 +138,7 @@ def test_removals_waiting_for_another_process_leave_threads_for_reads(tmp_path, 
         holder.close()
         for removal in removals:
             removal.join(timeout=60)
-        assert answers.count(200) <= 1 and set(answers) <= {200, 404, 503} and len(answers) == 45
+        assert answers.count(200) == 1 and set(answers) <= {200, 404} and len(answers) == 45  # one removed, once the lock is free
 
 
 def test_health(client):

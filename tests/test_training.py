@@ -16,7 +16,8 @@ from signver.training.data import TrainingSet, load_training_set, writer_batches
 from signver.training.losses import LOSSES  # noqa: E402
 from signver.errors import InputError  # noqa: E402
 from signver.training.loop import holdout_distances, train_extractor  # noqa: E402
-from signver.training.run_state import optimizer_and_schedule, resume, save_checkpoint, training_device  # noqa: E402
+from signver.training.run_state import optimizer_and_schedule, resume, save_checkpoint, training_device, training_log  # noqa: E402
+from signver.training.cache import cached_arrays  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
 from signver.training.networks import FusedEmbedder, SpatialHead, build_network, join_maps  # noqa: E402
 from signver.training.spatial import PairSampler, imagenet_maps  # noqa: E402
@@ -78,21 +79,66 @@ def test_training_device_is_cpu_unless_a_gpu_is_asked_for_and_there(monkeypatch)
     assert training_device({"device": "auto"}) == torch.device("cuda")
 
 
-def test_a_damaged_or_foreign_checkpoint_is_a_named_error(tmp_path):
-    def run(width):
-        network = torch.nn.Linear(4, width)
-        return (network, *optimizer_and_schedule(network, {"lr": 0.1}, 10, 1))
+def _linear_run(width, lr=0.1, warmup=1):
+    network = torch.nn.Linear(4, width)
+    return (network, *optimizer_and_schedule(network, {"lr": lr}, 10, warmup))
 
+
+def test_a_damaged_or_foreign_checkpoint_is_a_named_error(tmp_path):
     checkpoint = tmp_path / "last.pt"
-    save_checkpoint(checkpoint, *run(3), step=5)
-    assert not list(tmp_path.glob("*.partial")) and resume(checkpoint, *run(3))["step"] == 5
+    save_checkpoint(checkpoint, *_linear_run(3), step=5)
+    assert not list(tmp_path.glob("*.partial")) and resume(checkpoint, *_linear_run(3), 10)["step"] == 5
     for damage in (checkpoint.read_bytes()[:100], b"not a checkpoint"):
         checkpoint.write_bytes(damage)
         with pytest.raises(InputError, match="cannot resume from .*last.pt: it is damaged or was saved by another config"):
-            resume(checkpoint, *run(3))
-    save_checkpoint(checkpoint, *run(3), step=5)
+            resume(checkpoint, *_linear_run(3), 10)
+    save_checkpoint(checkpoint, *_linear_run(3), step=5)
     with pytest.raises(InputError, match="another config .*size mismatch"):  # another network's weights
-        resume(checkpoint, *run(5))
+        resume(checkpoint, *_linear_run(5), 10)
+
+
+def test_a_run_resumes_only_as_its_config_began_it(tmp_path):
+    """A new learning rate was replaced by the checkpoint's in silence while the card named the
+    new one; fewer steps than were taken made a card that said 3 steps of a run of 8."""
+    checkpoint = tmp_path / "last.pt"
+    save_checkpoint(checkpoint, *_linear_run(3, warmup=4), step=8)
+    assert resume(checkpoint, *_linear_run(3, warmup=2), 20)["step"] == 8  # more steps, another warm-up: fine
+    with pytest.raises(InputError, match="begun with lr 0.1 .*now asks lr 0.5"):
+        resume(checkpoint, *_linear_run(3, lr=0.5), 10)
+    with pytest.raises(InputError, match="already taken 8 steps, more than the config's 3"):
+        resume(checkpoint, *_linear_run(3), 3)
+
+
+def test_a_resumed_runs_log_drops_what_its_checkpoint_does_not_hold(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 100, "loss": 1}\n{"step": 200, "loss": 0.9}\n{"step": 300, "loss": 0.8}\n{"step": 40')
+    with training_log(log, 200) as file:
+        file.write('{"step": 300, "loss": 0.7}\n')
+    assert [json.loads(line)["loss"] for line in log.read_text().splitlines()] == [1, 0.9, 0.7]
+
+
+def test_a_cache_is_made_again_for_other_settings_or_when_cut(tmp_path):
+    cache, built = tmp_path / "c.npz", []
+
+    def build(value):
+        built.append(value)
+        return {"x": np.full(3, value)}
+
+    assert cached_arrays(cache, {"size": 1}, lambda: build(1))["x"].tolist() == [1, 1, 1]
+    assert cached_arrays(cache, {"size": 1}, lambda: build(9))["x"].tolist() == [1, 1, 1] and built == [1]  # read back
+    assert cached_arrays(cache, {"size": 2}, lambda: build(2))["x"].tolist() == [2, 2, 2]  # other settings: made again
+    cache.write_bytes(b"PK\x03\x04 cut short")
+    assert cached_arrays(cache, {"size": 2}, lambda: build(3))["x"].tolist() == [3, 3, 3] and built == [1, 2, 3]
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_a_runs_cached_images_follow_its_config(synthetic_dataset, tmp_path):
+    """Other held-out writers or another input size on a run folder once trained on the old cache."""
+    cache = tmp_path / "holdout.npz"
+    two = load_training_set([{"path": str(synthetic_dataset), "holdout": [7, 8]}], (32, 64), "holdout", cache)
+    four = load_training_set([{"path": str(synthetic_dataset), "holdout": [5, 6, 7, 8]}], (32, 64), "holdout", cache)
+    finer = load_training_set([{"path": str(synthetic_dataset), "holdout": [5, 6, 7, 8]}], (40, 80), "holdout", cache)
+    assert len(set(two.writer)) == 2 and len(set(four.writer)) == 4 and finer.images.shape[1:] == (40, 80)
 
 
 def test_augment_makes_its_randomness_on_the_input_device():
@@ -137,16 +183,16 @@ def test_an_extractor_run_refuses_what_would_fail_later(synthetic_dataset, tmp_p
         "data": [{"path": str(synthetic_dataset), "holdout": [7, 8]}], "batch": {"writers": 4, "genuine": 3, "forged": 1},
         "steps": 4, "lr": 0.001, "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
     }
-    for change, message in (({"loss": {"name": "bogus"}}, "unknown loss 'bogus'; choose one of"),
+    for change, message in (({"loss": {"name": "bogus"}}, "loss must name one of .*not {'name': 'bogus'}"),
+                            ({"loss": "multi_similarity"}, "loss must name one of"),
+                            ({"loss": {"name": "multi_similarity", "alpah": 5}}, "has no setting alpah; it takes alpha, base, beta"),
+                            ({"network": {"kind": "resnt"}}, "unknown network kind 'resnt'"),
+                            ({"network": {"kind": "resnet", "widht": 3}}, r"network keys \['widht'\] do not apply to kind resnet"),
                             ({"batch": 16}, "batch must say how many writers"),
                             ({"data": [{"path": str(synthetic_dataset), "holdout": [98, 99]}]}, "no holdout signatures in")):
         with pytest.raises((InputError, DatasetError), match=message):
             train_extractor({**config, **change, "run_dir": str(tmp_path / "run-bad")}, "tiny.yaml")
     assert not (tmp_path / "model").exists()
-    cache = tmp_path / "cut.npz"
-    cache.write_bytes(b"PK\x03\x04 cut short")
-    with pytest.raises(DatasetError, match="cut.npz is damaged .*delete it"):
-        load_training_set(config["data"], (32, 64), "train", cache)
 
 
 def test_tiny_training_run_end_to_end(synthetic_dataset, tmp_path):

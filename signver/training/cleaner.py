@@ -38,7 +38,8 @@ from ..models import write_card
 from .cleaner_lite0 import build_lite0_cleaner
 from .data import writers_for
 from .onnx_init import fold_batch_norms, load_onnx_weights
-from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint
+from .cache import cached_arrays
+from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_log
 
 MULTIPLE = 16  # input sides must be multiples of this: the coarsest stride (the U-Net's unshuffle 2 x three poolings, lite0's blocks)
 
@@ -130,17 +131,16 @@ def load_clean_signatures(sources: list[dict], role: str, cache: Path | None = N
     """Every image (genuine and forged) of the training writers of each source (`role`
     'train'), or of its held-out training writers (`role` 'holdout'), whitened and shrunk to
     at most `max_pixels`. Test writers of a source's split are never read."""
-    if cache and cache.is_file():
-        data = np.load(cache)
-        shapes, flat = data["shapes"], data["pixels"]
-        ends = np.cumsum([h * w for h, w in shapes])
-        return [flat[e - h * w : e].reshape(h, w) for (h, w), e in zip(shapes, ends)]
-    paths = [path for source_paths in paths_by_source(sources, role) for path in source_paths]
-    images = [load_clean_signature(p, max_pixels) for p in track(paths, description=f"reading {role} signatures")]
-    if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, shapes=np.array([i.shape for i in images]), pixels=np.concatenate([i.ravel() for i in images]) if images else np.zeros(0, np.uint8))
-    return images
+    def read() -> dict[str, np.ndarray]:
+        paths = [path for source_paths in paths_by_source(sources, role) for path in source_paths]
+        images = [load_clean_signature(p, max_pixels) for p in track(paths, description=f"reading {role} signatures")]
+        return {"shapes": np.array([i.shape for i in images]).reshape(-1, 2),
+                "pixels": np.concatenate([i.ravel() for i in images]) if images else np.zeros(0, np.uint8)}
+
+    data = cached_arrays(cache, {"sources": sources, "role": role, "max_pixels": max_pixels}, read)
+    shapes, flat = data["shapes"], data["pixels"]
+    ends = np.cumsum([h * w for h, w in shapes])
+    return [flat[e - h * w : e].reshape(h, w) for (h, w), e in zip(shapes, ends)]
 
 
 def load_clean_signature(path: Path, max_pixels: int = 160_000) -> np.ndarray:
@@ -475,7 +475,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     steps, warmup = int(config["steps"]), int(config.get("warmup", 50))
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"
-    state = resume(checkpoint, network, optimizer, scheduler)
+    state = resume(checkpoint, network, optimizer, scheduler, steps)
     if not state and from_onnx:  # a new run fine-tuning a shipped model: its tone head (or crop-wide tone term) may be new
         sample = torch.rand(1, 1, 4 * MULTIPLE, 6 * MULTIPLE, generator=torch.Generator().manual_seed(0))
         heads = [network.tone, getattr(network, "tone_context", None)]
@@ -498,7 +498,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     autocast = config.get("autocast", "bf16") == "bf16"
     loss_config = config.get("loss", {})
     batches = iter(loader)
-    with Progress(*progress_columns("training cleaner")) as progress, open(run_dir / "log.jsonl", "a") as log:
+    with Progress(*progress_columns("training cleaner")) as progress, training_log(run_dir / "log.jsonl", start) as log:
         task = progress.add_task("train", total=steps, completed=start, status="")
         began, running = time.time(), None
         for step in range(start, steps):

@@ -4,6 +4,7 @@ training module loads)."""
 from __future__ import annotations
 
 import difflib
+import tempfile
 from pathlib import Path
 
 from ..errors import InputError
@@ -90,14 +91,36 @@ def read_config(path: Path, needs: tuple[str, ...] = ()) -> dict:
         raise InputError(f"config {path}: data must be a list of datasets, each with a path (or, for a detector, "
                          f"folders by role: train, valid), not {data!r}")
     for key in config:
-        near = difflib.get_close_matches(str(key), KNOWN_SETTINGS, n=1, cutoff=0.8) if key not in KNOWN_SETTINGS else []
-        if near:
-            raise InputError(f"config {path}: unknown setting {key!r}; did you mean {near[0]!r}?")
+        if key not in KNOWN_SETTINGS:  # read by no run: a misspelling, or a setting of another tool, ignored in silence
+            near = difflib.get_close_matches(str(key), KNOWN_SETTINGS, n=3, cutoff=0.6)
+            raise InputError(f"config {path}: unknown setting {key!r}" + (f"; did you mean {' or '.join(map(repr, near))}?" if near else
+                                                                           "; the configs/ folder has an example of each kind"))
+    for key in ("input", "serve_input"):
+        size = config.get(key)
+        if size is not None and not (isinstance(size, dict) and ({"height", "width"} <= set(size) or "size" in size)):
+            raise InputError(f"config {path}: {key} must give a height and a width in pixels ({key}: {{height: 128, width: 256}}), "
+                             f"or a detector's square side ({key}: {{size: 512}}), not {size!r}")
     _check_numbers(config, f"config {path}")
     missing = [key for key in needs if config.get(key) in (None, "")]
     if missing:
         raise InputError(f"config {path} has no setting {', '.join(map(repr, missing))}; the configs/ folder has an example of each kind")
-    for key in ("out", "run_dir"):  # folders the run writes into: a file of that name would fail it at the end
+    for key in ("out", "run_dir"):  # folders the run writes into: a file of that name, or no right to write, would fail it at the end
         if key in config and Path(str(config[key])).is_file():
             raise InputError(f"config {path}: {key} {config[key]} is a file; give a folder")
+        if key in config and not _may_write(Path(str(config[key]))):
+            raise InputError(f"config {path}: {key} {config[key]} cannot be written here; give a folder you may write to")
     return Config(config, f"config {path}")
+
+
+def _may_write(folder: Path) -> bool:
+    """Whether this process may write in `folder`, or make it: a file can be made (and is
+    removed at once) in its nearest existing folder. Tried, not asked: root passes os.access
+    for folders such as /proc that take no file."""
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False

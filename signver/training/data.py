@@ -6,8 +6,6 @@ Images are normalised once with the same function inference uses and cached as u
 
 from __future__ import annotations
 
-import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from ..datasets import get_split, read_dataset
 from ..errors import DatasetError, InputError
 from ..images import load_image
 from ..normalize import normalize
+from .cache import cached_arrays
 from .stroke_width import CHANGES
 
 
@@ -47,12 +46,12 @@ def writers_for(source: dict, available: list[str], role: str) -> list[str]:
 def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "train", cache: Path | None = None, change: str | None = None) -> TrainingSet:
     """The role's images of `sources`, normalised to `size`; with `change` (a name in
     `stroke_width.CHANGES`) each raw scan is changed first."""
-    if cache and cache.is_file():
-        try:
-            with np.load(cache) as data:
-                return TrainingSet(data["images"], data["writer"], data["genuine"], data["dataset"])
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
-            raise DatasetError(f"the cache {cache} is damaged ({error}); delete it and it is made again from the data") from None
+    made_from = {"sources": sources, "size": list(size), "role": role, "change": change}
+    arrays = cached_arrays(cache, made_from, lambda: _read_role(sources, size, role, change))
+    return TrainingSet(arrays["images"], arrays["writer"], arrays["genuine"], arrays["dataset"])
+
+
+def _read_role(sources: list[dict], size: tuple[int, int], role: str, change: str | None) -> dict[str, np.ndarray]:
     paths, writer, genuine, names = [], [], [], []
     for source in sources:
         dataset = read_dataset(source["path"])
@@ -68,13 +67,7 @@ def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "t
     changed = CHANGES[change] if change else (lambda gray: gray)
     images = np.stack([normalize(changed(load_image(p)), size) for p in track(paths, description=f"normalising {role} images" + (f" ({change})" if change else ""))])
     classes = {name: i for i, name in enumerate(dict.fromkeys(writer))}
-    result = TrainingSet(images, np.array([classes[w] for w in writer]), np.array(genuine), np.array(names))
-    if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(cache.stem + ".partial.npz")  # a run stopped mid-write leaves no cut cache behind
-        np.savez(partial, images=result.images, writer=result.writer, genuine=result.genuine, dataset=result.dataset)
-        os.replace(partial, cache)
-    return result
+    return {"images": images, "writer": np.array([classes[w] for w in writer]), "genuine": np.array(genuine), "dataset": np.array(names)}
 
 
 def writer_batches(data: TrainingSet, writers: int, genuine: int, forged: int, rng: np.random.Generator):

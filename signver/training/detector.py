@@ -31,7 +31,9 @@ from .detector_loss import detector_loss
 from .config import read_config
 from .detector_network import AveragedDetector, CentreDetector, ExportedDetector, build_detector, load_detector_weights
 from .detector_targets import centre_targets
-from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device
+from .cache import cached_arrays
+from .run_state import (machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
+                        training_log)
 
 MIN_SCORE = 0.01  # detections kept when scoring the validation split
 
@@ -48,17 +50,14 @@ class PageSet:
 
 def load_page_set(split_dir: str, size: int, cache: Path | None = None) -> PageSet:
     """Every page of a YOLO split, grey, stretched to size x size (as inference does), cached."""
-    if cache and cache.is_file():
-        data = np.load(cache)
-        return PageSet(data["images"], np.split(data["boxes"], np.cumsum(data["counts"])[:-1]))
-    pages = read_split(split_dir)
-    images = np.stack([cv2.resize(load_image(p.image), (size, size), interpolation=cv2.INTER_AREA)
-                       for p in track(pages, description=f"caching {Path(split_dir).name} pages")])
-    result = PageSet(images, [p.boxes for p in pages])
-    if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, images=images, boxes=np.concatenate(result.boxes), counts=[len(b) for b in result.boxes])
-    return result
+    def read() -> dict[str, np.ndarray]:
+        pages = read_split(split_dir)
+        images = np.stack([cv2.resize(load_image(p.image), (size, size), interpolation=cv2.INTER_AREA)
+                           for p in track(pages, description=f"caching {Path(split_dir).name} pages")])
+        return {"images": images, "boxes": np.concatenate([p.boxes for p in pages]), "counts": np.array([len(p.boxes) for p in pages])}
+
+    data = cached_arrays(cache, {"split": str(Path(split_dir).resolve()), "size": size}, read)
+    return PageSet(data["images"], np.split(data["boxes"], np.cumsum(data["counts"])[:-1]))
 
 
 class AugmentedPages(torch.utils.data.Dataset):
@@ -148,13 +147,13 @@ def train_detector(config: dict, config_path: str) -> Path:
     total, warmup = epochs * steps_per_epoch, int(config.get("warmup", 100))
     optimizer, scheduler = optimizer_and_schedule(network, config, total, warmup)
     checkpoint = run_dir / "last.pt"
-    state = resume(checkpoint, network, optimizer, scheduler)
+    state = resume(checkpoint, network, optimizer, scheduler, epochs, "epoch")
     start_epoch, seconds, best = state.get("epoch", 0), state.get("seconds", 0.0), state.get("best", -1.0)
     nms_iou, strength = config.get("nms_iou", 0.5), config.get("augment_strength", 1.0)
     window = int(config.get("window", size))
     examples = AugmentedPages(train, size, window, network.stride, strength, seed)
     workers = int(config.get("workers", 0))
-    with Progress(*progress_columns()) as progress, open(run_dir / "log.jsonl", "a") as log:
+    with Progress(*progress_columns()) as progress, training_log(run_dir / "log.jsonl", start_epoch, "epoch") as log:
         task = progress.add_task("train", total=total, completed=start_epoch * steps_per_epoch, status="")
         began = time.time()
         for epoch in range(start_epoch, epochs):

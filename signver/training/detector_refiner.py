@@ -29,7 +29,7 @@ from ..images import load_image
 from ..models import inference_session
 from ..yolo import read_split, scaled
 from .detector_steps import card_with_step, write_detector
-from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint
+from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_log
 
 MATCH_IOU = 0.3  # a found box this close to a true box is worth refining towards it
 REFINER_NOTE = "; kept boxes refined by a second CNN that looks at each one"
@@ -137,10 +137,10 @@ def train_refiner(config: dict, config_path: str) -> Path:
         raise InputError(f"batch {batch} is more than the {n_examples} boxes to learn from on these pages; give a smaller batch")
     optimizer, scheduler = optimizer_and_schedule(network, config, epochs * steps_per_epoch, int(config.get("warmup", 100)))
     checkpoint = run_dir / "last.pt"
-    state = resume(checkpoint, network, optimizer, scheduler)
+    state = resume(checkpoint, network, optimizer, scheduler, epochs, "epoch")
     start_epoch, seconds = state.get("epoch", 0), state.get("seconds", 0.0)
     began = time.time()
-    with Progress(*progress_columns()) as progress, open(run_dir / "log.jsonl", "a") as log:
+    with Progress(*progress_columns()) as progress, training_log(run_dir / "log.jsonl", start_epoch, "epoch") as log:
         task = progress.add_task("train", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch, status="")
         for epoch in range(start_epoch, epochs):
             rng = np.random.default_rng([seed, epoch])  # a resumed run sees the epochs it would have seen

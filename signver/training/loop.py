@@ -8,6 +8,7 @@ Runs are resumable: `runs/<name>/last.pt` is written every `eval_every` steps, a
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from .export import export_onnx, input_spec
 from .losses import LOSSES
 from .networks import FusedEmbedder, build_network
 from .spatial import head_seeds, imagenet_maps, spatial_embeddings, train_spatial_heads
-from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device
+from .run_state import (machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
+                        training_log)
 
 
 def holdout_distances(embeddings: np.ndarray, data: TrainingSet) -> tuple[np.ndarray, np.ndarray]:
@@ -105,12 +107,17 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
     device = training_device(config)
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
     run_dir.mkdir(parents=True, exist_ok=True)
-    batch, loss_config = config["batch"], dict(config["loss"])
+    batch, loss_config = config["batch"], config["loss"]
     if not (isinstance(batch, dict) and {"writers", "genuine", "forged"} <= set(batch)):
         raise InputError(f"batch must say how many writers, and genuine and forged signatures of each, such as "
                          f"{{writers: 32, genuine: 4, forged: 2}}, not {batch!r}")
-    if loss_config.get("name") not in LOSSES:
-        raise InputError(f"unknown loss {loss_config.get('name')!r}; choose one of {', '.join(LOSSES)}")
+    if not isinstance(loss_config, dict) or loss_config.get("name") not in LOSSES:
+        raise InputError(f"loss must name one of {', '.join(LOSSES)} (loss: {{name: multi_similarity}}, with its settings), not {loss_config!r}")
+    loss_config = dict(loss_config)
+    settings = set(inspect.signature(LOSSES[loss_config["name"]]).parameters) - {"embeddings", "labels"}
+    if set(loss_config) - {"name"} - settings:
+        raise InputError(f"loss {loss_config['name']} has no setting {', '.join(sorted(set(loss_config) - {'name'} - settings))}; "
+                         f"it takes {', '.join(sorted(settings))}")
     holdout = load_training_set(config["data"], size, "holdout", run_dir / "holdout.npz")  # the smaller: a wrong holdout fails first
     train = load_training_set(config["data"], size, "train", run_dir / "train.npz")
     network = build_network(config["network"]).to(device, memory_format=torch.channels_last)
@@ -118,11 +125,11 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
     steps, warmup = int(config["steps"]), int(config.get("warmup", 100))
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"
-    state = resume(checkpoint, network, optimizer, scheduler)
+    state = resume(checkpoint, network, optimizer, scheduler, steps)
     start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", float("inf"))
     machine = state.get("machine", machine_name(device)) if start >= steps else machine_name(device)
     batches = writer_batches(train, batch["writers"], batch["genuine"], batch["forged"], np.random.default_rng(config.get("seed", 0) + start))
-    with Progress(*progress_columns()) as progress, open(run_dir / "log.jsonl", "a") as log:
+    with Progress(*progress_columns()) as progress, training_log(run_dir / "log.jsonl", start) as log:
         task = progress.add_task("train", total=steps, completed=start, status="")
         began, running = time.time(), None
         for step in range(start, steps):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from .pretrained import FrozenLayers, imagenet_input, lite0_trunk, load_efficientnet_lite0
 
 
@@ -273,10 +274,17 @@ class SmallResNet(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
+NETWORK_SETTINGS = {"lite0": {"kind", "blocks", "dim", "width", "pretrained", "frozen_blocks"}, "resnet": {"kind", "widths", "dim"}}
+
+
 def build_network(config: dict) -> nn.Module:
+    """The configured embedding network; a key its kind does not read is refused, not ignored."""
     kind = config.get("kind", "lite0")
+    if kind not in NETWORK_SETTINGS:
+        raise InputError(f"unknown network kind {kind!r}: choose lite0 or resnet")
+    unknown = set(config) - NETWORK_SETTINGS[kind]
+    if unknown:
+        raise InputError(f"network keys {sorted(unknown)} do not apply to kind {kind} (it reads {sorted(NETWORK_SETTINGS[kind] - {'kind'})})")
     if kind == "lite0":
         return Lite0Embedder(config.get("blocks", 11), config.get("dim", 128), config.get("width", 256), config.get("pretrained", True), config.get("frozen_blocks", 0))
-    if kind == "resnet":
-        return SmallResNet(tuple(config.get("widths", (32, 64, 128, 256))), config.get("dim", 128))
-    raise ValueError(f"unknown network kind {kind!r}: choose lite0 or resnet")
+    return SmallResNet(tuple(config.get("widths", (32, 64, 128, 256))), config.get("dim", 128))

@@ -3,6 +3,7 @@ decay, a resumable `last.pt` checkpoint, and the progress bar's columns."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -47,10 +48,14 @@ def optimizer_and_schedule(network: torch.nn.Module, config: dict, total: int, w
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
 
 
-def resume(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler) -> dict:
-    """Restore a run from `checkpoint` if it exists; returns its other fields (empty if new)."""
+def resume(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler, total: int, unit: str = "step") -> dict:
+    """Restore a run from `checkpoint` if it exists; returns its other fields (empty if new).
+    A run goes on only as its config began it: a changed learning rate or weight decay would
+    be replaced by the checkpoint's in silence, and a run past the config's `total` steps (or
+    epochs: `unit`) would say it took `total`; both are refused."""
     if not checkpoint.is_file():
         return {}
+    asked = [(group["initial_lr"], group["weight_decay"]) for group in optimizer.param_groups]  # set by the scheduler
     try:
         state = torch.load(checkpoint, weights_only=False, map_location="cpu")  # a GPU run resumes anywhere
         network.load_state_dict(state.pop("network"))
@@ -60,7 +65,34 @@ def resume(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler) -> 
         reason = " ".join(str(error).split())[:240] or type(error).__name__
         raise InputError(f"cannot resume from {checkpoint}: it is damaged or was saved by another config ({reason}); "
                          "move it away to start the run over") from None
+    began = [(group["initial_lr"], group["weight_decay"]) for group in optimizer.param_groups]
+    if began != asked:
+        raise InputError(f"{checkpoint.parent} holds a run begun with lr {began[0][0]:g} and weight_decay {began[0][1]:g}; the config "
+                         f"now asks lr {asked[0][0]:g} and weight_decay {asked[0][1]:g}: set them back, or give a new run_dir")
+    done = int(state.get(unit, 0))
+    if done > total:
+        raise InputError(f"{checkpoint.parent} holds a run that has already taken {done} {unit}s, more than the config's {total}: "
+                         f"give at least {done}, or a new run_dir")
     return state
+
+
+def training_log(path: Path, done: int, unit: str = "step"):
+    """The run's log (JSON lines) open for appending, without its records of {unit}s after the
+    `done` its checkpoint holds: a run stopped after logging work it had not yet saved does that
+    work again on resuming, and would log it twice."""
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if _logged_within(line, unit, done)]
+        if kept != lines:
+            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return open(path, "a", encoding="utf-8")
+
+
+def _logged_within(line: str, unit: str, done: int) -> bool:
+    try:
+        return int(json.loads(line).get(unit, 0)) <= done
+    except (ValueError, AttributeError, TypeError):  # a line cut by the stop
+        return False
 
 
 def save_atomically(state: dict, path: Path) -> None:
