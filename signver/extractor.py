@@ -6,6 +6,7 @@ similarity does and FAISS L2 indexes work unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ import numpy as np
 
 from . import cleaner
 from .errors import InputError
-from .images import SourceLike, errors_naming, load_image
+from .images import SourceLike, errors_naming, load_image, source_name
 from .models import DEFAULT_EXTRACTOR, ModelCard, inference_session, load_card, made_once
 from .normalize import normalize, to_model_input
 
@@ -101,14 +102,16 @@ class Extractor:
         chunks = [np.zeros((0, self.dimension), np.float32)]
         prepare = cleaner.for_embedding if cleaner.resolve(clean) else (lambda image: image)
 
-        def prepared(source: SourceLike) -> np.ndarray:
-            image = load_image(source)  # its errors name the source already
-            with errors_naming(source):
+        def prepared(index: int, source: SourceLike) -> np.ndarray:
+            label = f"image {index + 1} of {len(sources)}" if len(sources) > 1 else None  # for one without a name
+            with contextlib.nullcontext() if source_name(source) else errors_naming(source, label):  # a path's load errors name it already
+                image = load_image(source)
+            with errors_naming(source, label):
                 return normalize(prepare(image), self.card.input_size)
 
         for start in range(0, len(sources), batch_size):
-            batch = sources[start : start + batch_size]
-            chunks.append(self._embed_batches(batch, lambda group: [prepared(s) for s in group]))
+            batch = list(enumerate(sources[start : start + batch_size], start))
+            chunks.append(self._embed_batches(batch, lambda group: [prepared(i, s) for i, s in group]))
             if progress:
                 progress(len(batch))
         return np.concatenate(chunks)
@@ -118,6 +121,10 @@ class Extractor:
         (1-D float arrays of this model's dimension); images are embedded in one batch,
         cleaned first if `clean` (None: the default)."""
         values = list(values)
+        for value in values:
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.shape in ((1, self.dimension), (self.dimension, 1)):
+                raise InputError(f"an embedding is a 1-D vector of length {self.dimension}, not an array of shape {value.shape}: "
+                                 "pass it raveled (vector.ravel())")
         images = [i for i, v in enumerate(values) if not _is_embedding(v)]
         out = np.zeros((len(values), self.dimension), np.float32)
         if images:

@@ -117,6 +117,7 @@ def _locked(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self._lock:
+            self._check_open()
             return method(self, *args, **kwargs)
 
     return wrapper
@@ -265,6 +266,7 @@ class Gallery:
         self._lock = threading.RLock()
         self._waiting = threading.Condition(self._lock)  # a write waiting for another process lets go of the connection
         self._writes = 0
+        self._closed = False
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:
@@ -354,6 +356,7 @@ class Gallery:
                 self._waiting.notify_all()
 
     def _snapshot(self):
+        self._check_open()
         return _Transaction(self._db, "DEFERRED")
 
     def _meta(self, key: str) -> str | None:
@@ -456,8 +459,10 @@ class Gallery:
         if sources is not None and not all(isinstance(label, (str, bytes, os.PathLike)) for label in sources):
             raise InputError(f"enrolling {person_id!r}: source names must be strings or paths")
         labels = [printable_name(label) for label in sources] if sources is not None else [""] * len(images)
+        self._check_open()  # before the embedding's work
         vectors = self.extractor.vectors(images)  # before the transaction: no lock held while embedding
         with self._lock:
+            self._check_open()
             with self._write():
                 person_id = self._stored_id(person_id)
                 everyone = self._refuse_duplicates(person_id, vectors, labels)
@@ -626,6 +631,7 @@ class Gallery:
         vary can be the likeliest while farther than strangers whose references barely differ.
         """
         k = check_k(k)
+        self._check_open()
         started = time.perf_counter()
         vector = self.extractor.vectors([questioned], clean=clean)[0]
         embedded = time.perf_counter()
@@ -713,13 +719,18 @@ class Gallery:
             return {"sqlite": check, "references": self.n_references, "indexed": len(self._index), "people": len(self),
                     "orphaned_references": orphaned}  # left by hand edits with foreign keys off; never searched
 
-    @_locked
     def close(self) -> None:
         """Close the file, after any write under way (one waiting for another process has let
-        go of the lock) has finished or given up."""
-        while self._writes:
-            self._waiting.wait()
-        self._db.close()
+        go of the lock) has finished or given up. Closing again does nothing."""
+        with self._lock:
+            while self._writes:
+                self._waiting.wait()
+            self._db.close()
+            self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:  # sqlite3's own "Cannot operate on a closed database" is no error of signver's
+            raise GalleryError(f"the gallery {self.path.name} is closed; open it again to use it")
 
     def __enter__(self) -> Gallery:
         return self

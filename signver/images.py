@@ -275,16 +275,15 @@ def _to_gray(im: Image.Image) -> np.ndarray:
     bmp = im.format == "BMP"
     im = ImageOps.exif_transpose(im)
     if im.mode.startswith("I"):  # 16-bit grey ('I;16', 'I;16B') or 32-bit 'I' holding 16- or 8-bit values
-        values = np.asarray(im)
-        if im.mode == "I" and values.max() <= 255:  # 8-bit values stored as 32-bit integers (some TIFF writers)
-            return np.clip(values, 0, 255).astype(np.uint8)
-        return _scale16(np.clip(values, 0, 65535))
+        return _scale16(np.clip(np.asarray(im), 0, 65535))
     if im.mode == "F":  # floating point: 0-1 as numpy arrays take it, or 0-255 as some TIFF writers store it
-        values = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        values = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(values).all():  # NaN read as 0 once: black ink all over the page
+            raise InputError("the image holds pixels that are not numbers (NaN or infinity)")
         unit = values.max() <= FLOAT_UNIT_MAX  # 0-1, with room for a resampling overshoot; 0-255 passes it at once
         return np.rint(np.clip(values * (255 if unit else 1), 0, 255)).astype(np.uint8)
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or im.has_transparency_data:  # a palette may hold the alpha
+        rgba = (im.convert("LA") if im.mode == "La" else im).convert("RGBA")
         if bmp and rgba.getchannel("A").getextrema()[1] == 0:  # many programs write 32-bit BMPs with every alpha byte 0
             return np.array(rgba.convert("L"), dtype=np.uint8)
         im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), rgba)
@@ -295,15 +294,22 @@ def _to_gray(im: Image.Image) -> np.ndarray:
 
 
 def _scale16(values: np.ndarray) -> np.ndarray:
-    """Scale by the 16-bit range (65535 -> 255), not by the image's own min/max, to keep contrast."""
-    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    """Scale 16-bit values to 8 by the range they were written in, not by the image's own
+    min/max, to keep contrast: values up to 255 are 8-bit ones in a wider type (some TIFF
+    writers), up to 4095 a 12-bit scanner's, else the 16-bit range. A 16-bit scan of paper is
+    never that dark, and read as 16-bit such values were blank."""
+    top = int(values.max()) if values.size else 0
+    full = 255 if top <= 255 else 4095 if top <= 4095 else 65535
+    return ((values.astype(np.uint32) * 255 + full // 2) // full).astype(np.uint8)
 
 
 def _from_array(a: np.ndarray, max_pixels: int) -> np.ndarray:
     """A copy of a grey/RGB/RGBA array as grey uint8; bool arrays read like PIL '1' (True = white)."""
+    if a.ndim == 3 and a.shape[2] == 1:  # grey with its one channel kept, as OpenCV and scikit-image may give it
+        a = a[:, :, 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
         raise InputError(
-            f"array of shape {a.shape} is not an image: expected HxW grey, HxWx3 RGB or HxWx4 RGBA"
+            f"array of shape {a.shape} is not an image: expected HxW grey (or HxWx1), HxWx3 RGB or HxWx4 RGBA"
         )
     if a.size == 0:
         raise EmptyInputError(f"array of shape {a.shape} holds no pixels")
@@ -362,13 +368,13 @@ def source_name(source) -> str | None:
 
 
 @contextlib.contextmanager
-def errors_naming(source):
-    """Input errors raised inside begin with `source`'s name (where it has one), so that the
-    one bad input among many can be found: blank, too thin."""
+def errors_naming(source, label: str | None = None):
+    """Input errors raised inside begin with `source`'s name, or where it has none with `label`
+    (image 3 of 5), so that the one bad input among many can be found: blank, too thin."""
     try:
         yield
     except InputError as error:
-        name = source_name(source)
+        name = source_name(source) or label
         if name is None or str(error).startswith(f"{name}: "):
             raise
         raise type(error)(f"{name}: {error}") from None

@@ -19,6 +19,7 @@ DEFAULT_SIZE = (128, 256)  # (height, width) of the network input
 MIN_CONTRAST = 24  # grey levels between the darkest and lightest pixel for there to be ink
 MIN_INK_PIXELS = 12
 MIN_SIDE = 8  # pixels; a signature crop narrower than this on either side holds none
+MAX_INK_SHARE = 0.5  # of a scan taken by ink: at most 11 % in CEDAR and BHSig260; more is an inverted image
 TRIM_FRACTION = 0.002  # ink mass ignored at each edge when cropping, so a stray speck can't
 MARGIN_FRACTION = 0.02  # widen the crop; margin kept around the ink, of its larger side
 
@@ -71,6 +72,10 @@ def normalize(gray: np.ndarray, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndar
         raise InputError(f"a {gray.shape[0]} x {gray.shape[1]} pixel image is too small to hold a signature "
                          f"(a side under {MIN_SIDE} pixels)")
     mask, threshold = ink_mask(gray)
+    if cv2.countNonZero(mask.view(np.uint8)) > MAX_INK_SHARE * mask.size:
+        raise InputError(f"{cv2.countNonZero(mask.view(np.uint8)) / mask.size:.0%} of the image is darker than its paper: it looks "
+                         "like light ink on a dark background; signatures are read dark on light paper, so invert it "
+                         "(255 - image; a bool array is True for paper)")
     x0, y0, x1, y1 = ink_box(mask)
     crop = gray[y0:y1, x0:x1]
     # 255 - crop where crop <= threshold, else 0 (paper); as two OpenCV passes, not numpy's four

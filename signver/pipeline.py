@@ -170,6 +170,15 @@ def _load_cleaner(model: str | None):
     return get_cleaner(model)
 
 
+def _check_named(name: str, kind: str) -> None:
+    """Refuse a model name with no card, or the card of another kind of model (ModelError, InputError)."""
+    from .models import load_card
+
+    card = load_card(name)
+    if card.kind != kind:
+        raise InputError(f"model {card.name} is a {card.kind}, not a signature {kind}")
+
+
 class Pipeline:
     """Detect, crop, clean and verify or identify, with the limits of one deployment.
 
@@ -191,6 +200,9 @@ class Pipeline:
         self.extractor: Extractor = gallery.extractor if gallery is not None else get_extractor(model)
         if gallery is not None and model is not None and get_extractor(model).name != gallery.extractor.name:
             raise InputError(f"the gallery holds model {gallery.extractor.name!r}, not {model!r}")
+        for kind, named in (("detector", detector), ("cleaner", cleaner)):
+            if isinstance(named, str):  # a model asked for by name must exist: a misspelt cleaner turned cleaning off in silence
+                _check_named(named, kind)
         self._detector = _Lazy("detector", lambda: _load_detector(detector)) if detector is None or isinstance(detector, str) \
             else _Lazy("detector", lambda: detector)
         self._cleaner = _Lazy("cleaner", lambda: _load_cleaner(cleaner)) if cleaner is None or isinstance(cleaner, str) \

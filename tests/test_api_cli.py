@@ -49,8 +49,10 @@ def test_embed_in_batches_keeps_order_and_errors():
     done = []
     extractor.embed(images, batch_size=4, progress=done.append)
     assert done == [4, 2]
-    with pytest.raises(BlankImageError):
+    with pytest.raises(BlankImageError, match="^image 5 of 5: blank image"):  # which of many arrays, as for files their names
         extractor.embed(images[:4] + [np.full((50, 80), 255, np.uint8)], batch_size=2)
+    with pytest.raises(InputError, match="^image 2 of 2: not an image"):
+        extractor.embed([images[0], b"not an image"])
     normalized = [normalize(image, extractor.card.input_size) for image in images]
     assert np.allclose(extractor.embed_normalized(normalized, batch_size=4), alone, atol=1e-5)  # batches of 4 and 2
     assert extractor.embed_normalized([]).shape == (0, extractor.dimension)
@@ -67,7 +69,7 @@ def test_worker_threads_give_the_same_vectors_and_raise_bad_input(monkeypatch):
     images = [synth.genuine(writer, k) for writer in (1, 2, 3, 4) for k in (0, 1)]
     alone = np.stack([extractor.embed([image])[0] for image in images])
     assert np.allclose(extractor.embed(images, batch_size=8), alone, atol=1e-5)  # four network batches over two threads
-    with pytest.raises(BlankImageError):
+    with pytest.raises(BlankImageError, match="^image 6 of 6: "):
         extractor.embed(images[:5] + [np.full((50, 80), 255, np.uint8)], batch_size=8)
 
 
@@ -112,6 +114,9 @@ def test_verify_rejects_bad_inputs():
         signver.verify(np.zeros(3, np.float32), synth.genuine(1, 0))
     with pytest.raises(BlankImageError):
         signver.verify(np.full((50, 80), 255, np.uint8), synth.genuine(1, 0))
+    row = signver.embed(synth.genuine(1, 0))[None]  # as a batch of one comes out: once "values must lie in [0, 1]"
+    with pytest.raises(InputError, match=r"a 1-D vector of length \d+, not an array of shape \(1, \d+\)"):
+        signver.verify(row, synth.genuine(1, 1))
     for threshold in ("abc", [0.3], True, -1.0):
         with pytest.raises(InputError, match="non-negative number"):
             signver.verify(synth.genuine(1, 0), synth.genuine(1, 1), threshold=threshold)

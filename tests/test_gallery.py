@@ -197,6 +197,18 @@ def test_persists_and_refuses_another_model(tmp_path, people):
         Gallery(path, model="effnet-lite0-imagenet")
 
 
+def test_a_closed_gallery_says_so(tmp_path, people):
+    """Used after close(), it raised sqlite3's own ProgrammingError."""
+    gallery = Gallery(tmp_path / "g.sqlite")
+    gallery.enroll("writer-3", people["writer-3"][0])
+    gallery.close()
+    gallery.close()  # again: nothing
+    for use in (lambda: gallery.verify_claim("writer-3", people["writer-3"][1]), lambda: gallery.identify(people["writer-3"][1]),
+                lambda: gallery.enroll("writer-5", people["writer-5"][0]), lambda: gallery.remove("writer-3"), gallery.list, len):
+        with pytest.raises(GalleryError, match="the gallery g.sqlite is closed"):
+            use() if use is not len else len(gallery)
+
+
 def test_not_a_gallery_is_refused(tmp_path):
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not sqlite" * 100)

@@ -109,8 +109,15 @@ def test_uint16_array_scaled_by_dtype_range():
     a = np.array([[0, 32768, 65535]], np.uint16)
     out = _grey(load_image(a))
     assert out[0, 0] == 0 and abs(int(out[0, 1]) - 128) <= 1 and out[0, 2] == 255
-    # Scaling is by the dtype range, not the image's own min/max.
-    assert load_image(np.array([[1000, 2000]], np.uint16)).max() < 10
+    # Scaling is by the range the values were written in, not the image's own min/max: values
+    # up to 4095 are a 12-bit scanner's, up to 255 8-bit ones (read as 16-bit, both were blank)
+    assert load_image(np.array([[1000, 2000]], np.uint16)).tolist() == [[62, 125]]
+    assert load_image(np.array([[100, 200]], np.uint16)).tolist() == [[100, 200]]
+    assert load_image(_encode(Image.fromarray(np.array([[0, 4095]], np.uint16)), "PNG")).tolist() == [[0, 255]]
+
+
+def test_grey_with_its_one_channel_kept_reads_as_grey():
+    assert load_image(np.full((3, 4, 1), 200, np.uint8)).tolist() == [[200] * 4] * 3
 
 
 def test_bool_array_true_is_white():
@@ -254,6 +261,10 @@ def test_palette_image_with_and_without_transparency():
     assert out[0, 0] == 0 and out[1, 1] == 255
     im.info["transparency"] = 0  # index 0 (black) transparent -> white
     assert (load_image(_encode(im, "PNG", transparency=0)) == 255).all()
+    rgba = np.zeros((4, 6, 4), np.uint8)  # transparent paper, opaque black ink: a palette holding the alpha
+    rgba[1:3, 1:5] = (0, 0, 0, 255)
+    quantized = Image.fromarray(rgba, "RGBA").quantize()
+    assert load_image(quantized).tolist() == load_image(rgba).tolist() == load_image(_encode(quantized, "PNG")).tolist()
 
 
 def test_sixteen_bit_png_scaled():
@@ -285,6 +296,11 @@ def test_other_modes():
     assert load_image(_encode(unit, "TIFF")).tolist() == [[0, 128, 255]]
     overshoot = Image.fromarray(np.array([[0.0, 0.5, 1.02]], np.float32))  # resampled: a little over 1
     assert load_image(_encode(overshoot, "TIFF")).tolist() == [[0, 128, 255]]
+    nan = Image.fromarray(np.array([[0.5, np.nan, 1.0]], np.float32))  # NaN was read as black ink
+    with pytest.raises(InputError, match="not numbers"):
+        load_image(_encode(nan, "TIFF"))
+    premultiplied = Image.fromarray(np.dstack([np.full((2, 3), 100, np.uint8), np.full((2, 3), 255, np.uint8)]), "LA").convert("La")
+    assert load_image(premultiplied).tolist() == [[100] * 3] * 2
     with pytest.raises(UnsupportedFormatError, match="colour mode LAB is not supported"):
         load_image(_encode(Image.new("RGB", (4, 4), "white").convert("LAB"), "TIFF"))
 

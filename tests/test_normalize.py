@@ -97,3 +97,16 @@ def test_a_strip_too_narrow_to_hold_a_signature_is_refused(shape):
     tall_enough = np.full((8, 200), 255, np.uint8)
     tall_enough[2:6, 10:190] = 0
     assert normalize(tall_enough).shape == DEFAULT_SIZE
+
+
+def test_light_ink_on_a_dark_background_is_refused_not_read_as_a_blot():
+    """Inverted scans (THRESH_BINARY_INV masks, ink True in a bool mask) were read with the
+    paper as ink: a genuine pair came out far apart, with no error."""
+    with pytest.raises(InputError, match="looks like light ink on a dark background"):
+        normalize(255 - scan())
+    import signver
+
+    ink_true = scan() < 128  # a mask with True for ink; signver reads True as paper, as PIL does
+    with pytest.raises(InputError, match="a bool array is True for paper"):
+        signver.embed(ink_true)
+    assert signver.embed(~ink_true).shape  # the same mask the right way round

@@ -8,7 +8,7 @@ import pytest
 
 import signver
 from signver import synth
-from signver.errors import InputError, InputTooLargeError, PersonNotFoundError
+from signver.errors import InputError, InputTooLargeError, ModelError, PersonNotFoundError
 from signver.gallery import Gallery
 from signver.pipeline import ModelUnavailableError, Pipeline
 
@@ -135,16 +135,32 @@ def test_a_cleaning_choice_that_is_not_a_bool_is_refused(gallery, document):
     assert cleaner.calls == 0
 
 
-def test_missing_models_are_named(gallery, document):
+def test_missing_models_are_named(gallery, document, monkeypatch):
     page, boxes = document
-    pipeline = Pipeline(gallery, detector="no-such-detector", cleaner="no-such-cleaner")
+
+    def not_installed(model):
+        raise ModelError("no model file")
+
+    monkeypatch.setattr("signver.pipeline._load_cleaner", not_installed)
+    monkeypatch.setattr("signver.pipeline._load_detector", not_installed)
+    pipeline = Pipeline(gallery)
     with pytest.raises(ModelUnavailableError, match="detector") as caught:
         pipeline.run(page, person_id="alice", clean=False)
     assert caught.value.http_status == 503
     assert pipeline.models()["detector"] == {"name": None, "loaded": False}
     assert pipeline.resolve_clean(None) is False  # default: clean only when a cleaner is installed
     with pytest.raises(ModelUnavailableError, match="cleaner"):
-        Pipeline(gallery, detector=StandInDetector(boxes), cleaner="no-such-cleaner").run(page, person_id="alice", clean=True)
+        Pipeline(gallery, detector=StandInDetector(boxes)).run(page, person_id="alice", clean=True)
+
+
+def test_a_model_asked_for_by_name_must_exist_and_be_of_its_kind(gallery):
+    """A misspelt cleaner name once turned cleaning off with nothing but a log line."""
+    with pytest.raises(ModelError, match="no model 'cleaner-lite0-crosing-int8'"):
+        Pipeline(gallery, cleaner="cleaner-lite0-crosing-int8")
+    with pytest.raises(ModelError, match="no model 'signature-detectr'"):
+        Pipeline(gallery, detector="signature-detectr")
+    with pytest.raises(InputError, match="is a detector, not a signature cleaner"):
+        Pipeline(gallery, cleaner="signature-detector")
 
 
 def test_unknown_person_is_reported_before_reading_the_document(gallery):
