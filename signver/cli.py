@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -502,12 +503,15 @@ def evaluate(
             "balanced_accuracy_skilled_at_threshold")
     for key in keys:
         value = metrics.get(key)
-        line = f"{key:38s} {value:.4f}" if isinstance(value, float) else f"{key:38s} {value}"
-        if key == "balanced_accuracy_skilled" and isinstance(value, float):
+        known = isinstance(value, float) and math.isfinite(value)
+        line = f"{key:38s} {value:.4f}" if known else f"{key:38s} {'n/a' if value is None or isinstance(value, float) else value}"
+        if key == "balanced_accuracy_skilled" and known:
             line += f"  (at its best threshold on this data, {metrics['balanced_accuracy_threshold_skilled']:.4f})"
         print(line)
     for key, (low, high) in metrics["intervals_95"].items():  # writers drawn again: how far other writers could move it
         print(f"{key + ' 95 % interval':38s} {low:.4f} to {high:.4f}")
+    if not metrics["intervals_95"]:
+        print(f"{'95 % intervals':38s} n/a (one writer: drawn again, it is always the same one)")
     print(f"wrote {out / 'metrics.json'}")
 
 
@@ -524,7 +528,13 @@ def inspect(
     """Look inside a model: t-SNE map of writers' embeddings and distance distributions."""
     from .evaluation.embedding_map import embedding_map
 
-    for path in embedding_map(data_dir, out, split, test_writers, model, max_writers):
+    if split and test_writers:
+        raise typer.BadParameter("give --split or --test-writers, not both")
+    with progress_bar() as bar:
+        task = bar.add_task("embedding", total=None)
+        written = embedding_map(data_dir, out, split, test_writers, model, max_writers,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    for path in written:
         print(f"wrote {path}")
 
 
@@ -751,6 +761,8 @@ def evaluate_detector(
     at the shipped score threshold, ms per page; writes DIR/metrics.json and a PR plot."""
     from .evaluation.detection_report import evaluate_detector as run
 
+    if baseline and model:
+        raise typer.BadParameter("give --model or --baseline, not both: the baseline is a model of its own")
     with progress_bar() as bar:
         task = bar.add_task("detecting", total=None)
         metrics = run(split_dir, out, model, baseline, progress=lambda done, total: bar.update(task, completed=done, total=total))

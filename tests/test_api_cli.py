@@ -271,6 +271,8 @@ def test_cli_bad_input_exits_2_with_a_message(pair_files):
     (["inspect", "{data}", "--out", "{a}/sub"], "cannot make --out folder"),
     (["inspect", "{data}", "--out", "{a}"], "is a file"),
     (["inspect", "{data}", "--out", "{tmp}", "--max-writers", "0"], "at least 1"),
+    (["inspect", "{data}", "--out", "{tmp}", "--split", "cedar", "--test-writers", "1"], "not both"),  # the split alone was used
+    (["evaluate-detector", "{tmp}", "--out", "{tmp}", "--baseline", "--model", "nosuch"], "not both"),  # --model dropped in silence
     (["demo", "--writers", "0"], "at least 1"),
     (["identify", "{a}", "-k", "0"], "k must be a whole number of at least 1"),
 ])
@@ -286,6 +288,15 @@ def test_cli_evaluate_writes_metrics(synthetic_dataset, tmp_path):
     assert result.exit_code == 0, result.stdout + result.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["n_writers"] == 8
     assert "eer_skilled" in result.stdout and "eer_skilled 95 % interval" in result.stdout
+
+
+def test_cli_evaluate_on_one_writer_gives_no_interval_and_says_n_a(synthetic_dataset, tmp_path):
+    """Drawn again, one writer is always itself: its interval had zero width, as if certain."""
+    result = runner.invoke(app, ["evaluate", str(synthetic_dataset), "--test-writers", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "metrics.json").read_text())["intervals_95"] == {}
+    assert "95 % interval " not in result.stdout and "n/a (one writer" in result.stdout
+    assert "far_random_at_threshold                n/a" in result.stdout and "nan" not in result.stdout
 
 
 def test_cli_evaluate_says_when_a_split_is_only_partly_there(synthetic_dataset, tmp_path):

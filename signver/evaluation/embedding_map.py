@@ -6,6 +6,7 @@ cluster, and where that writer's skilled forgeries fall relative to it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -26,10 +27,11 @@ from .protocols import KIND_NAMES, p1_pairs  # noqa: E402
 
 def embedding_map(
     data_dir: str | Path, out: str | Path, split: str | None = None, test_writers: str | None = None,
-    model: str | None = None, max_writers: int = 12,
+    model: str | None = None, max_writers: int = 12, progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
     """Write `tsne.png` (up to `max_writers` writers: dots genuine, crosses forged) and
-    `distances.png` (P1 distance distributions) into `out`."""
+    `distances.png` (P1 distance distributions) into `out`; `progress(done, total)` is told how
+    many images have been embedded."""
     if max_writers < 1:
         raise InputError(f"--max-writers must be at least 1, got {max_writers}")
     dataset = read_dataset(data_dir)
@@ -37,7 +39,15 @@ def embedding_map(
     out = output_folder(out, contents="tsne.png and distances.png", outside=data_dir, files=("tsne.png", "distances.png"))
     extractor = Extractor(model)
     trials = p1_pairs(dataset, writers)
-    embeddings = extractor.embed(trials.images)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, len(trials.images))
+
+    embeddings = extractor.embed(trials.images, progress=advance)
     distances = score_trials(embeddings, trials.references, trials.questioned)
     groups = {KIND_NAMES[k]: distances[trials.kind == k] for k in KIND_NAMES}
     title = f"{dataset.name} ({extractor.name})"

@@ -55,7 +55,8 @@ def distance_plot(groups: dict[str, np.ndarray], threshold: float | None, title:
     figure, axes = plt.subplots(figsize=(6, 4))
     bins = np.linspace(0, max(float(np.max(d)) for d in groups.values() if len(d)) * 1.02, 60)
     for name, distances in groups.items():
-        axes.hist(distances, bins=bins, density=True, alpha=0.45, label=f"{name} ({len(distances)})", color=COLOURS[name])
+        if len(distances):  # a density of no pairs is 0 / 0 (one writer has no random pairs)
+            axes.hist(distances, bins=bins, density=True, alpha=0.45, label=f"{name} ({len(distances)})", color=COLOURS[name])
     if threshold is not None:
         axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     axes.set(xlabel="distance", ylabel="density", title=title)

@@ -43,7 +43,11 @@ def metrics_for(distances: np.ndarray, kind: np.ndarray, threshold: float) -> di
 
 def eer_intervals(distances: np.ndarray, trials: Trials, draws: int = 1000) -> dict[str, list[float]]:
     """95 % intervals of the skilled and random EER with the writers drawn again
-    (`writer_bootstrap`): how far another set of as many writers could move them."""
+    (`writer_bootstrap`): how far another set of as many writers could move them. None with
+    fewer than two writers: every draw is the one writer again, an interval of zero width."""
+    if len(np.unique(trials.claimed)) < 2:
+        return {}
+
     def statistic(indices: np.ndarray) -> np.ndarray:
         d, kind = distances[indices], trials.kind[indices]
         genuine = d[kind == POSITIVE]
