@@ -18,7 +18,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from signver import synth  # noqa: E402
-from signver.errors import InputError  # noqa: E402
+from signver.errors import InputError, ModelError  # noqa: E402
 from signver.server import Settings, create_app  # noqa: E402
 from signver.server.app import ServiceError, _Service  # noqa: E402
 
@@ -185,8 +185,12 @@ def test_clean_returns_a_png(client):
     assert cleaned.shape == synth.genuine(ALICE, 0).shape
 
 
-def test_clean_without_a_cleaner_model_is_503(tmp_path, document):
-    with make_client(tmp_path, document, cleaner="no-such-cleaner") as c:
+def test_clean_without_a_cleaner_model_is_503(tmp_path, document, monkeypatch):
+    def not_installed(model):
+        raise ModelError("no model file")
+
+    monkeypatch.setattr("signver.pipeline._load_cleaner", not_installed)
+    with make_client(tmp_path, document) as c:
         assert_error(c.post("/v1/clean", files={"image": sig(ALICE, 0)}), 503, "cleaner")
         assert c.get("/v1/health").json()["models"]["cleaner"]["loaded"] is False
         assert c.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}).status_code == 200  # default: no cleaning
@@ -257,6 +261,10 @@ def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
     assert client.get("/v1/people").json() == people_before
     for blank in ("", " "):  # not a request to identify, which leaves the field out
         assert_error(client.post("/v1/documents/verify", files=twice[:1], data={"person_id": blank}), 400, "'person_id' is empty")
+        assert_error(client.post("/v1/people", data={"person_id": blank}, files=[("images", sig(BOB, 0))]), 400,
+                     "'person_id' is empty")  # an empty field was "missing" here, a blank one another message
+    assert_error(client.post("/v1/verify", files={"b": sig(ALICE, 1)}, data={"a": "text"}), 422,
+                 "field 'a': must be a file upload")  # "Value error, Expected UploadFile, received: <class 'str'>"
     blank_second = [("images", sig(BOB, 0, "ok.png")), ("images", ("white.png", png(np.full((50, 80), 255, np.uint8)), "image/png"))]
     assert_error(client.post("/v1/people", data={"person_id": "bob"}, files=blank_second), 422, "field 'images[1]' (white.png): blank")
     missing = assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0)}), 422, "missing field 'b'")
@@ -270,7 +278,7 @@ def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
     assert_error(client.get("/v1/people?limit=1"), 400, "query parameter 'limit'")
     assert_error(client.post("/v1/identify", files={"image": sig(ALICE, 0)}, data={"k": "0"}), 422, "'k'")
     assert_error(client.post("/v1/identify", files={"image": sig(ALICE, 0)}, data={"k": "many"}), 422, "'k'")
-    assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}, data={"threshold": "nan"}), 422, "threshold")
+    assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}, data={"threshold": "nan"}), 422, "'threshold': must be a number, not NaN")
     assert_error(enrol(client, metadata="{not json"), 400, "metadata")
     assert_error(enrol(client, metadata="[1, 2]"), 400, "metadata")
     assert_error(enrol(client, metadata="[" * 5000), 400, "metadata")

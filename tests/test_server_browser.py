@@ -109,6 +109,7 @@ def test_enrol_upload_see_boxes_and_get_a_decision(browser, server, files):
     page.get_by_label("Claimed person", exact=True).select_option("")
     page.get_by_role("button", name="Verify").click()
     sync_api.expect(page.locator(".candidates li").first).to_contain_text("Verified as alice")
+    sync_api.expect(page.locator(".verdict")).to_contain_text("Best match: alice (verified")  # said, not left to a list
 
     # remove alice
     page.on("dialog", lambda dialog: dialog.accept())
@@ -140,6 +141,43 @@ def test_an_answer_for_a_file_no_longer_chosen_is_dropped(browser, files, tmp_pa
         page.get_by_role("button", name="Verify").click()  # the new file's own answer is shown, labelled as uploaded
         sync_api.expect(page.locator("#check-status")).to_contain_text("Done")
         sync_api.expect(page.locator("img.crop")).to_have_attribute("alt", "Signature 1 as uploaded")
+        assert page.refused == [] and page.js_errors == []
+        page.close()
+
+
+def test_a_clerk_is_told_what_went_wrong_and_cannot_send_twice(browser, files, tmp_path):
+    """With reads protected: a wrong key, then the right one, clears the old error; a blank id is
+    refused before sending; a double click enrols once (the second was refused as duplicates,
+    after the first had enrolled); a page with no signature is no green success."""
+    folder, _ = files
+    app = create_app(tmp_path / "g.sqlite", detector=StandInDetector([]), clean=False, api_key="s3cret", protect_reads=True)
+    with ServerThread(app) as url:
+        page = offline_page(browser, url)
+        posts = []
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/v1/people") else None)
+        page.goto(url + "/")
+        sync_api.expect(page.locator("#gallery-status")).to_contain_text("Could not list the gallery")
+        page.locator("#key-box summary").click()
+        page.get_by_label("API key").fill("s3cret")
+        page.get_by_role("button", name="Use key").click()
+        sync_api.expect(page.locator("#people tbody")).to_contain_text("Nobody is enrolled")
+        sync_api.expect(page.locator("#gallery-status")).to_have_text("")
+        sync_api.expect(page.locator("#health")).to_contain_text("every check, search and change needs the API key")
+
+        page.get_by_label("Person id").fill("   ")
+        page.get_by_label("Reference signatures").set_input_files([str(folder / f"alice-{s}.png") for s in range(3)])
+        page.get_by_role("button", name="Enrol").click()
+        sync_api.expect(page.locator("#gallery-status")).to_contain_text("Enter the person's id first")
+        page.get_by_label("Person id").fill("alice")
+        page.get_by_role("button", name="Enrol").dblclick()
+        sync_api.expect(page.locator("#gallery-status")).to_contain_text("Enrolled alice: 3 added")
+        page.wait_for_timeout(500)
+        assert len(posts) == 1 and "failed" not in page.locator("#gallery-status").inner_text()
+
+        page.get_by_label("File (PNG").set_input_files(str(folder / "alice-0.png"))  # a single signature, as a page
+        status = page.locator("#check-status")
+        sync_api.expect(status).to_contain_text('choose "A single signature"')
+        assert "warn" in status.get_attribute("class")
         assert page.refused == [] and page.js_errors == []
         page.close()
 

@@ -176,6 +176,13 @@ async def claimed_person_not_blank(request: Request) -> None:
         raise InputError("field 'person_id' is empty: give the claimed person, or leave the field out to identify each signature")
 
 
+async def person_id_not_blank(request: Request) -> None:
+    """An id sent empty or blank is named as such (the form reads an empty field as missing)."""
+    form = await request.form()
+    if "person_id" in form and not str(form["person_id"]).strip():
+        raise InputError("field 'person_id' is empty: a person id must be a non-empty string")
+
+
 class ErrorBody(BaseModel):
     """Every error's JSON body."""
 
@@ -335,7 +342,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
     # -- the gallery ---------------------------------------------------------------------
 
-    @app.post("/v1/people", tags=["gallery"], **writes, status_code=201, summary="Enrol a person (or add references)")
+    @app.post("/v1/people", tags=["gallery"], dependencies=[*writes["dependencies"], Depends(person_id_not_blank)],
+              responses=writes.get("responses"), status_code=201, summary="Enrol a person (or add references)")
     async def enroll(person_id: Annotated[str, Form(min_length=1, max_length=800)],
                      images: Annotated[list[UploadFile], File(description="one or more reference signatures")],
                      metadata: Annotated[str | None, Form(description="a JSON object stored with the person (replaces the old one)")] = None,
@@ -576,6 +584,10 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
             loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "header")]
             name = ".".join(loc) or "request"
             problem = "missing" if item.get("type") == "missing" else str(item.get("msg", "invalid"))
+            if "Expected UploadFile" in problem:  # text, or a part without a filename
+                problem = "must be a file upload (a multipart part with a filename)"
+            elif str(item.get("input", "")).strip().lower().lstrip("+-") == "nan":  # read as a number, then out of range
+                problem = "must be a number, not NaN"
             problems.append({"field": name, "problem": problem})
         message = "; ".join(f"missing field {p['field']!r}" if p["problem"] == "missing" else f"field {p['field']!r}: {p['problem']}"
                             for p in problems) or "invalid request"

@@ -60,7 +60,7 @@ async function loadHealth() {
     const detector = h.models.detector.loaded ? `, detector ${h.models.detector.name}` : "";
     $("health").textContent = `Service ready: model ${h.models.extractor.name}${detector}, ${h.gallery.people} ${h.gallery.people === 1 ? "person" : "people"} enrolled` +
       (missing.length ? ` (not installed: ${missing.join(", ")})` : "") +
-      (h.auth.writes ? "; changes to the gallery need the API key" : "");
+      (h.auth.reads ? "; every check, search and change needs the API key" : h.auth.writes ? "; changes to the gallery need the API key" : "");
     if (!h.models.cleaner.loaded) { $("clean").checked = false; $("clean").disabled = true; }
   } catch (error) {
     $("health").textContent = `Service unavailable: ${error.message}`;
@@ -73,8 +73,9 @@ async function loadPeople() {
     people = (await api("GET", "/v1/people")).people;
   } catch (error) {
     say("gallery-status", `Could not list the gallery: ${error.message}`, "bad");
-    return;
+    return false;
   }
+  if ($("gallery-status").classList.contains("bad") && $("gallery-status").textContent.startsWith("Could not list")) say("gallery-status", "");
   const select = $("claimed");
   const chosen = select.value;
   select.replaceChildren(el("option", { value: "", text: "Nobody: search the gallery (identify)" }));
@@ -82,7 +83,7 @@ async function loadPeople() {
   for (const p of people) {
     select.append(el("option", { value: p.person_id, text: `${p.person_id} (${p.references} references)` }));
     const remove = el("button", { type: "button", class: "danger", "aria-label": `Remove ${p.person_id}`, text: "Remove" });
-    remove.addEventListener("click", () => removePerson(p.person_id));
+    remove.addEventListener("click", () => removePerson(p.person_id, remove));
     rows.push(el("tr", {},
       el("th", { scope: "row", text: p.person_id }), el("td", { text: String(p.references) }),
       el("td", { text: Object.keys(p.metadata).length ? JSON.stringify(p.metadata) : "" }),
@@ -91,16 +92,19 @@ async function loadPeople() {
   if (people.some((p) => p.person_id === chosen)) select.value = chosen;
   $("people").tBodies[0].replaceChildren(...rows);
   if (!people.length) $("people").tBodies[0].append(el("tr", {}, el("td", { colspan: "5", text: "Nobody is enrolled yet." })));
+  return true;
 }
 
-async function removePerson(personId) {
+async function removePerson(personId, button) {
   if (!confirm(`Remove ${personId} and all their references?`)) return;
+  button.disabled = true; // a second click would ask again for someone already removed
   try {
     const removed = await api("DELETE", `/v1/people/${encodeURIComponent(personId)}`);
     say("gallery-status", `Removed ${removed.person_id} (${removed.references} references).`, "good");
     await Promise.all([loadPeople(), loadHealth()]);
   } catch (error) {
     say("gallery-status", `Could not remove ${personId}: ${error.message}`, "bad");
+    button.disabled = false;
   }
 }
 
@@ -108,10 +112,13 @@ $("enrol-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = new FormData();
   const personId = $("enrol-id").value.trim();
+  if (!personId) { say("gallery-status", "Enter the person's id first.", "bad"); $("enrol-id").focus(); return; }
   form.append("person_id", personId);
   for (const file of $("enrol-files").files) form.append("images", file);
   if ($("enrol-metadata").value.trim()) form.append("metadata", $("enrol-metadata").value.trim());
   say("gallery-status", `Enrolling ${personId}…`, "busy");
+  const button = $("enrol-button");
+  button.disabled = true; // a second click would enrol the same files again, and be refused as duplicates
   try {
     const person = await api("POST", "/v1/people", form);
     say("gallery-status", `Enrolled ${person.person_id}: ${person.added} added, ${person.references} references in all.`, "good");
@@ -119,6 +126,8 @@ $("enrol-form").addEventListener("submit", async (event) => {
     await Promise.all([loadPeople(), loadHealth()]);
   } catch (error) {
     say("gallery-status", `Enrolment failed: ${error.message}`, "bad");
+  } finally {
+    button.disabled = false;
   }
 });
 
@@ -128,11 +137,14 @@ $("key-form").addEventListener("submit", (event) => {
   sessionStorage.setItem("signver-api-key", apiKey);
   $("key-box").open = false;
   loadPeople();
+  loadHealth();
+  previewDocument(); // its answer may have been "this request needs an API key"
 });
 
 // -- checking signatures -----------------------------------------------------------------------
 
 const kind = () => document.querySelector("input[name=kind]:checked").value;
+const SINGLE_LABEL = "A single signature"; // the choice for a file that is one signature, as index.html names it
 
 function drawPages(pages, signatures) {
   const view = $("page-view");
@@ -188,9 +200,16 @@ function showDecisions(signatures, mode) {
       item.append(el("p", { class: `verdict ${s.decision.verified ? "good" : "bad"}`, text: decisionText(s.decision) }));
     } else if (s.candidates) {
       if (!s.candidates.length) item.append(el("p", { text: "The gallery is empty: nobody to compare with." }));
+      else {
+        const best = s.candidates[0];
+        item.append(el("p", { class: `verdict ${best.verified ? "good" : "bad"}`,
+          text: best.verified ? `Best match: ${best.person_id} (verified, confidence ${percent(best.confidence)})`
+            : "No enrolled person matches: none of the closest is verified." }));
+        item.append(el("h4", { text: "Closest enrolled people, best first" }));
+      }
       const ranked = el("ol", { class: "candidates", "aria-label": "Closest enrolled people, best first" });
       for (const c of s.candidates) ranked.append(el("li", { class: c.verified ? "good" : "", text: decisionText(c) }));
-      item.append(ranked);
+      if (s.candidates.length) item.append(ranked);
     }
     list.append(item);
   }
@@ -228,7 +247,8 @@ async function previewDocument() {
     drawPages(found.pages, signatures);
     showDecisions(signatures, "detect");
     showPerson(null);
-    say("check-status", `Found ${found.count} signature${found.count === 1 ? "" : "s"}. Choose the claimed person and press Verify.`, "good");
+    say("check-status", found.count ? `Found ${found.count} signature${found.count === 1 ? "" : "s"}. Choose the claimed person and press Verify.`
+      : `Found no signature on this page. If the file is one signature, choose "${SINGLE_LABEL}".`, found.count ? "good" : "warn");
   } catch (error) {
     if (mine === request) say("check-status", `Could not read the document: ${error.message}`, "bad");
   }
@@ -279,7 +299,9 @@ $("check-form").addEventListener("submit", async (event) => {
     const count = kind() === "document" ? await verifyDocument(file, personId, mine) : await verifySignature(file, personId, mine);
     if (count === null) return; // another file was chosen meanwhile
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
-    say("check-status", `Done in ${seconds} s: ${count} signature${count === 1 ? "" : "s"} ${personId ? "checked" : "searched"}.`, "good");
+    say("check-status", count ? `Done in ${seconds} s: ${count} signature${count === 1 ? "" : "s"} ${personId ? "checked" : "searched"}.`
+      : `Done in ${seconds} s: no signature found, so nothing was ${personId ? "checked" : "searched"}. If the file is one signature, choose "${SINGLE_LABEL}".`,
+    count ? "good" : "warn");
   } catch (error) {
     if (mine === request) say("check-status", `Failed: ${error.message}`, "bad");
   } finally {
