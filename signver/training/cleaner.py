@@ -39,7 +39,7 @@ from .cleaner_lite0 import build_lite0_cleaner
 from .data import writers_for
 from .onnx_init import fold_batch_norms, load_onnx_weights
 from .cache import cached_arrays
-from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_log
+from .run_state import hold_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_log
 
 MULTIPLE = 16  # input sides must be multiples of this: the coarsest stride (the U-Net's unshuffle 2 x three poolings, lite0's blocks)
 
@@ -461,7 +461,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     torch.set_num_threads(int(config.get("threads", 2)))
     cv2.setNumThreads(1)  # before the data worker forks: no OpenCV thread pool to inherit, none to fight the network
     run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    hold_run_dir(run_dir)
     sources = config.get("data", [])
     train = load_clean_signatures(sources, "train", run_dir / "train.npz") if sources else []
     holdout = load_clean_signatures(sources, "holdout", run_dir / "holdout.npz") if sources else []

@@ -32,7 +32,7 @@ from .config import read_config
 from .detector_network import AveragedDetector, CentreDetector, ExportedDetector, build_detector, load_detector_weights
 from .detector_targets import centre_targets
 from .cache import cached_arrays
-from .run_state import (machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
+from .run_state import (hold_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
                         training_log)
 
 MIN_SCORE = 0.01  # detections kept when scoring the validation split
@@ -132,7 +132,7 @@ def train_detector(config: dict, config_path: str) -> Path:
     if config.get("init_from") and not Path(config["init_from"]).is_file():
         raise InputError(f"init_from {config['init_from']} is not a file: name the best.pt of the run to start from")
     run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    hold_run_dir(run_dir)
     train = load_page_set(config["data"]["train"], cache_size, run_dir / f"train-{cache_size}.npz")
     valid = load_page_set(config["data"]["valid"], size, run_dir / f"valid-{size}.npz")
     device = training_device(config)

@@ -29,7 +29,7 @@ from ..images import load_image
 from ..models import inference_session
 from ..yolo import read_split, scaled
 from .detector_steps import card_with_step, write_detector
-from .run_state import machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_log
+from .run_state import hold_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_log
 
 MATCH_IOU = 0.3  # a found box this close to a true box is worth refining towards it
 REFINER_NOTE = "; kept boxes refined by a second CNN that looks at each one"
@@ -128,7 +128,7 @@ def train_refiner(config: dict, config_path: str) -> Path:
     detector.refiner = None  # the boxes to refine are the unrefined ones, even when training again
     pages = training_pages(detector, config["data"]["train"], float(config.get("candidate_floor", 0.05)))
     run_dir = Path(config.get("run_dir", "runs/detector-refiner"))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    hold_run_dir(run_dir)
     network = RefinerNetwork(size)
     batch, epochs = int(config["batch"]), int(config["epochs"])
     n_examples = sum(len(p.found) + len(p.truth) * int(config["jitters"]) for p in pages)

@@ -30,7 +30,7 @@ from .export import export_onnx, input_spec
 from .losses import LOSSES
 from .networks import FusedEmbedder, build_network
 from .spatial import head_seeds, imagenet_maps, spatial_embeddings, train_spatial_heads
-from .run_state import (machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
+from .run_state import (hold_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
                         training_log)
 
 
@@ -106,7 +106,7 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
     torch.set_num_threads(config.get("threads", 2))
     device = training_device(config)
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    hold_run_dir(run_dir)
     batch, loss_config = config["batch"], config["loss"]
     if not (isinstance(batch, dict) and {"writers", "genuine", "forged"} <= set(batch)):
         raise InputError(f"batch must say how many writers, and genuine and forged signatures of each, such as "

@@ -3,6 +3,7 @@ decay, a resumable `last.pt` checkpoint, and the progress bar's columns."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -93,6 +94,26 @@ def _logged_within(line: str, unit: str, done: int) -> bool:
         return int(json.loads(line).get(unit, 0)) <= done
     except (ValueError, AttributeError, TypeError):  # a line cut by the stop
         return False
+
+
+_HELD: dict[Path, object] = {}  # run folders this process holds, with the open lock file that holds each
+
+
+def hold_run_dir(run_dir: Path) -> None:
+    """Make the run folder and hold it for this process until it ends: a second run in the same
+    folder at once would write over this one's caches, checkpoint and log. Refused at once,
+    naming the folder; holding it again in the same process is fine."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = run_dir.resolve()
+    if key in _HELD:
+        return
+    handle = open(run_dir / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise InputError(f"{run_dir} is in use by another training run; wait for it to end, or give another run_dir") from None
+    _HELD[key] = handle
 
 
 def save_atomically(state: dict, path: Path) -> None:

@@ -51,7 +51,7 @@ from ..normalize import to_model_input
 from .data import TrainingSet, load_training_set
 from .loop import holdout_eers, set_holdout_threshold
 from .networks import SpatialEnsemble, SpatialTail, fold_input_norms
-from .run_state import machine_name
+from .run_state import hold_run_dir, machine_name
 from .ink_tone import stretch_spec, with_ink_stretch
 from .global_head import global_seeds, trained_global_head
 from .spatial import head_seeds, spatial_embeddings, trained_head
@@ -241,6 +241,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     stretch = stretch_spec(config.get("ink_stretch"))
     sources = config.get("data") or base.card.details["trained_on"]
     size = base.card.input_size
+    hold_run_dir(run_dir)
     train = load_training_set(sources, size, "train", run_dir / "train.npz")
     holdout = load_training_set(sources, size, "holdout", run_dir / "holdout.npz")
     body = trunk(onnx.load(base.card.path), imagenet_only=global_spec is not None)
