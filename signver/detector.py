@@ -25,6 +25,10 @@ from .models import ModelCard, inference_session, load_card, made_once
 
 DEFAULT_DETECTOR = "signature-detector"
 MAX_BOXES = 50  # per page; a page holds a handful of signatures at most
+TRAINING_PAGE_SHAPE = 11 / 8.5  # height over width of the training pages (US letter) before they were stretched square
+TALL_PAGE = 1.3  # a page this many times a training page's height (for its width), or more, is read in windows
+WINDOW_EDGE = 0.01  # of a window's height: a box this close to an inner edge is cut by it
+MAX_WINDOWS = 12  # a page in more would be a sliver no signature fits across (and a long wait)
 
 
 @dataclass(frozen=True)
@@ -42,28 +46,43 @@ class Box:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
-def preprocess(page: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The network input (1, 1, H, W) float32 in [0, 1], dark ink on white: the whole page
-    stretched to `size` (h, w), as the training pages were."""
-    h, w = size
-    resized = cv2.resize(page, (w, h), interpolation=cv2.INTER_AREA)
-    return (resized.astype(np.float32) / 255.0)[None, None]
+def network_input(page: np.ndarray, size: tuple[int, int], keep_shape: bool = False) -> tuple[np.ndarray, int, int]:
+    """The network input (1, 1, H, W) float32 in [0, 1], dark ink on white, for a grey page and
+    the input `size` (h, w), with the input rows the page takes: from `top`, `rows` of them.
+    The page is stretched whole to the input, as the training pages were; with `keep_shape`, a
+    page wider than the input's shape is shrunk to its width with its proportions kept and laid
+    on its own paper (median grey)."""
+    (h, w), (in_h, in_w) = page.shape, size
+    rows = min(in_h, max(1, round(h * in_w / w))) if keep_shape else in_h  # the page's height at the input's width
+    canvas = np.full((in_h, in_w), np.median(page) if rows < in_h else 0, np.uint8)
+    top = (in_h - rows) // 2
+    canvas[top : top + rows] = cv2.resize(page, (in_w, rows), interpolation=cv2.INTER_AREA)
+    return (canvas.astype(np.float32) / 255.0)[None, None], top, rows
 
 
-def paper_padded(page: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """The page with paper (its median grey) added evenly above and below until it is no wider,
-    for its height, than the network input `size` (h, w), and the rows added above. Stretching a
-    page wider than that squeezes its signatures across, unlike any training page: on strips cut
-    from valid pages 3.9 times as wide as tall (a cheque's shape) the squeeze found 101 of 405
-    signatures and the padded strips 370 (`benchmarks/detect_wide_pages.py`)."""
-    h, w = page.shape
-    height = int(np.ceil(w * size[0] / size[1]))
-    if height <= h:
-        return page, 0
-    top = (height - h) // 2
-    padded = np.full((height, w), np.median(page), page.dtype)
-    padded[top : top + h] = page
-    return padded, top
+def readings(shape: tuple[int, int], size: tuple[int, int]) -> tuple[bool, ...]:
+    """How a page of `shape` (h, w) is read, as `network_input`'s keep_shape: stretched whole,
+    and where it is wider than the input's shape also with its shape kept, the boxes of both
+    joined. Stretching squeezes a wide page's signatures across, unlike any training page: on
+    strips cut from valid pages 3.9 times as wide as tall it found 101 of 405 signatures where
+    keeping the shape found 370; but on cheques made of CEDAR signatures (2.3 times as wide)
+    stretching found 33 of 55 and keeping the shape 16, and both together 38
+    (`benchmarks/detect_page_shapes.py`)."""
+    return (False, True) if shape[1] * size[0] > shape[0] * size[1] else (False,)
+
+
+def page_windows(height: int, width: int) -> list[tuple[int, int]]:
+    """The rows (top, bottom) of the windows a page is read in: the whole page, or for a page
+    more than TALL_PAGE times as tall as a training page (a long receipt, pages scanned as one
+    image), windows of a training page's shape, overlapping by half. Stretched whole into the
+    square input, such a page shrinks its signatures' height with its own: on two valid pages
+    one above the other the whole found 115 of 149 signatures, the windows 138; on three, 50
+    and 137 (benchmarks/detect_page_shapes.py)."""
+    window = max(round(width * TRAINING_PAGE_SHAPE), int(np.ceil(2 * height / (MAX_WINDOWS + 1))))  # a sliver: fewer, taller
+    if height <= TALL_PAGE * window:
+        return [(0, height)]
+    count = int(np.ceil((height - window) / (window / 2))) + 1
+    return [(int(top), int(top) + window) for top in np.linspace(0, height - window, count).round()]
 
 
 def decode(heatmap: np.ndarray, distances: np.ndarray, stride: int, min_score: float, max_boxes: int = MAX_BOXES) -> tuple[np.ndarray, np.ndarray]:
@@ -128,16 +147,42 @@ class Detector:
 
     def candidates(self, page: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (K, 4) in pixels of the grey `page` and the network's own scores, best first,
-        down to `min_score`, after non-maximum suppression and before any re-scoring."""
-        padded, top = paper_padded(page, self.card.input_size)
-        heatmap, distances = self.session.run(None, {self.input_name: preprocess(padded, self.card.input_size)})
-        boxes, scores = decode(heatmap[0, 0], distances[0], self.stride, min_score)
-        keep = nms(boxes, scores, self.nms_iou)
-        (h, w), (padded_h, _), (in_h, in_w) = page.shape, padded.shape, self.card.input_size
-        boxes = boxes[keep] * np.array([w / in_w, padded_h / in_h, w / in_w, padded_h / in_h], np.float32) - np.float32([0, top, 0, top])
-        boxes = np.clip(boxes, 0, [w, h, w, h])
-        on_page = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # none lies wholly on the paper added
-        return boxes[on_page], scores[keep][on_page]
+        down to `min_score`, after non-maximum suppression and before any re-scoring. A page
+        much taller than a training page is read a page-shaped window at a time."""
+        windows = page_windows(*page.shape)
+        if len(windows) == 1:
+            return self._window_candidates(page, min_score)
+        found, scores = [np.zeros((0, 4), np.float32)], [np.zeros(0, np.float32)]
+        for top, bottom in windows:
+            boxes, window_scores = self._window_candidates(page[top:bottom], min_score)
+            boxes += np.float32([0, top, 0, top])
+            margin = WINDOW_EDGE * (bottom - top)  # cut by a window's inner edge: the window overlapping there holds it whole
+            whole = ((boxes[:, 1] > top + margin) | (top == 0)) & ((boxes[:, 3] < bottom - margin) | (bottom == page.shape[0]))
+            found.append(boxes[whole])
+            scores.append(window_scores[whole])
+        boxes, scores = np.concatenate(found), np.concatenate(scores)
+        keep = nms(boxes, scores, self.nms_iou)  # a signature inside two windows is found twice
+        return boxes[keep], scores[keep]
+
+    def _window_candidates(self, page: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
+        found, found_scores = [np.zeros((0, 4), np.float32)], [np.zeros(0, np.float32)]
+        (h, w), in_w = page.shape, self.card.input_size[1]
+        ways = readings(page.shape, self.card.input_size)
+        for keep_shape in ways:
+            network_page, top, rows = network_input(page, self.card.input_size, keep_shape)
+            heatmap, distances = self.session.run(None, {self.input_name: network_page})
+            boxes, scores = decode(heatmap[0, 0], distances[0], self.stride, min_score)
+            keep = nms(boxes, scores, self.nms_iou)
+            boxes = (boxes[keep] - np.float32([0, top, 0, top])) * np.array([w / in_w, h / rows, w / in_w, h / rows], np.float32)
+            boxes = np.clip(boxes, 0, [w, h, w, h])
+            on_page = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # none lies wholly on the paper added
+            found.append(boxes[on_page])
+            found_scores.append(scores[keep][on_page])
+        boxes, scores = np.concatenate(found), np.concatenate(found_scores)
+        if len(ways) == 1:
+            return boxes, scores
+        keep = nms(boxes, scores, self.nms_iou)  # the same signature read both ways is one
+        return boxes[keep], scores[keep]
 
     def find(self, page: np.ndarray, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (K, 4) x0, y0, x1, y1 in pixels of the grey `page` and their scores, best first,

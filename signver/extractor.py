@@ -95,15 +95,19 @@ class Extractor:
         batch_size: int = BATCH_SIZE,
         progress: Callable[[int], None] | None = None,
         clean: bool | None = None,
+        labels: Sequence[str] | None = None,
     ) -> np.ndarray:
         """Embed images of any input kind; `progress(n)` is told of each batch done. `clean`
-        runs the cleaner on each image before normalisation (None: `cleaner.DEFAULT_CLEAN`)."""
+        runs the cleaner on each image before normalisation (None: `cleaner.DEFAULT_CLEAN`).
+        An input error names the image: its path, or its label (default: image 3 of 5)."""
         sources = list(sources)
+        if labels is None:
+            labels = [f"image {i + 1} of {len(sources)}" if len(sources) > 1 else None for i in range(len(sources))]
         chunks = [np.zeros((0, self.dimension), np.float32)]
         prepare = cleaner.for_embedding if cleaner.resolve(clean) else (lambda image: image)
 
         def prepared(index: int, source: SourceLike) -> np.ndarray:
-            label = f"image {index + 1} of {len(sources)}" if len(sources) > 1 else None  # for one without a name
+            label = labels[index]
             with contextlib.nullcontext() if source_name(source) else errors_naming(source, label):  # a path's load errors name it already
                 image = load_image(source)
             with errors_naming(source, label):
@@ -128,7 +132,8 @@ class Extractor:
         images = [i for i, v in enumerate(values) if not _is_embedding(v)]
         out = np.zeros((len(values), self.dimension), np.float32)
         if images:
-            out[images] = self.embed([values[i] for i in images], clean=clean)
+            labels = [f"image {i + 1} of {len(values)}" if len(values) > 1 else None for i in images]  # counted among every value
+            out[images] = self.embed([values[i] for i in images], clean=clean, labels=labels)
         for i, value in enumerate(values):
             if _is_embedding(value):
                 if value.dtype.kind != "f" or len(value) != self.dimension or not np.all(np.isfinite(value)):

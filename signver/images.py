@@ -248,11 +248,13 @@ def _from_pil(im: Image.Image, label: str, page, max_pixels: int, max_pages: int
         count = _frames_up_to(im, (max_pages if page is None else page) + 1) if im.format == "TIFF" else 1
         pages = []
         for index in _pick(count, page, max_pages, label):
-            if count > 1:
-                im.seek(index)
-            _check_pixels(*im.size, max_pixels, label)
-            _check_document(pages, *im.size, max_pixels, label)
-            pages.append(_to_gray(im))
+            where = f"{label}, page {index}" if count > 1 else label  # which page of many is bad
+            with _decoding(where, im.format or "image"):
+                if count > 1:
+                    im.seek(index)
+                _check_pixels(*im.size, max_pixels, where)
+                _check_document(pages, *im.size, max_pixels, where)
+                pages.append(_to_gray(im))
         return pages
 
 
@@ -346,10 +348,11 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
         try:
             pages = []
             for index in _pick(len(pdf), page, max_pages, label):
+                where = f"{label}, page {index}" if len(pdf) > 1 else label  # which page of many is bad
                 pdf_page = pdf[index]
                 width, height = pdf_page.get_size()
-                _check_pixels(round(width * scale), round(height * scale), max_pixels, label)
-                _check_document(pages, round(width * scale), round(height * scale), max_pixels, label)
+                _check_pixels(round(width * scale), round(height * scale), max_pixels, where)
+                _check_document(pages, round(width * scale), round(height * scale), max_pixels, where)
                 bitmap = pdf_page.render(scale=scale, grayscale=True)
                 pages.append(np.array(bitmap.to_numpy(), dtype=np.uint8))  # copy out of PDFium's buffer
                 pdf_page.close()

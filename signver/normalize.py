@@ -73,9 +73,9 @@ def normalize(gray: np.ndarray, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndar
                          f"(a side under {MIN_SIDE} pixels)")
     mask, threshold = ink_mask(gray)
     if cv2.countNonZero(mask.view(np.uint8)) > MAX_INK_SHARE * mask.size:
-        raise InputError(f"{cv2.countNonZero(mask.view(np.uint8)) / mask.size:.0%} of the image is darker than its paper: it looks "
-                         "like light ink on a dark background; signatures are read dark on light paper, so invert it "
-                         "(255 - image; a bool array is True for paper)")
+        raise InputError(f"{cv2.countNonZero(mask.view(np.uint8)) / mask.size:.0%} of the image is darker than its paper, so its "
+                         "ink cannot be told from it: light ink on a dark background (invert it: 255 - image; a bool array is True "
+                         "for paper), or a shadow or shaded field over the paper (clean it first: clean=True, --clean)")
     x0, y0, x1, y1 = ink_box(mask)
     crop = gray[y0:y1, x0:x1]
     # 255 - crop where crop <= threshold, else 0 (paper); as two OpenCV passes, not numpy's four

@@ -53,6 +53,8 @@ def test_embed_in_batches_keeps_order_and_errors():
         extractor.embed(images[:4] + [np.full((50, 80), 255, np.uint8)], batch_size=2)
     with pytest.raises(InputError, match="^image 2 of 2: not an image"):
         extractor.embed([images[0], b"not an image"])
+    with pytest.raises(BlankImageError, match="^image 3 of 3: "):  # counted among embeddings too
+        extractor.vectors([batched[0], images[0], np.full((50, 80), 255, np.uint8)])
     normalized = [normalize(image, extractor.card.input_size) for image in images]
     assert np.allclose(extractor.embed_normalized(normalized, batch_size=4), alone, atol=1e-5)  # batches of 4 and 2
     assert extractor.embed_normalized([]).shape == (0, extractor.dimension)

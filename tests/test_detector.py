@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import signver
 from signver import synth_pages
 from signver.cli import app
-from signver.detector import Box, annotate, box_iou, crop, decode, get_detector, nms, paper_padded
+from signver.detector import MAX_WINDOWS, Box, annotate, box_iou, crop, decode, get_detector, network_input, nms, page_windows, readings
 from signver.detector_baseline import BaselineDetector
 from signver.errors import DatasetError, InputError
 from signver.evaluation.detection import PageDetections, average_precision, choose_threshold, detection_metrics
@@ -153,18 +153,43 @@ def test_detect_api_on_a_page_and_a_blank_page():
     assert signver.detect(np.full((800, 600), 250, np.uint8)) == []
 
 
-def test_a_page_wider_than_the_input_is_padded_with_its_paper():
+def test_a_page_wider_than_the_input_is_read_stretched_and_with_its_shape_kept():
+    assert readings((100, 400), (512, 512)) == (False, True) and readings((400, 300), (512, 512)) == (False,)
     page = np.full((100, 400), 200, np.uint8)
     page[40:60, 100:300] = 20
-    padded, top = paper_padded(page, (512, 512))
-    assert padded.shape == (400, 400) and top == 150 and (padded[:150] == 200).all() and (padded[150:250] == page).all()
-    tall = np.zeros((300, 200), np.uint8)
-    assert paper_padded(tall, (512, 512))[0] is tall and paper_padded(tall, (512, 512))[1] == 0
+    shaped, top, rows = network_input(page, (512, 512), keep_shape=True)  # shrunk to the width, laid on its paper
+    assert shaped.shape == (1, 1, 512, 512) and (top, rows) == (192, 128)
+    assert np.allclose(shaped[0, 0, :top], 200 / 255) and shaped[0, 0, top + 52 : top + 76, 129:383].max() < 30 / 255
+    assert network_input(page, (512, 512))[1:] == (0, 512)  # stretched whole, as the training pages were
+    assert network_input(np.zeros((300, 200), np.uint8), (512, 512), keep_shape=True)[1:] == (0, 512)  # not wide: stretched
+    sliver = np.full((100, 400_000), 255, np.uint8)  # within the pixel limit; padded at full size it took 149 GiB
+    assert network_input(sliver, (512, 512), keep_shape=True)[2] == 1 and get_detector().find(sliver)[0].shape == (0, 4)
+
+
+def test_a_page_much_taller_than_a_training_page_is_read_in_overlapping_windows():
+    assert page_windows(1100, 850) == [(0, 1100)]  # a letter page
+    assert page_windows(1400, 850) == [(0, 1400)]  # a legal page
+    windows = page_windows(3300, 850)  # three letter pages one above the other
+    assert windows[0][0] == 0 and windows[-1][1] == 3300 and {b - t for t, b in windows} == {1100}
+    assert all(next_top <= top + 550 for (top, _), (next_top, _) in zip(windows, windows[1:]))  # overlapping by at least half
+    sliver = page_windows(400_000, 100)  # 3,100 windows of a training page's shape: at most MAX_WINDOWS, taller
+    assert len(sliver) <= MAX_WINDOWS and sliver[-1][1] == 400_000
+
+
+def test_signatures_on_pages_one_above_the_other_are_found_once_where_they_are():
+    """Stretched whole, three pages made a third of each signature's height (the detector found
+    50 of 149 on valid pages so stacked); read in windows, each is found once."""
+    pages = [synth_pages.page(seed, (1100, 850), signatures=1) for seed in range(3)]
+    tall = np.vstack([p.image for p in pages])
+    truth = np.concatenate([p.boxes + np.float32([0, 1100 * i, 0, 1100 * i]) for i, p in enumerate(pages)])
+    boxes, _ = get_detector().find(tall)
+    assert len(boxes) == 3 and (box_iou(truth, boxes).max(axis=1) >= 0.5).all()
 
 
 def test_signatures_on_strips_cut_from_pages_are_found_where_they_are():
     """A strip the shape of a cheque, stretched to the square input, squeezed its signature to a
-    third of its width, and the detector found 2 of these 8 (see benchmarks/detect_wide_pages.py)."""
+    third of its width, and the detector found 2 of these 8 (see benchmarks/detect_page_shapes.py);
+    it now reads such a page with its shape kept too."""
     detector = get_detector()
     for seed in range(5):
         page = synth_pages.page(seed, (1100, 850), signatures=1)

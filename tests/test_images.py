@@ -166,6 +166,9 @@ def test_multipage_tiff_pages_and_page_argument():
     assert load_image(data)[0, 0] == 0
     with pytest.raises(InputTooLargeError, match="more than 2 pages.*max_pages"):
         load_pages(data, max_pages=2)
+    big = _encode(frames[0], "TIFF", save_all=True, append_images=[frames[1], Image.new("L", (400, 300), 255)])
+    with pytest.raises(InputTooLargeError, match=r"over the limit .*, page 2$"):  # which page of the document
+        load_pages(big, max_pixels=1000)
 
 
 def test_a_documents_pages_together_have_a_limit():

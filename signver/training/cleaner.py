@@ -137,7 +137,8 @@ def load_clean_signatures(sources: list[dict], role: str, cache: Path | None = N
         return {"shapes": np.array([i.shape for i in images]).reshape(-1, 2),
                 "pixels": np.concatenate([i.ravel() for i in images]) if images else np.zeros(0, np.uint8)}
 
-    data = cached_arrays(cache, {"sources": sources, "role": role, "max_pixels": max_pixels}, read)
+    read_from = [{key: value for key, value in source.items() if key != "weight"} for source in sources]  # weights change draws, not images
+    data = cached_arrays(cache, {"sources": read_from, "role": role, "max_pixels": max_pixels}, read)
     shapes, flat = data["shapes"], data["pixels"]
     ends = np.cumsum([h * w for h, w in shapes])
     return [flat[e - h * w : e].reshape(h, w) for (h, w), e in zip(shapes, ends)]

@@ -138,7 +138,7 @@ $("key-form").addEventListener("submit", (event) => {
   $("key-box").open = false;
   loadPeople();
   loadHealth();
-  previewDocument(); // its answer may have been "this request needs an API key"
+  if (kind() === "document" && $("check-status").classList.contains("bad")) previewDocument(); // it may have failed for want of the key
 });
 
 // -- checking signatures -----------------------------------------------------------------------
