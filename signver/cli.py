@@ -306,8 +306,8 @@ def chosen_format(as_json: bool, output_format: str) -> str:
     return "jsonl" if as_json else output_format
 
 
-def _confidence_text(result) -> str:
-    return "" if result.confidence is None else f", confidence {result.confidence:.3f}"
+def _confidence_text(confidence: float | None) -> str:
+    return "" if confidence is None else f", confidence {confidence:.3f}"
 
 
 @app.command()
@@ -342,7 +342,7 @@ def verify(
             continue
         printer.decided(result.verified)
         decision = "verified" if result.verified else "not verified"
-        printer.row({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, f"{one_line(name)}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
+        printer.row({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, f"{one_line(name)}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result.confidence)})")
     raise typer.Exit(printer.exit_code)
 
 
@@ -380,6 +380,8 @@ def check(
     as_json: bool = JsonOption,
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
+    document: bool = typer.Option(False, "--document", help="each file is a page or a document (PDF, TIFF): its signatures are "
+                                  "found, cut out, cleaned (unless --no-clean) and each checked, one line apiece"),
 ) -> None:
     """Check that PERSON wrote each questioned signature, against all their references. The
     distance is the claim score: the references' distances fused (default "scaled": can pass 1)."""
@@ -387,10 +389,15 @@ def check(
     from .images import printable_name
 
     columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model")
+    if document:
+        columns = (*columns[:1], "page", "signature", "box", "detector_score", *columns[1:], "note")
     printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     with Gallery(gallery, model=model, threshold=threshold, create=False) as store:
         store.get(person)
         files = expand_images(images)
+        if document:
+            _check_documents(store, person, files, clean, printer)
+            raise typer.Exit(printer.exit_code)
         for path in each_with_progress(files, "checking"):
             name = printable_name(path)
             record = {"questioned": name, "person_id": person}
@@ -402,8 +409,42 @@ def check(
             record |= {k: _rounded(v) for k, v in result.to_dict().items() if k in columns}
             decision = "verified" if result.verified else "not verified"
             printer.decided(result.verified)
-            printer.row(record, f"{one_line(name)}: {decision} as {person} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result)})")
+            printer.row(record, f"{one_line(name)}: {decision} as {person} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result.confidence)})")
     raise typer.Exit(printer.exit_code)
+
+
+def _check_documents(store, person: str, files: list[Path], clean: bool | None, printer: ResultPrinter) -> None:
+    """`check --document`: every signature found on each file, checked against `person`. A file
+    where none is found is not verified (exit 1), said on its own line."""
+    from .images import printable_name
+    from .pipeline import Pipeline
+
+    pipeline = Pipeline(store)
+    for path in each_with_progress(files, "checking documents"):
+        name = printable_name(path)
+        try:
+            result = pipeline.run(path, person, clean=clean)
+        except SignverError as error:
+            printer.error({"questioned": name, "person_id": person}, error)
+            continue
+        if not result.signatures:
+            printer.decided(False)
+            printer.row({"questioned": name, "person_id": person, "verified": False, "note": "no signature found"},
+                        f"{one_line(name)}: no signature found, so nothing verified as {person}")
+        for signature in result.signatures:
+            record = {"questioned": name, "page": signature.page, "signature": signature.index,
+                      "box": [round(signature.box[side]) for side in ("x0", "y0", "x1", "y1")], "detector_score": signature.score,
+                      "person_id": person}
+            where = f"{one_line(name)} page {signature.page} signature {signature.index} at {tuple(record['box'])}"
+            if signature.error:
+                printer.decided(False)
+                printer.row({**record, "verified": False, "note": signature.error}, f"{where}: not decided: {one_line(signature.error)}")
+                continue
+            decision = signature.decision
+            record |= {k: _rounded(v) for k, v in decision.items() if k in printer.columns and k not in record}
+            printer.decided(decision["verified"])
+            printer.row(record, f"{where}: {'verified' if decision['verified'] else 'not verified'} as {person} (distance "
+                                f"{decision['distance']:.4f}, threshold {decision['threshold']:.4f}{_confidence_text(decision.get('confidence'))})")
 
 
 @app.command()
@@ -440,7 +481,7 @@ def identify(
             for rank, result in enumerate(ranked, 1):
                 record = {"questioned": name, "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}
                 mark = "match" if result.verified else "no match"
-                printer.row(record, f"{one_line(name)}\t{rank}\t{result.person_id}\t{mark}\tdistance {result.distance:.4f}{_confidence_text(result)}")
+                printer.row(record, f"{one_line(name)}\t{rank}\t{result.person_id}\t{mark}\tdistance {result.distance:.4f}{_confidence_text(result.confidence)}")
     raise typer.Exit(printer.exit_code)
 
 

@@ -206,3 +206,27 @@ def test_names_with_tabs_and_line_breaks_keep_one_line_per_result(files):
         assert "\x1b" not in text.stdout and "\x1b" not in text.stderr
         assert len(text.stderr.splitlines()) == 1 and "bad\\nname.png" in text.stderr
         assert json.loads(lines.stdout.splitlines()[0])["questioned"].endswith("a\tb\nc\x1b[2J.png")
+
+
+def test_check_document_finds_and_checks_each_signature_on_a_page(files):
+    """`check` reads a file as one signature; with --document it finds the signatures on a page
+    or PDF first (a whole cheque read as one signature was rejected as its true writer's)."""
+    from signver import synth_pages
+
+    made = synth_pages.page(0, signatures=1)  # the shipped detector finds its signature
+    x0, y0, x1, y1 = made.boxes[0].astype(int)
+    Image.fromarray(made.image[y0:y1, x0:x1]).save(files / "crop.png")
+    Image.fromarray(made.image).save(files / "page.png")
+    Image.fromarray(synth_pages.page(0, signatures=0).image).save(files / "blank-page.png")
+    assert invoke("enroll", "alice", files / "crop.png").exit_code == 0
+    assert invoke("enroll", "bob", files / "w5").exit_code == 0
+
+    mine = invoke("check", "alice", files / "page.png", "--document", "--format", "jsonl")
+    rows = [json.loads(line) for line in mine.stdout.splitlines()]
+    assert mine.exit_code == 0 and len(rows) == 1 and rows[0]["verified"] and rows[0]["page"] == 0, mine.output
+    assert abs(rows[0]["box"][0] - x0) < 0.2 * (x1 - x0) and rows[0]["detector_score"] > 0
+    not_bob = invoke("check", "bob", files / "page.png", "--document")
+    assert not_bob.exit_code == 1 and "page 0 signature 0 at (" in not_bob.stdout and "not verified as bob" in not_bob.stdout
+    nothing = invoke("check", "alice", files / "blank-page.png", files / "bad.png", "--document", "--format", "csv")
+    table = list(csv.DictReader(io.StringIO(nothing.stdout)))
+    assert nothing.exit_code == 2 and table[0]["note"] == "no signature found" and table[0]["verified"] == "False" and table[1]["error"]
