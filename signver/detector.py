@@ -29,6 +29,10 @@ TRAINING_PAGE_SHAPE = 11 / 8.5  # height over width of the training pages (US le
 TALL_PAGE = 1.3  # a page this many times a training page's height (for its width), or more, is read in windows
 WINDOW_EDGE = 0.01  # of a window's height: a box this close to an inner edge is cut by it
 MAX_WINDOWS = 12  # a page in more would be a sliver no signature fits across (and a long wait)
+PREPROCESSING = ("signver.detector.network_input: the whole page stretched to height x width (area interpolation), divided by 255; "
+                 "a page wider than that shape also read with its shape kept (shrunk to the width, laid on its median grey), the "
+                 "boxes of both joined (signver.detector.readings); a page over 1.3 letter pages tall read in overlapping "
+                 "letter-shaped windows (signver.detector.page_windows)")  # what a card says of it
 
 
 @dataclass(frozen=True)

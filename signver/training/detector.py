@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from rich.progress import Progress, track
 
-from ..detector import decode, nms
+from ..detector import PREPROCESSING, decode, nms
 from ..errors import InputError
 from ..evaluation.detection import PageDetections, average_precision, choose_threshold, detection_metrics
 from ..images import load_image
@@ -244,7 +244,7 @@ def export_detector(network: CentreDetector | AveragedDetector, config: dict, co
         "stride": network.stride,
         "nms_iou": nms_iou,
         "input": {"height": size, "width": size, "channels": 1, "dtype": "float32", "range": [0, 1], "polarity": "dark ink on white paper",
-                  "preprocessing": "signver.detector.preprocess: the whole page stretched to height x width (area interpolation), divided by 255"},
+                  "preprocessing": PREPROCESSING},
         "outputs": {"heatmap": "(N, 1, H/stride, W/stride) probability that a signature is centred in the cell",
                     "boxes": "(N, 4, H/stride, W/stride) distances in input pixels from the cell centre to the left, top, right and bottom sides"},
         "threshold": round(threshold, 4),
