@@ -435,7 +435,7 @@ def _check_documents(store, person: str, files: list[Path], clean: bool | None, 
             record = {"questioned": name, "page": signature.page, "signature": signature.index,
                       "box": [round(signature.box[side]) for side in ("x0", "y0", "x1", "y1")], "detector_score": signature.score,
                       "person_id": person}
-            where = f"{one_line(name)} page {signature.page} signature {signature.index} at {tuple(record['box'])}"
+            where = f"{one_line(name)} page {signature.page} at {tuple(record['box'])}"
             if signature.error:
                 printer.decided(False)
                 printer.row({**record, "verified": False, "note": signature.error}, f"{where}: not decided: {one_line(signature.error)}")

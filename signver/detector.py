@@ -72,7 +72,8 @@ def readings(shape: tuple[int, int], size: tuple[int, int]) -> tuple[bool, ...]:
     keeping the shape found 370; but on cheques made of CEDAR signatures (2.3 times as wide)
     stretching found 33 of 55 and keeping the shape 16, and both together 38
     (`benchmarks/detect_page_shapes.py`)."""
-    return (False, True) if shape[1] * size[0] > shape[0] * size[1] else (False,)
+    rows = round(shape[0] * size[1] / shape[1])  # the page's height at the input's width, as network_input takes it
+    return (False, True) if rows < size[0] else (False,)
 
 
 def page_windows(height: int, width: int) -> list[tuple[int, int]]:
@@ -165,7 +166,7 @@ class Detector:
             found.append(boxes[whole])
             scores.append(window_scores[whole])
         boxes, scores = np.concatenate(found), np.concatenate(scores)
-        keep = nms(boxes, scores, self.nms_iou)  # a signature inside two windows is found twice
+        keep = nms(boxes, scores, self.nms_iou)[:MAX_BOXES]  # a signature inside two windows is found twice
         return boxes[keep], scores[keep]
 
     def _window_candidates(self, page: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +186,7 @@ class Detector:
         boxes, scores = np.concatenate(found), np.concatenate(found_scores)
         if len(ways) == 1:
             return boxes, scores
-        keep = nms(boxes, scores, self.nms_iou)  # the same signature read both ways is one
+        keep = nms(boxes, scores, self.nms_iou)[:MAX_BOXES]  # the same signature read both ways is one
         return boxes[keep], scores[keep]
 
     def find(self, page: np.ndarray, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:

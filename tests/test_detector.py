@@ -155,6 +155,7 @@ def test_detect_api_on_a_page_and_a_blank_page():
 
 def test_a_page_wider_than_the_input_is_read_stretched_and_with_its_shape_kept():
     assert readings((100, 400), (512, 512)) == (False, True) and readings((400, 300), (512, 512)) == (False,)
+    assert readings((2000, 2001), (512, 512)) == (False,)  # the same input either way: read once
     page = np.full((100, 400), 200, np.uint8)
     page[40:60, 100:300] = 20
     shaped, top, rows = network_input(page, (512, 512), keep_shape=True)  # shrunk to the width, laid on its paper

@@ -16,7 +16,7 @@ from signver.training.data import TrainingSet, load_training_set, writer_batches
 from signver.training.losses import LOSSES  # noqa: E402
 from signver.errors import InputError  # noqa: E402
 from signver.training.loop import holdout_distances, train_extractor  # noqa: E402
-from signver.training.run_state import hold_run_dir, optimizer_and_schedule, resume, save_checkpoint, training_device, training_log  # noqa: E402
+from signver.training.run_state import holding_run_dir, optimizer_and_schedule, resume, save_checkpoint, training_device, training_log  # noqa: E402
 from signver.training.cache import cached_arrays  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
 from signver.training.networks import FusedEmbedder, SpatialHead, build_network, join_maps  # noqa: E402
@@ -411,9 +411,15 @@ def test_a_run_folder_is_held_by_one_process_at_a_time(tmp_path):
     import subprocess
     import sys
 
-    hold_run_dir(tmp_path / "run")
-    hold_run_dir(tmp_path / "run")  # again in this process: fine
-    other = subprocess.run([sys.executable, "-c", "from pathlib import Path; from signver.training.run_state import hold_run_dir; "
-                            f"hold_run_dir(Path({str(tmp_path / 'run')!r}))"], capture_output=True, text=True, timeout=120)
-    assert other.returncode != 0 and "is in use by another training run" in other.stderr
-    hold_run_dir(tmp_path / "free")  # another folder: fine
+    def other_process_holds() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", "from pathlib import Path; from signver.training.run_state import holding_run_dir\n"
+                               f"with holding_run_dir(Path({str(tmp_path / 'run')!r})): pass"], capture_output=True, text=True, timeout=120)
+
+    with holding_run_dir(tmp_path / "run"):
+        with holding_run_dir(tmp_path / "run"):  # again in this process: fine
+            pass
+        refused = other_process_holds()
+        assert refused.returncode != 0 and "is in use by another training run" in refused.stderr
+        with holding_run_dir(tmp_path / "free"):  # another folder: fine
+            pass
+    assert other_process_holds().returncode == 0  # once the run is over, the folder is free (in a notebook too)

@@ -39,7 +39,7 @@ from .cleaner_lite0 import build_lite0_cleaner
 from .data import writers_for
 from .onnx_init import fold_batch_norms, load_onnx_weights
 from .cache import cached_arrays
-from .run_state import hold_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_log
+from .run_state import holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_log
 
 MULTIPLE = 16  # input sides must be multiples of this: the coarsest stride (the U-Net's unshuffle 2 x three poolings, lite0's blocks)
 
@@ -462,79 +462,79 @@ def train_cleaner(config: dict, config_path: str) -> Path:
     torch.set_num_threads(int(config.get("threads", 2)))
     cv2.setNumThreads(1)  # before the data worker forks: no OpenCV thread pool to inherit, none to fight the network
     run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
-    hold_run_dir(run_dir)
-    sources = config.get("data", [])
-    train = load_clean_signatures(sources, "train", run_dir / "train.npz") if sources else []
-    holdout = load_clean_signatures(sources, "holdout", run_dir / "holdout.npz") if sources else []
-    if not holdout:  # no data configured (tests): validate on procedural writers never drawn in training
-        holdout = [synth.genuine(10_000_000 + i, 0) for i in range(8)]
-    val_dirty, val_target = validation_pairs(holdout, config, int(config.get("validation_pairs", 96)))
-    network = build_cleaner_network(config.get("network", {})).to(memory_format=torch.channels_last)
-    from_onnx = str(config.get("init", "")).endswith(".onnx")
-    if from_onnx:  # a shipped file's batch norms are folded into its convolutions: fold this network's to match
-        fold_batch_norms(network)
-    steps, warmup = int(config["steps"]), int(config.get("warmup", 50))
-    optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
-    checkpoint = run_dir / "last.pt"
-    state = resume(checkpoint, network, optimizer, scheduler, steps)
-    if not state and from_onnx:  # a new run fine-tuning a shipped model: its tone head (or crop-wide tone term) may be new
-        sample = torch.rand(1, 1, 4 * MULTIPLE, 6 * MULTIPLE, generator=torch.Generator().manual_seed(0))
-        heads = [network.tone, getattr(network, "tone_context", None)]
-        load_onnx_weights(network, Path(config["init"]), sample, new=[m for m in heads if m is not None], exported=torch.sigmoid)
-    elif not state and config.get("init"):  # a new run fine-tuning another run's chosen network
-        # a tone head (or crop-wide tone term) may be new: only its weights may be missing from the other run's network
-        try:
-            # `frozen.*` only alias lite0's stem and blocks, so runs that froze other blocks still fit
-            weights = {k: v for k, v in torch.load(config["init"], weights_only=False)["network"].items() if not k.startswith("frozen.")}
-            missing, unexpected = network.load_state_dict(weights, strict=False)
-        except RuntimeError as error:  # layers of other sizes
-            raise InputError(f"init: {config['init']} holds a different network: {error}") from None
-        if unexpected or any(not k.startswith(("tone.", "tone_context.", "frozen.")) for k in missing):
-            raise InputError(f"init: {config['init']} holds a different network (missing {missing}, unexpected {unexpected})")
-    start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", -1.0)
-    workers = int(config.get("workers", 1))
-    weights = sampling_weights(sources, len(train), run_dir / "train.npz") if train else None
-    loader = torch.utils.data.DataLoader(PairStream(train, config, int(config.get("seed", 0)) * 1000 + start, weights), batch_size=None,
-                                         num_workers=workers, prefetch_factor=4 if workers else None, persistent_workers=False)
-    autocast = config.get("autocast", "bf16") == "bf16"
-    loss_config = config.get("loss", {})
-    batches = iter(loader)
-    with Progress(*progress_columns("training cleaner")) as progress, training_log(run_dir / "log.jsonl", start) as log:
-        task = progress.add_task("train", total=steps, completed=start, status="")
-        began, running = time.time(), None
-        for step in range(start, steps):
-            dirty, target = next(batches)
-            x = as_input(dirty).contiguous(memory_format=torch.channels_last)
-            y = ink_of(target).float()[:, None]
-            network.train()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                logits = network(x)
-            logits = logits.float()
-            weights = near_clutter_weights(x, y, near_clutter) if near_clutter != 1 else None
-            loss = ink_loss(logits[:, :1], y, loss_config.get("pos_weight", 2.0), loss_config.get("dice", 1.0), weights)
-            if logits.shape[1] > 1:
-                loss = loss + float(loss_config.get("tone", 1.0)) * tone_loss(logits[:, 1:], as_input(target), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-            done = step + 1
-            if done % int(config.get("eval_every", 200)) == 0 or done == steps:
-                scores = validate(network, val_dirty, val_target)
-                elapsed = seconds + time.time() - began
-                log.write(json.dumps({"step": done, "loss": round(running, 4), "validation": scores, "seconds": round(elapsed)}) + "\n")
-                log.flush()
-                if choice_score(scores) > best:
-                    best = choice_score(scores)
-                    save_atomically({"network": network.state_dict(), "step": done, "validation": scores}, run_dir / "best.pt")
-                save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best)
-                progress.update(task, status=f"loss {running:.3f} val F {scores['f']:.3f} recall {scores['recall']:.3f}")
-            progress.update(task, completed=done)
-    seconds += time.time() - began
-    chosen = torch.load(run_dir / "best.pt", weights_only=False)
-    network.load_state_dict(chosen["network"])
-    return export_cleaner(network, {**config, "chosen_step": chosen["step"], "validation": chosen["validation"]}, config_path, seconds, len(train))
+    with holding_run_dir(run_dir):
+        sources = config.get("data", [])
+        train = load_clean_signatures(sources, "train", run_dir / "train.npz") if sources else []
+        holdout = load_clean_signatures(sources, "holdout", run_dir / "holdout.npz") if sources else []
+        if not holdout:  # no data configured (tests): validate on procedural writers never drawn in training
+            holdout = [synth.genuine(10_000_000 + i, 0) for i in range(8)]
+        val_dirty, val_target = validation_pairs(holdout, config, int(config.get("validation_pairs", 96)))
+        network = build_cleaner_network(config.get("network", {})).to(memory_format=torch.channels_last)
+        from_onnx = str(config.get("init", "")).endswith(".onnx")
+        if from_onnx:  # a shipped file's batch norms are folded into its convolutions: fold this network's to match
+            fold_batch_norms(network)
+        steps, warmup = int(config["steps"]), int(config.get("warmup", 50))
+        optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
+        checkpoint = run_dir / "last.pt"
+        state = resume(checkpoint, network, optimizer, scheduler, steps)
+        if not state and from_onnx:  # a new run fine-tuning a shipped model: its tone head (or crop-wide tone term) may be new
+            sample = torch.rand(1, 1, 4 * MULTIPLE, 6 * MULTIPLE, generator=torch.Generator().manual_seed(0))
+            heads = [network.tone, getattr(network, "tone_context", None)]
+            load_onnx_weights(network, Path(config["init"]), sample, new=[m for m in heads if m is not None], exported=torch.sigmoid)
+        elif not state and config.get("init"):  # a new run fine-tuning another run's chosen network
+            # a tone head (or crop-wide tone term) may be new: only its weights may be missing from the other run's network
+            try:
+                # `frozen.*` only alias lite0's stem and blocks, so runs that froze other blocks still fit
+                weights = {k: v for k, v in torch.load(config["init"], weights_only=False)["network"].items() if not k.startswith("frozen.")}
+                missing, unexpected = network.load_state_dict(weights, strict=False)
+            except RuntimeError as error:  # layers of other sizes
+                raise InputError(f"init: {config['init']} holds a different network: {error}") from None
+            if unexpected or any(not k.startswith(("tone.", "tone_context.", "frozen.")) for k in missing):
+                raise InputError(f"init: {config['init']} holds a different network (missing {missing}, unexpected {unexpected})")
+        start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", -1.0)
+        workers = int(config.get("workers", 1))
+        weights = sampling_weights(sources, len(train), run_dir / "train.npz") if train else None
+        loader = torch.utils.data.DataLoader(PairStream(train, config, int(config.get("seed", 0)) * 1000 + start, weights), batch_size=None,
+                                             num_workers=workers, prefetch_factor=4 if workers else None, persistent_workers=False)
+        autocast = config.get("autocast", "bf16") == "bf16"
+        loss_config = config.get("loss", {})
+        batches = iter(loader)
+        with Progress(*progress_columns("training cleaner")) as progress, training_log(run_dir / "log.jsonl", start) as log:
+            task = progress.add_task("train", total=steps, completed=start, status="")
+            began, running = time.time(), None
+            for step in range(start, steps):
+                dirty, target = next(batches)
+                x = as_input(dirty).contiguous(memory_format=torch.channels_last)
+                y = ink_of(target).float()[:, None]
+                network.train()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                    logits = network(x)
+                logits = logits.float()
+                weights = near_clutter_weights(x, y, near_clutter) if near_clutter != 1 else None
+                loss = ink_loss(logits[:, :1], y, loss_config.get("pos_weight", 2.0), loss_config.get("dice", 1.0), weights)
+                if logits.shape[1] > 1:
+                    loss = loss + float(loss_config.get("tone", 1.0)) * tone_loss(logits[:, 1:], as_input(target), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+                done = step + 1
+                if done % int(config.get("eval_every", 200)) == 0 or done == steps:
+                    scores = validate(network, val_dirty, val_target)
+                    elapsed = seconds + time.time() - began
+                    log.write(json.dumps({"step": done, "loss": round(running, 4), "validation": scores, "seconds": round(elapsed)}) + "\n")
+                    log.flush()
+                    if choice_score(scores) > best:
+                        best = choice_score(scores)
+                        save_atomically({"network": network.state_dict(), "step": done, "validation": scores}, run_dir / "best.pt")
+                    save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best)
+                    progress.update(task, status=f"loss {running:.3f} val F {scores['f']:.3f} recall {scores['recall']:.3f}")
+                progress.update(task, completed=done)
+        seconds += time.time() - began
+        chosen = torch.load(run_dir / "best.pt", weights_only=False)
+        network.load_state_dict(chosen["network"])
+        return export_cleaner(network, {**config, "chosen_step": chosen["step"], "validation": chosen["validation"]}, config_path, seconds, len(train))
 
 
 def export_cleaner(network: nn.Module, config: dict, config_path: str, seconds: float, n_train: int) -> Path:

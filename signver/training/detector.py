@@ -32,7 +32,7 @@ from .config import read_config
 from .detector_network import AveragedDetector, CentreDetector, ExportedDetector, build_detector, load_detector_weights
 from .detector_targets import centre_targets
 from .cache import cached_arrays
-from .run_state import (hold_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
+from .run_state import (holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
                         training_log)
 
 MIN_SCORE = 0.01  # detections kept when scoring the validation split
@@ -132,67 +132,67 @@ def train_detector(config: dict, config_path: str) -> Path:
     if config.get("init_from") and not Path(config["init_from"]).is_file():
         raise InputError(f"init_from {config['init_from']} is not a file: name the best.pt of the run to start from")
     run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
-    hold_run_dir(run_dir)
-    train = load_page_set(config["data"]["train"], cache_size, run_dir / f"train-{cache_size}.npz")
-    valid = load_page_set(config["data"]["valid"], size, run_dir / f"valid-{size}.npz")
-    device = training_device(config)
-    network = build_detector(config["network"])
-    if len(train.images) < int(config["batch"]):  # every batch is whole: there would be no step to train
-        raise InputError(f"batch {config['batch']} is more than the {len(train.images)} training pages; give a smaller batch")
-    if config.get("init_from"):  # a second stage starts from the weights an earlier run chose
-        load_detector_weights(network, torch.load(config["init_from"], map_location="cpu", weights_only=False)["network"])
-    network = network.to(device, memory_format=torch.channels_last)
-    batch, epochs = int(config["batch"]), int(config["epochs"])
-    steps_per_epoch = len(train.images) // batch
-    total, warmup = epochs * steps_per_epoch, int(config.get("warmup", 100))
-    optimizer, scheduler = optimizer_and_schedule(network, config, total, warmup)
-    checkpoint = run_dir / "last.pt"
-    state = resume(checkpoint, network, optimizer, scheduler, epochs, "epoch")
-    start_epoch, seconds, best = state.get("epoch", 0), state.get("seconds", 0.0), state.get("best", -1.0)
-    nms_iou, strength = config.get("nms_iou", 0.5), config.get("augment_strength", 1.0)
-    window = int(config.get("window", size))
-    examples = AugmentedPages(train, size, window, network.stride, strength, seed)
-    workers = int(config.get("workers", 0))
-    with Progress(*progress_columns()) as progress, training_log(run_dir / "log.jsonl", start_epoch, "epoch") as log:
-        task = progress.add_task("train", total=total, completed=start_epoch * steps_per_epoch, status="")
-        began = time.time()
-        for epoch in range(start_epoch, epochs):
-            network.train()
-            running = {"loss": 0.0, "heat": 0.0, "box": 0.0}
-            for images, *targets in training_batches(examples, epoch, batch, workers):
-                heat, box_target, weight = (t.to(device, non_blocking=True) for t in targets)
-                with torch.autocast(device.type, dtype=torch.bfloat16):
-                    logits, distances = network(as_input(images, device))
-                loss, parts = detector_loss(logits, distances, heat, box_target, weight, network.stride, config.get("box_weight", 5.0))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                for key, value in (("loss", loss.item()), *parts.items()):
-                    running[key] += value / steps_per_epoch
-                progress.update(task, advance=1, status=f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
-            done = epoch + 1
-            record = {"epoch": done, "step": done * steps_per_epoch, **{k: round(v, 4) for k, v in running.items()}}
-            if done % config.get("eval_every", 1) == 0 or done == epochs:
-                scores = quick_scores(detections(*predict(network, valid.images), valid, network.stride, nms_iou))
-                record["valid"] = scores
-                if scores["map50_95"] > best:
-                    best = scores["map50_95"]
-                    save_atomically({"network": network.state_dict(), "epoch": done, "valid": scores}, run_dir / "best.pt")
-                progress.update(task, status=f"epoch {done}/{epochs} valid mAP50 {scores['map50']:.3f} mAP50-95 {scores['map50_95']:.3f}")
-            elapsed = seconds + time.time() - began
-            record["seconds"] = round(elapsed)
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=done, seconds=elapsed, best=best, machine=machine_name(device))
-    seconds += time.time() - began
-    chosen = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
-    network = network.cpu()
-    network.load_state_dict(chosen["network"])
-    training = {"epochs": epochs, "chosen_epoch": chosen["epoch"], "batch": batch, "lr": config["lr"], "window": window, "windows_seen": epochs * steps_per_epoch * batch,
-                "augment_strength": strength, "init_from": config.get("init_from"), "seconds": round(seconds), "machine": state.get("machine", machine_name(device)) if start_epoch >= epochs else machine_name(device),
-                "date": date.today().isoformat()}
-    return export_detector(network, config, config_path, valid, training)
+    with holding_run_dir(run_dir):
+        train = load_page_set(config["data"]["train"], cache_size, run_dir / f"train-{cache_size}.npz")
+        valid = load_page_set(config["data"]["valid"], size, run_dir / f"valid-{size}.npz")
+        device = training_device(config)
+        network = build_detector(config["network"])
+        if len(train.images) < int(config["batch"]):  # every batch is whole: there would be no step to train
+            raise InputError(f"batch {config['batch']} is more than the {len(train.images)} training pages; give a smaller batch")
+        if config.get("init_from"):  # a second stage starts from the weights an earlier run chose
+            load_detector_weights(network, torch.load(config["init_from"], map_location="cpu", weights_only=False)["network"])
+        network = network.to(device, memory_format=torch.channels_last)
+        batch, epochs = int(config["batch"]), int(config["epochs"])
+        steps_per_epoch = len(train.images) // batch
+        total, warmup = epochs * steps_per_epoch, int(config.get("warmup", 100))
+        optimizer, scheduler = optimizer_and_schedule(network, config, total, warmup)
+        checkpoint = run_dir / "last.pt"
+        state = resume(checkpoint, network, optimizer, scheduler, epochs, "epoch")
+        start_epoch, seconds, best = state.get("epoch", 0), state.get("seconds", 0.0), state.get("best", -1.0)
+        nms_iou, strength = config.get("nms_iou", 0.5), config.get("augment_strength", 1.0)
+        window = int(config.get("window", size))
+        examples = AugmentedPages(train, size, window, network.stride, strength, seed)
+        workers = int(config.get("workers", 0))
+        with Progress(*progress_columns()) as progress, training_log(run_dir / "log.jsonl", start_epoch, "epoch") as log:
+            task = progress.add_task("train", total=total, completed=start_epoch * steps_per_epoch, status="")
+            began = time.time()
+            for epoch in range(start_epoch, epochs):
+                network.train()
+                running = {"loss": 0.0, "heat": 0.0, "box": 0.0}
+                for images, *targets in training_batches(examples, epoch, batch, workers):
+                    heat, box_target, weight = (t.to(device, non_blocking=True) for t in targets)
+                    with torch.autocast(device.type, dtype=torch.bfloat16):
+                        logits, distances = network(as_input(images, device))
+                    loss, parts = detector_loss(logits, distances, heat, box_target, weight, network.stride, config.get("box_weight", 5.0))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                    for key, value in (("loss", loss.item()), *parts.items()):
+                        running[key] += value / steps_per_epoch
+                    progress.update(task, advance=1, status=f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
+                done = epoch + 1
+                record = {"epoch": done, "step": done * steps_per_epoch, **{k: round(v, 4) for k, v in running.items()}}
+                if done % config.get("eval_every", 1) == 0 or done == epochs:
+                    scores = quick_scores(detections(*predict(network, valid.images), valid, network.stride, nms_iou))
+                    record["valid"] = scores
+                    if scores["map50_95"] > best:
+                        best = scores["map50_95"]
+                        save_atomically({"network": network.state_dict(), "epoch": done, "valid": scores}, run_dir / "best.pt")
+                    progress.update(task, status=f"epoch {done}/{epochs} valid mAP50 {scores['map50']:.3f} mAP50-95 {scores['map50_95']:.3f}")
+                elapsed = seconds + time.time() - began
+                record["seconds"] = round(elapsed)
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=done, seconds=elapsed, best=best, machine=machine_name(device))
+        seconds += time.time() - began
+        chosen = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+        network = network.cpu()
+        network.load_state_dict(chosen["network"])
+        training = {"epochs": epochs, "chosen_epoch": chosen["epoch"], "batch": batch, "lr": config["lr"], "window": window, "windows_seen": epochs * steps_per_epoch * batch,
+                    "augment_strength": strength, "init_from": config.get("init_from"), "seconds": round(seconds), "machine": state.get("machine", machine_name(device)) if start_epoch >= epochs else machine_name(device),
+                    "date": date.today().isoformat()}
+        return export_detector(network, config, config_path, valid, training)
 
 
 def train_ensemble(config: dict, config_path: str) -> Path:

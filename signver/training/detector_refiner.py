@@ -29,7 +29,7 @@ from ..images import load_image
 from ..models import inference_session
 from ..yolo import read_split, scaled
 from .detector_steps import card_with_step, write_detector
-from .run_state import hold_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_log
+from .run_state import holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_log
 
 MATCH_IOU = 0.3  # a found box this close to a true box is worth refining towards it
 REFINER_NOTE = "; kept boxes refined by a second CNN that looks at each one"
@@ -128,43 +128,43 @@ def train_refiner(config: dict, config_path: str) -> Path:
     detector.refiner = None  # the boxes to refine are the unrefined ones, even when training again
     pages = training_pages(detector, config["data"]["train"], float(config.get("candidate_floor", 0.05)))
     run_dir = Path(config.get("run_dir", "runs/detector-refiner"))
-    hold_run_dir(run_dir)
-    network = RefinerNetwork(size)
-    batch, epochs = int(config["batch"]), int(config["epochs"])
-    n_examples = sum(len(p.found) + len(p.truth) * int(config["jitters"]) for p in pages)
-    steps_per_epoch = n_examples // batch
-    if not steps_per_epoch:  # every batch is whole: there would be no step to train
-        raise InputError(f"batch {batch} is more than the {n_examples} boxes to learn from on these pages; give a smaller batch")
-    optimizer, scheduler = optimizer_and_schedule(network, config, epochs * steps_per_epoch, int(config.get("warmup", 100)))
-    checkpoint = run_dir / "last.pt"
-    state = resume(checkpoint, network, optimizer, scheduler, epochs, "epoch")
-    start_epoch, seconds = state.get("epoch", 0), state.get("seconds", 0.0)
-    began = time.time()
-    with Progress(*progress_columns()) as progress, training_log(run_dir / "log.jsonl", start_epoch, "epoch") as log:
-        task = progress.add_task("train", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch, status="")
-        for epoch in range(start_epoch, epochs):
-            rng = np.random.default_rng([seed, epoch])  # a resumed run sees the epochs it would have seen
-            crops, targets = epoch_examples(pages, config, rng)
-            order = rng.permutation(len(crops))
-            network.train()
-            total = 0.0
-            for step in range(steps_per_epoch):
-                x, t = augmented(*(a[order[step * batch:(step + 1) * batch]] for a in (crops, targets)), rng)
-                loss = F.smooth_l1_loss(network(x), t, beta=float(config.get("loss_beta", 0.02)))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                total += loss.item()
-                progress.update(task, advance=1, status=f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f}")
-            elapsed = seconds + time.time() - began
-            log.write(json.dumps({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 5), "examples": len(crops), "seconds": round(elapsed)}) + "\n")
-            log.flush()
-            save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=epoch + 1, seconds=elapsed)
-    training = {"epochs": epochs, "batch": batch, "lr": config["lr"], "examples_per_epoch": n_examples, "pages": len(pages),
-                "found_boxes": sum(len(p.found) for p in pages), "seconds": round(seconds + time.time() - began),
-                "machine": machine_name(), "date": date.today().isoformat()}
-    return export_refiner(network.eval(), detector, config, config_path, training)
+    with holding_run_dir(run_dir):
+        network = RefinerNetwork(size)
+        batch, epochs = int(config["batch"]), int(config["epochs"])
+        n_examples = sum(len(p.found) + len(p.truth) * int(config["jitters"]) for p in pages)
+        steps_per_epoch = n_examples // batch
+        if not steps_per_epoch:  # every batch is whole: there would be no step to train
+            raise InputError(f"batch {batch} is more than the {n_examples} boxes to learn from on these pages; give a smaller batch")
+        optimizer, scheduler = optimizer_and_schedule(network, config, epochs * steps_per_epoch, int(config.get("warmup", 100)))
+        checkpoint = run_dir / "last.pt"
+        state = resume(checkpoint, network, optimizer, scheduler, epochs, "epoch")
+        start_epoch, seconds = state.get("epoch", 0), state.get("seconds", 0.0)
+        began = time.time()
+        with Progress(*progress_columns()) as progress, training_log(run_dir / "log.jsonl", start_epoch, "epoch") as log:
+            task = progress.add_task("train", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch, status="")
+            for epoch in range(start_epoch, epochs):
+                rng = np.random.default_rng([seed, epoch])  # a resumed run sees the epochs it would have seen
+                crops, targets = epoch_examples(pages, config, rng)
+                order = rng.permutation(len(crops))
+                network.train()
+                total = 0.0
+                for step in range(steps_per_epoch):
+                    x, t = augmented(*(a[order[step * batch:(step + 1) * batch]] for a in (crops, targets)), rng)
+                    loss = F.smooth_l1_loss(network(x), t, beta=float(config.get("loss_beta", 0.02)))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                    total += loss.item()
+                    progress.update(task, advance=1, status=f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f}")
+                elapsed = seconds + time.time() - began
+                log.write(json.dumps({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 5), "examples": len(crops), "seconds": round(elapsed)}) + "\n")
+                log.flush()
+                save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=epoch + 1, seconds=elapsed)
+        training = {"epochs": epochs, "batch": batch, "lr": config["lr"], "examples_per_epoch": n_examples, "pages": len(pages),
+                    "found_boxes": sum(len(p.found) for p in pages), "seconds": round(seconds + time.time() - began),
+                    "machine": machine_name(), "date": date.today().isoformat()}
+        return export_refiner(network.eval(), detector, config, config_path, training)
 
 
 def export_onnx(network: RefinerNetwork, path: Path, size: tuple[int, int]) -> None:

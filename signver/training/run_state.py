@@ -3,12 +3,13 @@ decay, a resumable `last.pt` checkpoint, and the progress bar's columns."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -96,24 +97,36 @@ def _logged_within(line: str, unit: str, done: int) -> bool:
         return False
 
 
-_HELD: dict[Path, object] = {}  # run folders this process holds, with the open lock file that holds each
+_HELD: set[Path] = set()  # run folders this process is running in now
 
 
-def hold_run_dir(run_dir: Path) -> None:
-    """Make the run folder and hold it for this process until it ends: a second run in the same
-    folder at once would write over this one's caches, checkpoint and log. Refused at once,
-    naming the folder; holding it again in the same process is fine."""
+@contextlib.contextmanager
+def holding_run_dir(run_dir: Path) -> Iterator[None]:
+    """Make the run folder and hold it while the run goes on: a second run in the same folder at
+    once would write over this one's caches, checkpoint and log. Refused at once, naming the
+    folder. Held again inside this process, or in a folder nothing may be written to (a run
+    whose caches and checkpoints are all made, read from a read-only disk), it goes on unheld."""
     run_dir.mkdir(parents=True, exist_ok=True)
     key = run_dir.resolve()
-    if key in _HELD:
-        return
-    handle = open(run_dir / ".lock", "w")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise InputError(f"{run_dir} is in use by another training run; wait for it to end, or give another run_dir") from None
-    _HELD[key] = handle
+        handle = None if key in _HELD else open(run_dir / ".lock", "a")
+    except OSError:  # read-only: no other run can write here either
+        handle = None
+    if handle is None:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{run_dir} is in use by another training run; wait for it to end, or give another run_dir") from None
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
+    finally:
+        handle.close()  # and with it the lock
 
 
 def save_atomically(state: dict, path: Path) -> None:

@@ -51,7 +51,7 @@ from ..normalize import to_model_input
 from .data import TrainingSet, load_training_set
 from .loop import holdout_eers, set_holdout_threshold
 from .networks import SpatialEnsemble, SpatialTail, fold_input_norms
-from .run_state import hold_run_dir, machine_name
+from .run_state import holding_run_dir, machine_name
 from .ink_tone import stretch_spec, with_ink_stretch
 from .global_head import global_seeds, trained_global_head
 from .spatial import head_seeds, spatial_embeddings, trained_head
@@ -241,61 +241,61 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     stretch = stretch_spec(config.get("ink_stretch"))
     sources = config.get("data") or base.card.details["trained_on"]
     size = base.card.input_size
-    hold_run_dir(run_dir)
-    train = load_training_set(sources, size, "train", run_dir / "train.npz")
-    holdout = load_training_set(sources, size, "holdout", run_dir / "holdout.npz")
-    body = trunk(onnx.load(base.card.path), imagenet_only=global_spec is not None)
-    if stretch:
-        body = with_ink_stretch(body, stretch["tone"])
-    session = trunk_session(body)
-    train_pooled, train_maps = pooled_and_maps(session, train.images)
-    held_pooled, held_maps = pooled_and_maps(session, holdout.images)
-    changed = {name: pooled_and_maps(session, copy_images(name, train, sources, size, run_dir))[1] for name in copy_names}
-    heads = [trained_head(spec, seed, train_maps.shape[1], lambda: training_maps(spec, train_maps, changed), train, run_dir / f"spatial-seed{seed}.pt")
-             for seed in head_seeds(spec)]
-    globals_ = [trained_global_head(global_spec, seed, train_maps.shape[1], lambda: training_maps(global_spec, train_maps, changed), train, run_dir / f"global-seed{seed}.pt")
-                for seed in global_seeds(global_spec)] if global_spec else []
-    local = ensemble_vectors(heads, held_maps)
-    learned = ensemble_vectors(globals_, held_maps) if globals_ else None
-    grid = [(w, v) for w in global_shares for v in shares]
-    held = {(w, v): holdout_eers(joined(with_learned(held_pooled, learned, w), local, v), holdout) for w, v in grid}
-    if rule == "cross_validation":
-        imagenet = train_pooled if global_spec else unit(train_pooled[:, : -int(base.card.details["network"]["dim"])])
-        scores = cross_validated_grid(imagenet, train_maps, train, spec, folds, shares, run_dir, global_spec, global_shares, changed)
-        chosen_on = f"{folds}-fold writer cross-validation over the training writers (" + ("the whole vector" if global_spec else "ImageNet part + heads") + ")"
-    else:
-        scores, chosen_on = held, "held-out training writers (the whole vector)" if rule == "holdout" else "given in the config"
-    global_share, share = min(grid, key=lambda key: scores[key]["mean"])
-    spatial = SpatialEnsemble(heads) if len(heads) > 1 else heads[0]
-    learned_head = (SpatialEnsemble(globals_) if len(globals_) > 1 else globals_[0]) if globals_ else None
-    tail = SpatialTail(spatial, share, learned_head, global_share)
-    path = export_tail(body, tail, held_pooled.shape[1], tuple(train_maps.shape[1:]), Path(config["out"]) / f"{config['name']}.onnx")
-    card = {key: copy.deepcopy(value) for key, value in base.card.details.items() if key not in ("calibration", "claims", "test_metrics", "threshold_selection")}
-    seconds = {"seconds": round(time.time() - started), "machine": machine_name(), "date": date.today().isoformat()}
-    card |= {
-        "name": config["name"],
-        "description": config["description"],
-        "base": base.name,
-        "spatial": {**spec, "heads": len(heads), "weight": share, "chosen_on": chosen_on, **found_shares(held, scores if rule == "cross_validation" else None, global_spec is not None),
-                    "head_training_seconds": _training_seconds(run_dir, "spatial-seed*.pt"), **seconds},
-        "training_command": f"signver train spatial-heads --config {config_path}",
-    }
-    if stretch:
-        card["ink_stretch"] = stretch
-    if global_spec:
-        learned_size = int(global_spec.get("dim", 128)) * len(globals_)
+    with holding_run_dir(run_dir):
+        train = load_training_set(sources, size, "train", run_dir / "train.npz")
+        holdout = load_training_set(sources, size, "holdout", run_dir / "holdout.npz")
+        body = trunk(onnx.load(base.card.path), imagenet_only=global_spec is not None)
+        if stretch:
+            body = with_ink_stretch(body, stretch["tone"])
+        session = trunk_session(body)
+        train_pooled, train_maps = pooled_and_maps(session, train.images)
+        held_pooled, held_maps = pooled_and_maps(session, holdout.images)
+        changed = {name: pooled_and_maps(session, copy_images(name, train, sources, size, run_dir))[1] for name in copy_names}
+        heads = [trained_head(spec, seed, train_maps.shape[1], lambda: training_maps(spec, train_maps, changed), train, run_dir / f"spatial-seed{seed}.pt")
+                 for seed in head_seeds(spec)]
+        globals_ = [trained_global_head(global_spec, seed, train_maps.shape[1], lambda: training_maps(global_spec, train_maps, changed), train, run_dir / f"global-seed{seed}.pt")
+                    for seed in global_seeds(global_spec)] if global_spec else []
+        local = ensemble_vectors(heads, held_maps)
+        learned = ensemble_vectors(globals_, held_maps) if globals_ else None
+        grid = [(w, v) for w in global_shares for v in shares]
+        held = {(w, v): holdout_eers(joined(with_learned(held_pooled, learned, w), local, v), holdout) for w, v in grid}
+        if rule == "cross_validation":
+            imagenet = train_pooled if global_spec else unit(train_pooled[:, : -int(base.card.details["network"]["dim"])])
+            scores = cross_validated_grid(imagenet, train_maps, train, spec, folds, shares, run_dir, global_spec, global_shares, changed)
+            chosen_on = f"{folds}-fold writer cross-validation over the training writers (" + ("the whole vector" if global_spec else "ImageNet part + heads") + ")"
+        else:
+            scores, chosen_on = held, "held-out training writers (the whole vector)" if rule == "holdout" else "given in the config"
+        global_share, share = min(grid, key=lambda key: scores[key]["mean"])
+        spatial = SpatialEnsemble(heads) if len(heads) > 1 else heads[0]
+        learned_head = (SpatialEnsemble(globals_) if len(globals_) > 1 else globals_[0]) if globals_ else None
+        tail = SpatialTail(spatial, share, learned_head, global_share)
+        path = export_tail(body, tail, held_pooled.shape[1], tuple(train_maps.shape[1:]), Path(config["out"]) / f"{config['name']}.onnx")
+        card = {key: copy.deepcopy(value) for key, value in base.card.details.items() if key not in ("calibration", "claims", "test_metrics", "threshold_selection")}
+        seconds = {"seconds": round(time.time() - started), "machine": machine_name(), "date": date.today().isoformat()}
         card |= {
-            "network": {"kind": "lite0", "blocks": max(int(t) for t in spec["taps"]), "pretrained": True, "trained_blocks": 0, "dim": learned_size,
-                        "learned_part": "global heads on the fixed ImageNet maps (no trained network branch)"},
-            "global": {**global_spec, "heads": len(globals_), "weight": global_share, "chosen_on": chosen_on,
-                       "head_training_seconds": _training_seconds(run_dir, "global-seed*.pt")},
-            "fusion": {**card.get("fusion", {}), "weight": round(1 - global_share, 6), "chosen_on": chosen_on},
-            "loss": global_spec.get("loss", {"name": "multi_similarity"}),
-            "training": {"kind": "heads on fixed ImageNet maps", **seconds},
+            "name": config["name"],
+            "description": config["description"],
+            "base": base.name,
+            "spatial": {**spec, "heads": len(heads), "weight": share, "chosen_on": chosen_on, **found_shares(held, scores if rule == "cross_validation" else None, global_spec is not None),
+                        "head_training_seconds": _training_seconds(run_dir, "spatial-seed*.pt"), **seconds},
+            "training_command": f"signver train spatial-heads --config {config_path}",
         }
-    write_card(path.with_suffix(".json"), card)
-    set_holdout_threshold(path, card, holdout)
-    return path
+        if stretch:
+            card["ink_stretch"] = stretch
+        if global_spec:
+            learned_size = int(global_spec.get("dim", 128)) * len(globals_)
+            card |= {
+                "network": {"kind": "lite0", "blocks": max(int(t) for t in spec["taps"]), "pretrained": True, "trained_blocks": 0, "dim": learned_size,
+                            "learned_part": "global heads on the fixed ImageNet maps (no trained network branch)"},
+                "global": {**global_spec, "heads": len(globals_), "weight": global_share, "chosen_on": chosen_on,
+                           "head_training_seconds": _training_seconds(run_dir, "global-seed*.pt")},
+                "fusion": {**card.get("fusion", {}), "weight": round(1 - global_share, 6), "chosen_on": chosen_on},
+                "loss": global_spec.get("loss", {"name": "multi_similarity"}),
+                "training": {"kind": "heads on fixed ImageNet maps", **seconds},
+            }
+        write_card(path.with_suffix(".json"), card)
+        set_holdout_threshold(path, card, holdout)
+        return path
 
 
 def found_shares(held: dict, cross_validated: dict | None, with_global: bool) -> dict:
