@@ -552,7 +552,8 @@ def evaluate(
     for key, (low, high) in metrics["intervals_95"].items():  # writers drawn again: how far other writers could move it
         print(f"{key + ' 95 % interval':38s} {low:.4f} to {high:.4f}")
     if not metrics["intervals_95"]:
-        print(f"{'95 % intervals':38s} n/a (one writer: drawn again, it is always the same one)")
+        reason = "one writer: drawn again, it is always the same one" if metrics["n_writers"] < 2 else "no draw of the writers could compute them"
+        print(f"{'95 % intervals':38s} n/a ({reason})")
     print(f"wrote {out / 'metrics.json'}")
 
 

@@ -69,7 +69,7 @@ def readings(shape: tuple[int, int], size: tuple[int, int]) -> tuple[bool, ...]:
     and where it is wider than the input's shape also with its shape kept, the boxes of both
     joined. Stretching squeezes a wide page's signatures across, unlike any training page: on
     strips cut from valid pages 3.9 times as wide as tall it found 101 of 405 signatures where
-    keeping the shape found 370; but on cheques made of CEDAR signatures (2.3 times as wide)
+    keeping the shape found 368; but on cheques made of CEDAR signatures (2.3 times as wide)
     stretching found 33 of 55 and keeping the shape 16, and both together 38
     (`benchmarks/detect_page_shapes.py`)."""
     rows = round(shape[0] * size[1] / shape[1])  # the page's height at the input's width, as network_input takes it
@@ -81,8 +81,8 @@ def page_windows(height: int, width: int) -> list[tuple[int, int]]:
     more than TALL_PAGE times as tall as a training page (a long receipt, pages scanned as one
     image), windows of a training page's shape, overlapping by half. Stretched whole into the
     square input, such a page shrinks its signatures' height with its own: on two valid pages
-    one above the other the whole found 115 of 149 signatures, the windows 138; on three, 50
-    and 137 (benchmarks/detect_page_shapes.py)."""
+    one above the other the whole found 325 of 455 signatures, the windows 405; on three, 152
+    and 404 of 454 (benchmarks/detect_page_shapes.py)."""
     window = max(round(width * TRAINING_PAGE_SHAPE), int(np.ceil(2 * height / (MAX_WINDOWS + 1))))  # a sliver: fewer, taller
     if height <= TALL_PAGE * window:
         return [(0, height)]

@@ -23,6 +23,7 @@ from ..folders import output_folder  # noqa: E402
 from ..matcher import score_trials  # noqa: E402
 from . import plots  # noqa: E402
 from .protocols import KIND_NAMES, p1_pairs  # noqa: E402
+from .report import counted  # noqa: E402
 
 
 def embedding_map(
@@ -39,15 +40,7 @@ def embedding_map(
     out = output_folder(out, contents="tsne.png and distances.png", outside=data_dir, files=("tsne.png", "distances.png"))
     extractor = Extractor(model)
     trials = p1_pairs(dataset, writers)
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(done, len(trials.images))
-
-    embeddings = extractor.embed(trials.images, progress=advance)
+    embeddings = extractor.embed(trials.images, progress=counted(progress, len(trials.images)))
     distances = score_trials(embeddings, trials.references, trials.questioned)
     groups = {KIND_NAMES[k]: distances[trials.kind == k] for k in KIND_NAMES}
     title = f"{dataset.name} ({extractor.name})"

@@ -93,6 +93,19 @@ def build_trials(data_dir: str | Path, protocol: str, references: int, split: st
     raise InputError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 
 
+def counted(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None]:
+    """`Extractor.embed`'s progress (images per batch) told on as `progress(done, total)`."""
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    return advance
+
+
 def evaluate(
     data_dir: str | Path,
     out: str | Path,
@@ -115,15 +128,7 @@ def evaluate(
     out = output_folder(out, contents="metrics.json and the plots", outside=data_dir,
                         files=("metrics.json", "roc.png", "det.png", "distances.png", "reliability.png"))
     extractor = Extractor(model)
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(done, len(trials.images))
-
-    embeddings = extractor.embed(trials.images, progress=advance, clean=clean)
+    embeddings = extractor.embed(trials.images, progress=counted(progress, len(trials.images)), clean=clean)
     distances = score_trials(embeddings, trials.references, trials.questioned, fusion)
     threshold, calibration, source = decision_rule(extractor.card, protocol, fusion, trials.references.shape[1])
     if threshold is None:
