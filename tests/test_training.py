@@ -423,3 +423,18 @@ def test_a_run_folder_is_held_by_one_process_at_a_time(tmp_path):
         with holding_run_dir(tmp_path / "free"):  # another folder: fine
             pass
     assert other_process_holds().returncode == 0  # once the run is over, the folder is free (in a notebook too)
+
+
+def test_an_extractor_run_holds_its_folder_until_exported(synthetic_dataset, tmp_path, monkeypatch):
+    """The spatial heads and finer caches are written after the network trains: held then too."""
+    from signver.training import loop, run_state
+
+    held_at_export = []
+    export = loop.export_extractor
+    monkeypatch.setattr(loop, "export_extractor", lambda *args: held_at_export.append(set(run_state._HELD)) or export(*args))
+    config = {"name": "tiny", "description": "test", "network": {"kind": "resnet", "widths": [8, 16], "dim": 16},
+              "loss": {"name": "multi_similarity"}, "input": {"height": 32, "width": 64},
+              "data": [{"path": str(synthetic_dataset), "holdout": [7, 8]}], "batch": {"writers": 4, "genuine": 3, "forged": 1},
+              "steps": 2, "warmup": 1, "lr": 0.001, "eval_every": 2, "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model")}
+    train_extractor(config, "tiny.yaml")
+    assert held_at_export == [{(tmp_path / "run").resolve()}] and not run_state._HELD

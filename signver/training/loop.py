@@ -72,22 +72,23 @@ def _as_batch(images: np.ndarray) -> torch.Tensor:
 def train_extractor(config: dict, config_path: str) -> Path:
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
     run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
-    trained = train_network(config, run_dir)
-    network, seconds = trained.network, trained.seconds
-    config = {**config, "chosen_step": trained.chosen_step, "machine": trained.machine}
-    served = served_size(config)  # the network is convolutional up to its pooling: it may serve a finer input
-    train, holdout = trained.train, trained.holdout
-    if served != size:
-        holdout = load_training_set(config["data"], served, "holdout", run_dir / f"holdout-{served[0]}x{served[1]}.npz")
-    if "fuse_imagenet" in config:
-        network, config["fusion_weight"] = fuse_with_imagenet(network, config["fuse_imagenet"], holdout)
-    if "spatial" in config:
-        if "fuse_imagenet" not in config:
-            raise ValueError("a spatial head compares ImageNet maps: the config needs fuse_imagenet as well")
+    with holding_run_dir(run_dir):  # the spatial heads and the finer caches are written there after the network trains
+        trained = train_network(config, run_dir)
+        network, seconds = trained.network, trained.seconds
+        config = {**config, "chosen_step": trained.chosen_step, "machine": trained.machine}
+        served = served_size(config)  # the network is convolutional up to its pooling: it may serve a finer input
+        train, holdout = trained.train, trained.holdout
         if served != size:
-            train = load_training_set(config["data"], served, "train", run_dir / f"train-{served[0]}x{served[1]}.npz")
-        config["spatial_result"] = add_spatial_head(network, config["spatial"], train, holdout, run_dir)
-    return export_extractor(network, config, config_path, holdout, seconds)
+            holdout = load_training_set(config["data"], served, "holdout", run_dir / f"holdout-{served[0]}x{served[1]}.npz")
+        if "fuse_imagenet" in config:
+            network, config["fusion_weight"] = fuse_with_imagenet(network, config["fuse_imagenet"], holdout)
+        if "spatial" in config:
+            if "fuse_imagenet" not in config:
+                raise ValueError("a spatial head compares ImageNet maps: the config needs fuse_imagenet as well")
+            if served != size:
+                train = load_training_set(config["data"], served, "train", run_dir / f"train-{served[0]}x{served[1]}.npz")
+            config["spatial_result"] = add_spatial_head(network, config["spatial"], train, holdout, run_dir)
+        return export_extractor(network, config, config_path, holdout, seconds)
 
 
 @dataclass
