@@ -56,8 +56,8 @@ def network_input(page: np.ndarray, size: tuple[int, int], keep_shape: bool = Fa
     The page is stretched whole to the input, as the training pages were; with `keep_shape`, a
     page wider than the input's shape is shrunk to its width with its proportions kept and laid
     on its own paper (median grey)."""
-    (h, w), (in_h, in_w) = page.shape, size
-    rows = min(in_h, max(1, round(h * in_w / w))) if keep_shape else in_h  # the page's height at the input's width
+    in_h, in_w = size
+    rows = _rows_at_input_width(page.shape, size) if keep_shape else in_h
     canvas = np.full((in_h, in_w), np.median(page) if rows < in_h else 0, np.uint8)
     top = (in_h - rows) // 2
     canvas[top : top + rows] = cv2.resize(page, (in_w, rows), interpolation=cv2.INTER_AREA)
@@ -72,8 +72,12 @@ def readings(shape: tuple[int, int], size: tuple[int, int]) -> tuple[bool, ...]:
     keeping the shape found 368; but on cheques made of CEDAR signatures (2.3 times as wide)
     stretching found 33 of 55 and keeping the shape 16, and both together 38
     (`benchmarks/detect_page_shapes.py`)."""
-    rows = round(shape[0] * size[1] / shape[1])  # the page's height at the input's width, as network_input takes it
-    return (False, True) if rows < size[0] else (False,)
+    return (False, True) if _rows_at_input_width(shape, size) < size[0] else (False,)
+
+
+def _rows_at_input_width(shape: tuple[int, int], size: tuple[int, int]) -> int:
+    """The input rows a page of `shape` (h, w) takes shrunk to the input's width, shape kept (at most all)."""
+    return min(size[0], max(1, round(shape[0] * size[1] / shape[1])))
 
 
 def page_windows(height: int, width: int) -> list[tuple[int, int]]:

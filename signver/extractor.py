@@ -102,7 +102,7 @@ class Extractor:
         An input error names the image: its path, or its label (default: image 3 of 5)."""
         sources = list(sources)
         if labels is None:
-            labels = [f"image {i + 1} of {len(sources)}" if len(sources) > 1 else None for i in range(len(sources))]
+            labels = numbered(range(len(sources)), len(sources))
         chunks = [np.zeros((0, self.dimension), np.float32)]
         prepare = cleaner.for_embedding if cleaner.resolve(clean) else (lambda image: image)
 
@@ -132,8 +132,7 @@ class Extractor:
         images = [i for i, v in enumerate(values) if not _is_embedding(v)]
         out = np.zeros((len(values), self.dimension), np.float32)
         if images:
-            labels = [f"image {i + 1} of {len(values)}" if len(values) > 1 else None for i in images]  # counted among every value
-            out[images] = self.embed([values[i] for i in images], clean=clean, labels=labels)
+            out[images] = self.embed([values[i] for i in images], clean=clean, labels=numbered(images, len(values)))  # counted among every value
         for i, value in enumerate(values):
             if _is_embedding(value):
                 if value.dtype.kind != "f" or len(value) != self.dimension or not np.all(np.isfinite(value)):
@@ -148,6 +147,11 @@ class Extractor:
                     raise InputError(f"an embedding of all zeros has no direction, so it cannot stand for a signature (model {self.name})")
                 out[i] = wide / norm
         return out
+
+
+def numbered(indices: Iterable[int], total: int) -> list[str | None]:
+    """How errors call inputs without a name: image 3 of 5 (nothing when there is one)."""
+    return [f"image {i + 1} of {total}" if total > 1 else None for i in indices]
 
 
 def _is_embedding(value) -> bool:

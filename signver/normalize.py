@@ -72,8 +72,9 @@ def normalize(gray: np.ndarray, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndar
         raise InputError(f"a {gray.shape[0]} x {gray.shape[1]} pixel image is too small to hold a signature "
                          f"(a side under {MIN_SIDE} pixels)")
     mask, threshold = ink_mask(gray)
-    if cv2.countNonZero(mask.view(np.uint8)) > MAX_INK_SHARE * mask.size:
-        raise InputError(f"{cv2.countNonZero(mask.view(np.uint8)) / mask.size:.0%} of the image is darker than its paper, so its "
+    ink_share = cv2.countNonZero(mask.view(np.uint8)) / mask.size
+    if ink_share > MAX_INK_SHARE:
+        raise InputError(f"{ink_share:.0%} of the image is darker than its paper, so its "
                          "ink cannot be told from it: light ink on a dark background (invert it: 255 - image; a bool array is True "
                          "for paper), or a shadow or shaded field over the paper (clean it first: clean=True, --clean)")
     x0, y0, x1, y1 = ink_box(mask)

@@ -102,70 +102,69 @@ class TrainedNetwork:
 
 
 def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
-    """Train (or resume, or find finished) the run in `run_dir`."""
+    """Train (or resume, or find finished) the run in `run_dir`, which the caller holds (`holding_run_dir`)."""
     torch.manual_seed(config.get("seed", 0))
     torch.set_num_threads(config.get("threads", 2))
     device = training_device(config)
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
-    with holding_run_dir(run_dir):
-        batch, loss_config = config["batch"], config["loss"]
-        if not (isinstance(batch, dict) and {"writers", "genuine", "forged"} <= set(batch)):
-            raise InputError(f"batch must say how many writers, and genuine and forged signatures of each, such as "
-                             f"{{writers: 32, genuine: 4, forged: 2}}, not {batch!r}")
-        if not isinstance(loss_config, dict) or loss_config.get("name") not in LOSSES:
-            raise InputError(f"loss must name one of {', '.join(LOSSES)} (loss: {{name: multi_similarity}}, with its settings), not {loss_config!r}")
-        loss_config = dict(loss_config)
-        settings = set(inspect.signature(LOSSES[loss_config["name"]]).parameters) - {"embeddings", "labels"}
-        if set(loss_config) - {"name"} - settings:
-            raise InputError(f"loss {loss_config['name']} has no setting {', '.join(sorted(set(loss_config) - {'name'} - settings))}; "
-                             f"it takes {', '.join(sorted(settings))}")
-        holdout = load_training_set(config["data"], size, "holdout", run_dir / "holdout.npz")  # the smaller: a wrong holdout fails first
-        train = load_training_set(config["data"], size, "train", run_dir / "train.npz")
-        network = build_network(config["network"]).to(device, memory_format=torch.channels_last)
-        loss_fn = partial(LOSSES[loss_config.pop("name")], **loss_config)
-        steps, warmup = int(config["steps"]), int(config.get("warmup", 100))
-        optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
-        checkpoint = run_dir / "last.pt"
-        state = resume(checkpoint, network, optimizer, scheduler, steps)
-        start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", float("inf"))
-        machine = state.get("machine", machine_name(device)) if start >= steps else machine_name(device)
-        batches = writer_batches(train, batch["writers"], batch["genuine"], batch["forged"], np.random.default_rng(config.get("seed", 0) + start))
-        with Progress(*progress_columns()) as progress, training_log(run_dir / "log.jsonl", start) as log:
-            task = progress.add_task("train", total=steps, completed=start, status="")
-            began, running = time.time(), None
-            for step in range(start, steps):
-                index = next(batches)
-                network.train()
-                if step < config.get("adapt_frozen_bn_steps", 0):
-                    network.frozen.train()  # frozen weights, but batch-norm statistics adapt to signatures
-                images = torch.from_numpy(train.images[index]).to(device)
-                x = augment(images.float().div_(255.0)[:, None], config.get("augment_strength", 1.0))
-                with torch.autocast(device.type, dtype=torch.bfloat16):
-                    embeddings = network(x.contiguous(memory_format=torch.channels_last))
-                loss = loss_fn(embeddings.float(), torch.from_numpy(train.labels(index)).to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-                done = step + 1
-                if done % config.get("eval_every", 250) == 0 or done == steps:
-                    holdout_eer = holdout_eers(embed_with(network, holdout.images), holdout)
-                    elapsed = seconds + time.time() - began
-                    record = {"step": done, "loss": round(running, 4), "holdout_eer_skilled": holdout_eer, "seconds": round(elapsed)}
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                    if holdout_eer["mean"] < best:
-                        best = holdout_eer["mean"]
-                        save_atomically({"network": network.state_dict(), "step": done, "holdout_eer_skilled": holdout_eer}, run_dir / "best.pt")
-                    save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best, machine=machine)
-                    progress.update(task, status=f"loss {running:.3f} holdout EER {holdout_eer['all']:.3f}")
-                progress.update(task, completed=done)
-        seconds += time.time() - began
-        chosen = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")
-        network = network.cpu()
-        network.load_state_dict(chosen["network"])
-        return TrainedNetwork(network, seconds, chosen["step"], machine, train, holdout)
+    batch, loss_config = config["batch"], config["loss"]
+    if not (isinstance(batch, dict) and {"writers", "genuine", "forged"} <= set(batch)):
+        raise InputError(f"batch must say how many writers, and genuine and forged signatures of each, such as "
+                         f"{{writers: 32, genuine: 4, forged: 2}}, not {batch!r}")
+    if not isinstance(loss_config, dict) or loss_config.get("name") not in LOSSES:
+        raise InputError(f"loss must name one of {', '.join(LOSSES)} (loss: {{name: multi_similarity}}, with its settings), not {loss_config!r}")
+    loss_config = dict(loss_config)
+    settings = set(inspect.signature(LOSSES[loss_config["name"]]).parameters) - {"embeddings", "labels"}
+    if set(loss_config) - {"name"} - settings:
+        raise InputError(f"loss {loss_config['name']} has no setting {', '.join(sorted(set(loss_config) - {'name'} - settings))}; "
+                         f"it takes {', '.join(sorted(settings))}")
+    holdout = load_training_set(config["data"], size, "holdout", run_dir / "holdout.npz")  # the smaller: a wrong holdout fails first
+    train = load_training_set(config["data"], size, "train", run_dir / "train.npz")
+    network = build_network(config["network"]).to(device, memory_format=torch.channels_last)
+    loss_fn = partial(LOSSES[loss_config.pop("name")], **loss_config)
+    steps, warmup = int(config["steps"]), int(config.get("warmup", 100))
+    optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
+    checkpoint = run_dir / "last.pt"
+    state = resume(checkpoint, network, optimizer, scheduler, steps)
+    start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", float("inf"))
+    machine = state.get("machine", machine_name(device)) if start >= steps else machine_name(device)
+    batches = writer_batches(train, batch["writers"], batch["genuine"], batch["forged"], np.random.default_rng(config.get("seed", 0) + start))
+    with Progress(*progress_columns()) as progress, training_log(run_dir / "log.jsonl", start) as log:
+        task = progress.add_task("train", total=steps, completed=start, status="")
+        began, running = time.time(), None
+        for step in range(start, steps):
+            index = next(batches)
+            network.train()
+            if step < config.get("adapt_frozen_bn_steps", 0):
+                network.frozen.train()  # frozen weights, but batch-norm statistics adapt to signatures
+            images = torch.from_numpy(train.images[index]).to(device)
+            x = augment(images.float().div_(255.0)[:, None], config.get("augment_strength", 1.0))
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                embeddings = network(x.contiguous(memory_format=torch.channels_last))
+            loss = loss_fn(embeddings.float(), torch.from_numpy(train.labels(index)).to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            done = step + 1
+            if done % config.get("eval_every", 250) == 0 or done == steps:
+                holdout_eer = holdout_eers(embed_with(network, holdout.images), holdout)
+                elapsed = seconds + time.time() - began
+                record = {"step": done, "loss": round(running, 4), "holdout_eer_skilled": holdout_eer, "seconds": round(elapsed)}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                if holdout_eer["mean"] < best:
+                    best = holdout_eer["mean"]
+                    save_atomically({"network": network.state_dict(), "step": done, "holdout_eer_skilled": holdout_eer}, run_dir / "best.pt")
+                save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best, machine=machine)
+                progress.update(task, status=f"loss {running:.3f} holdout EER {holdout_eer['all']:.3f}")
+            progress.update(task, completed=done)
+    seconds += time.time() - began
+    chosen = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")
+    network = network.cpu()
+    network.load_state_dict(chosen["network"])
+    return TrainedNetwork(network, seconds, chosen["step"], machine, train, holdout)
 
 
 def add_spatial_head(fused: FusedEmbedder, spec: dict, train: TrainingSet, holdout: TrainingSet, run_dir: Path) -> dict:
