@@ -35,23 +35,26 @@ class VerificationResult:
         return asdict(self)
 
 
-def embed(images: SourceLike | Sequence[SourceLike], model: str | None = None, clean: bool | None = None) -> np.ndarray:
+def embed(images: SourceLike | Sequence[SourceLike], model: str | None = None, clean: bool | None = None,
+          dropout: str | None = None) -> np.ndarray:
     """Unit-length embedding of one image (D,), or of a list of images (N, D). `clean`: remove
-    printed text, lines and stamps around the ink first (None: `signver.cleaner.DEFAULT_CLEAN`)."""
+    printed text, lines and stamps around the ink first (None: `signver.cleaner.DEFAULT_CLEAN`).
+    `dropout` (red, green, blue): read colour images without marks of that colour, such as a stamp."""
     extractor = get_extractor(model)
     if isinstance(images, (list, tuple)):
-        return extractor.embed(images, clean=clean)
-    return extractor.embed([images], clean=clean)[0]
+        return extractor.embed(images, clean=clean, dropout=dropout)
+    return extractor.embed([images], clean=clean, dropout=dropout)[0]
 
 
 def verify(a: SignatureLike, b: SignatureLike, threshold: float | None = None, model: str | None = None,
-           clean: bool | None = None) -> VerificationResult:
+           clean: bool | None = None, dropout: str | None = None) -> VerificationResult:
     """Were `a` and `b` written by the same person? Accepted when distance <= threshold.
-    `clean`: clean images before embedding (None: `signver.cleaner.DEFAULT_CLEAN`)."""
+    `clean`: clean images before embedding (None: `signver.cleaner.DEFAULT_CLEAN`); `dropout`
+    as for `embed`."""
     check_threshold(threshold)  # before any work
     extractor = get_extractor(model)
     start = time.perf_counter()
-    vector_a, vector_b = extractor.vectors([a, b], clean=clean)
+    vector_a, vector_b = extractor.vectors([a, b], clean=clean, dropout=dropout)
     embedded = time.perf_counter()
     distance = float(distances(vector_a, vector_b))
     threshold = extractor.card.threshold if threshold is None else float(threshold)

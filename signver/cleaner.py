@@ -401,16 +401,16 @@ def get_cleaner(model: str | None = None) -> Cleaner:
     return Cleaner(model)
 
 
-def clean(source: SourceLike, model: str | None = None) -> np.ndarray:
+def clean(source: SourceLike, model: str | None = None, dropout: str | None = None) -> np.ndarray:
     """Remove the clutter around a signature: any input kind `signver.load_image` reads (a
-    path, bytes, file object, numpy array, PIL image, PDF page 1), any size. Returns a uint8
-    grey image of the input's size, ink dark on white."""
-    return get_cleaner(model).clean(load_image(source))
+    path, bytes, file object, numpy array, PIL image, PDF page 1), any size, read without
+    `dropout`'s colour if given. Returns a uint8 grey image of the input's size, ink dark on white."""
+    return get_cleaner(model).clean(load_image(source, dropout=dropout))
 
 
-def clean_many(sources: Iterable[SourceLike], model: str | None = None) -> list[np.ndarray]:
+def clean_many(sources: Iterable[SourceLike], model: str | None = None, dropout: str | None = None) -> list[np.ndarray]:
     cleaner = get_cleaner(model)
-    return [cleaner.clean(load_image(s)) for s in sources]
+    return [cleaner.clean(load_image(s, dropout=dropout)) for s in sources]
 
 
 def check_clean(clean_flag: bool | None) -> bool | None:

@@ -153,6 +153,21 @@ CleanOption = typer.Option(None, "--clean/--no-clean", help="remove printed text
                            "on for crops cut from documents)")
 
 
+def checked_dropout(value: Optional[str]) -> Optional[str]:
+    """--dropout's colour, checked before any file is read."""
+    from .images import check_dropout
+
+    try:
+        return check_dropout(value)
+    except InputError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+DropoutOption = typer.Option(None, "--dropout", callback=checked_dropout, metavar="COLOUR",
+                             help="red, green or blue: read colour scans without marks of that colour, such as a stamp over the "
+                                  "signature (its own channel, where they are as light as paper); grey scans are read as they are")
+
+
 STANDARD_INPUT = Path("/dev/stdin")
 
 
@@ -321,6 +336,7 @@ def verify(
     as_json: bool = JsonOption,
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
+    dropout: Optional[str] = DropoutOption,
 ) -> None:
     """Verify that each QUESTIONED signature was written by the writer of REFERENCE."""
     from .api import verify as verify_pair
@@ -331,12 +347,12 @@ def verify(
     columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model")
     printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     reference = from_standard_input(reference)
-    reference_vector = get_extractor(model).vectors([reference], clean=clean)[0]
+    reference_vector = get_extractor(model).vectors([reference], clean=clean, dropout=dropout)[0]
     for path in each_with_progress(expand_images(questioned), "verifying"):
         name = printable_name(path)  # any file name prints, whatever bytes it is made of
         record = {"reference": printable_name(reference), "questioned": name}
         try:
-            result = verify_pair(reference_vector, path, threshold=threshold, model=model, clean=clean)
+            result = verify_pair(reference_vector, path, threshold=threshold, model=model, clean=clean, dropout=dropout)
         except SignverError as error:
             printer.error(record, error)
             continue
@@ -354,6 +370,7 @@ def enroll(
     metadata: Optional[str] = typer.Option(None, help="a JSON object stored with the person (replaces the old one)"),
     gallery: Optional[Path] = GalleryOption,
     model: Optional[str] = typer.Option(None, help="extractor (default: the one the gallery holds, or the default model for a new gallery)"),
+    dropout: Optional[str] = DropoutOption,
 ) -> None:
     """Enrol PERSON with reference signatures (adds to them if already enrolled)."""
     from .gallery import Gallery
@@ -364,7 +381,7 @@ def enroll(
         raise InputError(f"--metadata is not valid JSON: {error}") from None
     files = expand_images(images)
     with Gallery(gallery, model=model) as store:
-        person_record = store.enroll(person, files, metadata=extra, sources=[str(f) for f in files])
+        person_record = store.enroll(person, files, metadata=extra, sources=[str(f) for f in files], dropout=dropout)
         print(f"enrolled {person_record.person_id}: {len(files)} added, {person_record.references} references in "
               f"{text_name(store.path)}")
 
@@ -382,11 +399,13 @@ def check(
     clean: Optional[bool] = CleanOption,
     document: bool = typer.Option(False, "--document", help="each file is a page or a document (PDF, TIFF): its signatures are "
                                   "found, cut out, cleaned (unless --no-clean) and each checked, one line apiece"),
+    dropout: Optional[str] = DropoutOption,
 ) -> None:
     """Check that PERSON wrote each questioned signature, against all their references. The
     distance is the claim score: the references' distances fused (default "scaled": can pass 1)."""
     from .gallery import Gallery
     from .images import printable_name
+    from .pipeline import Pipeline
 
     columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model")
     if document:
@@ -396,13 +415,13 @@ def check(
         store.get(person)
         files = expand_images(images)
         if document:
-            _check_documents(store, person, files, clean, printer)
+            _check_documents(Pipeline(store, dropout=dropout), person, files, clean, printer)
             raise typer.Exit(printer.exit_code)
         for path in each_with_progress(files, "checking"):
             name = printable_name(path)
             record = {"questioned": name, "person_id": person}
             try:
-                result = store.verify_claim(person, path, clean=clean)
+                result = store.verify_claim(person, path, clean=clean, dropout=dropout)
             except SignverError as error:
                 printer.error(record, error)
                 continue
@@ -413,13 +432,11 @@ def check(
     raise typer.Exit(printer.exit_code)
 
 
-def _check_documents(store, person: str, files: list[Path], clean: bool | None, printer: ResultPrinter) -> None:
+def _check_documents(pipeline, person: str, files: list[Path], clean: bool | None, printer: ResultPrinter) -> None:
     """`check --document`: every signature found on each file, checked against `person`. A file
     where none is found is not verified (exit 1), said on its own line."""
     from .images import printable_name
-    from .pipeline import Pipeline
 
-    pipeline = Pipeline(store)
     for path in each_with_progress(files, "checking documents"):
         name = printable_name(path)
         try:
@@ -457,6 +474,7 @@ def identify(
     as_json: bool = JsonOption,
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
+    dropout: Optional[str] = DropoutOption,
 ) -> None:
     """Rank the enrolled people most likely to have written each questioned signature (1:N search):
     accepted claims first, then by the calibrated likelihood ratio. Each is scored as `check` scores a claim."""
@@ -473,7 +491,7 @@ def identify(
         for path in each_with_progress(files, "identifying"):
             name = printable_name(path)
             try:
-                ranked = store.identify(path, k, clean=clean)
+                ranked = store.identify(path, k, clean=clean, dropout=dropout)
             except SignverError as error:
                 printer.error({"questioned": name}, error)
                 continue
@@ -639,6 +657,7 @@ def clean_images(
     images: list[Path] = typer.Argument(..., help="signature crops: image or PDF files (page 1 of a PDF or TIFF), or folders of them"),
     out: Path = typer.Option(..., "--out", help="folder for the cleaned images (PNG, one per input)"),
     model: Optional[str] = typer.Option(None, help="cleaner name or .onnx path"),
+    dropout: Optional[str] = DropoutOption,
 ) -> None:
     """Remove printed text, ruling lines, stamps and scan noise around each signature; writes
     OUT/<name>.png (same size, ink dark on white) and prints one line per file."""
@@ -653,7 +672,7 @@ def clean_images(
     for path, stem in each_with_progress(list(zip(files, _unique_stems(files))), "cleaning"):
         name = f"{stem}.png"
         try:
-            write_png(out / name, clean(path, model=model), originals)
+            write_png(out / name, clean(path, model=model, dropout=dropout), originals)
         except SignverError as error:  # this file unreadable, or its output not writable: the others go on
             print_file_error(path, error)
             exit_code = EXIT_BAD_INPUT
@@ -679,13 +698,13 @@ def serve(
     run(host, port, gallery, api_key, model)
 
 
-def _load_each(files: list[Path], dpi: float):
+def _load_each(files: list[Path], dpi: float, dropout: str | None):
     """(file, its pages, None) or (file, [], the error), one file at a time."""
     from .images import load_pages
 
     for path in files:
         try:
-            yield path, load_pages(path, dpi=dpi), None
+            yield path, load_pages(path, dpi=dpi, dropout=dropout), None
         except SignverError as error:
             yield path, [], error
 
@@ -717,6 +736,7 @@ def detect(
     threshold: Optional[float] = typer.Option(None, help="keep boxes scoring at least this (default: the model's)"),
     model: Optional[str] = typer.Option(None, help="detector name or .onnx path"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one per page with its boxes, and one per unreadable file with its error"),
+    dropout: Optional[str] = DropoutOption,
 ) -> None:
     """Find signatures on document pages. Text: one line per signature, FILE PAGE x0 y0 x1 y1
     score (page from 0, pixels of the page), or FILE PAGE 'no signature'."""
@@ -739,7 +759,7 @@ def detect(
             output_folder(folder, option, files)
             note_files_already_in(folder, option)
     originals = _ids_of(files)
-    loaded = _load_each(files, dpi)
+    loaded = _load_each(files, dpi, dropout)
     first = next(loaded)
     total = len(files) - 1 + max(len(first[1]), 1)  # grows as later documents are opened
     bar = progress_bar() if total > 1 else None

@@ -230,12 +230,15 @@ def check_score(threshold: float | None) -> None:
         raise InputError(f"a detection threshold is a score from 0 to 1; got {threshold!r}")
 
 
-def detect(source: SourceLike, *, dpi: float = DEFAULT_DPI, threshold: float | None = None, model: str | None = None) -> list[Box]:
+def detect(source: SourceLike, *, dpi: float = DEFAULT_DPI, threshold: float | None = None, model: str | None = None,
+           dropout: str | None = None) -> list[Box]:
     """Signatures on every page of `source` (an image of any kind signver reads, a multi-page
-    TIFF or a PDF rendered at `dpi`), as boxes in each page's pixels, best first per page."""
+    TIFF or a PDF rendered at `dpi`, read without `dropout`'s colour if given), as boxes in each
+    page's pixels, best first per page."""
     check_score(threshold)
     detector = get_detector(model)
-    return [box for index, page in enumerate(load_pages(source, dpi=dpi)) for box in detector.detect_page(page, index, threshold)]
+    pages = load_pages(source, dpi=dpi, dropout=dropout)
+    return [box for index, page in enumerate(pages) for box in detector.detect_page(page, index, threshold)]
 
 
 def crop(page: np.ndarray, box: Box, margin: float = 0.05) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import cleaner
 from .errors import InputError
-from .images import SourceLike, errors_naming, load_image, source_name
+from .images import SourceLike, check_dropout, errors_naming, load_image, source_name
 from .models import DEFAULT_EXTRACTOR, ModelCard, inference_session, load_card, made_once
 from .normalize import normalize, to_model_input
 
@@ -96,10 +96,13 @@ class Extractor:
         progress: Callable[[int], None] | None = None,
         clean: bool | None = None,
         labels: Sequence[str] | None = None,
+        dropout: str | None = None,
     ) -> np.ndarray:
         """Embed images of any input kind; `progress(n)` is told of each batch done. `clean`
-        runs the cleaner on each image before normalisation (None: `cleaner.DEFAULT_CLEAN`).
+        runs the cleaner on each image before normalisation (None: `cleaner.DEFAULT_CLEAN`);
+        `dropout` reads colour images without the marks of that colour (`signver.load_image`).
         An input error names the image: its path, or its label (default: image 3 of 5)."""
+        dropout = check_dropout(dropout)
         sources = list(sources)
         if labels is None:
             labels = numbered(range(len(sources)), len(sources))
@@ -109,7 +112,7 @@ class Extractor:
         def prepared(index: int, source: SourceLike) -> np.ndarray:
             label = labels[index]
             with contextlib.nullcontext() if source_name(source) else errors_naming(source, label):  # a path's load errors name it already
-                image = load_image(source)
+                image = load_image(source, dropout=dropout)
             with errors_naming(source, label):
                 return normalize(prepare(image), self.card.input_size)
 
@@ -120,10 +123,11 @@ class Extractor:
                 progress(len(batch))
         return np.concatenate(chunks)
 
-    def vectors(self, values: Sequence[SourceLike | np.ndarray], clean: bool | None = None) -> np.ndarray:
+    def vectors(self, values: Sequence[SourceLike | np.ndarray], clean: bool | None = None, dropout: str | None = None) -> np.ndarray:
         """Unit vectors (N, D) for a mix of images of any kind and precomputed embeddings
         (1-D float arrays of this model's dimension); images are embedded in one batch,
-        cleaned first if `clean` (None: the default)."""
+        cleaned first if `clean` (None: the default), read without `dropout`'s colour."""
+        dropout = check_dropout(dropout)
         values = list(values)
         for value in values:
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.shape in ((1, self.dimension), (self.dimension, 1)):
@@ -132,7 +136,7 @@ class Extractor:
         images = [i for i, v in enumerate(values) if not _is_embedding(v)]
         out = np.zeros((len(values), self.dimension), np.float32)
         if images:
-            out[images] = self.embed([values[i] for i in images], clean=clean, labels=numbered(images, len(values)))  # counted among every value
+            out[images] = self.embed([values[i] for i in images], clean=clean, labels=numbered(images, len(values)), dropout=dropout)  # counted among every value
         for i, value in enumerate(values):
             if _is_embedding(value):
                 if value.dtype.kind != "f" or len(value) != self.dimension or not np.all(np.isfinite(value)):

@@ -442,9 +442,10 @@ class Gallery:
     # -- people ----------------------------------------------------------------------------
 
     def enroll(self, person_id: str, images: Sequence[SourceLike | np.ndarray], metadata: dict | None = None,
-               sources: Sequence[str] | None = None) -> Person:
+               sources: Sequence[str] | None = None, dropout: str | None = None) -> Person:
         """Add reference signatures (images of any kind, or embeddings) to a person, creating
-        the person if new; `metadata` replaces the stored metadata when given. All or nothing."""
+        the person if new; `metadata` replaces the stored metadata when given; `dropout` reads
+        colour images without that colour's marks (`signver.load_image`). All or nothing."""
         images = images_to_enrol(person_id, images)
         if metadata is not None and not isinstance(metadata, dict):
             raise InputError("metadata must be a JSON object (a dict)")
@@ -460,7 +461,7 @@ class Gallery:
             raise InputError(f"enrolling {person_id!r}: source names must be strings or paths")
         labels = [printable_name(label) for label in sources] if sources is not None else [""] * len(images)
         self._check_open()  # before the embedding's work
-        vectors = self.extractor.vectors(images)  # before the transaction: no lock held while embedding
+        vectors = self.extractor.vectors(images, dropout=dropout)  # before the transaction: no lock held while embedding
         with self._lock:
             self._check_open()
             with self._write():
@@ -609,17 +610,19 @@ class Gallery:
             reference_distances=[round(float(d), 6) for d in per_reference],
         )
 
-    def verify_claim(self, person_id: str, questioned: SourceLike | np.ndarray, clean: bool | None = None) -> ClaimResult:
+    def verify_claim(self, person_id: str, questioned: SourceLike | np.ndarray, clean: bool | None = None,
+                     dropout: str | None = None) -> ClaimResult:
         """Did `person_id` write `questioned`? Its distances to all of the person's references
         are fused into one and compared with the threshold. `clean`: clean the image first
-        (None: `signver.cleaner.DEFAULT_CLEAN`)."""
+        (None: `signver.cleaner.DEFAULT_CLEAN`); `dropout`: as for `enroll`."""
         started = time.perf_counter()
         person_id = self.get(person_id).person_id  # an unknown person is the error to report, before any image is read
-        vector = self.extractor.vectors([questioned], clean=clean)[0]
+        vector = self.extractor.vectors([questioned], clean=clean, dropout=dropout)[0]
         embedded = time.perf_counter()
         return self._decide(person_id, vector, self.references(person_id), started, embedded)
 
-    def identify(self, questioned: SourceLike | np.ndarray, k: int = 5, clean: bool | None = None) -> list[ClaimResult]:
+    def identify(self, questioned: SourceLike | np.ndarray, k: int = 5, clean: bool | None = None,
+                 dropout: str | None = None) -> list[ClaimResult]:
         """The k enrolled people most likely to have written `questioned`, best first, each
         scored as a claim, as `verify_claim` scores it, and ranked by `most_likely_first`.
 
@@ -629,11 +632,12 @@ class Gallery:
         the k are scored too (or, if many, the search widens). So with the exact index (the
         default) the answer is the one scoring everyone would give: a writer whose references
         vary can be the likeliest while farther than strangers whose references barely differ.
+        `clean` and `dropout`: as for `verify_claim`.
         """
         k = check_k(k)
         self._check_open()
         started = time.perf_counter()
-        vector = self.extractor.vectors([questioned], clean=clean)[0]
+        vector = self.extractor.vectors([questioned], clean=clean, dropout=dropout)[0]
         embedded = time.perf_counter()
         scored: dict[str, ClaimResult] = {}
         asked: set[str] = set()  # scored, or found without references (removed meanwhile, or damaged)

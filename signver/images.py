@@ -40,6 +40,8 @@ DOCUMENT_PAGES_OF_MAX = 25
 FLOAT_UNIT_MAX = 2.0  # a floating-point image whose values stay under this is on a 0-1 scale
 DEFAULT_DPI = 200
 MIN_DPI = 50  # below it a signature 1.5 cm tall is under 30 pixels: too few to detect or verify
+# The colours whose marks (a red stamp over a signature) `dropout` removes, by channel index.
+DROPOUT_CHANNELS = {"red": 0, "green": 1, "blue": 2}
 
 SourceLike = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, Image.Image]
 
@@ -76,12 +78,15 @@ def load_image(
     dpi: float = DEFAULT_DPI,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    dropout: str | None = None,
 ) -> np.ndarray:
-    """One page of `source` (page `page` of a multi-page TIFF or PDF) as a 2-D uint8 grey array."""
+    """One page of `source` (page `page` of a multi-page TIFF or PDF) as a 2-D uint8 grey array.
+    `dropout` ("red", "green" or "blue") reads a colour image through that colour's channel, so
+    that marks of that colour (a stamp) vanish; grey images are read as they are."""
     if isinstance(page, bool) or not isinstance(page, numbers.Integral):
         raise InputError(f"page must be an int, got {type(page).__name__}")
     page = int(page)
-    return _load(source, page, dpi, max_bytes, max_pixels, max_pages=1)[0]
+    return _load(source, page, dpi, max_bytes, max_pixels, 1, dropout)[0]
 
 
 def load_pages(
@@ -91,11 +96,12 @@ def load_pages(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_pages: int = 100,
+    dropout: str | None = None,
 ) -> list[np.ndarray]:
     """Every page of `source` as 2-D uint8 grey arrays: one for a single image, all of a TIFF or
     PDF, refusing more than `max_pages` pages, any over `max_pixels`, and pages together over
-    DOCUMENT_PAGES_OF_MAX x max_pixels."""
-    return _load(source, None, dpi, max_bytes, max_pixels, max_pages)
+    DOCUMENT_PAGES_OF_MAX x max_pixels. `dropout` as for `load_image`."""
+    return _load(source, None, dpi, max_bytes, max_pixels, max_pages, dropout)
 
 
 def check_dpi(dpi: float) -> float:
@@ -112,22 +118,32 @@ def check_limits(max_bytes: int, max_pixels: int, max_pages: int) -> None:
             raise InputError(f"{name} must be a whole number of at least 1, got {value!r}")
 
 
-def _load(source, page, dpi, max_bytes, max_pixels, max_pages) -> list[np.ndarray]:
+def check_dropout(dropout: str | None) -> str | None:
+    """None (read colour as grey) or the name of a colour to drop, in lower case: red, green or blue."""
+    if dropout is None:
+        return None
+    if not isinstance(dropout, str) or dropout.lower() not in DROPOUT_CHANNELS:
+        raise InputError(f"dropout must be one of {', '.join(DROPOUT_CHANNELS)} (the colour whose marks to drop), got {dropout!r}")
+    return dropout.lower()
+
+
+def _load(source, page, dpi, max_bytes, max_pixels, max_pages, dropout) -> list[np.ndarray]:
     check_dpi(dpi)
     check_limits(max_bytes, max_pixels, max_pages)
+    dropout = check_dropout(dropout)
     if isinstance(source, np.ndarray):
         _pick(1, page, max_pages, "array")
-        return [_from_array(source, max_pixels)]
+        return [_from_array(source, max_pixels, dropout)]
     if isinstance(source, Image.Image):
-        return _from_pil(source, "PIL image", page, max_pixels, max_pages)
+        return _from_pil(source, "PIL image", page, max_pixels, max_pages, dropout)
     data, label = _read(source, max_bytes)
     kind = _sniff(data, label)
     if kind == "PDF":
-        return _from_pdf(data, label, page, dpi, max_pixels, max_pages)
+        return _from_pdf(data, label, page, dpi, max_pixels, max_pages, dropout)
     with _decoding(label, kind):
         im = Image.open(io.BytesIO(data), formats=[kind])
     with im:
-        return _from_pil(im, label, page, max_pixels, max_pages)
+        return _from_pil(im, label, page, max_pixels, max_pages, dropout)
 
 
 def _read(source, max_bytes: int) -> tuple[bytes, str]:
@@ -242,7 +258,7 @@ def _pick(count: int, page: int | None, max_pages: int, label: str) -> range:
     return range(page, page + 1)
 
 
-def _from_pil(im: Image.Image, label: str, page, max_pixels: int, max_pages: int) -> list[np.ndarray]:
+def _from_pil(im: Image.Image, label: str, page, max_pixels: int, max_pages: int, dropout: str | None) -> list[np.ndarray]:
     """Pages of a (lazily opened) PIL image; each frame's size is checked before it is decoded."""
     with _decoding(label, im.format or "image"):
         count = _frames_up_to(im, (max_pages if page is None else page) + 1) if im.format == "TIFF" else 1
@@ -254,7 +270,7 @@ def _from_pil(im: Image.Image, label: str, page, max_pixels: int, max_pages: int
                     im.seek(index)
                 _check_pixels(*im.size, max_pixels, where)
                 _check_document(pages, *im.size, max_pixels, where)
-                pages.append(_to_gray(im))
+                pages.append(_to_gray(im, dropout))
         return pages
 
 
@@ -272,8 +288,9 @@ def _frames_up_to(im: Image.Image, limit: int) -> int:
     return count
 
 
-def _to_gray(im: Image.Image) -> np.ndarray:
-    """Grey uint8 as seen on paper: EXIF rotation applied, transparency flattened onto white."""
+def _to_gray(im: Image.Image, dropout: str | None = None) -> np.ndarray:
+    """Grey uint8 as seen on paper: EXIF rotation applied, transparency flattened onto white;
+    with `dropout`, a colour image's channel of that colour instead of its luminance."""
     bmp = im.format == "BMP"
     im = ImageOps.exif_transpose(im)
     if im.mode.startswith("I"):  # 16-bit grey ('I;16', 'I;16B') or 32-bit 'I' holding 16- or 8-bit values
@@ -290,9 +307,23 @@ def _to_gray(im: Image.Image) -> np.ndarray:
             return np.array(rgba.convert("L"), dtype=np.uint8)
         im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), rgba)
     try:
+        if dropout and im.mode not in ("1", "L"):
+            return _without_colour(np.asarray(im.convert("RGB")), DROPOUT_CHANNELS[dropout])
         return np.array(im.convert("L"), dtype=np.uint8)
     except ValueError as exc:  # "conversion from LAB to L not supported"
         raise UnsupportedFormatError(f"colour mode {im.mode} is not supported ({exc})") from exc
+
+
+def _without_colour(rgb: np.ndarray, channel: int) -> np.ndarray:
+    """Grey with the marks of one colour lifted to paper: that colour's channel plus its excess
+    over the darker of the other two. A red stamp is light in red and dark in green and blue, so
+    the excess lifts it to white even where the red channel alone leaves it grey (a stamp at 190
+    red reads 196 there); black ink, and ink of another colour, has no excess and stays dark,
+    also where it crosses the stamp. As a scanner's colour dropout, ink of the dropped colour
+    goes too: a red pen under `dropout="red"`."""
+    own = rgb[:, :, channel].astype(np.int16)
+    others = np.delete(rgb, channel, axis=2).min(axis=2).astype(np.int16)
+    return np.clip(2 * own - others, 0, 255).astype(np.uint8)
 
 
 def _scale16(values: np.ndarray) -> np.ndarray:
@@ -305,7 +336,7 @@ def _scale16(values: np.ndarray) -> np.ndarray:
     return ((values.astype(np.uint32) * 255 + full // 2) // full).astype(np.uint8)
 
 
-def _from_array(a: np.ndarray, max_pixels: int) -> np.ndarray:
+def _from_array(a: np.ndarray, max_pixels: int, dropout: str | None = None) -> np.ndarray:
     """A copy of a grey/RGB/RGBA array as grey uint8; bool arrays read like PIL '1' (True = white)."""
     if a.ndim == 3 and a.shape[2] == 1:  # grey with its one channel kept, as OpenCV and scikit-image may give it
         a = a[:, :, 0]
@@ -329,12 +360,13 @@ def _from_array(a: np.ndarray, max_pixels: int) -> np.ndarray:
             f"unsupported array dtype {a.dtype}: expected uint8, uint16, bool or float in [0, 1]"
         )
     if a.ndim == 3:
-        return _to_gray(Image.fromarray(np.ascontiguousarray(a)))
+        return _to_gray(Image.fromarray(np.ascontiguousarray(a)), dropout)
     return np.array(a, dtype=np.uint8, order="C")
 
 
-def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pages: int) -> list[np.ndarray]:
-    """Render PDF pages grey at `dpi`, checking each page's pixel count from its size in points first."""
+def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pages: int, dropout: str | None) -> list[np.ndarray]:
+    """Render PDF pages grey (or in colour, for `dropout`) at `dpi`, checking each page's pixel
+    count from its size in points first."""
     scale = dpi / 72
     with _PDFIUM_LOCK, _decoding(label, "PDF"):
         try:
@@ -353,8 +385,11 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
                 width, height = pdf_page.get_size()
                 _check_pixels(round(width * scale), round(height * scale), max_pixels, where)
                 _check_document(pages, round(width * scale), round(height * scale), max_pixels, where)
-                bitmap = pdf_page.render(scale=scale, grayscale=True)
-                pages.append(np.array(bitmap.to_numpy(), dtype=np.uint8))  # copy out of PDFium's buffer
+                bitmap = pdf_page.render(scale=scale, grayscale=not dropout)
+                if dropout:
+                    pages.append(_to_gray(bitmap.to_pil(), dropout))
+                else:
+                    pages.append(np.array(bitmap.to_numpy(), dtype=np.uint8))  # copy out of PDFium's buffer
                 pdf_page.close()
             return pages
         finally:

@@ -33,7 +33,7 @@ from .cleaner import check_clean
 from .detector import Box, check_score
 from .errors import InputError, ModelError, SignverError
 from .extractor import Extractor, get_extractor
-from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, check_dpi, check_limits, errors_naming, load_image, load_pages
+from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, check_dpi, check_dropout, check_limits, errors_naming, load_image, load_pages
 from .matcher import check_k, check_threshold, distances
 from .normalize import normalize
 
@@ -186,15 +186,17 @@ class Pipeline:
     `find(page, min_score) -> (boxes (K, 4), scores (K,))` and a `threshold`, such as
     `signver.detector.Detector`. `cleaner`: a cleaner model name, or any object with
     `clean(gray) -> gray`. `clean`: whether signatures are cleaned when a call does not say
-    (None: the cleaner's own default, if its model is installed).
+    (None: the cleaner's own default, if its model is installed). `dropout`: a colour (red,
+    green, blue) whose marks, such as a stamp over the signature, every input is read without
+    (see `signver.load_image`).
     """
 
     def __init__(self, gallery: Gallery | None = None, *, model: str | None = None, detector: Any = None,
                  cleaner: Any = None, clean: bool | None = None, dpi: float = DEFAULT_DPI,
                  detect_threshold: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, max_pages: int = DEFAULT_MAX_PAGES):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_pages: int = DEFAULT_MAX_PAGES, dropout: str | None = None):
         check_score(detect_threshold)  # settings first, before any model loads
-        dpi = check_dpi(dpi)
+        dpi, self.dropout = check_dpi(dpi), check_dropout(dropout)
         check_limits(max_bytes, max_pixels, max_pages)
         self.gallery = gallery
         self.extractor: Extractor = gallery.extractor if gallery is not None else get_extractor(model)
@@ -250,10 +252,11 @@ class Pipeline:
 
     def load_signature(self, source: SourceLike) -> np.ndarray:
         """One signature image (page 1 of a PDF or TIFF) as grey uint8, within the limits."""
-        return load_image(source, dpi=self.dpi, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        return load_image(source, dpi=self.dpi, max_bytes=self.max_bytes, max_pixels=self.max_pixels, dropout=self.dropout)
 
     def load_document(self, source: SourceLike) -> list[np.ndarray]:
-        return load_pages(source, dpi=self.dpi, max_bytes=self.max_bytes, max_pixels=self.max_pixels, max_pages=self.max_pages)
+        return load_pages(source, dpi=self.dpi, max_bytes=self.max_bytes, max_pixels=self.max_pixels, max_pages=self.max_pages,
+                          dropout=self.dropout)
 
     def find(self, pages: Sequence[np.ndarray]) -> list[Box]:
         """Signature boxes on every page, in page order, best score first within a page."""

@@ -88,7 +88,24 @@ def embed_plain(images) -> list[np.ndarray]:
 
 
 def png(image: np.ndarray) -> bytes:
-    return cv2.imencode(".png", image)[1].tobytes()
+    """PNG bytes of a grey or RGB image."""
+    return cv2.imencode(".png", image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def red_stamped(gray: np.ndarray) -> np.ndarray:
+    """`gray` as an RGB scan with a ring stamp over it, dark red where it lies on paper (about
+    as dark as ink when read as grey), in the red that `dropout="red"` lifts back to exactly
+    the paper's value, so that the image reads as `gray` again under that dropout."""
+    h, w = gray.shape
+    ring = np.zeros((h, w), np.uint8)
+    cv2.ellipse(ring, (w // 2, h // 2), (w // 3, h // 2 - 4), 0, 0, 360, 255, max(3, h // 12))
+    cv2.line(ring, (w // 6, h // 2), (5 * w // 6, h // 2), 255, max(3, h // 12))
+    on_paper = (ring > 0) & (gray > 200)
+    g = gray[on_paper].astype(np.int16)
+    low = 40 + g % 2  # green and blue; red = (g + low) / 2 exactly, so that 2 red - low = g
+    rgb = np.dstack([gray] * 3)
+    rgb[on_paper] = np.stack([(g + low) // 2, low, low], axis=1).astype(np.uint8)
+    return rgb
 
 
 def pdf(*pages: np.ndarray, dpi: int = 100) -> bytes:

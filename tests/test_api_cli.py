@@ -450,3 +450,33 @@ def test_every_shipped_config_passes_the_checks(tmp_path):
     own_process = tmp_path / "workers0.yaml"
     own_process.write_text("name: x\nworkers: 0\n")  # data loaded in the training process, as the detector's default
     assert read_config(own_process)["workers"] == 0
+
+
+def test_dropout_in_the_library_and_the_verify_clean_and_detect_commands(tmp_path):
+    """`dropout` reads a scan with a red stamp over the signature as the plain scan, in the
+    library's calls and the commands that read files; read as grey the stamp is ink."""
+    from signver import synth_pages
+
+    from .documents import red_stamped
+
+    plain, reference = synth.genuine(4, 1), synth.genuine(4, 0)
+    stamped = red_stamped(plain)
+    assert np.allclose(signver.embed(stamped, dropout="red"), signver.embed(plain), atol=1e-5)
+    same = signver.verify(reference, plain).distance
+    assert signver.verify(reference, stamped, dropout="red").distance == pytest.approx(same, abs=1e-5)
+    assert signver.verify(reference, stamped).distance > same + 0.05
+    assert np.array_equal(signver.clean(stamped, dropout="red"), signver.clean(plain))
+    page = synth_pages.page(0, signatures=1).image
+    assert signver.detect(red_stamped(page), dropout="red") == signver.detect(page)
+
+    Image.fromarray(reference).save(tmp_path / "ref.png")
+    Image.fromarray(stamped).save(tmp_path / "stamped.png")
+    Image.fromarray(red_stamped(page)).save(tmp_path / "page.png")
+    result = runner.invoke(app, ["verify", str(tmp_path / "ref.png"), str(tmp_path / "stamped.png"), "--json", "--dropout", "red"])
+    assert json.loads(result.stdout)["distance"] == pytest.approx(same, abs=1e-4)
+    cleaned = runner.invoke(app, ["clean", str(tmp_path / "stamped.png"), "--out", str(tmp_path / "out"), "--dropout", "red"])
+    assert cleaned.exit_code == 0 and np.array_equal(np.asarray(Image.open(tmp_path / "out" / "stamped.png")), signver.clean(plain))
+    found = runner.invoke(app, ["detect", str(tmp_path / "page.png"), "--json", "--dropout", "red"])
+    assert [b["score"] for b in json.loads(found.stdout)["boxes"]] == pytest.approx([b.score for b in signver.detect(page)], abs=1e-3)
+    with pytest.raises(InputError, match="dropout must be one of"):
+        signver.verify(reference, plain, dropout="cyan")

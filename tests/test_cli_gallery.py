@@ -230,3 +230,36 @@ def test_check_document_finds_and_checks_each_signature_on_a_page(files):
     nothing = invoke("check", "alice", files / "blank-page.png", files / "bad.png", "--document", "--format", "csv")
     table = list(csv.DictReader(io.StringIO(nothing.stdout)))
     assert nothing.exit_code == 2 and table[0]["note"] == "no signature found" and table[0]["verified"] == "False" and table[1]["error"]
+
+
+def test_dropout_reads_red_stamped_scans_as_the_plain_ones(files):
+    """With --dropout red, enrol, check, identify and check --document read a scan with a red
+    stamp over the signature as the plain scan; read as grey the stamp is ink."""
+    from signver import synth_pages
+
+    from .documents import red_stamped
+
+    stamped = files / "stamped"
+    stamped.mkdir()
+    for sample in range(4):
+        Image.fromarray(red_stamped(synth.genuine(3, sample))).save(stamped / f"{sample}.png")
+    Image.fromarray(red_stamped(synth.genuine(3, 9))).save(files / "q3-stamped.png")
+    made = synth_pages.page(0, signatures=1)
+    x0, y0, x1, y1 = made.boxes[0].astype(int)
+    Image.fromarray(made.image[y0:y1, x0:x1]).save(files / "crop.png")
+    Image.fromarray(red_stamped(made.image)).save(files / "page-stamped.png")
+
+    assert invoke("enroll", "alice", stamped, "--dropout", "red").exit_code == 0
+    assert invoke("enroll", "bob", files / "w5").exit_code == 0
+    assert invoke("enroll", "carol", files / "crop.png").exit_code == 0
+    plain = json.loads(invoke("check", "alice", files / "q3.png", "--json").stdout)
+    dropped = json.loads(invoke("check", "alice", files / "q3-stamped.png", "--json", "--dropout", "red").stdout)
+    grey = json.loads(invoke("check", "alice", files / "q3-stamped.png", "--json").stdout)
+    assert dropped["distance"] == pytest.approx(plain["distance"], abs=1e-4) and dropped["verified"]
+    assert grey["distance"] > plain["distance"] + 0.05
+    ranked = invoke("identify", files / "q3-stamped.png", "-k", "1", "--json", "--dropout", "red")
+    assert json.loads(ranked.stdout)["person_id"] == "alice"
+    page = invoke("check", "carol", files / "page-stamped.png", "--document", "--json", "--dropout", "red")
+    assert page.exit_code == 0 and [json.loads(line)["verified"] for line in page.stdout.splitlines()] == [True], page.output
+    wrong = invoke("check", "alice", files / "q3.png", "--dropout", "purple")
+    assert wrong.exit_code == 2 and "red, green, blue" in wrong.output

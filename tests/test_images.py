@@ -487,3 +487,58 @@ def test_bad_dpi_and_page_type():
             load_image(_pdf(0), dpi=dpi)
     with pytest.raises(InputError, match="page must be an int"):
         load_image(_png(), page=1.0)
+
+
+def _stamped_page() -> np.ndarray:
+    """White paper, a black stroke (rows 5-9), a red stamp band (rows 20-29) crossed by the black
+    stroke's continuation (column 30-34), and a blue stroke (rows 40-44)."""
+    a = np.full((50, 60, 3), 255, np.uint8)
+    a[5:10, :] = (30, 30, 30)
+    a[20:30, :] = (196, 57, 66)  # a stamp of (190, 35, 45) at 90 % ink, as on a scan
+    a[20:30, 30:35] = (24, 7, 9)  # black ink crossing the stamp
+    a[40:45, :] = (30, 50, 150)
+    return a
+
+
+@pytest.mark.parametrize("source", ["array", "png", "pdf"])
+def test_dropout_lifts_marks_of_that_colour_to_paper_and_keeps_other_ink(source):
+    a = _stamped_page()
+    data = {"array": a, "png": _encode(Image.fromarray(a), "PNG"), "pdf": _encode(Image.fromarray(a), "PDF", resolution=200)}[source]
+    grey, dropped = load_pages(data)[0], load_pages(data, dropout="red")[0]
+    assert grey.shape == dropped.shape
+    rows = lambda image, y: image[int(y * image.shape[0] / 50), int(10 * image.shape[1] / 60)]  # noqa: E731
+    assert rows(grey, 25) < 120  # as grey, the stamp is as dark as ink
+    assert rows(dropped, 25) >= 250  # dropped: paper
+    assert rows(dropped, 7) < 60 and rows(dropped, 42) < 60  # black and blue ink stay
+    assert dropped[int(25 * dropped.shape[0] / 50), int(32 * dropped.shape[1] / 60)] < 60  # ink over the stamp stays
+    assert rows(dropped, 15) >= 250  # paper stays paper
+
+
+def test_dropout_of_blue_removes_blue_ink_and_keeps_red_marks():
+    dropped = load_image(_stamped_page(), dropout="blue")
+    assert dropped[42, 10] >= 250 and dropped[25, 10] < 120 and dropped[7, 10] < 60
+
+
+def test_dropout_leaves_grey_images_as_they_are():
+    grey = _sample()
+    assert np.array_equal(load_image(grey, dropout="red"), load_image(grey))
+    assert np.array_equal(load_image(_encode(Image.fromarray(grey), "PNG"), dropout="green"), grey)
+
+
+def test_dropout_reads_transparent_and_palette_images_flattened_onto_white():
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[5:10, :] = (200, 40, 40, 255)  # an opaque red stamp stroke on transparent paper
+    dropped = load_image(rgba, dropout="red")
+    assert dropped.min() >= 250  # the stamp is gone and the transparent paper is white, not black
+    palette = Image.fromarray(_stamped_page()).convert("P", palette=Image.ADAPTIVE, colors=8)
+    assert load_image(palette, dropout="red")[25, 10] >= 240
+
+
+@pytest.mark.parametrize("value", ["purple", "", 1, "r"])
+def test_dropout_names_the_colours_it_takes(value):
+    with pytest.raises(InputError, match="dropout must be one of red, green, blue"):
+        load_image(_sample(), dropout=value)
+
+
+def test_dropout_takes_any_case():
+    assert np.array_equal(load_image(_stamped_page(), dropout="Red"), load_image(_stamped_page(), dropout="red"))

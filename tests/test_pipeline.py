@@ -12,7 +12,7 @@ from signver.errors import InputError, InputTooLargeError, ModelError, PersonNot
 from signver.gallery import Gallery
 from signver.pipeline import ModelUnavailableError, Pipeline
 
-from .documents import StandInCleaner, StandInDetector, embed_plain, page_with_signatures, pdf, png, tiff
+from .documents import StandInCleaner, StandInDetector, embed_plain, page_with_signatures, pdf, png, red_stamped, tiff
 
 ALICE, BOB = 3, 5  # synthetic writers
 
@@ -258,3 +258,16 @@ def test_identify_refuses_a_k_that_is_not_a_whole_number_of_at_least_1(gallery, 
         pipeline.identify(synth.genuine(7, 0), k=k)
     with pytest.raises(InputError, match="k must be a whole number"):
         pipeline.run(synth.genuine(7, 0), k=k)
+
+
+def test_a_pipeline_with_dropout_reads_red_stamped_documents_and_signatures_as_plain(gallery, document):
+    page, boxes = document
+    plain = Pipeline(gallery, detector=StandInDetector(boxes), clean=False)
+    dropping = Pipeline(gallery, detector=StandInDetector(boxes), clean=False, dropout="red")
+    expected = [s.decision["distance"] for s in plain.run(png(page), person_id="alice").signatures]
+    found = [s.decision["distance"] for s in dropping.run(png(red_stamped(page)), person_id="alice").signatures]
+    assert found == pytest.approx(expected, abs=1e-5)
+    claim = dropping.verify_claim("alice", png(red_stamped(synth.genuine(ALICE, 9))))
+    assert claim.distance == pytest.approx(plain.verify_claim("alice", png(synth.genuine(ALICE, 9))).distance, abs=1e-5)
+    with pytest.raises(InputError, match="dropout must be one of"):
+        Pipeline(gallery, dropout="yellow")

@@ -22,7 +22,7 @@ from signver.errors import InputError, ModelError  # noqa: E402
 from signver.server import Settings, create_app  # noqa: E402
 from signver.server.app import ServiceError, _Service  # noqa: E402
 
-from .documents import StandInCleaner, StandInDetector, free_port, page_with_signatures, pdf, png, png_header_only  # noqa: E402
+from .documents import StandInCleaner, StandInDetector, free_port, page_with_signatures, pdf, png, png_header_only, red_stamped  # noqa: E402
 
 ALICE, BOB = 3, 5
 KEY = "test-key-123"
@@ -475,6 +475,24 @@ def test_settings_from_environment(tmp_path):
     for key in ("pässwörd", "two\nlines", " padded "):  # a header cannot carry them the same way from every client
         with pytest.raises(InputError, match="printable ASCII"):
             create_app(tmp_path / "g.sqlite", api_key=key)
+    assert Settings.from_env({"SIGNVER_DROPOUT": "Red"}).dropout == "red"
+    with pytest.raises(InputError, match="SIGNVER_DROPOUT='pink' is not valid: dropout must be one of red, green, blue"):
+        Settings.from_env({"SIGNVER_DROPOUT": "pink"})
+    with pytest.raises(InputError, match="dropout must be one of"):
+        create_app(tmp_path / "dropout.sqlite", dropout="pink")
+    assert not (tmp_path / "dropout.sqlite").exists()  # refused before the gallery is made
+
+
+def test_a_service_with_dropout_reads_red_stamped_uploads_as_the_plain_ones(tmp_path, document):
+    stamped = ("s.png", png(red_stamped(synth.genuine(ALICE, 1))), "image/png")
+    with make_client(tmp_path, document, dropout="red") as dropping:
+        assert dropping.get("/v1/health").json()["dropout"] == "red"
+        plain = dropping.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}).json()
+        dropped = dropping.post("/v1/verify", files={"a": sig(ALICE, 0), "b": stamped}).json()
+        assert dropped["distance"] == pytest.approx(plain["distance"], abs=1e-5)
+    with make_client(tmp_path, document) as grey:
+        assert grey.get("/v1/health").json()["dropout"] is None
+        assert grey.post("/v1/verify", files={"a": sig(ALICE, 0), "b": stamped}).json()["distance"] > plain["distance"] + 0.05
 
 
 def test_the_service_stops_onnxruntime_threads_spinning(tmp_path):

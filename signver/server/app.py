@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import InputError, SignverError
 from ..gallery import Gallery
-from ..images import DEFAULT_MAX_PIXELS
+from ..images import DEFAULT_MAX_PIXELS, check_dropout
 from ..models import set_spin_wait
 from ..pipeline import DEFAULT_MAX_PAGES, Pipeline
 
@@ -68,13 +68,14 @@ class Settings:
     workers: int = max(1, os.cpu_count() or 1)  # model calls running at once
     cors_origins: tuple[str, ...] = ()  # none: CORS off (same-origin only)
     clean: bool | None = None  # clean signatures when a request does not say (None: the cleaner's default)
+    dropout: str | None = None  # a colour (red, green, blue) whose marks, such as stamps, every input is read without
     spin_wait: bool = False  # onnxruntime threads spin between runs (signver.models.set_spin_wait): off for concurrent requests
 
     _ENV = {"gallery_path": "SIGNVER_GALLERY", "api_key": "SIGNVER_API_KEY", "protect_reads": "SIGNVER_PROTECT_READS",
             "model": "SIGNVER_MODEL", "max_upload_bytes": "SIGNVER_MAX_UPLOAD_MB", "max_pixels": "SIGNVER_MAX_PIXELS",
             "max_pages": "SIGNVER_MAX_PAGES", "timeout_s": "SIGNVER_TIMEOUT_S", "body_timeout_s": "SIGNVER_BODY_TIMEOUT_S",
             "workers": "SIGNVER_WORKERS", "cors_origins": "SIGNVER_CORS_ORIGINS", "clean": "SIGNVER_CLEAN",
-            "spin_wait": "SIGNVER_SPIN_WAIT"}
+            "spin_wait": "SIGNVER_SPIN_WAIT", "dropout": "SIGNVER_DROPOUT"}
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -106,6 +107,8 @@ def _parse(name: str, raw: str) -> Any:
         return float(raw)
     if name == "cors_origins":
         return tuple(o.strip() for o in raw.split(",") if o.strip())
+    if name == "dropout":
+        return check_dropout(raw)
     return raw
 
 
@@ -224,6 +227,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         raise InputError("workers, timeout_s, body_timeout_s, max_upload_bytes, max_pixels and max_pages must be positive numbers")
     if settings.protect_reads and not settings.api_key:
         raise InputError("protect_reads (SIGNVER_PROTECT_READS) needs an API key (SIGNVER_API_KEY): without one, reads would be open")
+    settings = replace(settings, dropout=check_dropout(settings.dropout))  # before the gallery opens
     if settings.api_key and not (settings.api_key.isascii() and settings.api_key.isprintable() and settings.api_key == settings.api_key.strip()):
         raise InputError("the API key must be printable ASCII with no space at either end: HTTP headers carry other "
                          "characters in ways clients disagree on, and drop spaces at the ends")
@@ -232,7 +236,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     owns_gallery = gallery is None
     store = gallery if gallery is not None else Gallery(settings.gallery_path, model=settings.model)
     pipeline = Pipeline(store, detector=detector, cleaner=cleaner, clean=settings.clean,
-                        max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, max_pages=settings.max_pages)
+                        max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, max_pages=settings.max_pages, dropout=settings.dropout)
     models = pipeline.models()  # load every model now: the first request is not slow, health is honest
     log.info("models: %s", models)
 
@@ -287,6 +291,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
             "auth": {"writes": bool(settings.api_key), "reads": bool(settings.api_key and settings.protect_reads)},
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                        "max_pages": settings.max_pages, "timeout_s": settings.timeout_s},
+            "dropout": settings.dropout,
         }
 
     # -- single signatures ---------------------------------------------------------------
