@@ -332,7 +332,7 @@ def verify(
     questioned: list[Path] = typer.Argument(..., help="signatures to check against it: files or folders"),
     threshold: Optional[float] = typer.Option(None, help="accept when distance <= this (default: the model's); "
                                               "the confidence, calibrated on distances, does not depend on it"),
-    model: Optional[str] = typer.Option(None, help="extractor name or .onnx path"),
+    model: Optional[str] = typer.Option(None, help="extractor name, or an .onnx path with its .json card beside it"),
     as_json: bool = JsonOption,
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
@@ -370,6 +370,7 @@ def enroll(
     metadata: Optional[str] = typer.Option(None, help="a JSON object stored with the person (replaces the old one)"),
     gallery: Optional[Path] = GalleryOption,
     model: Optional[str] = typer.Option(None, help="extractor (default: the one the gallery holds, or the default model for a new gallery)"),
+    clean: Optional[bool] = CleanOption,
     dropout: Optional[str] = DropoutOption,
 ) -> None:
     """Enrol PERSON with reference signatures (adds to them if already enrolled)."""
@@ -381,7 +382,7 @@ def enroll(
         raise InputError(f"--metadata is not valid JSON: {error}") from None
     files = expand_images(images)
     with Gallery(gallery, model=model) as store:
-        person_record = store.enroll(person, files, metadata=extra, sources=[str(f) for f in files], dropout=dropout)
+        person_record = store.enroll(person, files, metadata=extra, sources=[str(f) for f in files], clean=clean, dropout=dropout)
         print(f"enrolled {person_record.person_id}: {len(files)} added, {person_record.references} references in "
               f"{text_name(store.path)}")
 
@@ -538,7 +539,7 @@ def evaluate(
     references: int = typer.Option(5, help="P2: references per writer (K)"),
     split: Optional[str] = typer.Option(None, help="named split whose test writers to use: cedar, bhsig260-bengali, bhsig260-hindi"),
     test_writers: Optional[str] = typer.Option(None, help="'all' or a comma-separated list of writers (when no --split)"),
-    model: Optional[str] = typer.Option(None, help="extractor name or .onnx path"),
+    model: Optional[str] = typer.Option(None, help="extractor name, or an .onnx path with its .json card beside it"),
     fusion: str = typer.Option(DEFAULT_FUSION, help="P2: how distances to the K references combine (scaled, mean, min, median)"),
     clean: Optional[bool] = CleanOption,
 ) -> None:
@@ -582,7 +583,7 @@ def inspect(
     out: Path = typer.Option(..., help="folder for tsne.png and distances.png"),
     split: Optional[str] = typer.Option(None, help="named split whose test writers to show"),
     test_writers: Optional[str] = typer.Option(None, help="'all' or a comma-separated list of writers"),
-    model: Optional[str] = typer.Option(None, help="extractor name or .onnx path"),
+    model: Optional[str] = typer.Option(None, help="extractor name, or an .onnx path with its .json card beside it"),
     max_writers: int = typer.Option(12, help="writers drawn in the t-SNE map"),
 ) -> None:
     """Look inside a model: t-SNE map of writers' embeddings and distance distributions."""
@@ -616,7 +617,7 @@ def models() -> None:
 @app.command()
 @reports_errors
 def calibrate(
-    model: Optional[str] = typer.Option(None, help="extractor name or .onnx path (default: the shipped default)"),
+    model: Optional[str] = typer.Option(None, help="extractor name, or an .onnx path with its .json card beside it (default: the shipped default)"),
     data: Path = typer.Option(Path("../shared/data"), help="folder holding the datasets the card's held-out writers come from"),
 ) -> None:
     """Fit a model's confidence and claim thresholds on its held-out training writers and write
@@ -635,7 +636,7 @@ def calibrate(
 
 @app.command()
 @reports_errors
-def demo(writers: int = typer.Option(3, help="synthetic writers to draw")) -> None:
+def demo(writers: int = typer.Option(3, help="pairs of each kind (genuine, forged, another writer) to draw, each of its own writer")) -> None:
     """Verify signature pairs the project draws itself and print each decision."""
     from . import synth
     from .api import verify as verify_pair
@@ -656,7 +657,7 @@ def demo(writers: int = typer.Option(3, help="synthetic writers to draw")) -> No
 def clean_images(
     images: list[Path] = typer.Argument(..., help="signature crops: image or PDF files (page 1 of a PDF or TIFF), or folders of them"),
     out: Path = typer.Option(..., "--out", help="folder for the cleaned images (PNG, one per input)"),
-    model: Optional[str] = typer.Option(None, help="cleaner name or .onnx path"),
+    model: Optional[str] = typer.Option(None, help="cleaner name, or an .onnx path with its .json card beside it"),
     dropout: Optional[str] = DropoutOption,
 ) -> None:
     """Remove printed text, ruling lines, stamps and scan noise around each signature; writes
@@ -687,10 +688,13 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000, help="TCP port"),
     gallery: Optional[Path] = GalleryOption,
-    api_key: Optional[str] = typer.Option(None, envvar="SIGNVER_API_KEY", help="key that writes need (header X-API-Key); prefer the env var"),
+    api_key: Optional[str] = typer.Option(None, envvar="SIGNVER_API_KEY", help="key that writes need (header X-API-Key), and reads too with SIGNVER_PROTECT_READS=1; prefer the env var"),
     model: Optional[str] = typer.Option(None, help="extractor the gallery was made with (default: the one it holds)"),
 ) -> None:
-    """Start the HTTP API and web app (needs the `server` extra); prints the URL to open."""
+    """Start the HTTP API and web app (needs the `server` extra); prints the URL to open. Other
+    settings come from environment variables (README, "Service"): SIGNVER_PROTECT_READS,
+    SIGNVER_MAX_UPLOAD_MB, SIGNVER_MAX_PIXELS, SIGNVER_MAX_PAGES, SIGNVER_TIMEOUT_S,
+    SIGNVER_BODY_TIMEOUT_S, SIGNVER_WORKERS, SIGNVER_CORS_ORIGINS, SIGNVER_CLEAN, SIGNVER_DROPOUT."""
     try:
         from .server import serve as run
     except ImportError as error:
@@ -734,7 +738,7 @@ def detect(
                                                      "<file>-2, -3, ... in the order given)"),
     annotate: Optional[Path] = typer.Option(None, help="folder for each page with its boxes drawn, <file>-page<P>.png"),
     threshold: Optional[float] = typer.Option(None, help="keep boxes scoring at least this (default: the model's)"),
-    model: Optional[str] = typer.Option(None, help="detector name or .onnx path"),
+    model: Optional[str] = typer.Option(None, help="detector name, or an .onnx path with its .json card beside it"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one per page with its boxes, and one per unreadable file with its error"),
     dropout: Optional[str] = DropoutOption,
 ) -> None:
@@ -816,7 +820,7 @@ def detect(
 def evaluate_detector(
     split_dir: Path = typer.Argument(..., help="a YOLO-format split: images/ and labels/ (one 'class cx cy w h' line per box)"),
     out: Path = typer.Option(..., help="folder for metrics.json and precision_recall.png"),
-    model: Optional[str] = typer.Option(None, help="detector name or .onnx path"),
+    model: Optional[str] = typer.Option(None, help="detector name, or an .onnx path with its .json card beside it"),
     baseline: bool = typer.Option(False, "--baseline", help="measure the classical connected-component baseline instead"),
 ) -> None:
     """Measure a detector on a labelled split: COCO mAP@0.5 and @0.5:0.95, precision/recall/F1

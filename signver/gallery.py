@@ -377,6 +377,7 @@ class Gallery:
                     ("model", self.extractor.name), ("dimension", str(self.extractor.dimension)), ("generation", "0")])
             elif stored != self.extractor.name:
                 raise GalleryError(f"gallery {self.path} holds embeddings of model {stored!r}; open it with model={stored!r} "
+                                   f"(the commands' --model, the service's SIGNVER_MODEL), or leave the model out, "
                                    f"or enrol its people again in a new gallery for {self.extractor.name!r}")
 
     def _stored_generation(self) -> int:
@@ -442,10 +443,11 @@ class Gallery:
     # -- people ----------------------------------------------------------------------------
 
     def enroll(self, person_id: str, images: Sequence[SourceLike | np.ndarray], metadata: dict | None = None,
-               sources: Sequence[str] | None = None, dropout: str | None = None) -> Person:
+               sources: Sequence[str] | None = None, clean: bool | None = None, dropout: str | None = None) -> Person:
         """Add reference signatures (images of any kind, or embeddings) to a person, creating
-        the person if new; `metadata` replaces the stored metadata when given; `dropout` reads
-        colour images without that colour's marks (`signver.load_image`). All or nothing."""
+        the person if new; `metadata` replaces the stored metadata when given. `clean` cleans
+        the images first (None: `signver.cleaner.DEFAULT_CLEAN`); `dropout` reads colour images
+        without that colour's marks (`signver.load_image`). All or nothing."""
         images = images_to_enrol(person_id, images)
         if metadata is not None and not isinstance(metadata, dict):
             raise InputError("metadata must be a JSON object (a dict)")
@@ -461,7 +463,7 @@ class Gallery:
             raise InputError(f"enrolling {person_id!r}: source names must be strings or paths")
         labels = [printable_name(label) for label in sources] if sources is not None else [""] * len(images)
         self._check_open()  # before the embedding's work
-        vectors = self.extractor.vectors(images, dropout=dropout)  # before the transaction: no lock held while embedding
+        vectors = self.extractor.vectors(images, clean=clean, dropout=dropout)  # before the transaction: no lock held while embedding
         with self._lock:
             self._check_open()
             with self._write():

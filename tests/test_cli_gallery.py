@@ -263,3 +263,16 @@ def test_dropout_reads_red_stamped_scans_as_the_plain_ones(files):
     assert page.exit_code == 0 and [json.loads(line)["verified"] for line in page.stdout.splitlines()] == [True], page.output
     wrong = invoke("check", "alice", files / "q3.png", "--dropout", "purple")
     assert wrong.exit_code == 2 and "red, green, blue" in wrong.output
+
+
+def test_enroll_cleans_references_when_asked(files):
+    """`enroll --clean` stores the cleaned reference: a check of the same crop, cleaned, is at
+    distance 0; enrolled without cleaning it is not."""
+    from signver import overlays
+
+    Image.fromarray(overlays.clutter(synth.genuine(3, 0), 5).image).save(files / "form-crop.png")
+    assert invoke("enroll", "alice", files / "form-crop.png", "--clean").exit_code == 0
+    assert invoke("enroll", "bob", files / "form-crop.png", "--no-clean").exit_code == 0
+    cleaned = json.loads(invoke("check", "alice", files / "form-crop.png", "--clean", "--json").stdout)
+    as_is = json.loads(invoke("check", "bob", files / "form-crop.png", "--clean", "--json").stdout)
+    assert cleaned["distance"] == pytest.approx(0, abs=1e-4) and as_is["distance"] > 0.01
