@@ -19,6 +19,7 @@ signatures, and says which model is missing when asked to detect or clean.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -212,6 +213,13 @@ class Pipeline:
         self.clean_default = check_clean(clean)
         self.dpi, self.detect_threshold = dpi, detect_threshold
         self.max_bytes, self.max_pixels, self.max_pages = int(max_bytes), int(max_pixels), int(max_pages)
+
+    def reading(self, dropout: str | None) -> Pipeline:
+        """This pipeline, sharing its gallery, models and limits, reading inputs without
+        `dropout`'s colour (None: as grey): for one request that asks otherwise."""
+        other = copy.copy(self)
+        other.dropout = check_dropout(dropout)
+        return other
 
     # -- models ----------------------------------------------------------------------------
 

@@ -271,9 +271,9 @@ def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
     assert missing["fields"] == [{"field": "b", "problem": "missing"}]
     assert_error(client.post("/v1/verify", data={"clean": "false"}), 422, "'a'", "'b'")
     # what FastAPI alone drops without a word: a field the route does not take, a query parameter
-    assert_error(client.post("/v1/verify", data={"x": "1"}), 400, "field 'x' is not taken by POST /v1/verify", "a, b, clean, threshold")
+    assert_error(client.post("/v1/verify", data={"x": "1"}), 400, "field 'x' is not taken by POST /v1/verify", "a, b, clean, dropout, threshold")
     assert_error(client.post("/v1/people/alice/verify", files={"image": sig(ALICE, 0)}, data={"threshold": "0.01"}), 400,
-                 "field 'threshold' is not taken", "clean, image")
+                 "field 'threshold' is not taken", "clean, dropout, image")
     assert_error(client.post("/v1/identify?k=1", files={"image": sig(ALICE, 0)}), 400, "query parameter 'k'", "form fields")
     assert_error(client.get("/v1/people?limit=1"), 400, "query parameter 'limit'")
     assert_error(client.post("/v1/identify", files={"image": sig(ALICE, 0)}, data={"k": "0"}), 422, "'k'")
@@ -493,6 +493,23 @@ def test_a_service_with_dropout_reads_red_stamped_uploads_as_the_plain_ones(tmp_
     with make_client(tmp_path, document) as grey:
         assert grey.get("/v1/health").json()["dropout"] is None
         assert grey.post("/v1/verify", files={"a": sig(ALICE, 0), "b": stamped}).json()["distance"] > plain["distance"] + 0.05
+        asked = grey.post("/v1/verify", files={"a": sig(ALICE, 0), "b": stamped}, data={"dropout": "red"}).json()  # one request asks
+        assert asked["distance"] == pytest.approx(plain["distance"], abs=1e-5)
+        assert_error(grey.post("/v1/verify", files={"a": sig(ALICE, 0), "b": stamped}, data={"dropout": "pink"}), 422, "dropout", "red")
+    with make_client(tmp_path, document, dropout="red") as dropping:  # a request may read as grey where the service would not
+        assert dropping.post("/v1/verify", files={"a": sig(ALICE, 0), "b": stamped}, data={"dropout": "none"}).json()["distance"] > plain["distance"] + 0.05
+
+
+@pytest.mark.parametrize("route", ["/v1/embed", "/v1/clean", "/v1/identify", "/v1/detect", "/v1/documents/verify", "/v1/people",
+                                   "/v1/people/alice/verify"])
+def test_every_route_that_reads_an_upload_takes_a_dropout(client, route):
+    enrol(client)
+    field = {"/v1/detect": "document", "/v1/documents/verify": "document", "/v1/people": "images"}.get(route, "image")
+    data = {"dropout": "red", **({"person_id": "bob"} if route == "/v1/people" else {})}
+    stamped = ("s.png", png(red_stamped(synth.genuine(ALICE, 1))), "image/png")
+    response = client.post(route, files={field: stamped}, data=data)
+    assert response.status_code in (200, 201), response.text
+    assert_error(client.post(route, files={field: stamped}, data={**data, "dropout": "violet"}), 422, "dropout")
 
 
 def test_the_service_stops_onnxruntime_threads_spinning(tmp_path):

@@ -145,6 +145,47 @@ def test_an_answer_for_a_file_no_longer_chosen_is_dropped(browser, files, tmp_pa
         page.close()
 
 
+def test_the_stamp_colour_to_leave_out_starts_as_the_services_and_goes_with_each_request(browser, files, tmp_path):
+    """A service that reads red stamps out shows Red chosen; an upload with a red stamp over the
+    signature is read without it (the distance of the plain scan), and with None as grey."""
+    from .documents import red_stamped
+
+    folder, boxes = files
+    (tmp_path / "stamped.png").write_bytes(png(red_stamped(synth.genuine(ALICE, 1))))
+    (tmp_path / "plain.png").write_bytes(png(synth.genuine(ALICE, 1)))
+    app = create_app(tmp_path / "g.sqlite", detector=StandInDetector(boxes), clean=False, dropout="red")
+    with ServerThread(app) as url:
+        page = offline_page(browser, url)
+        page.goto(url + "/")
+        sync_api.expect(page.locator("#health")).to_contain_text("Service ready")
+        sync_api.expect(page.locator("#dropout")).to_have_value("red")
+        sync_api.expect(page.locator("#enrol-dropout")).to_have_value("red")
+        page.get_by_label("Person id").fill("alice")
+        page.get_by_label("Reference signatures").set_input_files([str(folder / f"alice-{s}.png") for s in range(3)])
+        page.get_by_role("button", name="Enrol").click()
+        sync_api.expect(page.locator("#gallery-status")).to_contain_text("Enrolled alice: 3 added")
+        sync_api.expect(page.locator("#enrol-dropout")).to_have_value("red")  # kept for the next enrolment
+
+        def distance_of(name: str, colour: str) -> str:
+            page.get_by_label("A single signature").check()
+            page.locator("#dropout").select_option(colour)
+            page.get_by_label("File (PNG").set_input_files(str(tmp_path / name))
+            page.get_by_label("Claimed person", exact=True).select_option("alice")
+            page.get_by_role("button", name="Verify").click()
+            sync_api.expect(page.locator("#check-status")).to_contain_text("Done")
+            text = page.locator(".verdict").first.inner_text()
+            page.get_by_label("A document page").check()  # so that the next file counts as a change
+            return text.split("distance")[1].split()[0]
+
+        plain = distance_of("plain.png", "red")
+        assert distance_of("stamped.png", "red") == plain
+        assert distance_of("stamped.png", "none") != plain
+        page.reload()  # the page starts from the service's colour again
+        sync_api.expect(page.locator("#dropout")).to_have_value("red")
+        assert page.refused == [] and page.js_errors == []
+        page.close()
+
+
 def test_a_clerk_is_told_what_went_wrong_and_cannot_send_twice(browser, files, tmp_path):
     """With reads protected: a wrong key, then the right one, clears the old error; a blank id is
     refused before sending; a double click enrols once (the second was refused as duplicates,

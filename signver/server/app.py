@@ -127,6 +127,9 @@ ImageField = Annotated[UploadFile, File(description="a signature image (or PDF p
 DocumentField = Annotated[UploadFile, File(description="a document: image, multi-page TIFF or PDF")]
 CleanField = Annotated[bool | None, Form(description="clean the signature first (default: the service's setting)")]
 PreviewField = Annotated[bool, Form(description="include page images (PNG data URLs) for display")]
+DropoutField = Annotated[typing.Literal["red", "green", "blue", "none"] | None,
+                         Form(description="read the upload without marks of this colour, such as a stamp over the signature "
+                                          "(none: read as grey; default: the service's SIGNVER_DROPOUT)")]
 PersonPath = Annotated[str, PathParam(min_length=1, max_length=800, description="the person's id")]  # 200 once in NFC: the gallery checks
 
 REPEATABLE_FIELDS = {"images"}  # the only form field a route takes several of (enrolment's references)
@@ -294,37 +297,42 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
             "dropout": settings.dropout,
         }
 
+    def reading(dropout: str | None) -> Pipeline:
+        """The pipeline reading uploads as the request asks: the service's way when it does not say."""
+        return pipeline if dropout is None else pipeline.reading(None if dropout == "none" else dropout)
+
     # -- single signatures ---------------------------------------------------------------
 
     @app.post("/v1/verify", tags=["signatures"], **reads, summary="Verify two signatures")
     async def verify(a: ImageField, b: ImageField, threshold: Annotated[float | None, Form(ge=0, le=2)] = None,
-                     clean: CleanField = None) -> dict:
+                     clean: CleanField = None, dropout: DropoutField = None) -> dict:
         first, second = await _source(a, "a"), await _source(b, "b")
-        result = await service.compute(pipeline.verify_pair, first, second, threshold, clean)
+        result = await service.compute(reading(dropout).verify_pair, first, second, threshold, clean)
         return _clean_floats(result.to_dict())
 
     @app.post("/v1/embed", tags=["signatures"], **reads, summary="Embedding vector of a signature")
-    async def embed(image: ImageField, clean: CleanField = None) -> dict:
-        vector, timings = await service.compute(pipeline.embed, await _source(image, "image"), clean)
+    async def embed(image: ImageField, clean: CleanField = None, dropout: DropoutField = None) -> dict:
+        vector, timings = await service.compute(reading(dropout).embed, await _source(image, "image"), clean)
         return {"model": pipeline.extractor.name, "dimension": int(vector.shape[0]),
                 "embedding": [round(float(v), 7) for v in vector], "timings_ms": _ms(timings)}
 
     @app.post("/v1/clean", tags=["signatures"], dependencies=reads["dependencies"], summary="Cleaned signature (PNG)",
               response_class=Response, responses={200: {"content": {"image/png": {}}}, **reads.get("responses", {})})
-    async def clean_image(image: ImageField) -> Response:
-        cleaned = await service.compute(pipeline.clean, await _source(image, "image"))
+    async def clean_image(image: ImageField, dropout: DropoutField = None) -> Response:
+        cleaned = await service.compute(reading(dropout).clean, await _source(image, "image"))
         return Response(content=_png(cleaned), media_type="image/png")
 
     @app.post("/v1/identify", tags=["gallery"], **reads, summary="Ranked candidates for a signature")
-    async def identify(image: ImageField, k: Annotated[int, Form(ge=1, le=100)] = 5, clean: CleanField = None) -> dict:
-        ranked = await service.compute(pipeline.identify, await _source(image, "image"), k, clean)
+    async def identify(image: ImageField, k: Annotated[int, Form(ge=1, le=100)] = 5, clean: CleanField = None,
+                       dropout: DropoutField = None) -> dict:
+        ranked = await service.compute(reading(dropout).identify, await _source(image, "image"), k, clean)
         return {"candidates": [_clean_floats(r.to_dict()) for r in ranked], "gallery_people": len(store)}
 
     # -- documents -----------------------------------------------------------------------
 
     @app.post("/v1/detect", tags=["documents"], **reads, summary="Signature boxes on every page")
-    async def detect(document: DocumentField, previews: PreviewField = False) -> dict:
-        result = await service.compute(pipeline.detect, await _source(document, "document"))
+    async def detect(document: DocumentField, previews: PreviewField = False, dropout: DropoutField = None) -> dict:
+        result = await service.compute(reading(dropout).detect, await _source(document, "document"))
         pages = [{**page, "boxes": [{**s.box, "score": s.score, "index": s.index} for s in result.signatures if s.page == page["page"]]}
                  for page in result.pages]
         if previews:
@@ -337,9 +345,9 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     async def verify_document(document: DocumentField,
                               person_id: Annotated[str | None, Form(min_length=1, max_length=800, description="the claimed person; none: identify each signature")] = None,
                               k: Annotated[int, Form(ge=1, le=100)] = 5, clean: CleanField = None,
-                              previews: PreviewField = False) -> dict:
+                              previews: PreviewField = False, dropout: DropoutField = None) -> dict:
         source = await _source(document, "document")
-        result = await service.compute(partial(pipeline.run, source, person_id, k=k, clean=clean))
+        result = await service.compute(partial(reading(dropout).run, source, person_id, k=k, clean=clean))
         out = _clean_floats(result.to_dict())
         if previews:
             await service.compute(_add_previews, out["pages"], result, out["signatures"])
@@ -352,11 +360,11 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     async def enroll(person_id: Annotated[str, Form(min_length=1, max_length=800)],
                      images: Annotated[list[UploadFile], File(description="one or more reference signatures")],
                      metadata: Annotated[str | None, Form(description="a JSON object stored with the person (replaces the old one)")] = None,
-                     clean: CleanField = None) -> dict:
+                     clean: CleanField = None, dropout: DropoutField = None) -> dict:
         extra = _metadata(metadata)
         sources = [await _source(image, f"images[{i}]") for i, image in enumerate(images)]
         names = [(image.filename or f"upload {i + 1}")[:200] for i, image in enumerate(images)]
-        vectors = await service.compute(pipeline.enrollment_vectors, person_id, sources, clean)
+        vectors = await service.compute(reading(dropout).enrollment_vectors, person_id, sources, clean)
         person = await service.write(partial(store.enroll, person_id, vectors, metadata=extra, sources=names))
         return {**person.to_dict(), "added": len(sources)}
 
@@ -375,11 +383,11 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         return {**(await service.write(partial(store.remove, person_id))).to_dict(), "removed": True}
 
     @app.post("/v1/people/{person_id:path}/verify", tags=["gallery"], **reads, summary="Verify a claim against a person")
-    async def verify_claim(person_id: PersonPath, image: ImageField, clean: CleanField = None) -> dict:
+    async def verify_claim(person_id: PersonPath, image: ImageField, clean: CleanField = None, dropout: DropoutField = None) -> dict:
         await anyio.to_thread.run_sync(store.get, person_id)  # 404 before the upload is decoded; off the event loop, as it may wait for the lock
 
         def claim(source):  # the person as read right after the claim, in the worker thread, not on the event loop
-            return pipeline.verify_claim(person_id, source, clean), store.get(person_id)
+            return reading(dropout).verify_claim(person_id, source, clean), store.get(person_id)
 
         result, person = await service.compute(claim, await _source(image, "image"))
         return {**_clean_floats(result.to_dict()), "person": person.to_dict()}
