@@ -374,17 +374,16 @@ def enroll(
     dropout: Optional[str] = DropoutOption,
 ) -> None:
     """Enrol PERSON with reference signatures (adds to them if already enrolled)."""
-    from .gallery import Gallery
+    from .gallery import enroll_creating
 
     try:
         extra = None if metadata is None else json.loads(metadata)
     except (ValueError, RecursionError) as error:  # RecursionError: nested too deep; ValueError: a number too long
         raise InputError(f"--metadata is not valid JSON: {error}") from None
     files = expand_images(images)
-    with Gallery(gallery, model=model) as store:
-        person_record = store.enroll(person, files, metadata=extra, sources=[str(f) for f in files], clean=clean, dropout=dropout)
-        print(f"enrolled {person_record.person_id}: {len(files)} added, {person_record.references} references in "
-              f"{text_name(store.path)}")
+    person_record, where = enroll_creating(gallery, model, lambda store: store.enroll(
+        person, files, metadata=extra, sources=[str(f) for f in files], clean=clean, dropout=dropout))
+    print(f"enrolled {person_record.person_id}: {len(files)} added, {person_record.references} references in {text_name(where)}")
 
 
 @app.command()

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +39,8 @@ MAX_METADATA_DEPTH = 32  # nesting every JSON encoder and reader on the way can 
 # characters that would make one id print as another or split a listing line: line and paragraph
 # separators and blank fillers; control and format characters (the bidirectional controls,
 # zero-width spaces, joiners, variation selectors) are refused too, but where `_written_with` keeps them
-_MISLEADING = set("\u2028\u2029\u034f\u115f\u1160\u3164\uffa0")
+_PLAIN_SPACES = str.maketrans(dict.fromkeys("\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f", " "))
+_MISLEADING = set("\u2028\u2029\u034f\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5")  # blank letters and signs
 # scripts that write with the zero-width joiner and non-joiner (Persian and Bengali names need them)
 _JOINING_SCRIPTS = ("ARABIC", "SYRIAC", "NKO", "MONGOLIAN", "DEVANAGARI", "BENGALI", "GURMUKHI", "GUJARATI", "ORIYA",
                     "TAMIL", "TELUGU", "KANNADA", "MALAYALAM", "SINHALA", "KHMER", "MYANMAR", "TIBETAN", "THAI", "LAO",
@@ -132,7 +133,7 @@ def check_person_id(person_id: str) -> str:
         raise InputError("a person id must be a non-empty string")
     if not _is_text(person_id):
         raise InputError(f"a person id must be text, got undecodable bytes in {person_id[:40]!r}")
-    if len(unicodedata.normalize("NFC", person_id)) > MAX_PERSON_ID:  # as stored: NFC lengthens a few characters
+    if len(stored_form(person_id)) > MAX_PERSON_ID:  # as stored: NFC lengthens a few characters
         raise InputError(f"a person id must be at most {MAX_PERSON_ID} characters, got {person_id[:40]!r}")
     odd = next((c for i, c in enumerate(person_id) if _misleading(c, person_id[i - 1] if i else "", person_id[i + 1 : i + 2])), None)
     if odd is not None:
@@ -143,6 +144,14 @@ def check_person_id(person_id: str) -> str:
     if {".", ".."} & set(person_id.split("/")):  # URLs drop such parts: /v1/people/.. is /v1/
         raise InputError(f"a person id must not be '.' or '..' or hold them between slashes, got {person_id[:40]!r}")
     return person_id
+
+
+def stored_form(person_id: str) -> str:
+    """An id as kept: in Unicode NFC, so that "José" typed with a combining accent is the same
+    person as with a precomposed é, and with every space that prints as a plain one (no-break,
+    thin, narrow no-break...) made a plain one, so that "John Smith" typed with a no-break space is
+    not a second person listed as the first. The ideographic space, wider, is kept."""
+    return unicodedata.normalize("NFC", person_id).translate(_PLAIN_SPACES)
 
 
 def _misleading(char: str, before: str, after: str) -> bool:
@@ -241,6 +250,8 @@ class Gallery:
         """`model` None: the model the gallery holds, or the default one for a new gallery.
         `threshold` None: the card's claim threshold for the fusion and number of references.
         `create` False: a missing file is an error instead of a new, empty gallery."""
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise InputError(f"a gallery path is a str or a path, got {type(path).__name__}")
         self.path = (Path(path) if path is not None else default_gallery_path()).absolute()  # errors name it wherever they are read
         if "\x00" in str(self.path):  # no file name holds one; the system call would raise a bare ValueError
             raise GalleryError(f"gallery path {printable_name(self.path)!r} holds a NUL character: not a file name")
@@ -253,6 +264,7 @@ class Gallery:
         if self.created:
             if not create:
                 raise GalleryError(f"no gallery at {self.path}: enrol someone first, or check the path (--gallery / SIGNVER_GALLERY)")
+            get_extractor(model)  # a model that cannot be loaded is refused before the file and its folder are made
             if self.path.parent.exists() and not self.path.parent.is_dir():
                 raise GalleryError(f"cannot make gallery {self.path}: {self.path.parent} is a file, not a folder")
             try:
@@ -303,8 +315,8 @@ class Gallery:
         self._shape_arrays: tuple[list[str], np.ndarray, np.ndarray, dict[str, int]] | None = None
         try:
             stored_ids = {row[0] for row in self._db.execute("SELECT person_id FROM people") if isinstance(row[0], str)}
-            # ids stored before ids were kept in NFC, by their NFC form, so that they are found however typed
-            self._legacy_ids = {normal: i for i in stored_ids if (normal := unicodedata.normalize("NFC", i)) != i and normal not in stored_ids}
+            # ids stored before ids were kept in their stored form, by that form, so that they are found however typed
+            self._legacy_ids = {normal: i for i in stored_ids if (normal := stored_form(i)) != i and normal not in stored_ids}
             self._refresh()
         except Exception:
             self._db.close()
@@ -455,6 +467,11 @@ class Gallery:
             raise InputError(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
         try:
             metadata_json = None if metadata is None else json.dumps(metadata, allow_nan=False)
+            if metadata is not None:  # a lone surrogate ("\ud800") is stored escaped, then no answer carrying it can be encoded
+                json.dumps(metadata, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError("metadata must be text: it holds a lone surrogate (an escape such as \\ud800 that is half of a "
+                             "character), which cannot be written as UTF-8") from None
         except (TypeError, ValueError, RecursionError) as error:
             raise InputError(f"metadata must be JSON-serialisable: {error}") from None
         if sources is not None and len(sources) != len(images):
@@ -515,6 +532,8 @@ class Gallery:
         in any form, is removed and returned once; a single string is refused (wrap it as [id])."""
         if isinstance(person_ids, (str, bytes)):
             raise InputError(f"remove_all takes a list of person ids, not one {type(person_ids).__name__}: wrap it as [id]")
+        if not isinstance(person_ids, Iterable):
+            raise InputError(f"remove_all takes a list of person ids, not {type(person_ids).__name__}")
         stored = list({self.get(person_id).person_id: None for person_id in person_ids})  # unknown: said before any wait; twice: once
         if not stored:
             return []
@@ -547,10 +566,11 @@ class Gallery:
         return self._person(row)
 
     def _stored_id(self, person_id: str) -> str:
-        """The id as stored: ids are kept in Unicode NFC, so that "José" typed with a combining
-        accent is the same person as with a precomposed é. An id stored before ids were
-        normalised is found as typed exactly, or in NFC. The caller holds the lock."""
-        normal = unicodedata.normalize("NFC", person_id)
+        """The id as stored (`stored_form`). An id stored before ids were kept so is found as
+        typed exactly, or in that form. The caller holds the lock."""
+        if not isinstance(person_id, str):
+            raise InputError(f"a person id is a string, got {type(person_id).__name__}")
+        normal = stored_form(person_id)
         for stored in (person_id, self._legacy_ids.get(normal)):
             if stored and stored != normal and self._db.execute("SELECT 1 FROM people WHERE person_id = ?", (stored,)).fetchone():
                 return stored
@@ -743,6 +763,39 @@ class Gallery:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def enroll_creating(path: str | os.PathLike | None, model: str | None, enroll: Callable[[Gallery], Person]) -> tuple[Person, Path]:
+    """`enroll(gallery)` on the gallery at `path` (None: the default), and where it is.
+
+    A gallery that is not there yet is made under a temporary name beside it and linked into
+    place only once the enrolment has committed, so that a refused first enrolment (a bad file,
+    a bad id) leaves no file: a mistyped path would otherwise hold an empty gallery bound to a
+    model, and later calls would say "no person" where they said "no gallery". Another process
+    that makes the gallery meanwhile wins; the enrolment is then made in its gallery."""
+    target = (Path(path) if path is not None else default_gallery_path()).absolute()
+    try:
+        fresh = target.parent.is_dir() and not (target.exists() or target.is_symlink())
+    except OSError:  # a name too long: Gallery says so
+        fresh = False
+    if not fresh:  # there already, or its folder is not: Gallery makes the folder or says why it cannot
+        with Gallery(target, model=model) as store:
+            return enroll(store), store.path
+    temporary = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.new")
+    try:
+        with Gallery(temporary, model=model) as store:
+            person = enroll(store)
+        try:
+            os.link(temporary, target)  # fails if the name is taken: never over another gallery
+        except FileExistsError:
+            with Gallery(target, model=model) as store:
+                return enroll(store), store.path
+        except OSError as error:  # a file system without hard links
+            raise GalleryError(f"cannot make gallery {target}: {error.strerror or error}") from None
+        return person, target
+    finally:
+        for leftover in (temporary, Path(f"{temporary}-wal"), Path(f"{temporary}-shm")):
+            leftover.unlink(missing_ok=True)
 
 
 def most_likely_first(results: list[ClaimResult]) -> list[ClaimResult]:

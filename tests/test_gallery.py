@@ -157,7 +157,8 @@ def test_bad_enrolments_change_nothing(gallery):
                        ("bo\u034fb", "COMBINING GRAPHEME JOINER"), ("bob\ufe0f", "VARIATION SELECTOR-16"), ("\u3164", "HANGUL FILLER"),
                        ("\u0418\u0432\u0430\u043d\u200d", "ZERO WIDTH JOINER"), ("x^\u200dy", "ZERO WIDTH JOINER"),
                        ("bob\U000e0100", "VARIATION SELECTOR-17"), ("bob\u180b", "MONGOLIAN FREE VARIATION SELECTOR ONE"),
-                       ("Jos\u00e9\u200c", "ZERO WIDTH NON-JOINER")):
+                       ("Jos\u00e9\u200c", "ZERO WIDTH NON-JOINER"), ("alice\u2800", "BRAILLE PATTERN BLANK"),
+                       ("a\u17b4b", "KHMER VOWEL INHERENT AQ")):
         with pytest.raises(InputError, match=f"must not hold .*{named}"):
             gallery.enroll(odd, [synth.genuine(1, 0)])
     for padded in (" bob", "bob ", "\u00a0bob"):
@@ -545,6 +546,8 @@ def test_metadata_and_names_that_cannot_be_stored_as_text(tmp_path, people):
             g.enroll("writer-3", people["writer-3"][0], metadata={"score": float("nan")})
         with pytest.raises(InputError, match="undecodable"):
             g.enroll("bad\udcff", people["writer-3"][0])
+        with pytest.raises(InputError, match="lone surrogate"):  # stored escaped, then no answer carrying it could be encoded
+            g.enroll("writer-3", people["writer-3"][0], metadata={"note": "\ud800"})
         g.enroll("writer-3", people["writer-3"][0][:1], sources=["scan_\udcff.png"])
         assert g.get("writer-3").references == 1 and g.list()[0].metadata == {}
 
@@ -684,6 +687,14 @@ def test_person_ids_are_kept_in_nfc(tmp_path):
         assert g.get("Ren\u00e9").references == 2 and len(g) == 2
         assert g.remove("Ren\u00e9").references == 2 and g.remove(decomposed).person_id == composed
         assert len(g) == 0
+    with Gallery(tmp_path / "spaces.sqlite") as g:  # a space that prints as the plain one is kept as it: one person, listed once
+        assert g.enroll("John\u00a0Smith", [synth.genuine(5, 0)]).person_id == "John Smith"
+        assert g.enroll("John\u202fSmith", [synth.genuine(5, 1)]).references == 2 and g.get("John Smith").references == 2
+        assert g.enroll("\u5c71\u7530\u3000\u592a\u90ce", [synth.genuine(6, 0)]).person_id == "\u5c71\u7530\u3000\u592a\u90ce"  # wider: kept
+        g._db.execute("INSERT INTO people (person_id, enrolled_at) VALUES (?, '2026-01-01T00:00:00+00:00')", ("Ana\u00a0Lima",))
+        g._db.commit()
+    with Gallery(tmp_path / "spaces.sqlite") as g:  # an id stored with its no-break space before is found however typed
+        assert g.get("Ana Lima").person_id == "Ana\u00a0Lima" and g.get("Ana\u00a0Lima").person_id == "Ana\u00a0Lima"
     with Gallery(tmp_path / "long.sqlite") as g:  # NFC lengthens some characters: the stored id is what is limited
         with pytest.raises(InputError, match="at most 200 characters"):
             g.enroll("\u0958" * 150, [synth.genuine(4, 0)])
@@ -836,3 +847,48 @@ def test_identify_over_only_orphaned_references_finds_no_one(tmp_path, people):
     db.close()
     with Gallery(path) as g:
         assert g.integrity()["orphaned_references"] == 2 and g.identify(people["writer-3"][1], k=3) == []
+
+
+def test_calls_of_the_wrong_type_name_the_problem(tmp_path):
+    with pytest.raises(InputError, match="a gallery path is a str or a path, got int"):
+        Gallery(5)
+    with Gallery(tmp_path / "g.sqlite") as g:
+        with pytest.raises(InputError, match="a person id is a string, got int"):
+            g.references(1)
+        with pytest.raises(InputError, match="a list of person ids, not NoneType"):
+            g.remove_all(None)
+
+
+def test_a_refused_first_enrolment_leaves_no_gallery(tmp_path):
+    """`enroll_creating` makes a new gallery only once its first enrolment has committed; an
+    existing one (or one made meanwhile by another process) is enrolled in as it is."""
+    from signver.gallery import enroll_creating
+
+    path = tmp_path / "bank.sqlite"
+    for bad in (lambda g: g.enroll("alice", [b"junk"]), lambda g: g.enroll(" alice", [synth.genuine(1, 0)])):
+        with pytest.raises(InputError):
+            enroll_creating(path, None, bad)
+        assert sorted(tmp_path.iterdir()) == []  # no gallery, no temporary file, no -wal or -shm
+    with pytest.raises(InputError, match="a cleaner, not a signature extractor"):
+        enroll_creating(path, "cleaner-lite0-crossing-int8", lambda g: g.enroll("alice", [synth.genuine(1, 0)]))
+    with pytest.raises(InputError):
+        Gallery(tmp_path / "sub" / "g.sqlite", model="cleaner-lite0-crossing-int8")
+    assert sorted(tmp_path.iterdir()) == []  # not even the folder
+
+    person, where = enroll_creating(path, None, lambda g: g.enroll("alice", [synth.genuine(1, 0)]))
+    assert where == path.absolute() and person.references == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["bank.sqlite"]
+    person, _ = enroll_creating(path, None, lambda g: g.enroll("alice", [synth.genuine(1, 1)]))
+    assert person.references == 2
+
+    other = tmp_path / "raced.sqlite"
+
+    def enrol_while_another_makes_it(g):  # another process makes the gallery between this one's commit and its link
+        if not other.exists():
+            with Gallery(other) as theirs:
+                theirs.enroll("bob", [synth.genuine(2, 0)])
+        return g.enroll("alice", [synth.genuine(1, 0)])
+
+    enroll_creating(other, None, enrol_while_another_makes_it)
+    with Gallery(other) as g:
+        assert [p.person_id for p in g.list()] == ["alice", "bob"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".new", "-wal", "-shm"))]
