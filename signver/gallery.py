@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 from PIL import Image
@@ -508,7 +508,8 @@ class Gallery:
         tolerance = NEAR_COPY_SHARE * (self.extractor.card.threshold or 0.0) or 1e-4
         rows = self._db.execute("SELECT id, vector, source FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
         known = list(self._vectors([r[:2] for r in rows]))
-        names = [f"{r[2] or 'a reference'} (already enrolled)" for r in rows]
+        # a stored reference by its file's name alone: its folder may be the enrolling machine's, not for a service's clients
+        names = [f"{PurePath(r[2]).name if r[2] else 'a reference'} (already enrolled)" for r in rows]
         for number, (vector, label) in enumerate(zip(vectors, labels), 1):
             name = label or f"image {number}"
             if known:

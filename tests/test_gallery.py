@@ -610,6 +610,10 @@ def test_a_reference_given_twice_is_refused_and_changes_nothing(gallery, people)
     assert gallery.integrity() == before and "newcomer" not in [p.person_id for p in gallery.list()]
     assert gallery.verify_claim("writer-3", people["writer-3"][1]).distance == claim
     assert gallery.enroll("writer-5", [again]).references == 5  # another person's reference is not a copy
+    gallery.enroll("writer-7", [synth.genuine(7, 1)], sources=["/srv/scans/branch-4/w7.png"])
+    with pytest.raises(DuplicateReferenceError, match=r"^again.png is the same signature as w7.png \(already enrolled\)"):
+        gallery.enroll("writer-7", [synth.genuine(7, 1)], sources=["again.png"])  # the stored one by its name: no folder of the server's
+    gallery.remove("writer-7")
 
 
 def test_a_reference_saved_again_is_refused_as_a_copy(gallery, people):
