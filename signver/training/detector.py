@@ -210,9 +210,11 @@ def train_ensemble(config: dict, config_path: str) -> Path:
         specs.append(member_config["network"])
         trainings.append({"config": member_path, "valid": card["valid"], **card["training"]})
     size = int(config["input"]["size"])
-    valid = load_page_set(config["data"]["valid"], size, Path(config.get("run_dir", f"runs/{config['name']}")) / f"valid-{size}.npz")
-    training = {"members": trainings, "seconds": sum(t["seconds"] for t in trainings), "date": date.today().isoformat()}
-    return export_detector(AveragedDetector(members), {**config, "network": {"members": specs}}, config_path, valid, training)
+    run_dir = Path(config.get("run_dir", f"runs/{config['name']}"))
+    with holding_run_dir(run_dir):  # its validation cache, as a member's run holds its own
+        valid = load_page_set(config["data"]["valid"], size, run_dir / f"valid-{size}.npz")
+        training = {"members": trainings, "seconds": sum(t["seconds"] for t in trainings), "date": date.today().isoformat()}
+        return export_detector(AveragedDetector(members), {**config, "network": {"members": specs}}, config_path, valid, training)
 
 
 def export_detector(network: CentreDetector | AveragedDetector, config: dict, config_path: str, valid: PageSet, training: dict) -> Path:
