@@ -164,7 +164,7 @@ def checked_dropout(value: Optional[str]) -> Optional[str]:
 
 
 DropoutOption = typer.Option(None, "--dropout", callback=checked_dropout, metavar="COLOUR",
-                             help="red, green or blue: read colour scans without marks of that colour, such as a stamp over the "
+                             help="red, green or blue (none: as grey): read colour scans without marks of that colour, such as a stamp over the "
                                   "signature (its own channel, where they are as light as paper); grey scans are read as they are")
 
 
@@ -381,8 +381,8 @@ def enroll(
     except (ValueError, RecursionError) as error:  # RecursionError: nested too deep; ValueError: a number too long
         raise InputError(f"--metadata is not valid JSON: {error}") from None
     files = expand_images(images)
-    person_record, where = enroll_creating(gallery, model, lambda store: store.enroll(
-        person, files, metadata=extra, sources=[str(f) for f in files], clean=clean, dropout=dropout))
+    person_record, where = enroll_creating(gallery, model, person, files, metadata=extra, sources=[str(f) for f in files],
+                                           clean=clean, dropout=dropout)
     print(f"enrolled {person_record.person_id}: {len(files)} added, {person_record.references} references in {text_name(where)}")
 
 

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
@@ -315,8 +315,12 @@ class Gallery:
         self._shape_arrays: tuple[list[str], np.ndarray, np.ndarray, dict[str, int]] | None = None
         try:
             stored_ids = {row[0] for row in self._db.execute("SELECT person_id FROM people") if isinstance(row[0], str)}
-            # ids stored before ids were kept in their stored form, by that form, so that they are found however typed
-            self._legacy_ids = {normal: i for i in stored_ids if (normal := stored_form(i)) != i and normal not in stored_ids}
+            # ids stored before ids were kept in their stored form, by that form, so that they are found however typed;
+            # a form that several such ids share stands for none of them (typed exactly, each is still found)
+            self._legacy_ids: dict[str, str | None] = {}
+            for stored in sorted(stored_ids):
+                if (normal := stored_form(stored)) != stored and normal not in stored_ids:
+                    self._legacy_ids[normal] = None if normal in self._legacy_ids else stored
             self._refresh()
         except Exception:
             self._db.close()
@@ -460,25 +464,7 @@ class Gallery:
         the person if new; `metadata` replaces the stored metadata when given. `clean` cleans
         the images first (None: `signver.cleaner.DEFAULT_CLEAN`); `dropout` reads colour images
         without that colour's marks (`signver.load_image`). All or nothing."""
-        images = images_to_enrol(person_id, images)
-        if metadata is not None and not isinstance(metadata, dict):
-            raise InputError("metadata must be a JSON object (a dict)")
-        if metadata is not None and _depth(metadata) > MAX_METADATA_DEPTH:
-            raise InputError(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
-        try:
-            metadata_json = None if metadata is None else json.dumps(metadata, allow_nan=False)
-            if metadata is not None:  # a lone surrogate ("\ud800") is stored escaped, then no answer carrying it can be encoded
-                json.dumps(metadata, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError("metadata must be text: it holds a lone surrogate (an escape such as \\ud800 that is half of a "
-                             "character), which cannot be written as UTF-8") from None
-        except (TypeError, ValueError, RecursionError) as error:
-            raise InputError(f"metadata must be JSON-serialisable: {error}") from None
-        if sources is not None and len(sources) != len(images):
-            raise InputError(f"enrolling {person_id!r}: {len(sources)} source names for {len(images)} images")
-        if sources is not None and not all(isinstance(label, (str, bytes, os.PathLike)) for label in sources):
-            raise InputError(f"enrolling {person_id!r}: source names must be strings or paths")
-        labels = [printable_name(label) for label in sources] if sources is not None else [""] * len(images)
+        images, metadata_json, labels = _enrolment_request(person_id, images, metadata, sources)
         self._check_open()  # before the embedding's work
         vectors = self.extractor.vectors(images, clean=clean, dropout=dropout)  # before the transaction: no lock held while embedding
         with self._lock:
@@ -505,22 +491,10 @@ class Gallery:
         twice. A copy adds no evidence, yet it shrinks the references' spread, which the default
         "scaled" fusion divides by, and so changes the score of every later claim. Returns the
         person's references with these added, in id order (what identify's bound reads)."""
-        tolerance = NEAR_COPY_SHARE * (self.extractor.card.threshold or 0.0) or 1e-4
         rows = self._db.execute("SELECT id, vector, source FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
-        known = list(self._vectors([r[:2] for r in rows]))
         # a stored reference by its file's name alone: its folder may be the enrolling machine's, not for a service's clients
         names = [f"{PurePath(r[2]).name if r[2] else 'a reference'} (already enrolled)" for r in rows]
-        for number, (vector, label) in enumerate(zip(vectors, labels), 1):
-            name = label or f"image {number}"
-            if known:
-                gaps = distances(np.stack(known), vector[None, :])
-                if gaps.min() < tolerance:
-                    raise DuplicateReferenceError(f"{name} is the same signature as {names[int(gaps.argmin())]} for {person_id!r} "
-                                                  f"(distance {gaps.min():.4f}, under {tolerance:.4f}: the same scan, perhaps saved again); "
-                                                  "a copy would skew every claim, so nothing was enrolled")
-            known.append(vector)
-            names.append(f"{name} (in this enrolment)")
-        return np.stack(known)
+        return _refuse_copies(self.extractor, person_id, list(self._vectors([r[:2] for r in rows])), names, vectors, labels)
 
     def remove(self, person_id: str) -> Person:
         """Delete a person and all their references; returns what was removed."""
@@ -572,6 +546,10 @@ class Gallery:
         if not isinstance(person_id, str):
             raise InputError(f"a person id is a string, got {type(person_id).__name__}")
         normal = stored_form(person_id)
+        if (normal in self._legacy_ids and self._legacy_ids[normal] is None
+                and not self._db.execute("SELECT 1 FROM people WHERE person_id = ?", (person_id,)).fetchone()):
+            raise InputError(f"{person_id!r} could be any of several people enrolled before ids were kept in one form "
+                             "(they differ only in their kind of space or accent): give the id exactly as it was enrolled")
         for stored in (person_id, self._legacy_ids.get(normal)):
             if stored and stored != normal and self._db.execute("SELECT 1 FROM people WHERE person_id = ?", (stored,)).fetchone():
                 return stored
@@ -766,37 +744,72 @@ class Gallery:
         self.close()
 
 
-def enroll_creating(path: str | os.PathLike | None, model: str | None, enroll: Callable[[Gallery], Person]) -> tuple[Person, Path]:
-    """`enroll(gallery)` on the gallery at `path` (None: the default), and where it is.
-
-    A gallery that is not there yet is made under a temporary name beside it and linked into
-    place only once the enrolment has committed, so that a refused first enrolment (a bad file,
-    a bad id) leaves no file: a mistyped path would otherwise hold an empty gallery bound to a
-    model, and later calls would say "no person" where they said "no gallery". Another process
-    that makes the gallery meanwhile wins; the enrolment is then made in its gallery."""
-    target = (Path(path) if path is not None else default_gallery_path()).absolute()
+def enroll_creating(path: str | os.PathLike | None, model: str | None, person_id: str, images: Sequence[SourceLike | np.ndarray],
+                    metadata: dict | None = None, sources: Sequence[str] | None = None, clean: bool | None = None,
+                    dropout: str | None = None) -> tuple[Person, Path]:
+    """`Gallery(path, model).enroll(...)`, and the gallery's path (None: the default), making a
+    gallery that is not there yet only once nothing can refuse the enrolment but the gallery
+    itself: the id, metadata, images and copies among them are checked and the images embedded
+    first. A refused first enrolment then leaves no file (nor folder): a mistyped path would
+    otherwise hold an empty gallery bound to a model, and later calls would say "no person"
+    where they said "no gallery"."""
+    target = Path(path) if path is not None else default_gallery_path()
     try:
-        fresh = target.parent.is_dir() and not (target.exists() or target.is_symlink())
+        there = target.exists() or target.is_symlink()
     except OSError:  # a name too long: Gallery says so
-        fresh = False
-    if not fresh:  # there already, or its folder is not: Gallery makes the folder or says why it cannot
+        there = True
+    if not there:
+        checked, _, labels = _enrolment_request(person_id, images, metadata, sources)
+        extractor = get_extractor(model)
+        vectors = extractor.vectors(checked, clean=clean, dropout=dropout)
+        _refuse_copies(extractor, person_id, [], [], vectors, labels)
         with Gallery(target, model=model) as store:
-            return enroll(store), store.path
-    temporary = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.new")
+            if store.extractor.name == extractor.name:  # else made meanwhile, for another model: embedded again below
+                return store.enroll(person_id, list(vectors), metadata=metadata, sources=sources), store.path
+    with Gallery(target, model=model) as store:
+        return store.enroll(person_id, images, metadata=metadata, sources=sources, clean=clean, dropout=dropout), store.path
+
+
+def _enrolment_request(person_id: str, images, metadata: dict | None, sources: Sequence[str] | None) -> tuple[list, str | None, list[str]]:
+    """The checked images as a list, the metadata as JSON (None: keep the stored) and the
+    images' labels, or the InputError that refuses them: all that needs no gallery."""
+    images = images_to_enrol(person_id, images)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InputError("metadata must be a JSON object (a dict)")
+    if metadata is not None and _depth(metadata) > MAX_METADATA_DEPTH:
+        raise InputError(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
     try:
-        with Gallery(temporary, model=model) as store:
-            person = enroll(store)
-        try:
-            os.link(temporary, target)  # fails if the name is taken: never over another gallery
-        except FileExistsError:
-            with Gallery(target, model=model) as store:
-                return enroll(store), store.path
-        except OSError as error:  # a file system without hard links
-            raise GalleryError(f"cannot make gallery {target}: {error.strerror or error}") from None
-        return person, target
-    finally:
-        for leftover in (temporary, Path(f"{temporary}-wal"), Path(f"{temporary}-shm")):
-            leftover.unlink(missing_ok=True)
+        metadata_json = None if metadata is None else json.dumps(metadata, allow_nan=False)
+        if metadata is not None:  # a lone surrogate ("\ud800") is stored escaped, then no answer carrying it can be encoded
+            json.dumps(metadata, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("metadata must be text: it holds a lone surrogate (an escape such as \\ud800 that is half of a "
+                         "character), which cannot be written as UTF-8") from None
+    except (TypeError, ValueError, RecursionError) as error:
+        raise InputError(f"metadata must be JSON-serialisable: {error}") from None
+    if sources is not None and len(sources) != len(images):
+        raise InputError(f"enrolling {person_id!r}: {len(sources)} source names for {len(images)} images")
+    if sources is not None and not all(isinstance(label, (str, bytes, os.PathLike)) for label in sources):
+        raise InputError(f"enrolling {person_id!r}: source names must be strings or paths")
+    return images, metadata_json, [printable_name(label) for label in sources] if sources is not None else [""] * len(images)
+
+
+def _refuse_copies(extractor: Extractor, person_id: str, known: list[np.ndarray], names: list[str], vectors: np.ndarray,
+                   labels: Sequence[str]) -> np.ndarray:
+    """Refuse a vector within NEAR_COPY_SHARE of the threshold of one `known` (`names` say
+    which) or of one before it; the known vectors with these added."""
+    tolerance = NEAR_COPY_SHARE * (extractor.card.threshold or 0.0) or 1e-4
+    for number, (vector, label) in enumerate(zip(vectors, labels), 1):
+        name = label or f"image {number}"
+        if known:
+            gaps = distances(np.stack(known), vector[None, :])
+            if gaps.min() < tolerance:
+                raise DuplicateReferenceError(f"{name} is the same signature as {names[int(gaps.argmin())]} for {person_id!r} "
+                                              f"(distance {gaps.min():.4f}, under {tolerance:.4f}: the same scan, perhaps saved again); "
+                                              "a copy would skew every claim, so nothing was enrolled")
+        known.append(vector)
+        names.append(f"{name} (in this enrolment)")
+    return np.stack(known)
 
 
 def most_likely_first(results: list[ClaimResult]) -> list[ClaimResult]:

@@ -119,11 +119,12 @@ def check_limits(max_bytes: int, max_pixels: int, max_pages: int) -> None:
 
 
 def check_dropout(dropout: str | None) -> str | None:
-    """None (read colour as grey) or the name of a colour to drop, in lower case: red, green or blue."""
-    if dropout is None:
+    """None (read colour as grey, also for "none") or the name of a colour to drop, in lower
+    case: red, green or blue."""
+    if dropout is None or isinstance(dropout, str) and dropout.lower() == "none":
         return None
     if not isinstance(dropout, str) or dropout.lower() not in DROPOUT_CHANNELS:
-        raise InputError(f"dropout must be one of {', '.join(DROPOUT_CHANNELS)} (the colour whose marks to drop), got {dropout!r}")
+        raise InputError(f"dropout must be one of {', '.join(DROPOUT_CHANNELS)} (the colour whose marks to drop) or none, got {dropout!r}")
     return dropout.lower()
 
 
@@ -304,8 +305,9 @@ def _to_gray(im: Image.Image, dropout: str | None = None) -> np.ndarray:
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or im.has_transparency_data:  # a palette may hold the alpha
         rgba = (im.convert("LA") if im.mode == "La" else im).convert("RGBA")
         if bmp and rgba.getchannel("A").getextrema()[1] == 0:  # many programs write 32-bit BMPs with every alpha byte 0
-            return np.array(rgba.convert("L"), dtype=np.uint8)
-        im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), rgba)
+            im = rgba.convert("RGB")
+        else:
+            im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), rgba)
     try:
         if dropout and im.mode not in ("1", "L"):
             return _without_colour(np.asarray(im.convert("RGB")), DROPOUT_CHANNELS[dropout])

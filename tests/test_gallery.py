@@ -699,6 +699,14 @@ def test_person_ids_are_kept_in_nfc(tmp_path):
         g._db.commit()
     with Gallery(tmp_path / "spaces.sqlite") as g:  # an id stored with its no-break space before is found however typed
         assert g.get("Ana Lima").person_id == "Ana\u00a0Lima" and g.get("Ana\u00a0Lima").person_id == "Ana\u00a0Lima"
+        g._db.execute("INSERT INTO people (person_id, enrolled_at) VALUES (?, '2026-01-01T00:00:00+00:00')", ("Ana\u2009Lima",))
+        g._db.commit()
+    with Gallery(tmp_path / "spaces.sqlite") as g:  # two stored so: the plain form stands for neither, whatever the hash seed
+        with pytest.raises(InputError, match="several people"):
+            g.get("Ana Lima")
+        with pytest.raises(InputError, match="several people"):
+            g.enroll("Ana Lima", [synth.genuine(7, 0)])
+        assert g.get("Ana\u2009Lima").person_id == "Ana\u2009Lima" and g.get("Ana\u00a0Lima").person_id == "Ana\u00a0Lima"
     with Gallery(tmp_path / "long.sqlite") as g:  # NFC lengthens some characters: the stored id is what is limited
         with pytest.raises(InputError, match="at most 200 characters"):
             g.enroll("\u0958" * 150, [synth.genuine(4, 0)])
@@ -863,36 +871,32 @@ def test_calls_of_the_wrong_type_name_the_problem(tmp_path):
             g.remove_all(None)
 
 
-def test_a_refused_first_enrolment_leaves_no_gallery(tmp_path):
-    """`enroll_creating` makes a new gallery only once its first enrolment has committed; an
-    existing one (or one made meanwhile by another process) is enrolled in as it is."""
+def test_a_refused_first_enrolment_leaves_no_gallery(tmp_path, monkeypatch):
+    """`enroll_creating` checks and embeds a new gallery's first enrolment before making its
+    file or folder; an existing gallery is enrolled in as it is."""
     from signver.gallery import enroll_creating
 
     path = tmp_path / "bank.sqlite"
-    for bad in (lambda g: g.enroll("alice", [b"junk"]), lambda g: g.enroll(" alice", [synth.genuine(1, 0)])):
-        with pytest.raises(InputError):
-            enroll_creating(path, None, bad)
-        assert sorted(tmp_path.iterdir()) == []  # no gallery, no temporary file, no -wal or -shm
+    monkeypatch.setenv("SIGNVER_GALLERY", str(tmp_path / "home" / ".signver" / "gallery.sqlite"))
+    for where in (path, tmp_path / "new-folder" / "bank.sqlite", None):  # None: the default, its folder not made yet
+        for person, images, extra in (("alice", [b"junk"], {}), (" alice", [synth.genuine(1, 0)], {}),
+                                      ("alice", [synth.genuine(1, 0), synth.genuine(1, 0)], {}),
+                                      ("alice", [synth.genuine(1, 0)], {"metadata": {"a": "\ud800"}}),
+                                      ("alice", [synth.genuine(1, 0)], {"sources": ["a.png", "b.png"]})):
+            with pytest.raises((InputError, DuplicateReferenceError)):
+                enroll_creating(where, None, person, images, **extra)
+            assert sorted(tmp_path.iterdir()) == []  # no gallery, no folder
     with pytest.raises(InputError, match="a cleaner, not a signature extractor"):
-        enroll_creating(path, "cleaner-lite0-crossing-int8", lambda g: g.enroll("alice", [synth.genuine(1, 0)]))
+        enroll_creating(path, "cleaner-lite0-crossing-int8", "alice", [synth.genuine(1, 0)])
     with pytest.raises(InputError):
         Gallery(tmp_path / "sub" / "g.sqlite", model="cleaner-lite0-crossing-int8")
-    assert sorted(tmp_path.iterdir()) == []  # not even the folder
+    assert sorted(tmp_path.iterdir()) == []
 
-    person, where = enroll_creating(path, None, lambda g: g.enroll("alice", [synth.genuine(1, 0)]))
-    assert where == path.absolute() and person.references == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["bank.sqlite"]
-    person, _ = enroll_creating(path, None, lambda g: g.enroll("alice", [synth.genuine(1, 1)]))
+    person, where = enroll_creating(path, None, "alice", [synth.genuine(1, 0)], metadata={"desk": 2}, sources=["a.png"])
+    assert where == path.absolute() and person.references == 1 and person.metadata == {"desk": 2}
+    with pytest.raises(DuplicateReferenceError, match="a.png \\(already enrolled\\)"):  # an existing gallery: against its references
+        enroll_creating(path, None, "alice", [synth.genuine(1, 0)], sources=["b.png"])
+    person, _ = enroll_creating(path, None, "alice", [synth.genuine(1, 1)])
     assert person.references == 2
-
-    other = tmp_path / "raced.sqlite"
-
-    def enrol_while_another_makes_it(g):  # another process makes the gallery between this one's commit and its link
-        if not other.exists():
-            with Gallery(other) as theirs:
-                theirs.enroll("bob", [synth.genuine(2, 0)])
-        return g.enroll("alice", [synth.genuine(1, 0)])
-
-    enroll_creating(other, None, enrol_while_another_makes_it)
-    with Gallery(other) as g:
-        assert [p.person_id for p in g.list()] == ["alice", "bob"]
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".new", "-wal", "-shm"))]
+    with Gallery(path) as g:
+        assert np.allclose(g.references("alice")[0], g.extractor.vectors([synth.genuine(1, 0)])[0], atol=1e-6)

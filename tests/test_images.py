@@ -314,6 +314,8 @@ def test_a_bmp_alpha_channel_of_zeros_is_taken_as_opaque():
     rgba = np.dstack([np.repeat(_sample()[:, :, None], 3, axis=2), np.zeros((20, 30), np.uint8)])
     assert load_image(_encode(Image.fromarray(rgba, "RGBA"), "BMP")).tolist() == _sample().tolist()
     assert load_image(Image.new("1", (2, 1), 0)).tolist() == [[0, 0]]
+    stamped = np.dstack([_stamped_page(), np.zeros((50, 60), np.uint8)])  # read without red as any other colour scan
+    assert np.array_equal(load_image(_encode(Image.fromarray(stamped, "RGBA"), "BMP"), dropout="red"), load_image(_stamped_page(), dropout="red"))
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -540,5 +542,6 @@ def test_dropout_names_the_colours_it_takes(value):
         load_image(_sample(), dropout=value)
 
 
-def test_dropout_takes_any_case():
+def test_dropout_takes_any_case_and_none_for_grey():
     assert np.array_equal(load_image(_stamped_page(), dropout="Red"), load_image(_stamped_page(), dropout="red"))
+    assert np.array_equal(load_image(_stamped_page(), dropout="None"), load_image(_stamped_page()))

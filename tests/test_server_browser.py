@@ -145,9 +145,10 @@ def test_an_answer_for_a_file_no_longer_chosen_is_dropped(browser, files, tmp_pa
         page.close()
 
 
-def test_the_stamp_colour_to_leave_out_starts_as_the_services_and_goes_with_each_request(browser, files, tmp_path):
-    """A service that reads red stamps out shows Red chosen; an upload with a red stamp over the
-    signature is read without it (the distance of the plain scan), and with None as grey."""
+def test_the_stamp_colour_to_leave_out_is_the_services_unless_chosen(browser, files, tmp_path):
+    """A service that reads red stamps out says so in the colour's first choice, which sends no
+    field; an upload with a red stamp over the signature is read without it (the distance of the
+    plain scan) that way or with Red chosen, and as grey with None."""
     from .documents import red_stamped
 
     folder, boxes = files
@@ -158,13 +159,18 @@ def test_the_stamp_colour_to_leave_out_starts_as_the_services_and_goes_with_each
         page = offline_page(browser, url)
         page.goto(url + "/")
         sync_api.expect(page.locator("#health")).to_contain_text("Service ready")
-        sync_api.expect(page.locator("#dropout")).to_have_value("red")
-        sync_api.expect(page.locator("#enrol-dropout")).to_have_value("red")
+        sync_api.expect(page.locator("#dropout")).to_have_value("")
+        sync_api.expect(page.locator("#dropout option").first).to_have_text("As the service is set (red)")
         page.get_by_label("Person id").fill("alice")
         page.get_by_label("Reference signatures").set_input_files([str(folder / f"alice-{s}.png") for s in range(3)])
         page.get_by_role("button", name="Enrol").click()
         sync_api.expect(page.locator("#gallery-status")).to_contain_text("Enrolled alice: 3 added")
-        sync_api.expect(page.locator("#enrol-dropout")).to_have_value("red")  # kept for the next enrolment
+        page.locator("#enrol-dropout").select_option("none")
+        page.get_by_label("Person id").fill("bob")
+        page.get_by_label("Reference signatures").set_input_files(str(folder / "alice-0.png"))
+        page.get_by_role("button", name="Enrol").click()
+        sync_api.expect(page.locator("#gallery-status")).to_contain_text("Enrolled bob")
+        sync_api.expect(page.locator("#enrol-dropout")).to_have_value("none")  # kept for the next enrolment
 
         def distance_of(name: str, colour: str) -> str:
             page.get_by_label("A single signature").check()
@@ -177,11 +183,9 @@ def test_the_stamp_colour_to_leave_out_starts_as_the_services_and_goes_with_each
             page.get_by_label("A document page").check()  # so that the next file counts as a change
             return text.split("distance")[1].split()[0]
 
-        plain = distance_of("plain.png", "red")
-        assert distance_of("stamped.png", "red") == plain
+        plain = distance_of("plain.png", "")
+        assert distance_of("stamped.png", "") == plain and distance_of("stamped.png", "red") == plain
         assert distance_of("stamped.png", "none") != plain
-        page.reload()  # the page starts from the service's colour again
-        sync_api.expect(page.locator("#dropout")).to_have_value("red")
         assert page.refused == [] and page.js_errors == []
         page.close()
 

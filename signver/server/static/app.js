@@ -53,7 +53,10 @@ const fixed = (x) => (x === null || x === undefined ? "n/a" : x.toFixed(4));
 
 // -- service status and the gallery ------------------------------------------------------------
 
-let dropoutChosen = false; // once the user picks a colour, the service's default no longer overrides it
+function appendDropout(form, selectId) {
+  const colour = $(selectId).value;
+  if (colour) form.append("dropout", colour); // left as the service is set: no field, so the service reads its own way
+}
 
 async function loadHealth() {
   try {
@@ -64,7 +67,9 @@ async function loadHealth() {
       (missing.length ? ` (not installed: ${missing.join(", ")})` : "") +
       (h.auth.reads ? "; every check, search and change needs the API key" : h.auth.writes ? "; changes to the gallery need the API key" : "");
     if (!h.models.cleaner.loaded) { $("clean").checked = false; $("clean").disabled = true; }
-    if (!dropoutChosen) for (const select of document.querySelectorAll("select.dropout")) select.value = h.dropout || "none";
+    for (const option of document.querySelectorAll("option.service-dropout")) {
+      option.textContent = `As the service is set (${h.dropout ? h.dropout : "none"})`;
+    }
   } catch (error) {
     $("health").textContent = `Service unavailable: ${error.message}`;
   }
@@ -118,7 +123,7 @@ $("enrol-form").addEventListener("submit", async (event) => {
   if (!personId) { say("gallery-status", "Enter the person's id first.", "bad"); $("enrol-id").focus(); return; }
   form.append("person_id", personId);
   for (const file of $("enrol-files").files) form.append("images", file);
-  form.append("dropout", $("enrol-dropout").value);
+  appendDropout(form, "enrol-dropout");
   if ($("enrol-metadata").value.trim()) form.append("metadata", $("enrol-metadata").value.trim());
   say("gallery-status", `Enrolling ${personId}…`, "busy");
   const button = $("enrol-button");
@@ -245,7 +250,7 @@ async function previewDocument() {
   const form = new FormData();
   form.append("document", file);
   form.append("previews", "true");
-  form.append("dropout", $("dropout").value);
+  appendDropout(form, "dropout");
   say("check-status", "Looking for signatures…", "busy");
   try {
     const found = await api("POST", "/v1/detect", form);
@@ -265,7 +270,7 @@ async function verifySignature(file, personId, mine) {
   const form = new FormData();
   form.append("image", file);
   form.append("clean", $("clean").checked ? "true" : "false");
-  form.append("dropout", $("dropout").value);
+  appendDropout(form, "dropout");
   const result = personId ? await api("POST", `/v1/people/${encodeURIComponent(personId)}/verify`, form)
     : await api("POST", "/v1/identify", form);
   if (mine !== request) return null;
@@ -284,7 +289,7 @@ async function verifyDocument(file, personId, mine) {
   form.append("document", file);
   if (personId) form.append("person_id", personId);
   form.append("clean", $("clean").checked ? "true" : "false");
-  form.append("dropout", $("dropout").value);
+  appendDropout(form, "dropout");
   form.append("previews", "true");
   const result = await api("POST", "/v1/documents/verify", form);
   if (mine !== request) return null;
@@ -320,7 +325,6 @@ $("check-form").addEventListener("submit", async (event) => {
 
 $("check-file").addEventListener("change", previewDocument);
 for (const radio of document.querySelectorAll("input[name=kind]")) radio.addEventListener("change", previewDocument);
-for (const select of document.querySelectorAll("select.dropout")) select.addEventListener("change", () => { dropoutChosen = true; });
 $("dropout").addEventListener("change", previewDocument); // the boxes found may change with the colour left out
 
 if (apiKey) $("api-key").value = apiKey;
