@@ -81,8 +81,8 @@ def load_image(
     dropout: str | None = None,
 ) -> np.ndarray:
     """One page of `source` (page `page` of a multi-page TIFF or PDF) as a 2-D uint8 grey array.
-    `dropout` ("red", "green" or "blue") reads a colour image through that colour's channel, so
-    that marks of that colour (a stamp) vanish; grey images are read as they are."""
+    `dropout` ("red", "green" or "blue") reads a colour image without the marks of that colour,
+    such as a stamp over the signature (`_without_colour`); grey images are read as they are."""
     if isinstance(page, bool) or not isinstance(page, numbers.Integral):
         raise InputError(f"page must be an int, got {type(page).__name__}")
     page = int(page)
@@ -291,7 +291,7 @@ def _frames_up_to(im: Image.Image, limit: int) -> int:
 
 def _to_gray(im: Image.Image, dropout: str | None = None) -> np.ndarray:
     """Grey uint8 as seen on paper: EXIF rotation applied, transparency flattened onto white;
-    with `dropout`, a colour image's channel of that colour instead of its luminance."""
+    with `dropout`, a colour image without that colour's marks instead of its luminance."""
     bmp = im.format == "BMP"
     im = ImageOps.exif_transpose(im)
     if im.mode.startswith("I"):  # 16-bit grey ('I;16', 'I;16B') or 32-bit 'I' holding 16- or 8-bit values

@@ -299,7 +299,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
     def reading(dropout: str | None) -> Pipeline:
         """The pipeline reading uploads as the request asks: the service's way when it does not say."""
-        return pipeline if dropout is None else pipeline.reading(None if dropout == "none" else dropout)
+        return pipeline if dropout is None else pipeline.reading(dropout)  # "none": as grey
 
     # -- single signatures ---------------------------------------------------------------
 
