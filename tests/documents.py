@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from signver import synth
+from signver.images import DROPOUT_LIFT
 
 PAGE_SIZE = (1100, 850)  # (h, w): a letter page at 100 dpi
 
@@ -101,10 +102,11 @@ def red_stamped(gray: np.ndarray) -> np.ndarray:
     cv2.ellipse(ring, (w // 2, h // 2), (w // 3, h // 2 - 4), 0, 0, 360, 255, max(3, h // 12))
     cv2.line(ring, (w // 6, h // 2), (5 * w // 6, h // 2), 255, max(3, h // 12))
     on_paper = (ring > 0) & (gray > 200)
-    g = gray[on_paper].astype(np.int16)
-    low = 40 + g % 2  # green and blue; red = (g + low) / 2 exactly, so that 2 red - low = g
+    g, lift = gray[on_paper].astype(np.int16), DROPOUT_LIFT
+    low = 40 + (g + 40 * lift) % (1 + lift)  # green and blue, so that red = (g + lift low) / (1 + lift) exactly (lift = -1 mod 1 + lift):
+    red = (g + lift * low) // (1 + lift)  # red + lift (red - low) = g
     rgb = np.dstack([gray] * 3)
-    rgb[on_paper] = np.stack([(g + low) // 2, low, low], axis=1).astype(np.uint8)
+    rgb[on_paper] = np.stack([red, low, low], axis=1).astype(np.uint8)
     return rgb
 
 
