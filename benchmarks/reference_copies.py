@@ -1,5 +1,5 @@
 """How close is a copy of a reference, and how close are two signings? The gallery refuses a
-reference nearer than `signver.gallery.NEAR_COPY_SHARE` of the model's threshold to one the
+reference nearer than `signver.matcher.NEAR_COPY_SHARE` of the model's threshold to one the
 person already has; this measures both sides of that line, in the same unit.
 
 Two signings: every pair of one training writer's genuine signatures (held-out writers
@@ -21,7 +21,7 @@ import numpy as np
 from common import machine
 from signver.datasets import read_dataset
 from signver.extractor import Extractor
-from signver.gallery import NEAR_COPY_SHARE
+from signver.matcher import NEAR_COPY_SHARE
 from signver.images import load_image
 from signver.matcher import distances, fuse
 from signver.training.data import load_training_set, writers_for

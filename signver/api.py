@@ -12,7 +12,7 @@ from .calibration import Calibration
 from .errors import InputError
 from .extractor import get_extractor
 from .images import SourceLike
-from .matcher import check_threshold, distances
+from .matcher import check_threshold, copy_note, distances
 
 SignatureLike = SourceLike | np.ndarray  # an image of any kind, or a precomputed embedding
 
@@ -30,6 +30,7 @@ class VerificationResult:
     confidence: float | None = None
     log10_lr: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    note: str | None = None  # what the decision alone does not say: the questioned scan is a copy of a reference
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,10 +59,12 @@ def verify(a: SignatureLike, b: SignatureLike, threshold: float | None = None, m
     embedded = time.perf_counter()
     distance = float(distances(vector_a, vector_b))
     threshold = extractor.card.threshold if threshold is None else float(threshold)
-    return VerificationResult(**decision(distance, threshold, extractor.card.calibration, extractor.name, start, embedded))
+    return VerificationResult(**decision(distance, threshold, extractor.card.calibration, extractor.name, start, embedded,
+                                         copy_note(distance, extractor.card.threshold, "the reference")))
 
 
-def decision(distance: float, threshold: float | None, calibration: Calibration | None, model: str, started: float, embedded: float) -> dict:
+def decision(distance: float, threshold: float | None, calibration: Calibration | None, model: str, started: float, embedded: float,
+             note: str | None = None) -> dict:
     """The fields every verification result shares: accept when distance <= threshold."""
     if threshold is None:
         raise InputError(f"model {model} has no default threshold; pass threshold=")
@@ -74,4 +77,5 @@ def decision(distance: float, threshold: float | None, calibration: Calibration 
         "confidence": float(calibration.probability(distance)) if calibration else None,
         "log10_lr": float(calibration.log10_lr(distance)) if calibration else None,
         "timings_ms": {"embed": 1000 * (embedded - started), "total": 1000 * (time.perf_counter() - started)},
+        "note": note,
     }

@@ -228,6 +228,8 @@ class ResultPrinter:
             self.exit_code = max(self.exit_code, EXIT_NOT_VERIFIED)
 
     def row(self, record: dict, text: str) -> None:
+        if record.get("note") and record["note"] not in text:  # what the decision alone does not say
+            text += f"; note: {one_line(record['note'])}"
         if self.format == "jsonl":
             print(json.dumps(record), flush=True)
         elif self.format == "csv":
@@ -241,6 +243,33 @@ class ResultPrinter:
         self.exit_code = EXIT_BAD_INPUT
         if self.format != "text":
             self.row({**record, "error": str(error)}, "")
+
+
+# height over width beyond which a file is not taken for one signature without a note: no scan of
+# CEDAR or BHSig260 is (CEDAR's tallest is 1.21), a letter page is 1.29, an A4 page 1.41
+TALL_SHARE = 1.25
+
+
+def shape_note(path: Path) -> str | None:
+    """A note for a file taller than wide, as a signature is not: a whole page read as one
+    signature can pass for anyone's, and a sideways signature matches no one."""
+    from .images import first_page_size
+
+    size = first_page_size(path)
+    if size is None or size[1] <= TALL_SHARE * size[0]:
+        return None
+    return ("taller than wide, as a signature is not: a document page is read whole as one signature "
+            "(--document finds the signatures on it), and a signature turned sideways matches no one (turn it upright)")
+
+
+def _references(count: int) -> str:
+    return f"{count} reference{'' if count == 1 else 's'}"
+
+
+def with_note(record: dict, note: str | None) -> dict:
+    """`record` with `note` joined to any it holds."""
+    notes = [n for n in (record.get("note"), note) if n]
+    return {**record, "note": "; ".join(notes) if notes else None}
 
 
 def print_file_error(path: str | Path, error: SignverError) -> None:
@@ -344,10 +373,12 @@ def verify(
     from .images import printable_name
 
     check_threshold(threshold)
-    columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model")
+    columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model", "note")
     printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     reference = from_standard_input(reference)
     reference_vector = get_extractor(model).vectors([reference], clean=clean, dropout=dropout)[0]
+    if note := shape_note(reference):
+        err.print(f"note: the reference {escape(text_name(reference))} is {note}")
     for path in each_with_progress(expand_images(questioned), "verifying"):
         name = printable_name(path)  # any file name prints, whatever bytes it is made of
         record = {"reference": printable_name(reference), "questioned": name}
@@ -358,7 +389,8 @@ def verify(
             continue
         printer.decided(result.verified)
         decision = "verified" if result.verified else "not verified"
-        printer.row({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, f"{one_line(name)}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result.confidence)})")
+        printer.row(with_note({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, shape_note(path)),
+                    f"{one_line(name)}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result.confidence)})")
     raise typer.Exit(printer.exit_code)
 
 
@@ -383,7 +415,10 @@ def enroll(
     files = expand_images(images)
     person_record, where = enroll_creating(gallery, model, person, files, metadata=extra, sources=[str(f) for f in files],
                                            clean=clean, dropout=dropout)
-    print(f"enrolled {person_record.person_id}: {len(files)} added, {person_record.references} references in {text_name(where)}")
+    print(f"enrolled {person_record.person_id}: {len(files)} added, {_references(person_record.references)} in {text_name(where)}")
+    for path in files:
+        if note := shape_note(path):
+            err.print(f"note: {escape(text_name(path))} is {note}: a reference must be one upright signature")
 
 
 @app.command()
@@ -407,9 +442,9 @@ def check(
     from .images import printable_name
     from .pipeline import Pipeline
 
-    columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model")
+    columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model", "note")
     if document:
-        columns = (*columns[:1], "page", "signature", "box", "detector_score", *columns[1:], "note")
+        columns = (*columns[:1], "page", "signature", "box", "detector_score", *columns[1:])
     printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     with Gallery(gallery, model=model, threshold=threshold, create=False) as store:
         store.get(person)
@@ -425,7 +460,7 @@ def check(
             except SignverError as error:
                 printer.error(record, error)
                 continue
-            record |= {k: _rounded(v) for k, v in result.to_dict().items() if k in columns}
+            record = with_note(record | {k: _rounded(v) for k, v in result.to_dict().items() if k in columns}, shape_note(path))
             decision = "verified" if result.verified else "not verified"
             printer.decided(result.verified)
             printer.row(record, f"{one_line(name)}: {decision} as {person} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result.confidence)})")
@@ -482,7 +517,7 @@ def identify(
     from .images import printable_name
 
     check_k(k)  # once, before any work, not once per file
-    columns = ("questioned", "rank", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model")
+    columns = ("questioned", "rank", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model", "note")
     printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     with Gallery(gallery, model=model, create=False) as store:
         if not len(store):
@@ -496,8 +531,9 @@ def identify(
                 printer.error({"questioned": name}, error)
                 continue
             printer.decided(any(r.verified for r in ranked))  # exit 1: someone's signature matched no one
+            shape = shape_note(path)
             for rank, result in enumerate(ranked, 1):
-                record = {"questioned": name, "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}
+                record = with_note({"questioned": name, "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}, shape)
                 mark = "match" if result.verified else "no match"
                 printer.row(record, f"{one_line(name)}\t{rank}\t{result.person_id}\t{mark}\tdistance {result.distance:.4f}{_confidence_text(result.confidence)}")
     raise typer.Exit(printer.exit_code)
@@ -514,7 +550,7 @@ def gallery_list(gallery: Optional[Path] = GalleryOption, as_json: bool = typer.
             if as_json:
                 print(json.dumps(person.to_dict()))
             else:
-                print(f"{person.person_id}\t{person.references} references\tenrolled {person.enrolled_at}\t{json.dumps(person.metadata)}")
+                print(f"{person.person_id}\t{_references(person.references)}\tenrolled {person.enrolled_at}\t{json.dumps(person.metadata)}")
 
 
 @gallery_app.command("remove")
@@ -526,7 +562,7 @@ def gallery_remove(people: list[str] = typer.Argument(..., help="ids of the peop
     people = list(dict.fromkeys(people))  # an id given twice is removed once
     with Gallery(gallery, create=False) as store:
         for removed in store.remove_all(people):  # all or none
-            print(f"removed {removed.person_id} ({removed.references} references)")
+            print(f"removed {removed.person_id} ({_references(removed.references)})")
 
 
 @app.command()

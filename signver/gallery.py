@@ -32,7 +32,7 @@ from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike, printable_name
 from .index import VectorIndex, check_index_kind
-from .matcher import DEFAULT_FUSION, SPREAD_EXPONENT, check_k, check_threshold, distances, fuse, reference_spread
+from .matcher import DEFAULT_FUSION, SPREAD_EXPONENT, check_k, check_threshold, copy_distance, copy_note, distances, fuse, reference_spread
 
 MAX_PERSON_ID = 200
 MAX_METADATA_DEPTH = 32  # nesting every JSON encoder and reader on the way can handle (the service's stops near 255)
@@ -55,11 +55,6 @@ MIN_PEOPLE_SCORED = 20
 # still rank among the k: about 80 more people cost 50-65 ms a query and one exact search of
 # 100,000 references about 180 ms (docs/benchmarks.md, 1:N search), so 256 cost about one search
 CONTENDERS_SCORED = 256
-# References closer than this share of the model's decision distance are one scan given twice,
-# perhaps saved again: JPEG at quality 90 moved lite0-heads' vectors by at most 0.05 of it. No
-# two signings of CEDAR's training writers come closer than 0.32 of it (docs/benchmarks.md,
-# "Claims against enrolled references").
-NEAR_COPY_SHARE = 0.15
 BUSY_TIMEOUT = 30  # seconds a connection waits for another writer before giving up
 WRITE_POLL = 0.05  # seconds between tries for another process's write lock, this process's readers served meanwhile
 UNIT_TOLERANCE = 1e-3  # stored embeddings are unit vectors to float32 precision; farther is damage
@@ -605,7 +600,8 @@ class Gallery:
                              f"{self.extractor.name}`, give a threshold, or use the 'min' fusion")
         threshold = self.threshold if self.threshold is not None else rule.threshold if rule else card.threshold
         return ClaimResult(
-            **decision(distance, threshold, rule.calibration if rule else None, self.extractor.name, started, embedded),
+            **decision(distance, threshold, rule.calibration if rule else None, self.extractor.name, started, embedded,
+                       copy_note(float(per_reference.min()), card.threshold, f"one of {person_id}'s references")),
             person_id=person_id,
             fusion=self.fusion,
             reference_distances=[round(float(d), 6) for d in per_reference],
@@ -798,7 +794,7 @@ def _refuse_copies(extractor: Extractor, person_id: str, known: list[np.ndarray]
                    labels: Sequence[str]) -> np.ndarray:
     """Refuse a vector within NEAR_COPY_SHARE of the threshold of one `known` (`names` say
     which) or of one before it; the known vectors with these added."""
-    tolerance = NEAR_COPY_SHARE * (extractor.card.threshold or 0.0) or 1e-4
+    tolerance = copy_distance(extractor.card.threshold)
     for number, (vector, label) in enumerate(zip(vectors, labels), 1):
         name = label or f"image {number}"
         if known:

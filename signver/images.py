@@ -15,6 +15,7 @@ import stat
 import re
 import struct
 import threading
+import warnings
 import zlib
 from typing import BinaryIO, Iterator, Union
 
@@ -402,6 +403,27 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
             return pages
         finally:
             pdf.close()
+
+
+def first_page_size(path: str | os.PathLike) -> tuple[float, float] | None:
+    """(width, height) of a file's first page as it will be read (its EXIF turn applied; a PDF
+    page in points), from its header alone; None where that cannot be told: loading it says why."""
+    try:
+        with open(path, "rb") as file:
+            is_pdf = file.read(5) == b"%PDF-"
+        if is_pdf:
+            with _PDFIUM_LOCK:
+                pdf = pdfium.PdfDocument(os.fspath(path))
+                try:
+                    return tuple(pdf[0].get_size()) if len(pdf) else None
+                finally:
+                    pdf.close()
+        with warnings.catch_warnings(), Image.open(path) as im:  # a size over Pillow's bomb limit: loading refuses it, not this
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+            return (im.height, im.width) if turned else im.size
+    except (OSError, ValueError, SyntaxError, pdfium.PdfiumError, Image.DecompressionBombError):
+        return None
 
 
 def source_name(source) -> str | None:

@@ -15,11 +15,30 @@ FUSIONS = ("mean", "min", "median", "scaled")
 # on held-out training writers (benchmarks/fusion.py; docs/benchmarks.md, "Fusing K references").
 DEFAULT_FUSION = "scaled"
 SPREAD_EXPONENT = 0.75  # chosen on held-out training writers from 0, 0.25, 0.5, 0.75, 1
+# Signatures closer than this share of the model's decision distance are one scan given twice,
+# perhaps saved again: JPEG at quality 90 moved lite0-heads' vectors by at most 0.05 of it. No
+# two signings of CEDAR's training writers come closer than 0.32 of it (docs/benchmarks.md,
+# "Claims against enrolled references").
+NEAR_COPY_SHARE = 0.15
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Euclidean distance between unit vectors, row by row (broadcasting like numpy)."""
     return np.linalg.norm(np.asarray(a, np.float32) - np.asarray(b, np.float32), axis=-1)
+
+
+def copy_distance(threshold: float | None) -> float:
+    """The distance under which two signatures are one scan: NEAR_COPY_SHARE of the model's threshold."""
+    return NEAR_COPY_SHARE * (threshold or 0.0) or 1e-4
+
+
+def copy_note(nearest: float, threshold: float | None, of: str) -> str | None:
+    """What to say when the questioned signature is a copy of `of` (its distance `nearest`): a
+    scan pasted or saved again is no evidence of a new signing, whatever the decision says."""
+    if nearest >= copy_distance(threshold):
+        return None
+    return (f"the same scan as {of} (distance {nearest:.4f}, under {copy_distance(threshold):.4f}), perhaps saved again: "
+            "a copy is no evidence of a new signing")
 
 
 def check_threshold(threshold: float | None) -> float | None:

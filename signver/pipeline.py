@@ -35,7 +35,7 @@ from .detector import Box, check_score
 from .errors import InputError, ModelError, SignverError
 from .extractor import Extractor, get_extractor
 from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, check_dpi, check_dropout, check_limits, errors_naming, load_image, load_pages
-from .matcher import check_k, check_threshold, distances
+from .matcher import check_k, check_threshold, copy_note, distances
 from .normalize import normalize
 
 if TYPE_CHECKING:
@@ -328,8 +328,9 @@ class Pipeline:
         vector_b = self._vector(b, clean, timer)
         embedded = time.perf_counter()
         threshold = self.extractor.card.threshold if threshold is None else float(threshold)
-        result = VerificationResult(**decision(float(distances(vector_a, vector_b)), threshold, self.extractor.card.calibration,
-                                               self.extractor.name, started, embedded))
+        distance = float(distances(vector_a, vector_b))
+        result = VerificationResult(**decision(distance, threshold, self.extractor.card.calibration, self.extractor.name, started,
+                                               embedded, copy_note(distance, self.extractor.card.threshold, "the reference")))
         timer.lap("match")
         result.timings_ms = _total(timer)
         return result

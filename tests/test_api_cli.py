@@ -480,3 +480,25 @@ def test_dropout_in_the_library_and_the_verify_clean_and_detect_commands(tmp_pat
     assert [b["score"] for b in json.loads(found.stdout)["boxes"]] == pytest.approx([b.score for b in signver.detect(page)], abs=1e-3)
     with pytest.raises(InputError, match="dropout must be one of"):
         signver.verify(reference, plain, dropout="cyan")
+
+
+def test_a_copy_of_the_reference_and_a_tall_image_are_noted(tmp_path):
+    """The decision alone does not say that the questioned scan is the reference saved again
+    (no evidence of a new signing), nor that a file taller than wide is a page or a sideways
+    signature: a note says so, in the library's result and each output format."""
+    reference = synth.genuine(4, 0)
+    assert "the same scan as the reference" in signver.verify(reference, reference).note
+    assert signver.verify(reference, synth.genuine(4, 1)).note is None
+    Image.fromarray(reference).save(tmp_path / "ref.png")
+    cv2.imwrite(str(tmp_path / "resaved.jpg"), reference, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    Image.fromarray(np.rot90(synth.genuine(4, 1)).copy()).save(tmp_path / "sideways.png")
+    Image.fromarray(synth.genuine(4, 1)).save(tmp_path / "other.png")
+    text = runner.invoke(app, ["verify", str(tmp_path / "ref.png"), str(tmp_path / "resaved.jpg"), str(tmp_path / "sideways.png"),
+                               str(tmp_path / "other.png")]).stdout.splitlines()
+    assert "note: the same scan as the reference" in text[0] and "note: taller than wide" in text[1] and "note" not in text[2]
+    rows = [json.loads(line) for line in runner.invoke(app, ["verify", str(tmp_path / "ref.png"), str(tmp_path / "sideways.png"),
+                                                              str(tmp_path / "other.png"), "--json"]).stdout.splitlines()]
+    assert rows[0]["note"].startswith("taller than wide") and rows[1]["note"] is None
+    from signver.images import first_page_size
+
+    assert first_page_size(tmp_path / "sideways.png") == (150, 375) and first_page_size(tmp_path / "missing.png") is None

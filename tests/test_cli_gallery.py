@@ -276,3 +276,13 @@ def test_enroll_cleans_references_when_asked(files):
     cleaned = json.loads(invoke("check", "alice", files / "form-crop.png", "--clean", "--json").stdout)
     as_is = json.loads(invoke("check", "bob", files / "form-crop.png", "--clean", "--json").stdout)
     assert cleaned["distance"] == pytest.approx(0, abs=1e-4) and as_is["distance"] > 0.01
+
+
+def test_check_and_identify_note_a_copy_of_a_reference(files):
+    assert invoke("enroll", "alice", files / "w3").exit_code == 0
+    claim = json.loads(invoke("check", "alice", files / "w3" / "0.png", "--json").stdout)
+    assert claim["verified"] and "the same scan as one of alice's references" in claim["note"]
+    assert json.loads(invoke("check", "alice", files / "q3.png", "--json").stdout)["note"] is None
+    table = list(csv.DictReader(io.StringIO(invoke("identify", files / "w3" / "0.png", "--format", "csv").stdout)))
+    assert "same scan" in table[0]["note"]
+    assert "note: the same scan" in invoke("check", "alice", files / "w3" / "0.png").stdout

@@ -190,7 +190,7 @@ function drawPages(pages, signatures) {
 function decisionText(d) {
   const verdict = d.verified ? `Verified as ${d.person_id}` : `Not verified as ${d.person_id}`;
   return `${verdict}: confidence ${percent(d.confidence)}, distance ${fixed(d.distance)} ` +
-    `${d.verified ? "≤" : ">"} threshold ${fixed(d.threshold)}`;
+    `${d.verified ? "≤" : ">"} threshold ${fixed(d.threshold)}` + (d.note ? `. Note: ${d.note}` : "");
 }
 
 function showDecisions(signatures, mode) {
