@@ -251,15 +251,20 @@ TALL_SHARE = 1.25
 
 
 def shape_note(path: Path) -> str | None:
-    """A note for a file taller than wide, as a signature is not: a whole page read as one
-    signature can pass for anyone's, and a sideways signature matches no one."""
-    from .images import first_page_size
+    """A note for a file that is not plainly one signature: of several pages, where the first
+    alone is read, or taller than wide, as a signature is not (a whole page read as one
+    signature can pass for anyone's, and a sideways signature matches no one)."""
+    from .images import first_page
 
-    size = first_page_size(path)
-    if size is None or size[1] <= TALL_SHARE * size[0]:
+    peek = first_page(path)
+    if peek is None:
         return None
-    return ("taller than wide, as a signature is not: a document page is read whole as one signature "
-            "(--document finds the signatures on it), and a signature turned sideways matches no one (turn it upright)")
+    width, height, more_pages = peek
+    notes = ["of several pages, only the first is read (check --document finds the signatures on every page)"] if more_pages else []
+    if height > TALL_SHARE * width:
+        notes.append("taller than wide, as a signature is not: a document page is read whole as one signature "
+                     "(--document finds the signatures on it), and a signature turned sideways matches no one (turn it upright)")
+    return "; ".join(notes) or None
 
 
 def _references(count: int) -> str:
@@ -435,13 +440,21 @@ def check(
     document: bool = typer.Option(False, "--document", help="each file is a page or a document (PDF, TIFF): its signatures are "
                                   "found, cut out, cleaned (unless --no-clean) and each checked, one line apiece"),
     dropout: Optional[str] = DropoutOption,
+    dpi: float = typer.Option(200, help="with --document: resolution PDF pages are rendered at (at least 50)"),
 ) -> None:
     """Check that PERSON wrote each questioned signature, against all their references. The
     distance is the claim score: the references' distances fused (default "scaled": can pass 1)."""
     from .gallery import Gallery
-    from .images import printable_name
+    from .images import DEFAULT_DPI, check_dpi, printable_name
     from .pipeline import Pipeline
 
+    try:
+        check_dpi(dpi)
+    except InputError as error:
+        raise typer.BadParameter(str(error), param_hint="--dpi") from None
+    if dpi != DEFAULT_DPI and not document:
+        raise typer.BadParameter("reads the pages of documents: give --document too (a signature file's first page is read at "
+                                 f"{DEFAULT_DPI} dpi)", param_hint="--dpi")
     columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model", "note")
     if document:
         columns = (*columns[:1], "page", "signature", "box", "detector_score", *columns[1:])
@@ -450,7 +463,7 @@ def check(
         store.get(person)
         files = expand_images(images)
         if document:
-            _check_documents(Pipeline(store, dropout=dropout), person, files, clean, printer)
+            _check_documents(Pipeline(store, dropout=dropout, dpi=dpi), person, files, clean, printer)
             raise typer.Exit(printer.exit_code)
         for path in each_with_progress(files, "checking"):
             name = printable_name(path)

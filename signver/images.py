@@ -392,8 +392,10 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
                 where = f"{label}, page {index}" if len(pdf) > 1 else label  # which page of many is bad
                 pdf_page = pdf[index]
                 width, height = pdf_page.get_size()
-                _check_pixels(round(width * scale), round(height * scale), max_pixels, where)
-                _check_document(pages, round(width * scale), round(height * scale), max_pixels, where)
+                # a page over the limit at this dpi may not be at a lower one (a phone photo saved as a 72-dpi PDF)
+                rendered = f"{where}, its page {width / 72:.1f}x{height / 72:.1f} inches rendered at {dpi:g} dpi: a lower dpi reads it smaller"
+                _check_pixels(round(width * scale), round(height * scale), max_pixels, rendered)
+                _check_document(pages, round(width * scale), round(height * scale), max_pixels, rendered)
                 bitmap = pdf_page.render(scale=scale, grayscale=not dropout)
                 if dropout:
                     pages.append(_to_gray(bitmap.to_pil(), dropout))
@@ -405,9 +407,10 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
             pdf.close()
 
 
-def first_page_size(path: str | os.PathLike) -> tuple[float, float] | None:
-    """(width, height) of a file's first page as it will be read (its EXIF turn applied; a PDF
-    page in points), from its header alone; None where that cannot be told: loading it says why."""
+def first_page(path: str | os.PathLike) -> tuple[float, float, bool] | None:
+    """(width, height, whether more pages follow) of a file's first page as it will be read (its
+    EXIF turn applied; a PDF page in points), from its header alone; None where that cannot be
+    told: loading it says why."""
     try:
         with open(path, "rb") as file:
             is_pdf = file.read(5) == b"%PDF-"
@@ -415,14 +418,15 @@ def first_page_size(path: str | os.PathLike) -> tuple[float, float] | None:
             with _PDFIUM_LOCK:
                 pdf = pdfium.PdfDocument(os.fspath(path))
                 try:
-                    return tuple(pdf[0].get_size()) if len(pdf) else None
+                    return (*pdf[0].get_size(), len(pdf) > 1) if len(pdf) else None
                 finally:
                     pdf.close()
         with warnings.catch_warnings(), Image.open(path) as im:  # a size over Pillow's bomb limit: loading refuses it, not this
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
-            return (im.height, im.width) if turned else im.size
-    except (OSError, ValueError, SyntaxError, pdfium.PdfiumError, Image.DecompressionBombError):
+            width, height = (im.height, im.width) if turned else im.size
+            return width, height, im.format == "TIFF" and _frames_up_to(im, 2) > 1
+    except (OSError, ValueError, SyntaxError, EOFError, pdfium.PdfiumError, Image.DecompressionBombError):
         return None
 
 

@@ -482,10 +482,11 @@ def test_dropout_in_the_library_and_the_verify_clean_and_detect_commands(tmp_pat
         signver.verify(reference, plain, dropout="cyan")
 
 
-def test_a_copy_of_the_reference_and_a_tall_image_are_noted(tmp_path):
+def test_a_copy_of_the_reference_a_tall_image_and_a_document_are_noted(tmp_path):
     """The decision alone does not say that the questioned scan is the reference saved again
-    (no evidence of a new signing), nor that a file taller than wide is a page or a sideways
-    signature: a note says so, in the library's result and each output format."""
+    (no evidence of a new signing), that a file taller than wide is a page or a sideways
+    signature, or that only a document's first page was read: a note says so, in the library's
+    result and each output format."""
     reference = synth.genuine(4, 0)
     assert "the same scan as the reference" in signver.verify(reference, reference).note
     assert signver.verify(reference, synth.genuine(4, 1)).note is None
@@ -499,6 +500,13 @@ def test_a_copy_of_the_reference_and_a_tall_image_are_noted(tmp_path):
     rows = [json.loads(line) for line in runner.invoke(app, ["verify", str(tmp_path / "ref.png"), str(tmp_path / "sideways.png"),
                                                               str(tmp_path / "other.png"), "--json"]).stdout.splitlines()]
     assert rows[0]["note"].startswith("taller than wide") and rows[1]["note"] is None
-    from signver.images import first_page_size
+    from signver.images import first_page
 
-    assert first_page_size(tmp_path / "sideways.png") == (150, 375) and first_page_size(tmp_path / "missing.png") is None
+    assert first_page(tmp_path / "sideways.png") == (150, 375, False) and first_page(tmp_path / "missing.png") is None
+    pages = [Image.fromarray(synth.genuine(4, s)) for s in (1, 2)]
+    pages[0].save(tmp_path / "two.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(tmp_path / "two.pdf", save_all=True, append_images=pages[1:])
+    for name in ("two.tif", "two.pdf"):
+        assert first_page(tmp_path / name)[2]
+        out = runner.invoke(app, ["verify", str(tmp_path / "ref.png"), str(tmp_path / name)]).stdout
+        assert "note: of several pages, only the first is read" in out and "taller" not in out

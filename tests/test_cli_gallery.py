@@ -286,3 +286,20 @@ def test_check_and_identify_note_a_copy_of_a_reference(files):
     table = list(csv.DictReader(io.StringIO(invoke("identify", files / "w3" / "0.png", "--format", "csv").stdout)))
     assert "same scan" in table[0]["note"]
     assert "note: the same scan" in invoke("check", "alice", files / "w3" / "0.png").stdout
+
+
+def test_check_document_reads_a_large_pdf_page_at_a_lower_dpi(files):
+    """A page too large at 200 dpi (a photo saved as a low-resolution PDF) is refused naming the
+    dpi; `--dpi` reads it smaller. Without --document, --dpi has nothing to read."""
+    from signver import synth_pages
+
+    from .documents import pdf
+
+    (files / "big.pdf").write_bytes(pdf(synth_pages.page(0, signatures=1).image, dpi=15))  # 640 pixels: 43 inches a side
+    assert invoke("enroll", "alice", files / "w3").exit_code == 0
+    refused = invoke("check", "alice", files / "big.pdf", "--document")
+    assert refused.exit_code == 2 and "rendered at 200 dpi: a lower dpi reads it smaller" in refused.output
+    read = invoke("check", "alice", files / "big.pdf", "--document", "--dpi", "50", "--json")
+    assert read.exit_code in (0, 1) and all("error" not in json.loads(line) for line in read.stdout.splitlines()), read.output
+    alone = invoke("check", "alice", files / "q3.png", "--dpi", "50")
+    assert alone.exit_code == 2 and "give --document too" in alone.output
