@@ -153,6 +153,24 @@ CleanOption = typer.Option(None, "--clean/--no-clean", help="remove printed text
                            "on for crops cut from documents)")
 
 
+DocumentOption = typer.Option(False, "--document", help="each file is a page or a document (PDF, TIFF): its signatures are found, "
+                              "cut out, cleaned (unless --no-clean) and each decided, one result apiece")
+DocumentDpiOption = typer.Option(200, "--dpi", help="with --document: resolution PDF pages are rendered at (at least 50)")
+
+
+def check_document_dpi(dpi: float, document: bool) -> None:
+    """--dpi, checked before any work: a number of at least 50, and only with --document."""
+    from .images import DEFAULT_DPI, check_dpi
+
+    try:
+        check_dpi(dpi)
+    except InputError as error:
+        raise typer.BadParameter(str(error), param_hint="--dpi") from None
+    if dpi != DEFAULT_DPI and not document:
+        raise typer.BadParameter("reads the pages of documents: give --document too (a signature file's first page is read at "
+                                 f"{DEFAULT_DPI} dpi)", param_hint="--dpi")
+
+
 def checked_dropout(value: Optional[str]) -> Optional[str]:
     """--dropout's colour, checked before any file is read."""
     from .images import check_dropout
@@ -431,30 +449,24 @@ def enroll(
 def check(
     person: str = typer.Argument(..., help="the claimed person's id"),
     images: list[Path] = typer.Argument(..., help="questioned signatures: files or folders"),
-    threshold: Optional[float] = typer.Option(None, help="accept when the claim score (fused distance) <= this (default: the card's rule for the fusion and K)"),
+    threshold: Optional[float] = typer.Option(None, help="accept when the claim score (fused distance) <= this (default: the card's rule for the fusion and K); "
+                                              "the confidence, calibrated on distances, does not depend on it"),
     gallery: Optional[Path] = GalleryOption,
     model: Optional[str] = typer.Option(None, help="extractor the gallery was made with (default: the one it holds)"),
     as_json: bool = JsonOption,
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
-    document: bool = typer.Option(False, "--document", help="each file is a page or a document (PDF, TIFF): its signatures are "
-                                  "found, cut out, cleaned (unless --no-clean) and each checked, one line apiece"),
+    document: bool = DocumentOption,
     dropout: Optional[str] = DropoutOption,
-    dpi: float = typer.Option(200, help="with --document: resolution PDF pages are rendered at (at least 50)"),
+    dpi: float = DocumentDpiOption,
 ) -> None:
     """Check that PERSON wrote each questioned signature, against all their references. The
     distance is the claim score: the references' distances fused (default "scaled": can pass 1)."""
     from .gallery import Gallery
-    from .images import DEFAULT_DPI, check_dpi, printable_name
+    from .images import printable_name
     from .pipeline import Pipeline
 
-    try:
-        check_dpi(dpi)
-    except InputError as error:
-        raise typer.BadParameter(str(error), param_hint="--dpi") from None
-    if dpi != DEFAULT_DPI and not document:
-        raise typer.BadParameter("reads the pages of documents: give --document too (a signature file's first page is read at "
-                                 f"{DEFAULT_DPI} dpi)", param_hint="--dpi")
+    check_document_dpi(dpi, document)
     columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model", "note")
     if document:
         columns = (*columns[:1], "page", "signature", "box", "detector_score", *columns[1:])
@@ -480,6 +492,13 @@ def check(
     raise typer.Exit(printer.exit_code)
 
 
+def _signature_record(name: str, signature) -> tuple[dict, str]:
+    """The fields that say where a signature was found on a document, and the same as text."""
+    record = {"questioned": name, "page": signature.page, "signature": signature.index,
+              "box": [round(signature.box[side]) for side in ("x0", "y0", "x1", "y1")], "detector_score": signature.score}
+    return record, f"{one_line(name)} page {signature.page} at {tuple(record['box'])}"
+
+
 def _check_documents(pipeline, person: str, files: list[Path], clean: bool | None, printer: ResultPrinter) -> None:
     """`check --document`: every signature found on each file, checked against `person`. A file
     where none is found is not verified (exit 1), said on its own line."""
@@ -497,10 +516,8 @@ def _check_documents(pipeline, person: str, files: list[Path], clean: bool | Non
             printer.row({"questioned": name, "person_id": person, "verified": False, "note": "no signature found"},
                         f"{one_line(name)}: no signature found, so nothing verified as {person}")
         for signature in result.signatures:
-            record = {"questioned": name, "page": signature.page, "signature": signature.index,
-                      "box": [round(signature.box[side]) for side in ("x0", "y0", "x1", "y1")], "detector_score": signature.score,
-                      "person_id": person}
-            where = f"{one_line(name)} page {signature.page} at {tuple(record['box'])}"
+            record, where = _signature_record(name, signature)
+            record["person_id"] = person
             if signature.error:
                 printer.decided(False)
                 printer.row({**record, "verified": False, "note": signature.error}, f"{where}: not decided: {one_line(signature.error)}")
@@ -523,19 +540,28 @@ def identify(
     output_format: str = FormatOption,
     clean: Optional[bool] = CleanOption,
     dropout: Optional[str] = DropoutOption,
+    document: bool = DocumentOption,
+    dpi: float = DocumentDpiOption,
 ) -> None:
     """Rank the enrolled people most likely to have written each questioned signature (1:N search):
     accepted claims first, then by the calibrated likelihood ratio. Each is scored as `check` scores a claim."""
     from .gallery import Gallery
     from .images import printable_name
+    from .pipeline import Pipeline
 
     check_k(k)  # once, before any work, not once per file
+    check_document_dpi(dpi, document)
     columns = ("questioned", "rank", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model", "note")
+    if document:
+        columns = (*columns[:1], "page", "signature", "box", "detector_score", *columns[1:])
     printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     with Gallery(gallery, model=model, create=False) as store:
         if not len(store):
             raise InputError(f"gallery {store.path} is empty: enrol someone first")
         files = expand_images(images)
+        if document:
+            _identify_documents(Pipeline(store, dropout=dropout, dpi=dpi), files, k, clean, printer)
+            raise typer.Exit(printer.exit_code)
         for path in each_with_progress(files, "identifying"):
             name = printable_name(path)
             try:
@@ -547,9 +573,41 @@ def identify(
             shape = shape_note(path)
             for rank, result in enumerate(ranked, 1):
                 record = with_note({"questioned": name, "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}, shape)
-                mark = "match" if result.verified else "no match"
-                printer.row(record, f"{one_line(name)}\t{rank}\t{result.person_id}\t{mark}\tdistance {result.distance:.4f}{_confidence_text(result.confidence)}")
+                printer.row(record, f"{one_line(name)}\t{_candidate_text(rank, result.to_dict())}")
     raise typer.Exit(printer.exit_code)
+
+
+def _candidate_text(rank: int, candidate: dict) -> str:
+    mark = "match" if candidate["verified"] else "no match"
+    return (f"{rank}\t{candidate['person_id']}\t{mark}\tdistance {candidate['distance']:.4f} (threshold {candidate['threshold']:.4f}"
+            f"{_confidence_text(candidate.get('confidence'))})")
+
+
+def _identify_documents(pipeline, files: list[Path], k: int, clean: bool | None, printer: ResultPrinter) -> None:
+    """`identify --document`: the k likeliest people for every signature found on each file. A
+    file where none is found matches no one (exit 1), said on its own line."""
+    from .images import printable_name
+
+    for path in each_with_progress(files, "identifying on documents"):
+        name = printable_name(path)
+        try:
+            result = pipeline.run(path, None, k=k, clean=clean)
+        except SignverError as error:
+            printer.error({"questioned": name}, error)
+            continue
+        if not result.signatures:
+            printer.decided(False)
+            printer.row({"questioned": name, "note": "no signature found"}, f"{one_line(name)}: no signature found, so no one identified")
+        for signature in result.signatures:
+            record, where = _signature_record(name, signature)
+            if signature.error:
+                printer.decided(False)
+                printer.row({**record, "note": signature.error}, f"{where}: not searched: {one_line(signature.error)}")
+                continue
+            printer.decided(any(c["verified"] for c in signature.candidates))
+            for rank, candidate in enumerate(signature.candidates, 1):
+                printer.row({**record, "rank": rank, **{key: _rounded(v) for key, v in candidate.items() if key in printer.columns and key not in record}},
+                            f"{where}\t{_candidate_text(rank, candidate)}")
 
 
 @gallery_app.command("list")

@@ -303,3 +303,25 @@ def test_check_document_reads_a_large_pdf_page_at_a_lower_dpi(files):
     assert read.exit_code in (0, 1) and all("error" not in json.loads(line) for line in read.stdout.splitlines()), read.output
     alone = invoke("check", "alice", files / "q3.png", "--dpi", "50")
     assert alone.exit_code == 2 and "give --document too" in alone.output
+
+
+def test_identify_document_searches_for_each_signature_on_a_page(files):
+    from signver import synth_pages
+
+    made = synth_pages.page(0, signatures=1)
+    x0, y0, x1, y1 = made.boxes[0].astype(int)
+    Image.fromarray(made.image[y0:y1, x0:x1]).save(files / "crop.png")
+    Image.fromarray(made.image).save(files / "page.png")
+    Image.fromarray(synth_pages.page(0, signatures=0).image).save(files / "blank-page.png")
+    assert invoke("enroll", "alice", files / "crop.png").exit_code == 0
+    assert invoke("enroll", "bob", files / "w5").exit_code == 0
+
+    found = invoke("identify", files / "page.png", "--document", "-k", "2", "--format", "jsonl")
+    rows = [json.loads(line) for line in found.stdout.splitlines()]
+    assert found.exit_code == 0 and [(r["rank"], r["person_id"]) for r in rows] == [(1, "alice"), (2, "bob")], found.output
+    assert rows[0]["verified"] and rows[0]["page"] == 0 and abs(rows[0]["box"][0] - x0) < 0.2 * (x1 - x0)
+    text = invoke("identify", files / "page.png", "--document", "-k", "1").stdout
+    assert "page.png page 0 at (" in text and "\t1\talice\tmatch\tdistance" in text and "(threshold" in text
+    nothing = invoke("identify", files / "blank-page.png", files / "bad.png", "--document", "--format", "csv")
+    table = list(csv.DictReader(io.StringIO(nothing.stdout)))
+    assert nothing.exit_code == 2 and table[0]["note"] == "no signature found" and table[1]["error"]
