@@ -246,8 +246,9 @@ class ResultPrinter:
             self.exit_code = max(self.exit_code, EXIT_NOT_VERIFIED)
 
     def row(self, record: dict, text: str) -> None:
-        if record.get("note") and record["note"] not in text:  # what the decision alone does not say
-            text += f"; note: {one_line(record['note'])}"
+        unsaid = [part for part in (record.get("note") or "").split("; ") if part and part not in text]
+        if unsaid:  # what the decision alone does not say
+            text += f"; note: {one_line('; '.join(unsaid))}"
         if self.format == "jsonl":
             print(json.dumps(record), flush=True)
         elif self.format == "csv":
@@ -283,6 +284,18 @@ def shape_note(path: Path) -> str | None:
         notes.append("taller than wide, as a signature is not: a document page is read whole as one signature "
                      "(--document finds the signatures on it), and a signature turned sideways matches no one (turn it upright)")
     return "; ".join(notes) or None
+
+
+def colour_hint(path: Path, dropout: str | None) -> str | None:
+    """Where a signature was not verified or not found and the file holds marks of a colour: a
+    stamp over the signature reads as ink unless read without its colour."""
+    from .images import coloured_marks
+
+    colours = [] if dropout else coloured_marks(path)
+    if not colours:
+        return None
+    return (f"the scan holds {' and '.join(colours)} marks: if a stamp of that colour covers the signature, "
+            f"--dropout {colours[0]} reads it without the stamp (and without ink of that colour)")
 
 
 def _references(count: int) -> str:
@@ -412,7 +425,8 @@ def verify(
             continue
         printer.decided(result.verified)
         decision = "verified" if result.verified else "not verified"
-        printer.row(with_note({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, shape_note(path)),
+        hint = None if result.verified else colour_hint(path, dropout)
+        printer.row(with_note(with_note({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, shape_note(path)), hint),
                     f"{one_line(name)}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result.confidence)})")
     raise typer.Exit(printer.exit_code)
 
@@ -475,7 +489,7 @@ def check(
         store.get(person)
         files = expand_images(images)
         if document:
-            _check_documents(Pipeline(store, dropout=dropout, dpi=dpi), person, files, clean, printer)
+            _check_documents(Pipeline(store, dropout=dropout, dpi=dpi), person, files, clean, printer, dropout)
             raise typer.Exit(printer.exit_code)
         for path in each_with_progress(files, "checking"):
             name = printable_name(path)
@@ -486,6 +500,7 @@ def check(
                 printer.error(record, error)
                 continue
             record = with_note(record | {k: _rounded(v) for k, v in result.to_dict().items() if k in columns}, shape_note(path))
+            record = with_note(record, None if result.verified else colour_hint(path, dropout))
             decision = "verified" if result.verified else "not verified"
             printer.decided(result.verified)
             printer.row(record, f"{one_line(name)}: {decision} as {person} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result.confidence)})")
@@ -499,7 +514,7 @@ def _signature_record(name: str, signature) -> tuple[dict, str]:
     return record, f"{one_line(name)} page {signature.page} at {tuple(record['box'])}"
 
 
-def _check_documents(pipeline, person: str, files: list[Path], clean: bool | None, printer: ResultPrinter) -> None:
+def _check_documents(pipeline, person: str, files: list[Path], clean: bool | None, printer: ResultPrinter, dropout: str | None) -> None:
     """`check --document`: every signature found on each file, checked against `person`. A file
     where none is found is not verified (exit 1), said on its own line."""
     from .images import printable_name
@@ -513,8 +528,8 @@ def _check_documents(pipeline, person: str, files: list[Path], clean: bool | Non
             continue
         if not result.signatures:
             printer.decided(False)
-            printer.row({"questioned": name, "person_id": person, "verified": False, "note": "no signature found"},
-                        f"{one_line(name)}: no signature found, so nothing verified as {person}")
+            printer.row(with_note({"questioned": name, "person_id": person, "verified": False, "note": "no signature found"},
+                                  colour_hint(path, dropout)), f"{one_line(name)}: no signature found, so nothing verified as {person}")
         for signature in result.signatures:
             record, where = _signature_record(name, signature)
             record["person_id"] = person
@@ -524,6 +539,7 @@ def _check_documents(pipeline, person: str, files: list[Path], clean: bool | Non
                 continue
             decision = signature.decision
             record |= {k: _rounded(v) for k, v in decision.items() if k in printer.columns and k not in record}
+            record = with_note(record, None if decision["verified"] else colour_hint(path, dropout))
             printer.decided(decision["verified"])
             printer.row(record, f"{where}: {'verified' if decision['verified'] else 'not verified'} as {person} (distance "
                                 f"{decision['distance']:.4f}, threshold {decision['threshold']:.4f}{_confidence_text(decision.get('confidence'))})")
@@ -560,7 +576,7 @@ def identify(
             raise InputError(f"gallery {store.path} is empty: enrol someone first")
         files = expand_images(images)
         if document:
-            _identify_documents(Pipeline(store, dropout=dropout, dpi=dpi), files, k, clean, printer)
+            _identify_documents(Pipeline(store, dropout=dropout, dpi=dpi), files, k, clean, printer, dropout)
             raise typer.Exit(printer.exit_code)
         for path in each_with_progress(files, "identifying"):
             name = printable_name(path)
@@ -570,7 +586,7 @@ def identify(
                 printer.error({"questioned": name}, error)
                 continue
             printer.decided(any(r.verified for r in ranked))  # exit 1: someone's signature matched no one
-            shape = shape_note(path)
+            shape = with_note({"note": shape_note(path)}, None if any(r.verified for r in ranked) else colour_hint(path, dropout))["note"]
             for rank, result in enumerate(ranked, 1):
                 record = with_note({"questioned": name, "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}, shape)
                 printer.row(record, f"{one_line(name)}\t{_candidate_text(rank, result.to_dict())}")
@@ -583,7 +599,7 @@ def _candidate_text(rank: int, candidate: dict) -> str:
             f"{_confidence_text(candidate.get('confidence'))})")
 
 
-def _identify_documents(pipeline, files: list[Path], k: int, clean: bool | None, printer: ResultPrinter) -> None:
+def _identify_documents(pipeline, files: list[Path], k: int, clean: bool | None, printer: ResultPrinter, dropout: str | None) -> None:
     """`identify --document`: the k likeliest people for every signature found on each file. A
     file where none is found matches no one (exit 1), said on its own line."""
     from .images import printable_name
@@ -597,7 +613,8 @@ def _identify_documents(pipeline, files: list[Path], k: int, clean: bool | None,
             continue
         if not result.signatures:
             printer.decided(False)
-            printer.row({"questioned": name, "note": "no signature found"}, f"{one_line(name)}: no signature found, so no one identified")
+            printer.row(with_note({"questioned": name, "note": "no signature found"}, colour_hint(path, dropout)),
+                        f"{one_line(name)}: no signature found, so no one identified")
         for signature in result.signatures:
             record, where = _signature_record(name, signature)
             if signature.error:

@@ -19,6 +19,7 @@ import warnings
 import zlib
 from typing import BinaryIO, Iterator, Union
 
+import cv2
 import numpy as np
 import pypdfium2 as pdfium
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -428,6 +429,32 @@ def first_page(path: str | os.PathLike) -> tuple[float, float, bool] | None:
             return width, height, im.format == "TIFF" and _frames_up_to(im, 2) > 1
     except (OSError, ValueError, SyntaxError, EOFError, pdfium.PdfiumError, Image.DecompressionBombError):
         return None
+
+
+# A colour's marks worth a hint: pixels of its hue, saturated and darker than paper, over this
+# share of the image. A red stamp over a CEDAR-sized scan covers several per cent of it.
+COLOURED_MARKS_SHARE = 0.005
+_HUES = {"red": ((0, 12), (168, 180)), "green": ((40, 85),), "blue": ((95, 135),)}  # OpenCV's hue, 0-180
+
+
+def coloured_marks(path: str | os.PathLike) -> list[str]:
+    """The colours (red, green, blue) that marks on a file's first page are drawn in, for a hint
+    where a stamp may cover a signature; none for grey files, or where that cannot be told."""
+    try:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F"):
+                return []
+            im.draft("RGB", (800, 800))  # a JPEG decodes at a fraction of its size: enough to see a stamp
+            im.thumbnail((800, 800))
+            rgb = np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return []
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    marked = (hsv[:, :, 1] > 90) & (hsv[:, :, 2] < 235)
+    hue = hsv[:, :, 0]
+    return [colour for colour, ranges in _HUES.items()
+            if (marked & np.any([(lo <= hue) & (hue < hi) for lo, hi in ranges], axis=0)).mean() > COLOURED_MARKS_SHARE]
 
 
 def source_name(source) -> str | None:

@@ -325,3 +325,18 @@ def test_identify_document_searches_for_each_signature_on_a_page(files):
     nothing = invoke("identify", files / "blank-page.png", files / "bad.png", "--document", "--format", "csv")
     table = list(csv.DictReader(io.StringIO(nothing.stdout)))
     assert nothing.exit_code == 2 and table[0]["note"] == "no signature found" and table[1]["error"]
+
+
+def test_a_signature_not_verified_under_coloured_marks_gets_a_hint_of_dropout(files):
+    """A red stamp over a signature reads as ink: where the claim fails, a note names the colour
+    and --dropout; with --dropout given, or on a grey scan, there is none."""
+    from .documents import red_stamped
+
+    Image.fromarray(red_stamped(synth.genuine(3, 9))).save(files / "q3-stamped.png")
+    assert invoke("enroll", "alice", files / "w3").exit_code == 0
+    stamped = json.loads(invoke("check", "alice", files / "q3-stamped.png", "--json", "--threshold", "0.01").stdout)
+    assert not stamped["verified"] and "holds red marks" in stamped["note"] and "--dropout red" in stamped["note"]
+    assert json.loads(invoke("check", "alice", files / "q3.png", "--json", "--threshold", "0.01").stdout)["note"] is None
+    dropped = json.loads(invoke("check", "alice", files / "q3-stamped.png", "--json", "--threshold", "0.01", "--dropout", "red").stdout)
+    assert dropped["note"] is None
+    assert "holds red marks" in invoke("verify", files / "w3" / "0.png", files / "q3-stamped.png", "--threshold", "0.01").stdout

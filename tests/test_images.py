@@ -545,3 +545,15 @@ def test_dropout_names_the_colours_it_takes(value):
 def test_dropout_takes_any_case_and_none_for_grey():
     assert np.array_equal(load_image(_stamped_page(), dropout="Red"), load_image(_stamped_page(), dropout="red"))
     assert np.array_equal(load_image(_stamped_page(), dropout="None"), load_image(_stamped_page()))
+
+
+def test_coloured_marks_names_the_colours_of_marks_on_a_colour_scan(tmp_path):
+    from signver.images import coloured_marks
+
+    Image.fromarray(_stamped_page()).save(tmp_path / "stamped.png")
+    Image.fromarray(_sample()).save(tmp_path / "grey.png")
+    Image.fromarray(np.dstack([_sample()] * 3)).save(tmp_path / "grey-as-rgb.jpg")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    assert coloured_marks(tmp_path / "stamped.png") == ["red", "blue"]
+    assert coloured_marks(tmp_path / "grey.png") == [] and coloured_marks(tmp_path / "grey-as-rgb.jpg") == []
+    assert coloured_marks(tmp_path / "broken.png") == [] and coloured_marks(tmp_path / "missing.png") == []
