@@ -257,6 +257,11 @@ class ResultPrinter:
         else:
             print(text, flush=True)
 
+    def say(self, text: str) -> None:
+        """A line for people, in text output only: CSV and JSON hold one record per result."""
+        if self.format == "text":
+            print(text, flush=True)
+
     def error(self, record: dict, error: SignverError) -> None:
         print_file_error(record.get("questioned", ""), error)
         self.exit_code = EXIT_BAD_INPUT
@@ -543,6 +548,9 @@ def _check_documents(pipeline, person: str, files: list[Path], clean: bool | Non
             printer.decided(decision["verified"])
             printer.row(record, f"{where}: {'verified' if decision['verified'] else 'not verified'} as {person} (distance "
                                 f"{decision['distance']:.4f}, threshold {decision['threshold']:.4f}{_confidence_text(decision.get('confidence'))})")
+        if len(result.signatures) > 1:  # a document signed by several people: is one of them the person?
+            verified = sum(bool(s.decision and s.decision["verified"]) for s in result.signatures)
+            printer.say(f"{one_line(name)}: {verified} of {len(result.signatures)} signatures verified as {person}")
 
 
 @app.command()
