@@ -284,10 +284,11 @@ def shape_note(path: Path) -> str | None:
     if peek is None:
         return None
     width, height, more_pages = peek
-    notes = ["of several pages, only the first is read (check --document finds the signatures on every page)"] if more_pages else []
+    notes = ["of several pages or frames, only the first is read (check or identify --document finds the signatures on every page)"] if more_pages else []
     if height > TALL_SHARE * width:
-        notes.append("taller than wide, as a signature is not: a document page is read whole as one signature "
-                     "(--document finds the signatures on it), and a signature turned sideways matches no one (turn it upright)")
+        notes.append("taller than wide, as a signature is not: a document page is read whole as one signature (find its "
+                     "signatures first: check or identify --document, or detect --crops), and a signature turned sideways matches "
+                     "no one (turn it upright)")
     return "; ".join(notes) or None
 
 

@@ -541,11 +541,16 @@ class Gallery:
         if not isinstance(person_id, str):
             raise InputError(f"a person id is a string, got {type(person_id).__name__}")
         normal = stored_form(person_id)
-        if (normal in self._legacy_ids and self._legacy_ids[normal] is None
+        legacy = self._legacy_ids.get(normal)
+        if (normal in self._legacy_ids and legacy is None
                 and not self._db.execute("SELECT 1 FROM people WHERE person_id = ?", (person_id,)).fetchone()):
-            raise InputError(f"{person_id!r} could be any of several people enrolled before ids were kept in one form "
-                             "(they differ only in their kind of space or accent): give the id exactly as it was enrolled")
-        for stored in (person_id, self._legacy_ids.get(normal)):
+            # several when the gallery was opened: as many now? (some may have been removed since)
+            matching = [p for (p,) in self._db.execute("SELECT person_id FROM people") if p != normal and stored_form(p) == normal]
+            if len(matching) > 1:
+                raise InputError(f"{person_id!r} could be any of several people enrolled before ids were kept in one form "
+                                 "(they differ only in their kind of space or accent): give the id exactly as it was enrolled")
+            legacy = matching[0] if matching else None
+        for stored in (person_id, legacy):
             if stored and stored != normal and self._db.execute("SELECT 1 FROM people WHERE person_id = ?", (stored,)).fetchone():
                 return stored
         return normal
@@ -760,8 +765,10 @@ def enroll_creating(path: str | os.PathLike | None, model: str | None, person_id
         vectors = extractor.vectors(checked, clean=clean, dropout=dropout)
         _refuse_copies(extractor, person_id, [], [], vectors, labels)
         with Gallery(target, model=model) as store:
-            if store.extractor.name == extractor.name:  # else made meanwhile, for another model: embedded again below
-                return store.enroll(person_id, list(vectors), metadata=metadata, sources=sources), store.path
+            if store.extractor.name != extractor.name:  # made meanwhile for another model; the inputs may be read once only
+                raise GalleryError(f"gallery {store.path} was made meanwhile, by another program, for model {store.extractor.name!r}: "
+                                   "nothing was enrolled; enrol again to use it")
+            return store.enroll(person_id, list(vectors), metadata=metadata, sources=sources), store.path
     with Gallery(target, model=model) as store:
         return store.enroll(person_id, images, metadata=metadata, sources=sources, clean=clean, dropout=dropout), store.path
 

@@ -394,7 +394,8 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
                 pdf_page = pdf[index]
                 width, height = pdf_page.get_size()
                 # a page over the limit at this dpi may not be at a lower one (a phone photo saved as a 72-dpi PDF)
-                rendered = f"{where}, its page {width / 72:.1f}x{height / 72:.1f} inches rendered at {dpi:g} dpi: a lower dpi reads it smaller"
+                rendered = (f"{where}, its page {width / 72:.1f}x{height / 72:.1f} inches rendered at {dpi:g} dpi: a lower dpi "
+                            "(dpi=; --dpi of detect, and of check and identify --document) reads it smaller")
                 _check_pixels(round(width * scale), round(height * scale), max_pixels, rendered)
                 _check_document(pages, round(width * scale), round(height * scale), max_pixels, rendered)
                 bitmap = pdf_page.render(scale=scale, grayscale=not dropout)
@@ -409,12 +410,15 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
 
 
 def first_page(path: str | os.PathLike) -> tuple[float, float, bool] | None:
-    """(width, height, whether more pages follow) of a file's first page as it will be read (its
-    EXIF turn applied; a PDF page in points), from its header alone; None where that cannot be
-    told: loading it says why."""
+    """(width, height, whether more pages or frames follow) of a file's first page as it will be
+    read (its EXIF turn applied; a PDF page in points), from its headers; None where that cannot
+    be told cheaply, or safely: not a regular file (a pipe could be read once only), or damaged
+    anywhere. For notes beside a result, which must never stop one: loading says what is wrong."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as file:
-            is_pdf = file.read(5) == b"%PDF-"
+            is_pdf = _sniff(file.read(1024), "") == "PDF"
         if is_pdf:
             with _PDFIUM_LOCK:
                 pdf = pdfium.PdfDocument(os.fspath(path))
@@ -424,10 +428,11 @@ def first_page(path: str | os.PathLike) -> tuple[float, float, bool] | None:
                     pdf.close()
         with warnings.catch_warnings(), Image.open(path) as im:  # a size over Pillow's bomb limit: loading refuses it, not this
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+            # EXIF orientations that swap the sides; a PNG's EXIF is read only by decoding it all
+            turned = im.format in ("JPEG", "MPO", "TIFF", "WEBP") and im.getexif().get(0x0112) in (5, 6, 7, 8)
             width, height = (im.height, im.width) if turned else im.size
-            return width, height, im.format == "TIFF" and _frames_up_to(im, 2) > 1
-    except (OSError, ValueError, SyntaxError, EOFError, pdfium.PdfiumError, Image.DecompressionBombError):
+            return width, height, bool(getattr(im, "is_animated", False))  # TIFF pages, GIF, WebP and PNG frames
+    except Exception:  # noqa: BLE001  any damage a decoder meets: the load that follows reports it
         return None
 
 
@@ -441,14 +446,16 @@ def coloured_marks(path: str | os.PathLike) -> list[str]:
     """The colours (red, green, blue) that marks on a file's first page are drawn in, for a hint
     where a stamp may cover a signature; none for grey files, or where that cannot be told."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe could be read once only
+            return []
         with warnings.catch_warnings(), Image.open(path) as im:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F"):
+            if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F") or im.width * im.height > DEFAULT_MAX_PIXELS:
                 return []
             im.draft("RGB", (800, 800))  # a JPEG decodes at a fraction of its size: enough to see a stamp
             im.thumbnail((800, 800))
             rgb = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+    except Exception:  # noqa: BLE001  any damage a decoder meets: a hint is left out, the load reports it
         return []
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
     marked = (hsv[:, :, 1] > 90) & (hsv[:, :, 2] < 235)

@@ -510,3 +510,38 @@ def test_a_copy_of_the_reference_a_tall_image_and_a_document_are_noted(tmp_path)
         assert first_page(tmp_path / name)[2]
         out = runner.invoke(app, ["verify", str(tmp_path / "ref.png"), str(tmp_path / name)]).stdout
         assert "note: of several pages, only the first is read" in out and "taller" not in out
+
+
+def test_notes_never_stop_a_result_and_read_no_file_twice(tmp_path):
+    """The notes' look at a file is left out where it cannot be made cheaply and safely: a
+    damaged later TIFF page, a named pipe (readable once), and still says what it can: the
+    frames of an animation, a PDF whose header follows a byte-order mark."""
+    import os
+    import threading
+
+    from signver.images import first_page
+
+    pages = [Image.fromarray(synth.genuine(4, s)) for s in (1, 2)]
+    pages[0].save(tmp_path / "two.tif", save_all=True, append_images=pages[1:])
+    data = bytearray((tmp_path / "two.tif").read_bytes())
+    first = int.from_bytes(data[4:8], "little")
+    entries = int.from_bytes(data[first : first + 2], "little")
+    second = int.from_bytes(data[first + 2 + 12 * entries : first + 6 + 12 * entries], "little")
+    data[second : second + 2] = b"\x00\x00"  # the second page's directory holds no entries: Pillow raises TypeError there
+    (tmp_path / "damaged.tif").write_bytes(bytes(data))
+    Image.fromarray(synth.genuine(4, 0)).save(tmp_path / "ref.png")
+    out = runner.invoke(app, ["verify", str(tmp_path / "ref.png"), str(tmp_path / "damaged.tif"), str(tmp_path / "ref.png")])
+    assert out.exit_code == 0 and out.stdout.count("\n") == 2, out.output
+    pages[0].save(tmp_path / "anim.gif", save_all=True, append_images=pages[1:])
+    assert first_page(tmp_path / "anim.gif")[2]
+    pages[0].save(tmp_path / "two.pdf", save_all=True, append_images=pages[1:])
+    (tmp_path / "bom.pdf").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "two.pdf").read_bytes())
+    assert first_page(tmp_path / "bom.pdf")[2]
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes((tmp_path / "ref.png").read_bytes()), daemon=True)
+    writer.start()
+    assert first_page(fifo) is None  # not opened: the one read is the load's
+    out = runner.invoke(app, ["verify", str(tmp_path / "ref.png"), str(fifo), "--json"])
+    writer.join(timeout=10)
+    assert out.exit_code == 0 and json.loads(out.stdout)["distance"] == 0, out.output
