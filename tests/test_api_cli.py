@@ -509,7 +509,7 @@ def test_a_copy_of_the_reference_a_tall_image_and_a_document_are_noted(tmp_path)
     for name in ("two.tif", "two.pdf"):
         assert first_page(tmp_path / name)[2]
         out = runner.invoke(app, ["verify", str(tmp_path / "ref.png"), str(tmp_path / name)]).stdout
-        assert "note: of several pages, only the first is read" in out and "taller" not in out
+        assert "note: of several pages or frames, only the first is read" in out and "taller" not in out
 
 
 def test_notes_never_stop_a_result_and_read_no_file_twice(tmp_path):
