@@ -284,12 +284,10 @@ def shape_note(path: Path) -> str | None:
     if peek is None:
         return None
     width, height, more_pages = peek
-    notes = ["of several pages or frames, only the first is read (check or identify --document finds the signatures on every page)"] if more_pages else []
-    if height > TALL_SHARE * width:
-        notes.append("taller than wide, as a signature is not: a document page is read whole as one signature (find its "
-                     "signatures first: check or identify --document, or detect --crops), and a signature turned sideways matches "
-                     "no one (turn it upright)")
-    return "; ".join(notes) or None
+    several = "of several pages or frames, only the first is read (check or identify --document finds the signatures on every page)"
+    tall = ("taller than wide, as a signature is not: a document page is read whole as one signature (find its signatures "
+            "first: check or identify --document, or detect --crops), and a signature turned sideways matches no one (turn it upright)")
+    return joined(several if more_pages else None, tall if height > TALL_SHARE * width else None)
 
 
 def colour_hint(path: Path, dropout: str | None) -> str | None:
@@ -308,10 +306,14 @@ def _references(count: int) -> str:
     return f"{count} reference{'' if count == 1 else 's'}"
 
 
+def joined(*notes: str | None) -> str | None:
+    """Notes as one, "; " between them; None for none."""
+    return "; ".join(note for note in notes if note) or None
+
+
 def with_note(record: dict, note: str | None) -> dict:
     """`record` with `note` joined to any it holds."""
-    notes = [n for n in (record.get("note"), note) if n]
-    return {**record, "note": "; ".join(notes) if notes else None}
+    return {**record, "note": joined(record.get("note"), note)}
 
 
 def print_file_error(path: str | Path, error: SignverError) -> None:
@@ -431,8 +433,8 @@ def verify(
             continue
         printer.decided(result.verified)
         decision = "verified" if result.verified else "not verified"
-        hint = None if result.verified else colour_hint(path, dropout)
-        printer.row(with_note(with_note({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, shape_note(path)), hint),
+        notes = joined(shape_note(path), None if result.verified else colour_hint(path, dropout))
+        printer.row(with_note({**record, **{k: _rounded(v) for k, v in result.to_dict().items()}}, notes),
                     f"{one_line(name)}: {decision} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result.confidence)})")
     raise typer.Exit(printer.exit_code)
 
@@ -505,8 +507,8 @@ def check(
             except SignverError as error:
                 printer.error(record, error)
                 continue
-            record = with_note(record | {k: _rounded(v) for k, v in result.to_dict().items() if k in columns}, shape_note(path))
-            record = with_note(record, None if result.verified else colour_hint(path, dropout))
+            notes = joined(shape_note(path), None if result.verified else colour_hint(path, dropout))
+            record = with_note(record | {k: _rounded(v) for k, v in result.to_dict().items() if k in columns}, notes)
             decision = "verified" if result.verified else "not verified"
             printer.decided(result.verified)
             printer.row(record, f"{one_line(name)}: {decision} as {person} (distance {result.distance:.4f}, threshold {result.threshold:.4f}{_confidence_text(result.confidence)})")
@@ -595,9 +597,9 @@ def identify(
                 printer.error({"questioned": name}, error)
                 continue
             printer.decided(any(r.verified for r in ranked))  # exit 1: someone's signature matched no one
-            shape = with_note({"note": shape_note(path)}, None if any(r.verified for r in ranked) else colour_hint(path, dropout))["note"]
+            notes = joined(shape_note(path), None if any(r.verified for r in ranked) else colour_hint(path, dropout))
             for rank, result in enumerate(ranked, 1):
-                record = with_note({"questioned": name, "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}, shape)
+                record = with_note({"questioned": name, "rank": rank, **{k_: _rounded(v) for k_, v in result.to_dict().items() if k_ in columns}}, notes)
                 printer.row(record, f"{one_line(name)}\t{_candidate_text(rank, result.to_dict())}")
     raise typer.Exit(printer.exit_code)
 

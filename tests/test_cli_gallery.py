@@ -208,16 +208,25 @@ def test_names_with_tabs_and_line_breaks_keep_one_line_per_result(files):
         assert json.loads(lines.stdout.splitlines()[0])["questioned"].endswith("a\tb\nc\x1b[2J.png")
 
 
+def signed_pages(files):
+    """In `files`: page.png, a synthetic page whose one signature the shipped detector finds,
+    crop.png, that signature cut out, and blank-page.png, a page with none; the page and the box."""
+    from signver import synth_pages
+
+    made = synth_pages.page(0, signatures=1)
+    x0, y0, x1, y1 = made.boxes[0].astype(int)
+    Image.fromarray(made.image[y0:y1, x0:x1]).save(files / "crop.png")
+    Image.fromarray(made.image).save(files / "page.png")
+    Image.fromarray(synth_pages.page(0, signatures=0).image).save(files / "blank-page.png")
+    return made, (x0, y0, x1, y1)
+
+
 def test_check_document_finds_and_checks_each_signature_on_a_page(files):
     """`check` reads a file as one signature; with --document it finds the signatures on a page
     or PDF first (a whole cheque read as one signature was rejected as its true writer's)."""
     from signver import synth_pages
 
-    made = synth_pages.page(0, signatures=1)  # the shipped detector finds its signature
-    x0, y0, x1, y1 = made.boxes[0].astype(int)
-    Image.fromarray(made.image[y0:y1, x0:x1]).save(files / "crop.png")
-    Image.fromarray(made.image).save(files / "page.png")
-    Image.fromarray(synth_pages.page(0, signatures=0).image).save(files / "blank-page.png")
+    made, (x0, y0, x1, y1) = signed_pages(files)
     assert invoke("enroll", "alice", files / "crop.png").exit_code == 0
     assert invoke("enroll", "bob", files / "w5").exit_code == 0
 
@@ -311,11 +320,7 @@ def test_check_document_reads_a_large_pdf_page_at_a_lower_dpi(files):
 def test_identify_document_searches_for_each_signature_on_a_page(files):
     from signver import synth_pages
 
-    made = synth_pages.page(0, signatures=1)
-    x0, y0, x1, y1 = made.boxes[0].astype(int)
-    Image.fromarray(made.image[y0:y1, x0:x1]).save(files / "crop.png")
-    Image.fromarray(made.image).save(files / "page.png")
-    Image.fromarray(synth_pages.page(0, signatures=0).image).save(files / "blank-page.png")
+    made, (x0, y0, x1, y1) = signed_pages(files)
     assert invoke("enroll", "alice", files / "crop.png").exit_code == 0
     assert invoke("enroll", "bob", files / "w5").exit_code == 0
 
