@@ -591,6 +591,30 @@ class Gallery:
                                "signver); enrol references again or remove the person")  # no path: service clients see this
         return self._vectors(rows)
 
+    @_locked
+    def sharing_a_scan(self, person_id: str) -> list[str]:
+        """The other people holding a reference that is the same scan as one of `person_id`'s
+        (nearer than the copies `enroll` refuses within one person). One signing cannot be two
+        people's: an id typed wrong, or one person enrolled twice, and a search would find both."""
+        person_id = self.get(person_id).person_id
+        with self._snapshot():  # the index and the rows read below are one state of the file
+            self._refresh()
+            rows = self._db.execute("SELECT id, vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
+            if not rows or len(self._index) <= len(rows):
+                return []
+            found, ids = self._index.search(self._vectors(rows), len(rows) + 1)  # past the person's own, which are no copies
+            near = sorted({int(i) for d, i in zip(found.ravel(), ids.ravel()) if i >= 0 and d < copy_distance(self.extractor.card.threshold)})
+            owners = {owner for (owner,) in self._rows_in("SELECT person_id FROM refs WHERE id IN ({})", near)}
+        return sorted(owners - {person_id})
+
+    def sharing_note(self, person_id: str) -> str | None:
+        """What to say after enrolling `person_id` where `sharing_a_scan` finds others."""
+        others = self.sharing_a_scan(person_id)
+        if not others:
+            return None
+        return (f"{person_id!r} now holds the same scan as {', '.join(repr(o) for o in others)}: one signing cannot be two "
+                "people's (an id typed wrong, or one person enrolled twice?), and a search would find both")
+
     # -- questions -------------------------------------------------------------------------
 
     def _decide(self, person_id: str, questioned: np.ndarray, references: np.ndarray, started: float, embedded: float) -> ClaimResult:

@@ -292,6 +292,9 @@ def test_enroll_cleans_references_when_asked(files):
 
 def test_check_and_identify_note_a_copy_of_a_reference(files):
     assert invoke("enroll", "alice", files / "w3").exit_code == 0
+    again = invoke("enroll", "alicia", files / "w3" / "1.png")  # a scan alice holds, under another id
+    assert again.exit_code == 0 and "note: 'alicia' now holds the same scan as 'alice'" in again.stderr
+    assert invoke("gallery", "remove", "alicia").exit_code == 0
     claim = json.loads(invoke("check", "alice", files / "w3" / "0.png", "--json").stdout)
     assert claim["verified"] and "the same scan as one of alice's references" in claim["note"]
     assert json.loads(invoke("check", "alice", files / "q3.png", "--json").stdout)["note"] is None

@@ -919,3 +919,15 @@ def test_a_refused_first_enrolment_leaves_no_gallery(tmp_path, monkeypatch):
         assert len(g) == 0 and g.extractor.name == "effnet-lite0-imagenet"
     with Gallery(path) as g:
         assert np.allclose(g.references("alice")[0], g.extractor.vectors([synth.genuine(1, 0)])[0], atol=1e-6)
+
+def test_a_scan_enrolled_for_two_people_is_told(tmp_path):
+    """One signing cannot be two people's: enrolling a scan another person holds is allowed
+    (their spreads are not skewed), and `sharing_a_scan` / `sharing_note` say who else has it."""
+    with Gallery(tmp_path / "g.sqlite") as g:
+        g.enroll("ann", [synth.genuine(1, 0), synth.genuine(1, 1)])
+        g.enroll("ben", [synth.genuine(2, 0)])
+        assert g.sharing_a_scan("ann") == [] and g.sharing_note("ben") is None
+        resaved = cv2.imdecode(cv2.imencode(".jpg", synth.genuine(1, 1), [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_GRAYSCALE)
+        g.enroll("ann-2", [resaved])
+        assert g.sharing_a_scan("ann-2") == ["ann"] and g.sharing_a_scan("ann") == ["ann-2"] and g.sharing_a_scan("ben") == []
+        assert "'ann-2' now holds the same scan as 'ann'" in g.sharing_note("ann-2")

@@ -141,6 +141,12 @@ def test_removals_waiting_for_another_process_leave_threads_for_reads(tmp_path, 
         assert answers.count(200) == 1 and set(answers) <= {200, 404} and len(answers) == 45  # one removed, once the lock is free
 
 
+def test_enrolling_a_scan_another_person_holds_is_noted(client):
+    assert enrol(client).json()["note"] is None
+    again = client.post("/v1/people", data={"person_id": "alicia"}, files=[("images", sig(ALICE, 2, "2.png"))])
+    assert again.status_code == 201 and "'alicia' now holds the same scan as 'alice'" in again.json()["note"]
+
+
 def test_health(client):
     enrol(client)
     health = client.get("/v1/health").json()

@@ -130,7 +130,8 @@ $("enrol-form").addEventListener("submit", async (event) => {
   button.disabled = true; // a second click would enrol the same files again, and be refused as duplicates
   try {
     const person = await api("POST", "/v1/people", form);
-    say("gallery-status", `Enrolled ${person.person_id}: ${person.added} added, ${person.references} references in all.`, "good");
+    say("gallery-status", `Enrolled ${person.person_id}: ${person.added} added, ${person.references} references in all.` +
+      (person.note ? ` Note: ${person.note}` : ""), person.note ? "warn" : "good");
     const dropout = $("enrol-dropout").value;
     $("enrol-form").reset();
     $("enrol-dropout").value = dropout; // a setting for the next enrolment too, not part of this one's entries
