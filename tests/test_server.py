@@ -207,7 +207,7 @@ def test_gallery_routes(client):
     created = enrol(client, metadata='{"branch": "north"}')
     assert created.status_code == 201, created.text
     assert created.json() | {"enrolled_at": None} == {"person_id": "alice", "references": 4, "metadata": {"branch": "north"},
-                                                      "enrolled_at": None, "added": 4}
+                                                      "enrolled_at": None, "added": 4, "note": None}
     assert enrol(client, "bob", BOB).status_code == 201
     listed = client.get("/v1/people").json()
     assert listed["count"] == 2 and [p["person_id"] for p in listed["people"]] == ["alice", "bob"]
