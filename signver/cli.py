@@ -451,19 +451,18 @@ def enroll(
     dropout: Optional[str] = DropoutOption,
 ) -> None:
     """Enrol PERSON with reference signatures (adds to them if already enrolled)."""
-    from .gallery import Gallery, enroll_creating
+    from .gallery import enroll_creating
 
     try:
         extra = None if metadata is None else json.loads(metadata)
     except (ValueError, RecursionError) as error:  # RecursionError: nested too deep; ValueError: a number too long
         raise InputError(f"--metadata is not valid JSON: {error}") from None
     files = expand_images(images)
-    person_record, where = enroll_creating(gallery, model, person, files, metadata=extra, sources=[str(f) for f in files],
-                                           clean=clean, dropout=dropout)
+    person_record, where, note = enroll_creating(gallery, model, person, files, metadata=extra, sources=[str(f) for f in files],
+                                                 clean=clean, dropout=dropout)
     print(f"enrolled {person_record.person_id}: {len(files)} added, {_references(person_record.references)} in {text_name(where)}")
-    with Gallery(where) as store:
-        if note := store.sharing_note(person_record.person_id):
-            err.print(f"note: {escape(note)}")
+    if note:
+        err.print(f"note: {escape(note)}")
     for path in files:
         if note := shape_note(path):
             err.print(f"note: {escape(text_name(path))} is {note}: a reference must be one upright signature")

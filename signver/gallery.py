@@ -27,7 +27,7 @@ from pathlib import Path, PurePath
 import numpy as np
 from PIL import Image
 
-from .errors import DuplicateReferenceError, GalleryBusyError, GalleryError, InputError, ModelError, PersonNotFoundError
+from .errors import DuplicateReferenceError, GalleryBusyError, GalleryError, InputError, ModelError, PersonNotFoundError, SignverError
 from .api import VerificationResult, decision
 from .extractor import Extractor, get_extractor
 from .images import SourceLike, printable_name
@@ -602,14 +602,24 @@ class Gallery:
             rows = self._db.execute("SELECT id, vector FROM refs WHERE person_id = ? ORDER BY id", (person_id,)).fetchall()
             if not rows or len(self._index) <= len(rows):
                 return []
-            found, ids = self._index.search(self._vectors(rows), len(rows) + 1)  # past the person's own, which are no copies
-            near = sorted({int(i) for d, i in zip(found.ravel(), ids.ravel()) if i >= 0 and d < copy_distance(self.extractor.card.threshold)})
-            owners = {owner for (owner,) in self._rows_in("SELECT person_id FROM refs WHERE id IN ({})", near)}
+            tolerance, wanted = copy_distance(self.extractor.card.threshold), len(rows) + 1  # past the person's own
+            while True:  # wider until every reference's farthest found is no copy: several others may hold its scan
+                found, ids = self._index.search(self._vectors(rows), wanted)
+                if wanted >= len(self._index) or (found[:, -1] >= tolerance).all():
+                    break
+                wanted *= 4
+            near = sorted({int(i) for d, i in zip(found.ravel(), ids.ravel()) if i >= 0 and d < tolerance})
+            owners = {owner for (owner,) in self._rows_in(
+                "SELECT r.person_id FROM refs r JOIN people p USING (person_id) WHERE r.id IN ({})", near)}  # not orphaned rows
         return sorted(owners - {person_id})
 
     def sharing_note(self, person_id: str) -> str | None:
-        """What to say after enrolling `person_id` where `sharing_a_scan` finds others."""
-        others = self.sharing_a_scan(person_id)
+        """What to say after enrolling `person_id` where `sharing_a_scan` finds others; nothing
+        where that cannot be told (the person removed meanwhile): the enrolment stands either way."""
+        try:
+            others = self.sharing_a_scan(person_id)
+        except SignverError:
+            return None
         if not others:
             return None
         return (f"{person_id!r} now holds the same scan as {', '.join(repr(o) for o in others)}: one signing cannot be two "
@@ -771,8 +781,9 @@ class Gallery:
 
 def enroll_creating(path: str | os.PathLike | None, model: str | None, person_id: str, images: Sequence[SourceLike | np.ndarray],
                     metadata: dict | None = None, sources: Sequence[str] | None = None, clean: bool | None = None,
-                    dropout: str | None = None) -> tuple[Person, Path]:
-    """`Gallery(path, model).enroll(...)`, and the gallery's path (None: the default), making a
+                    dropout: str | None = None) -> tuple[Person, Path, str | None]:
+    """`Gallery(path, model).enroll(...)`, the gallery's path (None: the default) and its
+    `sharing_note` for the person, making a
     gallery that is not there yet only once nothing can refuse the enrolment but the gallery
     itself: the id, metadata, images and copies among them are checked and the images embedded
     first. A refused first enrolment then leaves no file (nor folder): a mistyped path would
@@ -792,9 +803,11 @@ def enroll_creating(path: str | os.PathLike | None, model: str | None, person_id
             if store.extractor.name != extractor.name:  # made meanwhile for another model; the inputs may be read once only
                 raise GalleryError(f"gallery {store.path} was made meanwhile, by another program, for model {store.extractor.name!r}: "
                                    "nothing was enrolled; enrol again to use it")
-            return store.enroll(person_id, list(vectors), metadata=metadata, sources=sources), store.path
+            person = store.enroll(person_id, list(vectors), metadata=metadata, sources=sources)
+            return person, store.path, store.sharing_note(person.person_id)
     with Gallery(target, model=model) as store:
-        return store.enroll(person_id, images, metadata=metadata, sources=sources, clean=clean, dropout=dropout), store.path
+        person = store.enroll(person_id, images, metadata=metadata, sources=sources, clean=clean, dropout=dropout)
+        return person, store.path, store.sharing_note(person.person_id)
 
 
 def _enrolment_request(person_id: str, images, metadata: dict | None, sources: Sequence[str] | None) -> tuple[list, str | None, list[str]]:

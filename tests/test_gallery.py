@@ -895,11 +895,11 @@ def test_a_refused_first_enrolment_leaves_no_gallery(tmp_path, monkeypatch):
         Gallery(tmp_path / "sub" / "g.sqlite", model="cleaner-lite0-crossing-int8")
     assert sorted(tmp_path.iterdir()) == []
 
-    person, where = enroll_creating(path, None, "alice", [synth.genuine(1, 0)], metadata={"desk": 2}, sources=["a.png"])
+    person, where, _ = enroll_creating(path, None, "alice", [synth.genuine(1, 0)], metadata={"desk": 2}, sources=["a.png"])
     assert where == path.absolute() and person.references == 1 and person.metadata == {"desk": 2}
     with pytest.raises(DuplicateReferenceError, match="a.png \\(already enrolled\\)"):  # an existing gallery: against its references
         enroll_creating(path, None, "alice", [synth.genuine(1, 0)], sources=["b.png"])
-    person, _ = enroll_creating(path, None, "alice", [synth.genuine(1, 1)])
+    person, _, _ = enroll_creating(path, None, "alice", [synth.genuine(1, 1)])
     assert person.references == 2
 
     import signver.gallery as gallery_module
@@ -931,3 +931,13 @@ def test_a_scan_enrolled_for_two_people_is_told(tmp_path):
         g.enroll("ann-2", [resaved])
         assert g.sharing_a_scan("ann-2") == ["ann"] and g.sharing_a_scan("ann") == ["ann-2"] and g.sharing_a_scan("ben") == []
         assert "'ann-2' now holds the same scan as 'ann'" in g.sharing_note("ann-2")
+        vector = g.references("ben")[0]
+        for other in ("ben-2", "ben-3", "ben-4"):  # several others hold one scan: each is named, not the nearest alone
+            g.enroll(other, [vector])
+        assert g.sharing_a_scan("ben") == ["ben-2", "ben-3", "ben-4"] and g.sharing_a_scan("ben-3") == ["ben", "ben-2", "ben-4"]
+        g._db.execute("PRAGMA foreign_keys=OFF")
+        g._db.execute("DELETE FROM people WHERE person_id = 'ben-4'")  # as the sqlite3 shell does, leaving its rows
+        g._db.execute("PRAGMA foreign_keys=ON")
+        assert g.sharing_a_scan("ben") == ["ben-2", "ben-3"]  # an orphaned row is no one's
+        g.remove("ben-2")
+        assert g.sharing_note("ben-2") is None  # removed meanwhile: nothing to say, and no error after an enrolment that stood
