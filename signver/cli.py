@@ -183,7 +183,7 @@ def checked_dropout(value: Optional[str]) -> Optional[str]:
 
 DropoutOption = typer.Option(None, "--dropout", callback=checked_dropout, metavar="COLOUR",
                              help="red, green or blue (none: as grey): read colour scans without marks of that colour, such as a stamp over the "
-                                  "signature (its own channel, where they are as light as paper); grey scans are read as they are")
+                                  "signature (ink of that colour goes too); grey scans are read as they are")
 
 
 STANDARD_INPUT = Path("/dev/stdin")
