@@ -520,7 +520,8 @@ def check(
 def _signature_record(name: str, signature) -> tuple[dict, str]:
     """The fields that say where a signature was found on a document, and the same as text."""
     record = {"questioned": name, "page": signature.page, "signature": signature.index,
-              "box": [round(signature.box[side]) for side in ("x0", "y0", "x1", "y1")], "detector_score": signature.score}
+              "box": [round(signature.box[side]) for side in ("x0", "y0", "x1", "y1")], "detector_score": signature.score,
+              "note": signature.note}
     return record, f"{one_line(name)} page {signature.page} at {tuple(record['box'])}"
 
 
@@ -545,11 +546,11 @@ def _check_documents(pipeline, person: str, files: list[Path], clean: bool | Non
             record["person_id"] = person
             if signature.error:
                 printer.decided(False)
-                printer.row({**record, "verified": False, "note": signature.error}, f"{where}: not decided: {one_line(signature.error)}")
+                printer.row(with_note({**record, "verified": False}, signature.error), f"{where}: not decided: {one_line(signature.error)}")
                 continue
             decision = signature.decision
             record |= {k: _rounded(v) for k, v in decision.items() if k in printer.columns and k not in record}
-            record = with_note(record, None if decision["verified"] else colour_hint(path, dropout))
+            record = with_note(record, joined(decision.get("note"), None if decision["verified"] else colour_hint(path, dropout)))
             printer.decided(decision["verified"])
             printer.row(record, f"{where}: {'verified' if decision['verified'] else 'not verified'} as {person} (distance "
                                 f"{decision['distance']:.4f}, threshold {decision['threshold']:.4f}{_confidence_text(decision.get('confidence'))})")
@@ -632,12 +633,12 @@ def _identify_documents(pipeline, files: list[Path], k: int, clean: bool | None,
             record, where = _signature_record(name, signature)
             if signature.error:
                 printer.decided(False)
-                printer.row({**record, "note": signature.error}, f"{where}: not searched: {one_line(signature.error)}")
+                printer.row(with_note(record, signature.error), f"{where}: not searched: {one_line(signature.error)}")
                 continue
             printer.decided(any(c["verified"] for c in signature.candidates))
             for rank, candidate in enumerate(signature.candidates, 1):
-                printer.row({**record, "rank": rank, **{key: _rounded(v) for key, v in candidate.items() if key in printer.columns and key not in record}},
-                            f"{where}\t{_candidate_text(rank, candidate)}")
+                row = {**record, "rank": rank, **{key: _rounded(v) for key, v in candidate.items() if key in printer.columns and key not in record}}
+                printer.row(with_note(row, candidate.get("note")), f"{where}\t{_candidate_text(rank, candidate)}")
 
 
 @gallery_app.command("list")

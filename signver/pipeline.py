@@ -58,7 +58,8 @@ class SignatureResult:
     """One signature found on a page: where, how sure the detector was, and the decision.
 
     `decision` is the claim's result (verify mode), `candidates` the ranked people (identify
-    mode); `error` says why this signature could not be decided (e.g. no ink left after
+    mode); `note` what its decision alone does not say (a box taller than wide: a sideways
+    signature); `error` says why this signature could not be decided (e.g. no ink left after
     cleaning) while the others still were. `image` is the crop the extractor saw (not in
     `to_dict`)."""
 
@@ -71,10 +72,11 @@ class SignatureResult:
     error: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False)
+    note: str | None = None  # what the decision alone does not say: the box is of a sideways signature
 
     def to_dict(self) -> dict:
         return {"index": self.index, "page": self.page, "box": self.box, "score": self.score, "decision": self.decision,
-                "candidates": self.candidates, "error": self.error, "timings_ms": _rounded_timings(self.timings_ms)}
+                "candidates": self.candidates, "error": self.error, "note": self.note, "timings_ms": _rounded_timings(self.timings_ms)}
 
 
 @dataclass
@@ -417,7 +419,7 @@ class Pipeline:
         from .detector import crop
 
         signatures = [SignatureResult(i, b.page, {k_: v for k_, v in b.to_dict().items() if k_ not in ("page", "score")},
-                                      round(b.score, 4)) for i, b in enumerate(boxes)]
+                                      round(b.score, 4), note=_box_note(b)) for i, b in enumerate(boxes)]
         if mode != "detect" and signatures:
             self._decide(pages, boxes, signatures, mode, person_id, k, do_clean, timer, crop)
         result = DocumentResult(
@@ -469,6 +471,18 @@ class Pipeline:
                 signature.candidates = [_claim_dict(c) for c in gallery.identify(vector, k)]
             signature.timings_ms["match"] = 1000 * (time.perf_counter() - start)
         timer.lap("match")
+
+
+# a box this much taller than wide holds a signature turned sideways (a page scanned turned): no
+# signature of CEDAR or BHSig260 is (CEDAR's tallest scan is 1.21 as tall as wide)
+SIDEWAYS_SHARE = 1.25
+
+
+def _box_note(box: Box) -> str | None:
+    """What to say of a box taller than wide: the extractor knows upright signatures only."""
+    if box.y1 - box.y0 <= SIDEWAYS_SHARE * (box.x1 - box.x0):
+        return None
+    return "the box is taller than wide: a signature turned sideways (the page scanned turned?) matches no one; turn the page upright"
 
 
 def _claim_dict(claim) -> dict:

@@ -271,3 +271,16 @@ def test_a_pipeline_with_dropout_reads_red_stamped_documents_and_signatures_as_p
     assert claim.distance == pytest.approx(plain.verify_claim("alice", png(synth.genuine(ALICE, 9))).distance, abs=1e-5)
     with pytest.raises(InputError, match="dropout must be one of"):
         Pipeline(gallery, dropout="yellow")
+
+
+def test_a_box_taller_than_wide_is_noted_as_a_sideways_signature(gallery):
+    """The extractor knows upright signatures: a box of a signature turned with its page gets a
+    note, in the result and its dict; an upright one none."""
+    page, boxes = page_with_signatures([(ALICE, 9)])
+    turned = np.ascontiguousarray(np.rot90(page))
+    x0, y0, x1, y1 = boxes[0]
+    turned_boxes = [(y0, 1 - x1, y1, 1 - x0)]  # np.rot90, as fractions of each page: (x, y) -> (y, 1 - x)
+    upright = Pipeline(gallery, detector=StandInDetector(boxes), clean=False).run(png(page), person_id="alice").signatures[0]
+    sideways = Pipeline(gallery, detector=StandInDetector(turned_boxes), clean=False).run(png(turned), person_id="alice").signatures[0]
+    assert upright.note is None and upright.to_dict()["note"] is None
+    assert "taller than wide" in sideways.note and "turn the page upright" in sideways.to_dict()["note"]

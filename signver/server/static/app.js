@@ -206,6 +206,7 @@ function showDecisions(signatures, mode) {
       crop.addEventListener("error", () => crop.remove()); // a TIFF or PDF the browser cannot show
       item.append(crop);
     }
+    if (s.note) item.append(el("p", { class: "warn", text: `Note: ${s.note}` })); // e.g. a sideways signature
     if (s.error) {
       item.append(el("p", { class: "bad", text: `Not decided: ${s.error}` }));
     } else if (s.decision) {
