@@ -158,14 +158,21 @@ DocumentOption = typer.Option(False, "--document", help="each file is a page or 
 DocumentDpiOption = typer.Option(200, "--dpi", help="with --document: resolution PDF pages are rendered at (at least 50)")
 
 
-def check_document_dpi(dpi: float, document: bool) -> None:
-    """--dpi, checked before any work: a number of at least 50, and only with --document."""
-    from .images import DEFAULT_DPI, check_dpi
+def checked_dpi(dpi: float) -> None:
+    """--dpi, checked once as an option, not as every file's error: a number of at least 50."""
+    from .images import check_dpi
 
     try:
         check_dpi(dpi)
     except InputError as error:
         raise typer.BadParameter(str(error), param_hint="--dpi") from None
+
+
+def check_document_dpi(dpi: float, document: bool) -> None:
+    """--dpi, checked before any work: a number of at least 50, and only with --document."""
+    from .images import DEFAULT_DPI
+
+    checked_dpi(dpi)
     if dpi != DEFAULT_DPI and not document:
         raise typer.BadParameter("reads the pages of documents: give --document too (a signature file's first page is read at "
                                  f"{DEFAULT_DPI} dpi)", param_hint="--dpi")
@@ -886,13 +893,10 @@ def detect(
 
     from .detector import annotate as draw_boxes
     from .detector import check_score, crop, get_detector
-    from .images import check_dpi, printable_name
+    from .images import printable_name
 
     check_score(threshold)
-    try:
-        check_dpi(dpi)  # once, as an option, not as every file's error
-    except InputError as error:
-        raise typer.BadParameter(str(error), param_hint="--dpi") from None
+    checked_dpi(dpi)
     detector = get_detector(model)
     files = expand_images(files)
     for folder, option in ((crops, "--crops"), (annotate, "--annotate")):

@@ -409,13 +409,27 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
             pdf.close()
 
 
+def _regular(path: str | os.PathLike) -> bool:
+    """A look beside a result reads regular files only: a pipe could be read once, by the load."""
+    return stat.S_ISREG(os.stat(path).st_mode)
+
+
+@contextlib.contextmanager
+def _quietly_opened(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """The file lazily opened by Pillow, without its warning of a size over its bomb limit:
+    loading refuses such a file, not a look at it."""
+    with warnings.catch_warnings(), Image.open(path) as im:
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield im
+
+
 def first_page(path: str | os.PathLike) -> tuple[float, float, bool] | None:
     """(width, height, whether more pages or frames follow) of a file's first page as it will be
     read (its EXIF turn applied; a PDF page in points), from its headers; None where that cannot
     be told cheaply, or safely: not a regular file (a pipe could be read once only), or damaged
     anywhere. For notes beside a result, which must never stop one: loading says what is wrong."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        if not _regular(path):
             return None
         with open(path, "rb") as file:
             is_pdf = _sniff(file.read(1024), "") == "PDF"
@@ -426,8 +440,7 @@ def first_page(path: str | os.PathLike) -> tuple[float, float, bool] | None:
                     return (*pdf[0].get_size(), len(pdf) > 1) if len(pdf) else None
                 finally:
                     pdf.close()
-        with warnings.catch_warnings(), Image.open(path) as im:  # a size over Pillow's bomb limit: loading refuses it, not this
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _quietly_opened(path) as im:
             # EXIF orientations that swap the sides; a PNG's EXIF is read only by decoding it all
             turned = im.format in ("JPEG", "MPO", "TIFF", "WEBP") and im.getexif().get(0x0112) in (5, 6, 7, 8)
             width, height = (im.height, im.width) if turned else im.size
@@ -446,10 +459,9 @@ def coloured_marks(path: str | os.PathLike) -> list[str]:
     """The colours (red, green, blue) that marks on a file's first page are drawn in, for a hint
     where a stamp may cover a signature; none for grey files, or where that cannot be told."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe could be read once only
+        if not _regular(path):
             return []
-        with warnings.catch_warnings(), Image.open(path) as im:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _quietly_opened(path) as im:
             if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F") or im.width * im.height > DEFAULT_MAX_PIXELS:
                 return []
             im.draft("RGB", (800, 800))  # a JPEG decodes at a fraction of its size: enough to see a stamp

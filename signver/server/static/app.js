@@ -53,6 +53,8 @@ const fixed = (x) => (x === null || x === undefined ? "n/a" : x.toFixed(4));
 
 // -- service status and the gallery ------------------------------------------------------------
 
+$("enrol-dropout").append(...[...$("dropout").options].map((option) => option.cloneNode(true))); // one list of colours
+
 function appendDropout(form, selectId) {
   const colour = $(selectId).value;
   if (colour) form.append("dropout", colour); // left as the service is set: no field, so the service reads its own way
