@@ -59,8 +59,8 @@ class SignatureResult:
 
     `decision` is the claim's result (verify mode), `candidates` the ranked people (identify
     mode); `note` what its decision alone does not say (a box taller than wide: a sideways
-    signature); `error` says why this signature could not be decided (e.g. no ink left after
-    cleaning) while the others still were. `image` is the crop the extractor saw (not in
+    signature, read turned `turned` degrees clockwise); `error` says why this signature could
+    not be decided (e.g. no ink left after cleaning) while the others still were. `image` is the crop the extractor saw (not in
     `to_dict`)."""
 
     index: int
@@ -73,10 +73,11 @@ class SignatureResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False)
     note: str | None = None  # what the decision alone does not say: the box is of a sideways signature
+    turned: int = 0  # degrees clockwise the crop was turned to be read (90 or 270: a sideways box)
 
     def to_dict(self) -> dict:
         return {"index": self.index, "page": self.page, "box": self.box, "score": self.score, "decision": self.decision,
-                "candidates": self.candidates, "error": self.error, "note": self.note, "timings_ms": _rounded_timings(self.timings_ms)}
+                "candidates": self.candidates, "error": self.error, "note": self.note, "turned": self.turned, "timings_ms": _rounded_timings(self.timings_ms)}
 
 
 @dataclass
@@ -438,39 +439,66 @@ class Pipeline:
         for box, signature in zip(boxes, signatures):
             start = time.perf_counter()
             piece = crop(pages[box.page], box)
+            if signature.note == SIDEWAYS_NOTE:
+                piece = np.rot90(piece)  # a quarter anticlockwise: upright or upside down; both ways are read
             cropped = time.perf_counter()
             images.append(self.prepare(piece, do_clean))
             signature.image = images[-1]
             signature.timings_ms = {"crop": 1000 * (cropped - start), "clean": 1000 * (time.perf_counter() - cropped)}
         timer.lap("clean")
-        vectors: list[np.ndarray | None]
+        both = [signature.note == SIDEWAYS_NOTE for signature in signatures]
         start = time.perf_counter()
         try:
-            vectors = list(self.embed_images(images))  # one batch for the whole document
+            ways = self._ways(images, both)  # one batch for the whole document
         except SignverError:  # one bad crop (e.g. no ink): embed one by one to say which
-            vectors = []
-            for image, signature in zip(images, signatures):
+            ways = []
+            for image, turned, signature in zip(images, both, signatures):
                 try:
-                    vectors.append(self.embed_images([image])[0])
+                    ways.extend(self._ways([image], [turned]))
                 except SignverError as error:
-                    vectors.append(None)
+                    ways.append(None)
                     signature.error = str(error)
         each = 1000 * (time.perf_counter() - start) / len(images)
         timer.lap("embed")
         gallery = self._gallery()
-        for vector, signature in zip(vectors, signatures):
+        for vectors, signature in zip(ways, signatures):
             signature.timings_ms["embed"] = each
-            if vector is None:
+            if vectors is None:
                 continue
             start = time.perf_counter()
             if mode == "verify":
-                claim = gallery.verify_claim(person_id, vector)
-                claim.timings_ms = {}
-                signature.decision = _claim_dict(claim)
+                claims = [gallery.verify_claim(person_id, vector) for vector in vectors]
+                way = min(range(len(claims)), key=lambda i: claims[i].distance)
+                claims[way].timings_ms = {}
+                signature.decision = _claim_dict(claims[way])
             else:
-                signature.candidates = [_claim_dict(c) for c in gallery.identify(vector, k)]
+                found = [gallery.identify(vector, k) for vector in vectors]
+                way = 0
+                if len(found) == 2 and found[0] and found[1]:
+                    from .gallery import most_likely_first
+
+                    way = 1 if most_likely_first([found[0][0], found[1][0]])[0] is found[1][0] else 0
+                signature.candidates = [_claim_dict(c) for c in found[way]]
+            if len(vectors) == 2:
+                signature.turned = 270 if way == 0 else 90
+                signature.note = _turned_note(signature.turned, mode)
+                if way == 1:
+                    signature.image = np.ascontiguousarray(np.rot90(signature.image, 2))
             signature.timings_ms["match"] = 1000 * (time.perf_counter() - start)
         timer.lap("match")
+
+    def _ways(self, images: Sequence[np.ndarray], both: Sequence[bool]) -> list[list[np.ndarray]]:
+        """Each prepared crop's vector, as a list of one; with `both`, of two: as it is and
+        turned half round (a sideways crop turned a quarter is upright one of the two ways)."""
+        size = self.extractor.card.input_size
+        normalised = [normalize(image, size) for image in images]
+        turned = [np.ascontiguousarray(n[::-1, ::-1]) for n, twice in zip(normalised, both) if twice]
+        vectors = iter(self.extractor.embed_normalized(normalised + turned))
+        ahead = [[next(vectors)] for _ in normalised]
+        for ways, twice in zip(ahead, both):
+            if twice:
+                ways.append(next(vectors))
+        return ahead
 
 
 # a box this much taller than wide holds a signature turned sideways (a page scanned turned): 3 of
@@ -478,11 +506,20 @@ class Pipeline:
 SIDEWAYS_SHARE = 1.25
 
 
+SIDEWAYS_NOTE = "the box is taller than wide: a signature turned sideways (the page scanned turned?)"
+
+
 def _box_note(box: Box) -> str | None:
-    """What to say of a box taller than wide: the extractor knows upright signatures only."""
-    if box.y1 - box.y0 <= SIDEWAYS_SHARE * (box.x1 - box.x0):
-        return None
-    return "the box is taller than wide: a signature turned sideways (the page scanned turned?) matches no one; turn the page upright"
+    """What to say of a box taller than wide: the extractor knows upright signatures only, so it is read turned (`_turned_note`)."""
+    return SIDEWAYS_NOTE if box.y1 - box.y0 > SIDEWAYS_SHARE * (box.x1 - box.x0) else None
+
+
+def _turned_note(degrees: int, mode: str) -> str:
+    """Which way a sideways signature was read: of its two quarter turns, the one nearer the
+    claimed person's references (verify) or whose best candidate ranks higher (identify)."""
+    way = "clockwise" if degrees == 90 else "anticlockwise"
+    nearer = "nearer the person's references" if mode == "verify" else "whose best candidate ranks higher"
+    return f"{SIDEWAYS_NOTE}; read turned a quarter {way}, the way {nearer}"
 
 
 def _claim_dict(claim) -> dict:

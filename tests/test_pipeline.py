@@ -273,14 +273,27 @@ def test_a_pipeline_with_dropout_reads_red_stamped_documents_and_signatures_as_p
         Pipeline(gallery, dropout="yellow")
 
 
-def test_a_box_taller_than_wide_is_noted_as_a_sideways_signature(gallery):
-    """The extractor knows upright signatures: a box of a signature turned with its page gets a
-    note, in the result and its dict; an upright one none."""
+def test_a_box_taller_than_wide_is_read_turned_the_way_that_matches(gallery):
+    """A page scanned turned either way puts its signature on its side: the box is read turned
+    a quarter each way and decided by the way nearer the person's references (identify: whose
+    best candidate ranks higher), so it decides as the upright page does; the result says which
+    way it was turned. An upright box is read as it is, and `detect` only notes a sideways one."""
     page, boxes = page_with_signatures([(ALICE, 9)])
-    turned = np.ascontiguousarray(np.rot90(page))
     x0, y0, x1, y1 = boxes[0]
-    turned_boxes = [(y0, 1 - x1, y1, 1 - x0)]  # np.rot90, as fractions of each page: (x, y) -> (y, 1 - x)
     upright = Pipeline(gallery, detector=StandInDetector(boxes), clean=False).run(png(page), person_id="alice").signatures[0]
-    sideways = Pipeline(gallery, detector=StandInDetector(turned_boxes), clean=False).run(png(turned), person_id="alice").signatures[0]
-    assert upright.note is None and upright.to_dict()["note"] is None
-    assert "taller than wide" in sideways.note and "turn the page upright" in sideways.to_dict()["note"]
+    assert upright.note is None and upright.turned == 0 and upright.to_dict()["turned"] == 0
+    # np.rot90 as fractions of each page: anticlockwise (x, y) -> (y, 1 - x), clockwise (x, y) -> (1 - y, x)
+    for turns, turned_box, back in ((1, (y0, 1 - x1, y1, 1 - x0), 90), (3, (1 - y1, x0, 1 - y0, x1), 270)):
+        turned = np.ascontiguousarray(np.rot90(page, turns))
+        pipeline = Pipeline(gallery, detector=StandInDetector([turned_box]), clean=False)
+        sideways = pipeline.run(png(turned), person_id="alice").signatures[0]
+        assert sideways.turned == back and sideways.to_dict()["turned"] == back
+        way = "clockwise" if back == 90 else "anticlockwise"
+        assert sideways.note.startswith("the box is taller than wide") and f"read turned a quarter {way}" in sideways.to_dict()["note"]
+        assert sideways.decision["verified"] and sideways.decision["distance"] == pytest.approx(upright.decision["distance"], abs=0.05)  # the crop differs by a pixel or so
+        assert sideways.image.shape[1] > sideways.image.shape[0]  # the crop the extractor saw, upright again
+        found = pipeline.run(png(turned)).signatures[0]
+        assert found.turned == back and "best candidate" in found.note
+        assert found.candidates[0]["person_id"] == "alice" and found.candidates[0]["distance"] == pytest.approx(sideways.decision["distance"], abs=1e-5)
+        detected = pipeline.run(png(turned), mode="detect").signatures[0]
+        assert detected.turned == 0 and detected.note == "the box is taller than wide: a signature turned sideways (the page scanned turned?)"
