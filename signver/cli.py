@@ -500,7 +500,7 @@ def check(
     check_document_dpi(dpi, document)
     columns = ("questioned", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model", "note")
     if document:
-        columns = (*columns[:1], "page", "signature", "box", "detector_score", *columns[1:])
+        columns = (*columns[:1], "page", "signature", "box", "detector_score", "turned", *columns[1:])
     printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     with Gallery(gallery, model=model, threshold=threshold, create=False) as store:
         store.get(person)
@@ -528,7 +528,7 @@ def _signature_record(name: str, signature) -> tuple[dict, str]:
     """The fields that say where a signature was found on a document, and the same as text."""
     record = {"questioned": name, "page": signature.page, "signature": signature.index,
               "box": [round(signature.box[side]) for side in ("x0", "y0", "x1", "y1")], "detector_score": signature.score,
-              "note": signature.note}
+              "turned": signature.turned, "note": signature.note}
     return record, f"{one_line(name)} page {signature.page} at {tuple(record['box'])}"
 
 
@@ -590,7 +590,7 @@ def identify(
     check_document_dpi(dpi, document)
     columns = ("questioned", "rank", "person_id", "verified", "distance", "threshold", "confidence", "log10_lr", "fusion", "model", "note")
     if document:
-        columns = (*columns[:1], "page", "signature", "box", "detector_score", *columns[1:])
+        columns = (*columns[:1], "page", "signature", "box", "detector_score", "turned", *columns[1:])
     printer = ResultPrinter(chosen_format(as_json, output_format), columns)
     with Gallery(gallery, model=model, create=False) as store:
         if not len(store):

@@ -73,7 +73,7 @@ class SignatureResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False)
     note: str | None = None  # what the decision alone does not say: the box is of a sideways signature
-    turned: int = 0  # degrees clockwise the crop was turned to be read (90 or 270: a sideways box)
+    turned: int = 0  # degrees clockwise the crop was turned to be read (a sideways box: 0, 90 or 270, whichever matched)
 
     def to_dict(self) -> dict:
         return {"index": self.index, "page": self.page, "box": self.box, "score": self.score, "decision": self.decision,
@@ -436,74 +436,78 @@ class Pipeline:
 
     def _decide(self, pages, boxes, signatures, mode, person_id, k, do_clean, timer, crop) -> None:
         images: list[np.ndarray] = []
-        for box, signature in zip(boxes, signatures):
+        sideways = [signature.note == SIDEWAYS_NOTE for signature in signatures]
+        for box, signature, turn in zip(boxes, signatures, sideways):
             start = time.perf_counter()
             piece = crop(pages[box.page], box)
-            if signature.note == SIDEWAYS_NOTE:
-                piece = np.rot90(piece)  # a quarter anticlockwise: upright or upside down; both ways are read
             cropped = time.perf_counter()
-            images.append(self.prepare(piece, do_clean))
+            if turn:  # cleaned with its printed lines level, as the cleaner learnt them, and turned back
+                images.append(np.rot90(self.prepare(np.rot90(piece), do_clean), -1))
+            else:
+                images.append(self.prepare(piece, do_clean))
             signature.image = images[-1]
             signature.timings_ms = {"crop": 1000 * (cropped - start), "clean": 1000 * (time.perf_counter() - cropped)}
         timer.lap("clean")
-        both = [signature.note == SIDEWAYS_NOTE for signature in signatures]
         start = time.perf_counter()
         try:
-            ways = self._ways(images, both)  # one batch for the whole document
+            ways = self._ways(images, sideways)  # one batch for the whole document
         except SignverError:  # one bad crop (e.g. no ink): embed one by one to say which
             ways = []
-            for image, turned, signature in zip(images, both, signatures):
+            for image, turn, signature in zip(images, sideways, signatures):
                 try:
-                    ways.extend(self._ways([image], [turned]))
+                    ways.extend(self._ways([image], [turn]))
                 except SignverError as error:
                     ways.append(None)
                     signature.error = str(error)
         each = 1000 * (time.perf_counter() - start) / len(images)
         timer.lap("embed")
         gallery = self._gallery()
-        for vectors, signature in zip(ways, signatures):
+        for turnings, turn, signature in zip(ways, sideways, signatures):
             signature.timings_ms["embed"] = each
-            if vectors is None:
+            if turnings is None:
                 continue
             start = time.perf_counter()
             if mode == "verify":
-                claims = [gallery.verify_claim(person_id, vector) for vector in vectors]
+                claims = [gallery.verify_claim(person_id, vector) for _, vector in turnings]
                 way = min(range(len(claims)), key=lambda i: claims[i].distance)
                 claims[way].timings_ms = {}
                 signature.decision = _claim_dict(claims[way])
             else:
-                found = [gallery.identify(vector, k) for vector in vectors]
-                way = 0
-                if len(found) == 2 and found[0] and found[1]:
-                    from .gallery import most_likely_first
-
-                    way = 1 if most_likely_first([found[0][0], found[1][0]])[0] is found[1][0] else 0
+                found = [gallery.identify(vector, k) for _, vector in turnings]
+                way = _best_found(found)
                 signature.candidates = [_claim_dict(c) for c in found[way]]
-            if len(vectors) == 2:
-                signature.turned = 270 if way == 0 else 90
+            if turn:
+                signature.turned = turnings[way][0]
                 signature.note = _turned_note(signature.turned, mode)
-                if way == 1:
-                    signature.image = np.ascontiguousarray(np.rot90(signature.image, 2))
+                signature.image = np.ascontiguousarray(np.rot90(signature.image, -signature.turned // 90))
             signature.timings_ms["match"] = 1000 * (time.perf_counter() - start)
         timer.lap("match")
 
-    def _ways(self, images: Sequence[np.ndarray], both: Sequence[bool]) -> list[list[np.ndarray]]:
-        """Each prepared crop's vector, as a list of one; with `both`, of two: as it is and
-        turned half round (a sideways crop turned a quarter is upright one of the two ways)."""
+    def _ways(self, images: Sequence[np.ndarray], sideways: Sequence[bool]) -> list[list[tuple[int, np.ndarray]]]:
+        """Each prepared crop's (degrees turned clockwise, vector) as read: as it is, and, for a
+        sideways one, also turned a quarter each way (one of which is upright)."""
         size = self.extractor.card.input_size
-        normalised = [normalize(image, size) for image in images]
-        turned = [np.ascontiguousarray(n[::-1, ::-1]) for n, twice in zip(normalised, both) if twice]
-        vectors = iter(self.extractor.embed_normalized(normalised + turned))
-        ahead = [[next(vectors)] for _ in normalised]
-        for ways, twice in zip(ahead, both):
-            if twice:
-                ways.append(next(vectors))
-        return ahead
+        turns = [SIDEWAYS_TURNS if turn else (0,) for turn in sideways]
+        normalised = [normalize(np.rot90(image, -degrees // 90), size) for image, degrees_of in zip(images, turns) for degrees in degrees_of]
+        vectors = iter(self.extractor.embed_normalized(normalised))
+        return [[(degrees, next(vectors)) for degrees in degrees_of] for degrees_of in turns]
+
+
+def _best_found(found: list[list]) -> int:
+    """Of the candidate lists of one signature read several ways, the one whose best candidate ranks highest."""
+    from .gallery import most_likely_first
+
+    tops = [candidates[0] for candidates in found if candidates]
+    if len(found) == 1 or not tops:
+        return 0
+    best = most_likely_first(tops)[0]
+    return next(i for i, candidates in enumerate(found) if candidates and candidates[0] is best)
 
 
 # a box this much taller than wide holds a signature turned sideways (a page scanned turned): 3 of
 # CEDAR's 2,640 scans are so tall (up to 1.40, all of writer 27), none of BHSig260's
 SIDEWAYS_SHARE = 1.25
+SIDEWAYS_TURNS = (0, 270, 90)  # degrees clockwise a sideways box is read at: as found, and a quarter each way
 
 
 SIDEWAYS_NOTE = "the box is taller than wide: a signature turned sideways (the page scanned turned?)"
@@ -515,11 +519,11 @@ def _box_note(box: Box) -> str | None:
 
 
 def _turned_note(degrees: int, mode: str) -> str:
-    """Which way a sideways signature was read: of its two quarter turns, the one nearer the
-    claimed person's references (verify) or whose best candidate ranks higher (identify)."""
-    way = "clockwise" if degrees == 90 else "anticlockwise"
-    nearer = "nearer the person's references" if mode == "verify" else "whose best candidate ranks higher"
-    return f"{SIDEWAYS_NOTE}; read turned a quarter {way}, the way {nearer}"
+    """Which way a sideways signature was read: of as found and its two quarter turns, the one
+    nearest the claimed person's references (verify) or whose best candidate ranks highest (identify)."""
+    way = {0: "as found", 90: "turned a quarter clockwise", 270: "turned a quarter anticlockwise"}[degrees]
+    nearer = "nearest the person's references" if mode == "verify" else "whose best candidate ranks highest"
+    return f"{SIDEWAYS_NOTE}; read {way}, the way {nearer}"
 
 
 def _claim_dict(claim) -> dict:

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -233,7 +234,12 @@ def test_check_document_finds_and_checks_each_signature_on_a_page(files):
     mine = invoke("check", "alice", files / "page.png", "--document", "--format", "jsonl")
     rows = [json.loads(line) for line in mine.stdout.splitlines()]
     assert mine.exit_code == 0 and len(rows) == 1 and rows[0]["verified"] and rows[0]["page"] == 0, mine.output
-    assert abs(rows[0]["box"][0] - x0) < 0.2 * (x1 - x0) and rows[0]["detector_score"] > 0
+    assert abs(rows[0]["box"][0] - x0) < 0.2 * (x1 - x0) and rows[0]["detector_score"] > 0 and rows[0]["turned"] == 0
+    Image.fromarray(np.ascontiguousarray(np.rot90(made.image))).save(files / "turned-page.png")  # scanned turned a quarter
+    turned = invoke("check", "alice", files / "turned-page.png", "--document", "--format", "jsonl")
+    rows = [json.loads(line) for line in turned.stdout.splitlines()]
+    assert turned.exit_code == 0 and len(rows) == 1 and rows[0]["verified"] and rows[0]["turned"] == 90, turned.output
+    assert "read turned a quarter clockwise" in rows[0]["note"]
     not_bob = invoke("check", "bob", files / "page.png", "--document")
     assert not_bob.exit_code == 1 and "page.png page 0 at (" in not_bob.stdout and "not verified as bob" in not_bob.stdout
     Image.fromarray(synth_pages.page(2, signatures=2).image).save(files / "two-signers.png")  # the shipped detector finds both

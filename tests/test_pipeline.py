@@ -291,9 +291,44 @@ def test_a_box_taller_than_wide_is_read_turned_the_way_that_matches(gallery):
         way = "clockwise" if back == 90 else "anticlockwise"
         assert sideways.note.startswith("the box is taller than wide") and f"read turned a quarter {way}" in sideways.to_dict()["note"]
         assert sideways.decision["verified"] and sideways.decision["distance"] == pytest.approx(upright.decision["distance"], abs=0.05)  # the crop differs by a pixel or so
-        assert sideways.image.shape[1] > sideways.image.shape[0]  # the crop the extractor saw, upright again
+        assert np.array_equal(sideways.image, upright.image)  # the crop the extractor saw, upright again
         found = pipeline.run(png(turned)).signatures[0]
-        assert found.turned == back and "best candidate" in found.note
+        assert found.turned == back and "best candidate ranks highest" in found.note
         assert found.candidates[0]["person_id"] == "alice" and found.candidates[0]["distance"] == pytest.approx(sideways.decision["distance"], abs=1e-5)
         detected = pipeline.run(png(turned), mode="detect").signatures[0]
         assert detected.turned == 0 and detected.note == "the box is taller than wide: a signature turned sideways (the page scanned turned?)"
+
+def test_a_sideways_box_is_cleaned_with_its_lines_level_and_turned_back(gallery):
+    """The cleaner learnt crops with printed lines level: a sideways crop is cleaned turned a
+    quarter, and the crop read is the upright page's crop, cleaned alike."""
+
+    class LevelCleaner(StandInCleaner):
+        def clean(self, gray):
+            assert gray.shape[1] > gray.shape[0], "cleaned on its side"
+            return super().clean(gray)
+
+    page, boxes = page_with_signatures([(ALICE, 9)])
+    x0, y0, x1, y1 = boxes[0]
+    upright = Pipeline(gallery, detector=StandInDetector(boxes), cleaner=LevelCleaner(), clean=True).run(png(page), person_id="alice").signatures[0]
+    turned = np.ascontiguousarray(np.rot90(page, 3))
+    cleaner = LevelCleaner()
+    sideways = Pipeline(gallery, detector=StandInDetector([(1 - y1, x0, 1 - y0, x1)]), cleaner=cleaner, clean=True).run(png(turned), person_id="alice").signatures[0]
+    assert cleaner.calls == 1 and sideways.turned == 270 and np.array_equal(sideways.image, upright.image)
+    assert sideways.decision["distance"] == pytest.approx(upright.decision["distance"], abs=1e-5)
+
+
+def test_an_upright_signature_in_a_tall_box_is_read_as_found(gallery):
+    """A box taller than wide may hold an upright signature with paper above and below it: read
+    as found as well as turned, it keeps the reading that matches (the turned ones are far)."""
+    ink = synth.genuine(ALICE, 9)
+    page = np.full((1200, 900), 255, np.uint8)
+    top, left = (1200 - ink.shape[0]) // 2, (900 - ink.shape[1]) // 2
+    page[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    wide = (left / 900, top / 1200, (left + ink.shape[1]) / 900, (top + ink.shape[0]) / 1200)
+    tall = (wide[0], 0.05, wide[2], 0.95)  # the same ink with paper above and below
+    assert (0.9 * 1200) > 1.25 * (ink.shape[1])
+    pipeline = Pipeline(gallery, detector=StandInDetector([wide]), clean=False)
+    expected = pipeline.run(png(page), person_id="alice").signatures[0]
+    found = Pipeline(gallery, detector=StandInDetector([tall]), clean=False).run(png(page), person_id="alice").signatures[0]
+    assert found.turned == 0 and "read as found" in found.note and found.image.shape[0] > found.image.shape[1]
+    assert found.decision["distance"] == pytest.approx(expected.decision["distance"], abs=1e-3)
