@@ -435,62 +435,56 @@ class Pipeline:
         return result
 
     def _decide(self, pages, boxes, signatures, mode, person_id, k, do_clean, timer, crop) -> None:
-        images: list[np.ndarray] = []
-        sideways = [signature.note == SIDEWAYS_NOTE for signature in signatures]
-        for box, signature, turn in zip(boxes, signatures, sideways):
+        readings: list[list[tuple[int, np.ndarray]]] = []  # per signature: (degrees turned clockwise, prepared crop)
+        for box, signature in zip(boxes, signatures):
             start = time.perf_counter()
             piece = crop(pages[box.page], box)
             cropped = time.perf_counter()
-            if turn:  # cleaned with its printed lines level, as the cleaner learnt them, and turned back
-                images.append(np.rot90(self.prepare(np.rot90(piece), do_clean), -1))
-            else:
-                images.append(self.prepare(piece, do_clean))
-            signature.image = images[-1]
+            turns = SIDEWAYS_TURNS if signature.note == SIDEWAYS_NOTE else (0,)
+            # each way cleaned as it is read, so a page turned either way is cleaned alike
+            readings.append([(degrees, self.prepare(np.ascontiguousarray(np.rot90(piece, -degrees // 90)), do_clean)) for degrees in turns])
+            signature.image = readings[-1][0][1]
             signature.timings_ms = {"crop": 1000 * (cropped - start), "clean": 1000 * (time.perf_counter() - cropped)}
         timer.lap("clean")
         start = time.perf_counter()
         try:
-            ways = self._ways(images, sideways)  # one batch for the whole document
+            ways = self._ways(readings)  # one batch for the whole document
         except SignverError:  # one bad crop (e.g. no ink): embed one by one to say which
             ways = []
-            for image, turn, signature in zip(images, sideways, signatures):
+            for reading, signature in zip(readings, signatures):
                 try:
-                    ways.extend(self._ways([image], [turn]))
+                    ways.extend(self._ways([reading]))
                 except SignverError as error:
                     ways.append(None)
                     signature.error = str(error)
-        each = 1000 * (time.perf_counter() - start) / len(images)
+        each = 1000 * (time.perf_counter() - start) / len(readings)
         timer.lap("embed")
         gallery = self._gallery()
-        for turnings, turn, signature in zip(ways, sideways, signatures):
+        for vectors, reading, signature in zip(ways, readings, signatures):
             signature.timings_ms["embed"] = each
-            if turnings is None:
+            if vectors is None:
                 continue
             start = time.perf_counter()
             if mode == "verify":
-                claims = [gallery.verify_claim(person_id, vector) for _, vector in turnings]
+                claims = [gallery.verify_claim(person_id, vector) for vector in vectors]
                 way = min(range(len(claims)), key=lambda i: claims[i].distance)
                 claims[way].timings_ms = {}
                 signature.decision = _claim_dict(claims[way])
             else:
-                found = [gallery.identify(vector, k) for _, vector in turnings]
+                found = [gallery.identify(vector, k) for vector in vectors]
                 way = _best_found(found)
                 signature.candidates = [_claim_dict(c) for c in found[way]]
-            if turn:
-                signature.turned = turnings[way][0]
+            if len(reading) > 1:
+                signature.turned, signature.image = reading[way]
                 signature.note = _turned_note(signature.turned, mode)
-                signature.image = np.ascontiguousarray(np.rot90(signature.image, -signature.turned // 90))
             signature.timings_ms["match"] = 1000 * (time.perf_counter() - start)
         timer.lap("match")
 
-    def _ways(self, images: Sequence[np.ndarray], sideways: Sequence[bool]) -> list[list[tuple[int, np.ndarray]]]:
-        """Each prepared crop's (degrees turned clockwise, vector) as read: as it is, and, for a
-        sideways one, also turned a quarter each way (one of which is upright)."""
+    def _ways(self, readings: Sequence[Sequence[tuple[int, np.ndarray]]]) -> list[list[np.ndarray]]:
+        """The vectors of each signature's readings (prepared crops), in one batch."""
         size = self.extractor.card.input_size
-        turns = [SIDEWAYS_TURNS if turn else (0,) for turn in sideways]
-        normalised = [normalize(np.rot90(image, -degrees // 90), size) for image, degrees_of in zip(images, turns) for degrees in degrees_of]
-        vectors = iter(self.extractor.embed_normalized(normalised))
-        return [[(degrees, next(vectors)) for degrees in degrees_of] for degrees_of in turns]
+        vectors = iter(self.extractor.embed_normalized([normalize(image, size) for reading in readings for _, image in reading]))
+        return [[next(vectors) for _ in reading] for reading in readings]
 
 
 def _best_found(found: list[list]) -> int:
