@@ -36,6 +36,7 @@ from signver.matcher import fits_float
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PAGES = 100  # pages of one document read by default (the service takes fewer: SIGNVER_MAX_PAGES)
 # a document's pages together: a few kilobytes of PDF can draw 100 pages at the per-page limit,
 # 4 GB of pixels held at once; 25 x the default is 1 GB, 100 pages of 10 megapixels
 DOCUMENT_PAGES_OF_MAX = 25
@@ -102,7 +103,7 @@ def load_pages(
     dpi: float = DEFAULT_DPI,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_pages: int = 100,
+    max_pages: int = DEFAULT_MAX_PAGES,
     dropout: str | None = None,
 ) -> list[np.ndarray]:
     """Every page of `source` as 2-D uint8 grey arrays: one for a single image, all of a TIFF or

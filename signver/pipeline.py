@@ -34,7 +34,7 @@ from .cleaner import check_clean
 from .detector import Box, check_score
 from .errors import InputError, ModelError, SignverError
 from .extractor import Extractor, get_extractor
-from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SourceLike, check_dpi, check_dropout, check_limits, errors_naming, load_image, load_pages
+from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES, DEFAULT_MAX_PIXELS, SourceLike, check_dpi, check_dropout, check_limits, errors_naming, load_image, load_pages
 from .matcher import check_k, check_threshold, copy_note, distances
 from .normalize import normalize
 
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_PAGES = 20
 DEFAULT_K = 5
 
 

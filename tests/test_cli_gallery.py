@@ -250,6 +250,24 @@ def test_check_document_finds_and_checks_each_signature_on_a_page(files):
     assert nothing.exit_code == 2 and table[0]["note"] == "no signature found" and table[0]["verified"] == "False" and table[1]["error"]
 
 
+def test_check_and_identify_document_read_as_many_pages_as_detect(files):
+    """A document of more pages than the service takes (20) is read whole on the command line,
+    as `detect` reads it (up to 100 pages), and the error past that names the limit."""
+    from .documents import pdf
+
+    made, _ = signed_pages(files)
+    assert invoke("enroll", "alice", files / "crop.png").exit_code == 0
+    (files / "long.pdf").write_bytes(pdf(*[np.full((200, 300), 255, np.uint8)] * 24, made.image, dpi=50))
+    checked = invoke("check", "alice", files / "long.pdf", "--document", "--dpi", "50", "--format", "jsonl")
+    rows = [json.loads(line) for line in checked.stdout.splitlines()]
+    assert checked.exit_code == 0 and [r["page"] for r in rows] == [24] and rows[0]["verified"], checked.output
+    found = invoke("identify", files / "long.pdf", "--document", "--dpi", "50", "-k", "1", "--format", "jsonl")
+    assert found.exit_code == 0 and json.loads(found.stdout.splitlines()[0])["person_id"] == "alice", found.output
+    (files / "longer.pdf").write_bytes(pdf(*[np.full((50, 50), 255, np.uint8)] * 101, dpi=50))
+    refused = invoke("check", "alice", files / "longer.pdf", "--document", "--dpi", "50")
+    assert refused.exit_code == 2 and "more than 100 pages" in refused.output
+
+
 def test_dropout_reads_red_stamped_scans_as_the_plain_ones(files):
     """With --dropout red, enrol, check, identify and check --document read a scan with a red
     stamp over the signature as the plain scan; read as grey the stamp is ink."""

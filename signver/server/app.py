@@ -40,7 +40,7 @@ from ..errors import InputError, SignverError
 from ..gallery import Gallery
 from ..images import DEFAULT_MAX_PIXELS, check_dropout
 from ..models import set_spin_wait
-from ..pipeline import DEFAULT_MAX_PAGES, Pipeline
+from ..pipeline import Pipeline
 
 log = logging.getLogger("signver.server")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -62,7 +62,7 @@ class Settings:
     model: str | None = None  # extractor; a gallery is bound to the one it was made with
     max_upload_bytes: int = 25 * 1024 * 1024  # whole request body, refused before it is read past this
     max_pixels: int = DEFAULT_MAX_PIXELS  # per image or rendered page, checked before decoding
-    max_pages: int = DEFAULT_MAX_PAGES
+    max_pages: int = 20  # fewer than a local read takes (images.DEFAULT_MAX_PAGES): a request holds a worker
     timeout_s: float = 30.0  # model work for one request, queueing included
     body_timeout_s: float = 60.0  # to receive a whole request body
     workers: int = max(1, os.cpu_count() or 1)  # model calls running at once
