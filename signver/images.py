@@ -396,7 +396,7 @@ def _from_pdf(data: bytes, label: str, page, dpi: float, max_pixels: int, max_pa
                 width, height = pdf_page.get_size()
                 # a page over the limit at this dpi may not be at a lower one (a phone photo saved as a 72-dpi PDF)
                 rendered = (f"{where}, its page {width / 72:.1f}x{height / 72:.1f} inches rendered at {dpi:g} dpi: a lower dpi "
-                            "(dpi=; --dpi of detect, and of check and identify --document) reads it smaller")
+                            "(dpi= in Python and in the service's document requests; --dpi of detect, and of check and identify --document) reads it smaller")
                 _check_pixels(round(width * scale), round(height * scale), max_pixels, rendered)
                 _check_document(pages, round(width * scale), round(height * scale), max_pixels, rendered)
                 bitmap = pdf_page.render(scale=scale, grayscale=not dropout)

@@ -216,11 +216,14 @@ class Pipeline:
         self.dpi, self.detect_threshold = dpi, detect_threshold
         self.max_bytes, self.max_pixels, self.max_pages = int(max_bytes), int(max_pixels), int(max_pages)
 
-    def reading(self, dropout: str | None) -> Pipeline:
+    def reading(self, dropout: str | None, dpi: float | None = None) -> Pipeline:
         """This pipeline, sharing its gallery, models and limits, reading inputs without
-        `dropout`'s colour (None: as grey): for one request that asks otherwise."""
+        `dropout`'s colour (None: as grey) and PDF pages at `dpi` (None: as this one does): for
+        one request that asks otherwise."""
         other = copy.copy(self)
         other.dropout = check_dropout(dropout)
+        if dpi is not None:
+            other.dpi = check_dpi(dpi)
         return other
 
     # -- models ----------------------------------------------------------------------------

@@ -184,6 +184,23 @@ def test_detect_boxes_per_page(client, document):
     assert shown["pages"][0]["image"].startswith("data:image/png;base64,")
 
 
+def test_document_routes_read_pdf_pages_at_the_dpi_asked(client, document):
+    """A PDF page too large at the service's 200 dpi is refused naming the dpi field, which the
+    document routes take; a dpi under 50 is refused naming it."""
+    page, _ = document
+    big = pdf(np.full((100, 150), 255, np.uint8), dpi=3)  # 33 x 50 inches: 66 megapixels at 200 dpi
+    assert_error(client.post("/v1/detect", files={"document": ("big.pdf", big, "application/pdf")}), 413, "dpi= in Python and in the service")
+    smaller = client.post("/v1/detect", files={"document": ("big.pdf", big, "application/pdf")}, data={"dpi": "50"})
+    assert smaller.status_code == 200 and smaller.json()["pages"][0]["width"] == pytest.approx(2500, abs=2)
+    enrol(client)
+    read = client.post("/v1/documents/verify", files={"document": ("page.pdf", pdf(page, dpi=100), "application/pdf")},
+                       data={"person_id": "alice", "dpi": "100", "dropout": "red"})
+    assert read.status_code == 200 and read.json()["pages"][0]["width"] == page.shape[1] and read.json()["signatures"][0]["decision"]["verified"]
+    assert_error(client.post("/v1/documents/verify", files={"document": ("page.pdf", pdf(page), "application/pdf")}, data={"dpi": "10"}), 400, "dpi")
+    boxes = client.post("/v1/detect", files={"document": ("p.png", png(page))}).json()["pages"][0]["boxes"]
+    assert [b["note"] for b in boxes] == [None, None]  # upright boxes: nothing to say
+
+
 def test_clean_returns_a_png(client):
     response = client.post("/v1/clean", files={"image": sig(ALICE, 0)})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"

@@ -130,6 +130,8 @@ PreviewField = Annotated[bool, Form(description="include page images (PNG data U
 DropoutField = Annotated[typing.Literal["red", "green", "blue", "none"] | None,
                          Form(description="read the upload without marks of this colour, such as a stamp over the signature "
                                           "(none: read as grey; default: the service's SIGNVER_DROPOUT)")]
+DpiField = Annotated[float | None, Form(description="dots per inch PDF pages are rendered at (at least 50; default: the service's, 200): "
+                                                    "lower reads a large page smaller")]
 PersonPath = Annotated[str, PathParam(min_length=1, max_length=800, description="the person's id")]  # 200 once in NFC: the gallery checks
 
 REPEATABLE_FIELDS = {"images"}  # the only form field a route takes several of (enrolment's references)
@@ -297,9 +299,11 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
             "dropout": settings.dropout,
         }
 
-    def reading(dropout: str | None) -> Pipeline:
-        """The pipeline reading uploads as the request asks: the service's way when it does not say."""
-        return pipeline if dropout is None else pipeline.reading(dropout)  # "none": as grey
+    def reading(dropout: str | None, dpi: float | None = None) -> Pipeline:
+        """The pipeline reading uploads as the request asks: the service's way where it does not say."""
+        if dropout is None and dpi is None:
+            return pipeline
+        return pipeline.reading(pipeline.dropout if dropout is None else dropout, dpi)  # dropout "none": as grey
 
     # -- single signatures ---------------------------------------------------------------
 
@@ -331,9 +335,10 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     # -- documents -----------------------------------------------------------------------
 
     @app.post("/v1/detect", tags=["documents"], **reads, summary="Signature boxes on every page")
-    async def detect(document: DocumentField, previews: PreviewField = False, dropout: DropoutField = None) -> dict:
-        result = await service.compute(reading(dropout).detect, await _source(document, "document"))
-        pages = [{**page, "boxes": [{**s.box, "score": s.score, "index": s.index} for s in result.signatures if s.page == page["page"]]}
+    async def detect(document: DocumentField, previews: PreviewField = False, dropout: DropoutField = None, dpi: DpiField = None) -> dict:
+        read = reading(dropout, dpi)  # a bad dpi is refused before the upload is read
+        result = await service.compute(read.detect, await _source(document, "document"))
+        pages = [{**page, "boxes": [{**s.box, "score": s.score, "index": s.index, "note": s.note} for s in result.signatures if s.page == page["page"]]}
                  for page in result.pages]
         if previews:
             await service.compute(_add_previews, pages, result)
@@ -345,9 +350,10 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     async def verify_document(document: DocumentField,
                               person_id: Annotated[str | None, Form(min_length=1, max_length=800, description="the claimed person; none: identify each signature")] = None,
                               k: Annotated[int, Form(ge=1, le=100)] = 5, clean: CleanField = None,
-                              previews: PreviewField = False, dropout: DropoutField = None) -> dict:
+                              previews: PreviewField = False, dropout: DropoutField = None, dpi: DpiField = None) -> dict:
+        read = reading(dropout, dpi)
         source = await _source(document, "document")
-        result = await service.compute(partial(reading(dropout).run, source, person_id, k=k, clean=clean))
+        result = await service.compute(partial(read.run, source, person_id, k=k, clean=clean))
         out = _clean_floats(result.to_dict())
         if previews:
             await service.compute(_add_previews, out["pages"], result, out["signatures"])
