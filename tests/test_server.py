@@ -201,6 +201,16 @@ def test_document_routes_read_pdf_pages_at_the_dpi_asked(client, document):
     assert [b["note"] for b in boxes] == [None, None]  # upright boxes: nothing to say
 
 
+def test_a_path_with_a_line_break_reaches_no_one(client):
+    """Routes match "/v1/people/bob\n" as bob ("$" matches before a final line break): such a
+    path is refused before routing, and bob stays."""
+    enrol(client, "bob", BOB)
+    for method, path in (("DELETE", "/v1/people/bob%0A"), ("GET", "/v1/people/bob%0A"), ("GET", "/v1/people/%0A"),
+                         ("POST", "/v1/people/bob%0D/verify")):
+        assert_error(client.request(method, path), 400, "control character")
+    assert client.get("/v1/people/bob").status_code == 200
+
+
 def test_clean_returns_a_png(client):
     response = client.post("/v1/clean", files={"image": sig(ALICE, 0)})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"

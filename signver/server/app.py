@@ -675,8 +675,12 @@ class _Guard:
             await send(message)
 
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        error = None
+        if any(ord(c) < 32 or ord(c) == 127 for c in scope.get("path", "")):  # routes would match "P2\n" as P2: "$" matches before a final line break
+            error = StarletteHTTPException(400, f"the request path {scope['path']!r} holds a control character (a line break?): no id or route has one")
+        elif declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             error = self._too_large() if declared.isdigit() else StarletteHTTPException(400, "bad Content-Length header")
+        if error is not None:
             response = JSONResponse({"error": error.detail, "type": "HTTPError"}, status_code=error.status_code,
                                     headers={"Connection": "close"})
             return await response(scope, receive, secured_send)
