@@ -154,6 +154,12 @@ def test_health(client):
     assert health["models"]["extractor"]["loaded"] and health["models"]["detector"] == {"name": "stand-in-detector", "loaded": True}
     assert health["gallery"] == {"people": 1, "references": 4, "model": health["models"]["extractor"]["name"]}
     assert health["auth"] == {"writes": False, "reads": False}
+    assert health["clean"] == {"signatures": False, "documents": False}  # the client's service is set not to clean
+
+
+def test_health_says_what_a_request_that_does_not_ask_gets_cleaned(tmp_path, document):
+    with make_client(tmp_path, document, cleaner=StandInCleaner(), clean=True) as c:
+        assert c.get("/v1/health").json()["clean"] == {"signatures": True, "documents": True}
 
 
 def test_verify_two_signatures(client):

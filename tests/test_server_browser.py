@@ -161,6 +161,10 @@ def test_the_stamp_colour_to_leave_out_is_the_services_unless_chosen(browser, fi
         sync_api.expect(page.locator("#health")).to_contain_text("Service ready")
         sync_api.expect(page.locator("#dropout")).to_have_value("")
         sync_api.expect(page.locator("#dropout option").first).to_have_text("As the service is set (red)")
+        for select in ("#clean", "#enrol-clean"):  # checks and enrolments read alike unless asked otherwise
+            sync_api.expect(page.locator(select)).to_have_value("")
+            sync_api.expect(page.locator(f"{select} option").first).to_have_text(
+                "As the service is set (does not clean single signatures, does not clean crops from documents)")
         page.get_by_label("Person id").fill("alice")
         page.get_by_label("Reference signatures").set_input_files([str(folder / f"alice-{s}.png") for s in range(3)])
         page.get_by_role("button", name="Enrol").click()

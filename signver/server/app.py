@@ -297,6 +297,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                        "max_pages": settings.max_pages, "timeout_s": settings.timeout_s},
             "dropout": settings.dropout,
+            # what a request that does not say gets: single signatures, and crops cut from documents
+            "clean": {"signatures": pipeline.resolve_clean(None), "documents": pipeline.resolve_clean(None, document_crops=True)},
         }
 
     def reading(dropout: str | None, dpi: float | None = None) -> Pipeline:

@@ -53,11 +53,13 @@ const fixed = (x) => (x === null || x === undefined ? "n/a" : x.toFixed(4));
 
 // -- service status and the gallery ------------------------------------------------------------
 
-$("enrol-dropout").append(...[...$("dropout").options].map((option) => option.cloneNode(true))); // one list of colours
+for (const name of ["dropout", "clean"]) { // one list of choices for both forms
+  $(`enrol-${name}`).append(...[...$(name).options].map((option) => option.cloneNode(true)));
+}
 
-function appendDropout(form, selectId) {
-  const colour = $(selectId).value;
-  if (colour) form.append("dropout", colour); // left as the service is set: no field, so the service reads its own way
+function appendChoice(form, field, selectId) {
+  const value = $(selectId).value;
+  if (value) form.append(field, value); // left as the service is set: no field, so the service reads its own way
 }
 
 async function loadHealth() {
@@ -68,7 +70,13 @@ async function loadHealth() {
     $("health").textContent = `Service ready: model ${h.models.extractor.name}${detector}, ${h.gallery.people} ${h.gallery.people === 1 ? "person" : "people"} enrolled` +
       (missing.length ? ` (not installed: ${missing.join(", ")})` : "") +
       (h.auth.reads ? "; every check, search and change needs the API key" : h.auth.writes ? "; changes to the gallery need the API key" : "");
-    if (!h.models.cleaner.loaded) { $("clean").checked = false; $("clean").disabled = true; }
+    const cleans = (on) => (on ? "cleans" : "does not clean");
+    for (const option of document.querySelectorAll("option.service-clean")) {
+      option.textContent = `As the service is set (${cleans(h.clean.signatures)} single signatures, ${cleans(h.clean.documents)} crops from documents)`;
+    }
+    if (!h.models.cleaner.loaded) {
+      for (const option of document.querySelectorAll("option.cleaning")) option.disabled = true; // no cleaner to ask for
+    }
     for (const option of document.querySelectorAll("option.service-dropout")) {
       option.textContent = `As the service is set (${h.dropout ? h.dropout : "none"})`;
     }
@@ -125,7 +133,8 @@ $("enrol-form").addEventListener("submit", async (event) => {
   if (!personId) { say("gallery-status", "Enter the person's id first.", "bad"); $("enrol-id").focus(); return; }
   form.append("person_id", personId);
   for (const file of $("enrol-files").files) form.append("images", file);
-  appendDropout(form, "enrol-dropout");
+  appendChoice(form, "clean", "enrol-clean");
+  appendChoice(form, "dropout", "enrol-dropout");
   if ($("enrol-metadata").value.trim()) form.append("metadata", $("enrol-metadata").value.trim());
   say("gallery-status", `Enrolling ${personId}…`, "busy");
   const button = $("enrol-button");
@@ -254,7 +263,7 @@ async function previewDocument() {
   const form = new FormData();
   form.append("document", file);
   form.append("previews", "true");
-  appendDropout(form, "dropout");
+  appendChoice(form, "dropout", "dropout");
   say("check-status", "Looking for signatures…", "busy");
   try {
     const found = await api("POST", "/v1/detect", form);
@@ -273,8 +282,8 @@ async function previewDocument() {
 async function verifySignature(file, personId, mine) {
   const form = new FormData();
   form.append("image", file);
-  form.append("clean", $("clean").checked ? "true" : "false");
-  appendDropout(form, "dropout");
+  appendChoice(form, "clean", "clean");
+  appendChoice(form, "dropout", "dropout");
   const result = personId ? await api("POST", `/v1/people/${encodeURIComponent(personId)}/verify`, form)
     : await api("POST", "/v1/identify", form);
   if (mine !== request) return null;
@@ -292,8 +301,8 @@ async function verifyDocument(file, personId, mine) {
   const form = new FormData();
   form.append("document", file);
   if (personId) form.append("person_id", personId);
-  form.append("clean", $("clean").checked ? "true" : "false");
-  appendDropout(form, "dropout");
+  appendChoice(form, "clean", "clean");
+  appendChoice(form, "dropout", "dropout");
   form.append("previews", "true");
   const result = await api("POST", "/v1/documents/verify", form);
   if (mine !== request) return null;
