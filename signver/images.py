@@ -119,11 +119,20 @@ def check_dpi(dpi: float) -> float:
     return float(dpi)
 
 
+MAX_BYTES_LIMIT = 2**40  # 1 TiB: a limit beyond any file, yet one a read can be asked for (past 2**63 it overflows)
+
+
 def check_limits(max_bytes: int, max_pixels: int, max_pages: int) -> None:
-    """Limits are whole numbers of at least 1: a negative one would refuse every input as too large."""
-    for name, value in (("max_bytes", max_bytes), ("max_pixels", max_pixels), ("max_pages", max_pages)):
+    """Limits are whole numbers of at least 1: a negative one would refuse every input as too
+    large. Each must also be one that can hold: Pillow refuses an image of more than twice its
+    MAX_IMAGE_PIXELS as a decompression bomb whatever max_pixels says."""
+    pillow = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    for name, value, most in (("max_bytes", max_bytes, MAX_BYTES_LIMIT), ("max_pixels", max_pixels, pillow), ("max_pages", max_pages, None)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise InputError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if most is not None and value > most:
+            raise InputError(f"{name} must be at most {most:,} (got {value:,}): " +
+                             ("Pillow refuses larger images as decompression bombs" if name == "max_pixels" else "no file is so large"))
 
 
 def check_dropout(dropout: str | None) -> str | None:

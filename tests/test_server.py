@@ -508,9 +508,14 @@ def test_settings_from_environment(tmp_path):
     with pytest.raises(InputError, match="SIGNVER_MAX_UPLOAD_MB"):
         Settings.from_env({"SIGNVER_MAX_UPLOAD_MB": "inf"})
     assert not settings.spin_wait and Settings.from_env({"SIGNVER_SPIN_WAIT": "1"}).spin_wait
-    for bad in ({"timeout_s": float("nan")}, {"timeout_s": 0}, {"body_timeout_s": -1}, {"max_pages": 0}, {"max_pixels": -5}):
+    for bad in ({"timeout_s": float("nan")}, {"timeout_s": 0}, {"timeout_s": float("inf")}, {"body_timeout_s": -1}, {"max_pages": 0}, {"max_pixels": -5}):
         with pytest.raises(InputError, match="positive numbers"):
             create_app(tmp_path / "g.sqlite", **bad)
+    # limits that could not hold: a read past 2**63 bytes overflows, Pillow refuses images past its own bound
+    for bad, words in (({"max_upload_bytes": 9 * 10**18}, "max_bytes must be at most"), ({"max_pixels": 200_000_000}, "decompression bombs")):
+        with pytest.raises(InputError, match=words):
+            create_app(tmp_path / "refused" / "g.sqlite", **bad)
+    assert not (tmp_path / "refused").exists()  # refused before the gallery is made
     for key in ("pässwörd", "two\nlines", " padded "):  # a header cannot carry them the same way from every client
         with pytest.raises(InputError, match="printable ASCII"):
             create_app(tmp_path / "g.sqlite", api_key=key)

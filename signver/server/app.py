@@ -14,6 +14,7 @@ import hmac
 import io
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -38,7 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import InputError, SignverError
 from ..gallery import Gallery
-from ..images import DEFAULT_MAX_PIXELS, check_dropout
+from ..images import DEFAULT_MAX_PIXELS, check_dropout, check_limits
 from ..models import set_spin_wait
 from ..pipeline import Pipeline
 
@@ -227,9 +228,11 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         raise TypeError(f"create_app got unknown settings: {', '.join(sorted(unknown))}")
     given = {"gallery_path": None if gallery_path is None else os.fspath(gallery_path), "api_key": api_key, **overrides}
     settings = replace(settings, **{k: v for k, v in given.items() if v is not None}) if settings else Settings.from_env(**given)
-    if (settings.workers < 1 or not 0 < settings.timeout_s or not 0 < settings.body_timeout_s or settings.max_upload_bytes < 1
+    if (settings.workers < 1 or not 0 < settings.timeout_s < math.inf or not 0 < settings.body_timeout_s < math.inf or settings.max_upload_bytes < 1
             or settings.max_pixels < 1 or settings.max_pages < 1):
-        raise InputError("workers, timeout_s, body_timeout_s, max_upload_bytes, max_pixels and max_pages must be positive numbers")
+        raise InputError("workers, timeout_s, body_timeout_s, max_upload_bytes, max_pixels and max_pages must be positive numbers, "
+                         "the times finite")
+    check_limits(settings.max_upload_bytes, settings.max_pixels, settings.max_pages)  # bounds that can hold, before the gallery opens
     if settings.protect_reads and not settings.api_key:
         raise InputError("protect_reads (SIGNVER_PROTECT_READS) needs an API key (SIGNVER_API_KEY): without one, reads would be open")
     settings = replace(settings, dropout=check_dropout(settings.dropout))  # before the gallery opens
