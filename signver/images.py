@@ -155,13 +155,14 @@ def _load(source, page, dpi, max_bytes, max_pixels, max_pages, dropout) -> list[
     if isinstance(source, Image.Image):
         return _from_pil(source, "PIL image", page, max_pixels, max_pages, dropout)
     data, label = _read(source, max_bytes)
-    kind = _sniff(data, label)
-    if kind == "PDF":
-        return _from_pdf(data, label, page, dpi, max_pixels, max_pages, dropout)
-    with _decoding(label, kind):
-        im = Image.open(io.BytesIO(data), formats=[kind])
-    with im:
-        return _from_pil(im, label, page, max_pixels, max_pages, dropout)
+    with errors_naming(source, label):  # among several uploads, each error says which (most say so already)
+        kind = _sniff(data, label)
+        if kind == "PDF":
+            return _from_pdf(data, label, page, dpi, max_pixels, max_pages, dropout)
+        with _decoding(label, kind):
+            im = Image.open(io.BytesIO(data), formats=[kind])
+        with im:
+            return _from_pil(im, label, page, max_pixels, max_pages, dropout)
 
 
 def _read(source, max_bytes: int) -> tuple[bytes, str]:
@@ -503,7 +504,7 @@ def errors_naming(source, label: str | None = None):
         yield
     except InputError as error:
         name = source_name(source) or label
-        if name is None or str(error).startswith(f"{name}: "):
+        if name is None or name in str(error):  # named once, where the message has it
             raise
         raise type(error)(f"{name}: {error}") from None
 

@@ -305,11 +305,12 @@ class Pipeline:
 
     def _vector(self, source: SourceLike, clean: bool | None, timer: _Timer) -> np.ndarray:
         do_clean = self.resolve_clean(clean)
-        gray = self.load_signature(source)
-        timer.lap("load")
-        image = self.prepare(gray, do_clean)
-        timer.lap("clean")
-        vector = self.embed_images([image])[0]
+        with errors_naming(source):  # which of two uploads is blank, say
+            gray = self.load_signature(source)
+            timer.lap("load")
+            image = self.prepare(gray, do_clean)
+            timer.lap("clean")
+            vector = self.embed_images([image])[0]
         timer.lap("embed")
         return vector
 

@@ -1,5 +1,6 @@
 """The HTTP API: every route on synthetic data, API keys, limits, bad inputs, offline docs."""
 
+import io
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -288,6 +290,12 @@ def test_bad_inputs_are_4xx_json_naming_the_problem(client, document):
     assert_error(client.post("/v1/embed", files={"image": ("bomb.png", png_header_only(100_000, 100_000))}), 413, "pixels")
     assert_error(client.post("/v1/embed", files={"image": ("cut.png", png(synth.genuine(ALICE, 0))[:200])}), 400, "corrupt")
     assert_error(client.post("/v1/embed", files={"image": ("white.png", png(np.full((50, 80), 255, np.uint8)))}), 422, "blank")
+    white = ("white.png", png(np.full((50, 80), 255, np.uint8)), "image/png")
+    assert_error(client.post("/v1/verify", files={"a": sig(ALICE, 0), "b": white}), 422, "field 'b' (white.png): blank")  # which of two
+    nan = io.BytesIO()
+    Image.fromarray(np.where(synth.genuine(ALICE, 0) > 0, np.float32(np.nan), np.float32(0))).save(nan, format="TIFF")
+    assert_error(client.post("/v1/people", data={"person_id": "bob"}, files=[("images", sig(BOB, 0, "ok.png")), ("images", ("nan.tif", nan.getvalue()))]),
+                 400, "field 'images[1]' (nan.tif): the image holds pixels that are not numbers")
     twice = [("document", ("a.png", png(synth.genuine(ALICE, 0)), "image/png")), ("document", ("b.png", png(synth.genuine(BOB, 0)), "image/png"))]
     for route in ("/v1/detect", "/v1/documents/verify"):  # FastAPI alone would keep b.png and drop a.png
         assert_error(client.post(route, files=twice), 400, "field 'document' was sent 2 times")
