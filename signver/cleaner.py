@@ -154,7 +154,7 @@ class Cleaner:
             small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         sh, sw = small.shape
         if (sh + -sh % MULTIPLE) * (sw + -sw % MULTIPLE) > THIN_LIMIT * self.max_pixels:  # padding a sliver would be most of the work
-            raise InputError(f"a {h} x {w} pixel image is too thin to be a signature crop (sides {max(h, w) // max(1, min(h, w))} to 1); "
+            raise InputError(f"a {w} x {h} pixel image (width x height) is too thin to be a signature crop (sides {max(h, w) // max(1, min(h, w))} to 1); "
                              "crop it around the signature")
         (maps,) = self.session.run(None, {self.input_name: network_input(small)})
         return maps[0, 0, :sh, :sw], (maps[0, 1, :sh, :sw] if maps.shape[1] > 1 else None), small, scale

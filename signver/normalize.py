@@ -69,7 +69,7 @@ def normalize(gray: np.ndarray, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndar
     The result has ink bright on black, the signature centred and as large as fits.
     """
     if gray.ndim == 2 and 0 < min(gray.shape) < MIN_SIDE:  # a 1 x 400 strip would be stretched into a "signature"
-        raise InputError(f"a {gray.shape[0]} x {gray.shape[1]} pixel image is too small to hold a signature "
+        raise InputError(f"a {gray.shape[1]} x {gray.shape[0]} pixel image (width x height) is too small to hold a signature "
                          f"(a side under {MIN_SIDE} pixels)")
     mask, threshold = ink_mask(gray)
     ink_share = cv2.countNonZero(mask.view(np.uint8)) / mask.size
