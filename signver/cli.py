@@ -892,7 +892,7 @@ def detect(
     import itertools
 
     from .detector import annotate as draw_boxes
-    from .detector import check_score, crop, get_detector
+    from .detector import check_score, crop, get_detector, sideways_note
     from .images import printable_name
 
     check_score(threshold)
@@ -926,7 +926,7 @@ def detect(
                 boxes = detector.detect_page(page, index, threshold)
                 records, page_error = [], None
                 for k, box in enumerate(boxes):
-                    record = {"file": printable_name(path), **box.to_dict()}
+                    record = {"file": printable_name(path), **box.to_dict(), "note": sideways_note(box)}
                     if crops:
                         target = crops / f"{stem}-page{index}-sig{k}.png"
                         try:

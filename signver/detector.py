@@ -50,6 +50,18 @@ class Box:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
+# a box this much taller than wide holds a signature turned sideways (a page scanned turned): 3 of
+# CEDAR's 2,640 scans are so tall (up to 1.40, all of writer 27), none of BHSig260's
+SIDEWAYS_SHARE = 1.25
+SIDEWAYS_NOTE = "the box is taller than wide: a signature turned sideways (the page scanned turned?)"
+
+
+def sideways_note(box: Box) -> str | None:
+    """What to say of a box taller than wide: the extractor knows upright signatures only, so
+    the pipeline reads it turned as well (`Pipeline.run`)."""
+    return SIDEWAYS_NOTE if box.y1 - box.y0 > SIDEWAYS_SHARE * (box.x1 - box.x0) else None
+
+
 def network_input(page: np.ndarray, size: tuple[int, int], keep_shape: bool = False) -> tuple[np.ndarray, int, int]:
     """The network input (1, 1, H, W) float32 in [0, 1], dark ink on white, for a grey page and
     the input `size` (h, w), with the input rows the page takes: from `top`, `rows` of them.

@@ -31,7 +31,7 @@ import numpy as np
 
 from .api import VerificationResult, decision
 from .cleaner import check_clean
-from .detector import Box, check_score
+from .detector import SIDEWAYS_NOTE, Box, check_score, sideways_note
 from .errors import InputError, ModelError, SignverError
 from .extractor import Extractor, get_extractor
 from .images import DEFAULT_DPI, DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES, DEFAULT_MAX_PIXELS, SourceLike, check_dpi, check_dropout, check_limits, errors_naming, load_image, load_pages
@@ -423,7 +423,7 @@ class Pipeline:
         from .detector import crop
 
         signatures = [SignatureResult(i, b.page, {k_: v for k_, v in b.to_dict().items() if k_ not in ("page", "score")},
-                                      round(b.score, 4), note=_box_note(b)) for i, b in enumerate(boxes)]
+                                      round(b.score, 4), note=sideways_note(b)) for i, b in enumerate(boxes)]
         if mode != "detect" and signatures:
             self._decide(pages, boxes, signatures, mode, person_id, k, do_clean, timer, crop)
         result = DocumentResult(
@@ -501,18 +501,7 @@ def _best_found(found: list[list]) -> int:
     return next(i for i, candidates in enumerate(found) if candidates and candidates[0] is best)
 
 
-# a box this much taller than wide holds a signature turned sideways (a page scanned turned): 3 of
-# CEDAR's 2,640 scans are so tall (up to 1.40, all of writer 27), none of BHSig260's
-SIDEWAYS_SHARE = 1.25
 SIDEWAYS_TURNS = (0, 270, 90)  # degrees clockwise a sideways box is read at: as found, and a quarter each way
-
-
-SIDEWAYS_NOTE = "the box is taller than wide: a signature turned sideways (the page scanned turned?)"
-
-
-def _box_note(box: Box) -> str | None:
-    """What to say of a box taller than wide: the extractor knows upright signatures only, so it is read turned (`_turned_note`)."""
-    return SIDEWAYS_NOTE if box.y1 - box.y0 > SIDEWAYS_SHARE * (box.x1 - box.x0) else None
 
 
 def _turned_note(degrees: int, mode: str) -> str:

@@ -240,6 +240,8 @@ def test_check_document_finds_and_checks_each_signature_on_a_page(files):
     rows = [json.loads(line) for line in turned.stdout.splitlines()]
     assert turned.exit_code == 0 and len(rows) == 1 and rows[0]["verified"] and rows[0]["turned"] == 90, turned.output
     assert "read turned a quarter clockwise" in rows[0]["note"]
+    notes = [json.loads(invoke("detect", files / name, "--json").stdout)["boxes"][0]["note"] for name in ("page.png", "turned-page.png")]
+    assert notes[0] is None and notes[1] == "the box is taller than wide: a signature turned sideways (the page scanned turned?)"
     not_bob = invoke("check", "bob", files / "page.png", "--document")
     assert not_bob.exit_code == 1 and "page.png page 0 at (" in not_bob.stdout and "not verified as bob" in not_bob.stdout
     Image.fromarray(synth_pages.page(2, signatures=2).image).save(files / "two-signers.png")  # the shipped detector finds both
