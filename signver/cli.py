@@ -297,12 +297,13 @@ def shape_note(path: Path) -> str | None:
     return joined(several if more_pages else None, tall if height > TALL_SHARE * width else None)
 
 
-def colour_hint(path: Path, dropout: str | None) -> str | None:
+def colour_hint(path: Path, dropout: str | None, document: bool = False) -> str | None:
     """Where a signature was not verified or not found and the file holds marks of a colour: a
-    stamp over the signature reads as ink unless read without its colour."""
-    from .images import coloured_marks
+    stamp over the signature reads as ink unless read without its colour. On a whole page
+    (`document`) a stamp is a smaller share of it."""
+    from .images import COLOURED_MARKS_SHARE, PAGE_COLOURED_MARKS_SHARE, coloured_marks
 
-    colours = [] if dropout else coloured_marks(path)
+    colours = [] if dropout else coloured_marks(path, PAGE_COLOURED_MARKS_SHARE if document else COLOURED_MARKS_SHARE)
     if not colours:
         return None
     return (f"the scan holds {' and '.join(colours)} marks: if a stamp of that colour covers the signature, "
@@ -547,7 +548,7 @@ def _check_documents(pipeline, person: str, files: list[Path], clean: bool | Non
         if not result.signatures:
             printer.decided(False)
             printer.row(with_note({"questioned": name, "person_id": person, "verified": False, "note": "no signature found"},
-                                  colour_hint(path, dropout)), f"{one_line(name)}: no signature found, so nothing verified as {person}")
+                                  colour_hint(path, dropout, document=True)), f"{one_line(name)}: no signature found, so nothing verified as {person}")
         for signature in result.signatures:
             record, where = _signature_record(name, signature)
             record["person_id"] = person
@@ -557,7 +558,7 @@ def _check_documents(pipeline, person: str, files: list[Path], clean: bool | Non
                 continue
             decision = signature.decision
             record |= {k: _rounded(v) for k, v in decision.items() if k in printer.columns and k not in record}
-            record = with_note(record, joined(decision.get("note"), None if decision["verified"] else colour_hint(path, dropout)))
+            record = with_note(record, joined(decision.get("note"), None if decision["verified"] else colour_hint(path, dropout, document=True)))
             printer.decided(decision["verified"])
             printer.row(record, f"{where}: {'verified' if decision['verified'] else 'not verified'} as {person} (distance "
                                 f"{decision['distance']:.4f}, threshold {decision['threshold']:.4f}{_confidence_text(decision.get('confidence'))})")
@@ -634,7 +635,7 @@ def _identify_documents(pipeline, files: list[Path], k: int, clean: bool | None,
             continue
         if not result.signatures:
             printer.decided(False)
-            printer.row(with_note({"questioned": name, "note": "no signature found"}, colour_hint(path, dropout)),
+            printer.row(with_note({"questioned": name, "note": "no signature found"}, colour_hint(path, dropout, document=True)),
                         f"{one_line(name)}: no signature found, so no one identified")
         for signature in result.signatures:
             record, where = _signature_record(name, signature)

@@ -463,12 +463,15 @@ def first_page(path: str | os.PathLike) -> tuple[float, float, bool] | None:
 # A colour's marks worth a hint: pixels of its hue, saturated and darker than paper, over this
 # share of the image. A red stamp over a CEDAR-sized scan covers several per cent of it.
 COLOURED_MARKS_SHARE = 0.005
+# On a whole page a stamp is a smaller share: a 1.6-inch ring stamp covers 0.43 % of a letter page.
+PAGE_COLOURED_MARKS_SHARE = 0.001
 _HUES = {"red": ((0, 12), (168, 180)), "green": ((40, 85),), "blue": ((95, 135),)}  # OpenCV's hue, 0-180
 
 
-def coloured_marks(path: str | os.PathLike) -> list[str]:
-    """The colours (red, green, blue) that marks on a file's first page are drawn in, for a hint
-    where a stamp may cover a signature; none for grey files, or where that cannot be told."""
+def coloured_marks(path: str | os.PathLike, share: float = COLOURED_MARKS_SHARE) -> list[str]:
+    """The colours (red, green, blue) that marks on a file's first page are drawn in, over
+    `share` of it, for a hint where a stamp may cover a signature; none for grey files, or
+    where that cannot be told."""
     try:
         if not _regular(path):
             return []
@@ -484,7 +487,7 @@ def coloured_marks(path: str | os.PathLike) -> list[str]:
     marked = (hsv[:, :, 1] > 90) & (hsv[:, :, 2] < 235)
     hue = hsv[:, :, 0]
     return [colour for colour, ranges in _HUES.items()
-            if (marked & np.any([(lo <= hue) & (hue < hi) for lo, hi in ranges], axis=0)).mean() > COLOURED_MARKS_SHARE]
+            if (marked & np.any([(lo <= hue) & (hue < hi) for lo, hi in ranges], axis=0)).mean() > share]
 
 
 def source_name(source) -> str | None:

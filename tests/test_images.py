@@ -557,3 +557,17 @@ def test_coloured_marks_names_the_colours_of_marks_on_a_colour_scan(tmp_path):
     assert coloured_marks(tmp_path / "stamped.png") == ["red", "blue"]
     assert coloured_marks(tmp_path / "grey.png") == [] and coloured_marks(tmp_path / "grey-as-rgb.jpg") == []
     assert coloured_marks(tmp_path / "broken.png") == [] and coloured_marks(tmp_path / "missing.png") == []
+
+
+def test_a_stamp_on_a_whole_page_is_found_at_the_page_share(tmp_path):
+    """A ring stamp 1.6 inches across covers under half a per cent of a letter page at 200 dpi:
+    under the share a signature scan needs, over the share a page needs."""
+    import cv2
+
+    from signver.images import PAGE_COLOURED_MARKS_SHARE, coloured_marks
+
+    page = np.full((2200, 1700, 3), 250, np.uint8)
+    cv2.circle(page, (1200, 1800), 150, (200, 30, 40), 12)
+    cv2.circle(page, (1200, 1800), 110, (200, 30, 40), 6)
+    Image.fromarray(page).save(tmp_path / "letter.png")
+    assert coloured_marks(tmp_path / "letter.png") == [] and coloured_marks(tmp_path / "letter.png", PAGE_COLOURED_MARKS_SHARE) == ["red"]
