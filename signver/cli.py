@@ -276,25 +276,11 @@ class ResultPrinter:
             self.row({**record, "error": str(error)}, "")
 
 
-# height over width beyond which a file is not taken for one signature without a note: 3 of CEDAR's
-# 2,640 scans are (up to 1.40, all of writer 27) and none of BHSig260's; a letter page is 1.29, A4 1.41
-TALL_SHARE = 1.25
-
-
 def shape_note(path: Path) -> str | None:
-    """A note for a file that is not plainly one signature: of several pages, where the first
-    alone is read, or taller than wide, as a signature is not (a whole page read as one
-    signature can pass for anyone's, and a sideways signature matches no one)."""
-    from .images import first_page
+    """`images.shape_note` for a file named on the command line."""
+    from .images import shape_note as note
 
-    peek = first_page(path)
-    if peek is None:
-        return None
-    width, height, more_pages = peek
-    several = "of several pages or frames, only the first is read (check or identify --document finds the signatures on every page)"
-    tall = ("taller than wide, as a signature is not: a document page is read whole as one signature (find its signatures "
-            "first: check or identify --document, or detect --crops), and a signature turned sideways matches no one (turn it upright)")
-    return joined(several if more_pages else None, tall if height > TALL_SHARE * width else None)
+    return note(path, "check or identify --document, or detect --crops")
 
 
 def colour_hint(path: Path, dropout: str | None, document: bool = False) -> str | None:

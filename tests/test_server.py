@@ -219,6 +219,22 @@ def test_a_path_with_a_line_break_reaches_no_one(client):
     assert client.get("/v1/people/bob").status_code == 200
 
 
+def test_an_upload_that_is_not_plainly_one_signature_gets_a_note_naming_it(client, document):
+    """A page, a signature on its side or a file of several pages, sent as one signature, is
+    read as one (its first page), with a note naming the upload, as the command line notes a file."""
+    page, _ = document
+    tall = ("tall.png", png(np.ascontiguousarray(np.rot90(synth.genuine(ALICE, 1)))), "image/png")
+    pages = ("pages.pdf", pdf(synth.genuine(ALICE, 2), synth.genuine(ALICE, 3)), "application/pdf")
+    enrolled = client.post("/v1/people", data={"person_id": "alice"}, files=[("images", sig(ALICE, 0)), ("images", pages)]).json()
+    assert enrolled["note"].startswith("field 'images[1]' (pages.pdf): of several pages or frames, only the first is read")
+    claim = client.post("/v1/people/alice/verify", files={"image": tall}).json()
+    assert claim["note"].startswith("field 'image' (tall.png): taller than wide, as a signature is not") and "/v1/documents/verify" in claim["note"]
+    pair = client.post("/v1/verify", files={"a": ("page.png", png(page), "image/png"), "b": sig(ALICE, 1)}).json()
+    assert pair["note"].startswith("field 'a' (page.png): taller than wide")
+    assert client.post("/v1/identify", files={"image": pages}).json()["note"].startswith("field 'image' (pages.pdf): of several pages")
+    assert client.post("/v1/people/alice/verify", files={"image": sig(ALICE, 4)}).json()["note"] is None  # one upright signature
+
+
 def test_clean_returns_a_png(client):
     response = client.post("/v1/clean", files={"image": sig(ALICE, 0)})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"

@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import InputError, SignverError
 from ..gallery import Gallery
-from ..images import DEFAULT_MAX_PIXELS, check_dropout, check_limits
+from ..images import DEFAULT_MAX_PIXELS, check_dropout, check_limits, shape_note
 from ..models import set_spin_wait
 from ..pipeline import Pipeline
 
@@ -317,7 +317,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
                      clean: CleanField = None, dropout: DropoutField = None) -> dict:
         first, second = await _source(a, "a"), await _source(b, "b")
         result = await service.compute(reading(dropout).verify_pair, first, second, threshold, clean)
-        return _clean_floats(result.to_dict())
+        return {**_clean_floats(result.to_dict()), "note": _with_shape_notes(result.note, first, second)}
 
     @app.post("/v1/embed", tags=["signatures"], **reads, summary="Embedding vector of a signature")
     async def embed(image: ImageField, clean: CleanField = None, dropout: DropoutField = None) -> dict:
@@ -334,8 +334,9 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     @app.post("/v1/identify", tags=["gallery"], **reads, summary="Ranked candidates for a signature")
     async def identify(image: ImageField, k: Annotated[int, Form(ge=1, le=100)] = 5, clean: CleanField = None,
                        dropout: DropoutField = None) -> dict:
-        ranked = await service.compute(reading(dropout).identify, await _source(image, "image"), k, clean)
-        return {"candidates": [_clean_floats(r.to_dict()) for r in ranked], "gallery_people": len(store)}
+        source = await _source(image, "image")
+        ranked = await service.compute(reading(dropout).identify, source, k, clean)
+        return {"candidates": [_clean_floats(r.to_dict()) for r in ranked], "gallery_people": len(store), "note": _with_shape_notes(None, source)}
 
     # -- documents -----------------------------------------------------------------------
 
@@ -378,7 +379,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         vectors = await service.compute(reading(dropout).enrollment_vectors, person_id, sources, clean)
         person = await service.write(partial(store.enroll, person_id, vectors, metadata=extra, sources=names))
         note = await anyio.to_thread.run_sync(store.sharing_note, person.person_id)
-        return {**person.to_dict(), "added": len(sources), "note": note}
+        return {**person.to_dict(), "added": len(sources), "note": _with_shape_notes(note, *sources)}
 
     @app.get("/v1/people", tags=["gallery"], **reads, summary="Everyone enrolled")
     @app.get("/v1/people/", **reads, include_in_schema=False)  # ids may hold "/", so no redirect
@@ -401,8 +402,9 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         def claim(source):  # the person as read right after the claim, in the worker thread, not on the event loop
             return reading(dropout).verify_claim(person_id, source, clean), store.get(person_id)
 
-        result, person = await service.compute(claim, await _source(image, "image"))
-        return {**_clean_floats(result.to_dict()), "person": person.to_dict()}
+        source = await _source(image, "image")
+        result, person = await service.compute(claim, source)
+        return {**_clean_floats(result.to_dict()), "note": _with_shape_notes(result.note, source), "person": person.to_dict()}
 
     # -- web app and offline docs --------------------------------------------------------
 
@@ -500,6 +502,16 @@ class _Service:
             raise ServiceError("this request needs an API key: send it in the X-API-Key header", 401)
         if not hmac.compare_digest(key.encode(), expected.encode()):
             raise ServiceError("wrong API key (header X-API-Key)", 401)
+
+
+FIND_SIGNATURES = "POST /v1/documents/verify or /v1/detect"
+
+
+def _with_shape_notes(note: str | None, *sources: io.BytesIO) -> str | None:
+    """`note` with a note for each upload that is not plainly one signature (several pages, or
+    taller than wide: a page, or a signature on its side), naming the upload."""
+    shapes = [f"{source.name}: {shaped}" for source in sources if (shaped := shape_note(source, FIND_SIGNATURES))]
+    return "; ".join(n for n in (note, *shapes) if n) or None
 
 
 async def _source(upload: UploadFile, name: str) -> io.BytesIO:

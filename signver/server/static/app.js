@@ -287,7 +287,7 @@ async function verifySignature(file, personId, mine) {
   const result = personId ? await api("POST", `/v1/people/${encodeURIComponent(personId)}/verify`, form)
     : await api("POST", "/v1/identify", form);
   if (mine !== request) return null;
-  const signature = personId ? { index: 0, decision: result } : { index: 0, candidates: result.candidates };
+  const signature = personId ? { index: 0, decision: result } : { index: 0, candidates: result.candidates, note: result.note };
   showPerson(personId ? result.person : null);
   $("page-figure").hidden = true;
   signature.image = URL.createObjectURL(file);
