@@ -43,6 +43,7 @@ DOCUMENT_PAGES_OF_MAX = 25
 FLOAT_UNIT_MAX = 2.0  # a floating-point image whose values stay under this is on a 0-1 scale
 DEFAULT_DPI = 200
 MIN_DPI = 50  # below it a signature 1.5 cm tall is under 30 pixels: too few to detect or verify
+MAX_DPI = 9600  # a scanner's finest; past it a page's size in pixels could overflow
 # The colours whose marks (a red stamp over a signature) `dropout` removes, by channel index.
 DROPOUT_CHANNELS = {"red": 0, "green": 1, "blue": 2}
 # How many times its excess over the other channels lifts a pixel of the dropped colour. Chosen on
@@ -113,26 +114,27 @@ def load_pages(
 
 
 def check_dpi(dpi: float) -> float:
-    """The resolution PDF pages render at: a number of at least MIN_DPI, as a float."""
-    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not MIN_DPI <= dpi < float("inf") or not fits_float(dpi):
-        raise InputError(f"dpi must be a number of at least {MIN_DPI}, got {dpi!r}")
+    """The resolution PDF pages render at: a number from MIN_DPI to MAX_DPI, as a float."""
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not MIN_DPI <= dpi <= MAX_DPI or not fits_float(dpi):
+        raise InputError(f"dpi must be a number of at least {MIN_DPI} and at most {MAX_DPI}, got {dpi!r}")
     return float(dpi)
 
 
 MAX_BYTES_LIMIT = 2**40  # 1 TiB: a limit beyond any file, yet one a read can be asked for (past 2**63 it overflows)
 
 
-def check_limits(max_bytes: int, max_pixels: int, max_pages: int) -> None:
+def check_limits(max_bytes: int, max_pixels: int, max_pages: int, names: tuple[str, str, str] = ("max_bytes", "max_pixels", "max_pages")) -> None:
     """Limits are whole numbers of at least 1: a negative one would refuse every input as too
     large. Each must also be one that can hold: Pillow refuses an image of more than twice its
-    MAX_IMAGE_PIXELS as a decompression bomb whatever max_pixels says."""
+    MAX_IMAGE_PIXELS as a decompression bomb whatever max_pixels says. `names`: how the caller
+    calls the three, for the error."""
     pillow = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
-    for name, value, most in (("max_bytes", max_bytes, MAX_BYTES_LIMIT), ("max_pixels", max_pixels, pillow), ("max_pages", max_pages, None)):
+    for name, value, most in zip(names, (max_bytes, max_pixels, max_pages), (MAX_BYTES_LIMIT, pillow, None)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise InputError(f"{name} must be a whole number of at least 1, got {value!r}")
         if most is not None and value > most:
             raise InputError(f"{name} must be at most {most:,} (got {value:,}): " +
-                             ("Pillow refuses larger images as decompression bombs" if name == "max_pixels" else "no file is so large"))
+                             ("Pillow refuses larger images as decompression bombs" if most == pillow else "no file is so large"))
 
 
 def check_dropout(dropout: str | None) -> str | None:
@@ -155,7 +157,7 @@ def _load(source, page, dpi, max_bytes, max_pixels, max_pages, dropout) -> list[
     if isinstance(source, Image.Image):
         return _from_pil(source, "PIL image", page, max_pixels, max_pages, dropout)
     data, label = _read(source, max_bytes)
-    with errors_naming(source, label):  # among several uploads, each error says which (most say so already)
+    with errors_naming(source):  # among several named uploads, each error says which (most say so already)
         kind = _sniff(data, label)
         if kind == "PDF":
             return _from_pdf(data, label, page, dpi, max_pixels, max_pages, dropout)
@@ -532,7 +534,7 @@ def errors_naming(source, label: str | None = None):
         yield
     except InputError as error:
         name = source_name(source) or label
-        if name is None or name in str(error):  # named once, where the message has it
+        if name is None or str(error).startswith(name) or str(error).endswith(name):  # named once: some messages end with it
             raise
         raise type(error)(f"{name}: {error}") from None
 

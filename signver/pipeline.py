@@ -477,7 +477,7 @@ class Pipeline:
                 found = [gallery.identify(vector, k) for vector in vectors]
                 way = _best_found(found)
                 signature.candidates = [_claim_dict(c) for c in found[way]]
-            if len(reading) > 1:
+            if len(reading) > 1 and (mode == "verify" or any(found)):  # no candidate any way: no way was chosen
                 signature.turned, signature.image = reading[way]
                 signature.note = _turned_note(signature.turned, mode)
             signature.timings_ms["match"] = 1000 * (time.perf_counter() - start)

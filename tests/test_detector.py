@@ -209,7 +209,7 @@ def test_detect_api_refuses_a_threshold_that_is_not_a_score(threshold):
         signver.detect(np.full((80, 60), 250, np.uint8), threshold=threshold)
     with pytest.raises(InputError, match="from 0 to 1"):
         Pipeline(detect_threshold=threshold)
-    with pytest.raises(InputError, match="dpi must be a number of at least 50"):
+    with pytest.raises(InputError, match="dpi must be a number of at least 50 and at most 9600"):
         Pipeline(dpi=10)
 
 

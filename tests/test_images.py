@@ -484,8 +484,8 @@ def test_a_path_with_a_nul_character_is_an_input_error():
 
 
 def test_bad_dpi_and_page_type():
-    for dpi in (0, 1, 49.9, float("inf"), "200", None, True):
-        with pytest.raises(InputError, match="dpi must be a number of at least 50"):
+    for dpi in (0, 1, 49.9, 9601, 1e308, float("inf"), "200", None, True):
+        with pytest.raises(InputError, match="dpi must be a number of at least 50 and at most 9600"):
             load_image(_pdf(0), dpi=dpi)
     with pytest.raises(InputError, match="page must be an int"):
         load_image(_png(), page=1.0)
@@ -571,3 +571,18 @@ def test_a_stamp_on_a_whole_page_is_found_at_the_page_share(tmp_path):
     cv2.circle(page, (1200, 1800), 110, (200, 30, 40), 6)
     Image.fromarray(page).save(tmp_path / "letter.png")
     assert coloured_marks(tmp_path / "letter.png") == [] and coloured_marks(tmp_path / "letter.png", PAGE_COLOURED_MARKS_SHARE) == ["red"]
+
+
+def test_an_error_names_a_named_input_once_and_bytes_by_their_place_alone():
+    """Among several inputs each error says which one, and never twice: bytes have no name of
+    their own, so their place in the list names them."""
+    from signver.extractor import Extractor
+
+    nan = io.BytesIO()
+    Image.fromarray(np.full((60, 120), np.nan, np.float32)).save(nan, format="TIFF")
+    with pytest.raises(InputError, match=r"^image 2 of 2: the image holds pixels that are not numbers"):
+        Extractor("effnet-lite0-imagenet").embed([_png(), nan.getvalue()])
+    named = io.BytesIO(nan.getvalue())
+    named.name = "scan.tif"
+    with pytest.raises(InputError, match=r"^scan.tif: the image holds pixels that are not numbers"):
+        load_image(named)

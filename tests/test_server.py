@@ -252,6 +252,10 @@ def test_clean_without_a_cleaner_model_is_503(tmp_path, document, monkeypatch):
         assert c.get("/v1/health").json()["models"]["cleaner"]["loaded"] is False
         assert c.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}).status_code == 200  # default: no cleaning
         assert_error(c.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}, data={"clean": "true"}), 503, "cleaner")
+    with make_client(tmp_path / "set-to-clean", document, clean=True) as c:  # set to clean without a cleaner: health still answers
+        health = c.get("/v1/health")
+        assert health.status_code == 200 and health.json()["clean"] == {"signatures": True, "documents": True}
+        assert_error(c.post("/v1/verify", files={"a": sig(ALICE, 0), "b": sig(ALICE, 1)}), 503, "cleaner")
 
 
 def test_gallery_routes(client):
@@ -536,7 +540,8 @@ def test_settings_from_environment(tmp_path):
         with pytest.raises(InputError, match="positive numbers"):
             create_app(tmp_path / "g.sqlite", **bad)
     # limits that could not hold: a read past 2**63 bytes overflows, Pillow refuses images past its own bound
-    for bad, words in (({"max_upload_bytes": 9 * 10**18}, "max_bytes must be at most"), ({"max_pixels": 200_000_000}, "decompression bombs")):
+    for bad, words in (({"max_upload_bytes": 9 * 10**18}, r"max_upload_bytes \(SIGNVER_MAX_UPLOAD_MB\) must be at most"),
+                       ({"max_pixels": 200_000_000}, r"max_pixels \(SIGNVER_MAX_PIXELS\) must be at most .*decompression bombs")):
         with pytest.raises(InputError, match=words):
             create_app(tmp_path / "refused" / "g.sqlite", **bad)
     assert not (tmp_path / "refused").exists()  # refused before the gallery is made

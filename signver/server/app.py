@@ -41,7 +41,7 @@ from ..errors import InputError, SignverError
 from ..gallery import Gallery
 from ..images import DEFAULT_MAX_PIXELS, check_dropout, check_limits, shape_note
 from ..models import set_spin_wait
-from ..pipeline import Pipeline
+from ..pipeline import ModelUnavailableError, Pipeline
 
 log = logging.getLogger("signver.server")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -232,7 +232,8 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
             or settings.max_pixels < 1 or settings.max_pages < 1):
         raise InputError("workers, timeout_s, body_timeout_s, max_upload_bytes, max_pixels and max_pages must be positive numbers, "
                          "the times finite")
-    check_limits(settings.max_upload_bytes, settings.max_pixels, settings.max_pages)  # bounds that can hold, before the gallery opens
+    check_limits(settings.max_upload_bytes, settings.max_pixels, settings.max_pages,  # bounds that can hold, before the gallery opens
+                 ("max_upload_bytes (SIGNVER_MAX_UPLOAD_MB)", "max_pixels (SIGNVER_MAX_PIXELS)", "max_pages (SIGNVER_MAX_PAGES)"))
     if settings.protect_reads and not settings.api_key:
         raise InputError("protect_reads (SIGNVER_PROTECT_READS) needs an API key (SIGNVER_API_KEY): without one, reads would be open")
     settings = replace(settings, dropout=check_dropout(settings.dropout))  # before the gallery opens
@@ -301,8 +302,16 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
                        "max_pages": settings.max_pages, "timeout_s": settings.timeout_s},
             "dropout": settings.dropout,
             # what a request that does not say gets: single signatures, and crops cut from documents
-            "clean": {"signatures": pipeline.resolve_clean(None), "documents": pipeline.resolve_clean(None, document_crops=True)},
+            "clean": {"signatures": cleaning(False), "documents": cleaning(True)},
         }
+
+    def cleaning(document_crops: bool) -> bool:
+        """Whether a request that does not say is cleaned; set to clean without a cleaner
+        installed, it is asked to be (and answered 503, naming the cleaner)."""
+        try:
+            return pipeline.resolve_clean(None, document_crops=document_crops)
+        except ModelUnavailableError:
+            return True
 
     def reading(dropout: str | None, dpi: float | None = None) -> Pipeline:
         """The pipeline reading uploads as the request asks: the service's way where it does not say."""

@@ -72,7 +72,7 @@ async function loadHealth() {
       (h.auth.reads ? "; every check, search and change needs the API key" : h.auth.writes ? "; changes to the gallery need the API key" : "");
     const cleans = (on) => (on ? "cleans" : "does not clean");
     for (const option of document.querySelectorAll("option.service-clean")) {
-      option.textContent = `As the service is set (${cleans(h.clean.signatures)} single signatures, ${cleans(h.clean.documents)} crops from documents)`;
+      if (h.clean) option.textContent = `As the service is set (${cleans(h.clean.signatures)} single signatures, ${cleans(h.clean.documents)} crops from documents)`;
     }
     if (!h.models.cleaner.loaded) {
       for (const option of document.querySelectorAll("option.cleaning")) option.disabled = true; // no cleaner to ask for
