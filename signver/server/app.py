@@ -131,7 +131,7 @@ PreviewField = Annotated[bool, Form(description="include page images (PNG data U
 DropoutField = Annotated[typing.Literal["red", "green", "blue", "none"] | None,
                          Form(description="read the upload without marks of this colour, such as a stamp over the signature "
                                           "(none: read as grey; default: the service's SIGNVER_DROPOUT)")]
-DpiField = Annotated[float | None, Form(description="dots per inch PDF pages are rendered at (at least 50; default: the service's, 200): "
+DpiField = Annotated[float | None, Form(description="dots per inch PDF pages are rendered at (50 to 9600; default: the service's, 200): "
                                                     "lower reads a large page smaller")]
 PersonPath = Annotated[str, PathParam(min_length=1, max_length=800, description="the person's id")]  # 200 once in NFC: the gallery checks
 
