@@ -502,12 +502,23 @@ def coloured_marks(path: str | os.PathLike, share: float = COLOURED_MARKS_SHARE)
     try:
         if not _regular(path):
             return []
-        with _quietly_opened(path) as im:
-            if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F") or im.width * im.height > DEFAULT_MAX_PIXELS:
-                return []
-            im.draft("RGB", (800, 800))  # a JPEG decodes at a fraction of its size: enough to see a stamp
-            im.thumbnail((800, 800))
-            rgb = np.asarray(im.convert("RGB"))
+        with open(path, "rb") as file:
+            is_pdf = _sniff(file.read(1024), "") == "PDF"
+        if is_pdf:
+            with _PDFIUM_LOCK:
+                pdf = pdfium.PdfDocument(os.fspath(path))
+                try:
+                    page = pdf[0]
+                    rgb = np.asarray(page.render(scale=800 / max(page.get_size())).to_pil().convert("RGB"))  # 800 pixels: enough to see a stamp
+                finally:
+                    pdf.close()
+        else:
+            with _quietly_opened(path) as im:
+                if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F") or im.width * im.height > DEFAULT_MAX_PIXELS:
+                    return []
+                im.draft("RGB", (800, 800))  # a JPEG decodes at a fraction of its size: enough to see a stamp
+                im.thumbnail((800, 800))
+                rgb = np.asarray(im.convert("RGB"))
     except Exception:  # noqa: BLE001  any damage a decoder meets: a hint is left out, the load reports it
         return []
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)

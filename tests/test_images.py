@@ -571,6 +571,10 @@ def test_a_stamp_on_a_whole_page_is_found_at_the_page_share(tmp_path):
     cv2.circle(page, (1200, 1800), 110, (200, 30, 40), 6)
     Image.fromarray(page).save(tmp_path / "letter.png")
     assert coloured_marks(tmp_path / "letter.png") == [] and coloured_marks(tmp_path / "letter.png", PAGE_COLOURED_MARKS_SHARE) == ["red"]
+    Image.fromarray(page).save(tmp_path / "letter.pdf", resolution=200)  # and as a PDF page, the main document format
+    assert coloured_marks(tmp_path / "letter.pdf", PAGE_COLOURED_MARKS_SHARE) == ["red"]
+    Image.fromarray(page[..., 0]).save(tmp_path / "grey.pdf", resolution=200)
+    assert coloured_marks(tmp_path / "grey.pdf", PAGE_COLOURED_MARKS_SHARE) == []
 
 
 def test_an_error_names_a_named_input_once_and_bytes_by_their_place_alone():
