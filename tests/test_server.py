@@ -235,6 +235,12 @@ def test_an_upload_that_is_not_plainly_one_signature_gets_a_note_naming_it(clien
     assert client.post("/v1/people/alice/verify", files={"image": sig(ALICE, 4)}).json()["note"] is None  # one upright signature
 
 
+def test_an_id_too_long_gets_one_message_at_any_length(client):
+    for length in (300, 900, 5000):
+        assert_error(client.post("/v1/people", data={"person_id": "x" * length}, files=[("images", sig(ALICE, 0))]), 400, "at most 200 characters")
+        assert_error(client.get("/v1/people/" + "x" * length), 404, "no person")
+
+
 def test_clean_returns_a_png(client):
     response = client.post("/v1/clean", files={"image": sig(ALICE, 0)})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
