@@ -155,11 +155,11 @@ CleanOption = typer.Option(None, "--clean/--no-clean", help="remove printed text
 
 DocumentOption = typer.Option(False, "--document", help="each file is a page or a document (PDF, TIFF): its signatures are found, "
                               "cut out, cleaned (unless --no-clean) and each decided, one result apiece")
-DocumentDpiOption = typer.Option(200, "--dpi", help="with --document: resolution PDF pages are rendered at (at least 50)")
+DocumentDpiOption = typer.Option(200, "--dpi", help="with --document: resolution PDF pages are rendered at (50 to 9600)")
 
 
 def checked_dpi(dpi: float) -> None:
-    """--dpi, checked once as an option, not as every file's error: a number of at least 50."""
+    """--dpi, checked once as an option, not as every file's error: a number from 50 to 9600."""
     from .images import check_dpi
 
     try:
@@ -169,7 +169,7 @@ def checked_dpi(dpi: float) -> None:
 
 
 def check_document_dpi(dpi: float, document: bool) -> None:
-    """--dpi, checked before any work: a number of at least 50, and only with --document."""
+    """--dpi, checked before any work: a number from 50 to 9600, and only with --document."""
     from .images import DEFAULT_DPI
 
     checked_dpi(dpi)
@@ -629,10 +629,12 @@ def _identify_documents(pipeline, files: list[Path], k: int, clean: bool | None,
                 printer.decided(False)
                 printer.row(with_note(record, signature.error), f"{where}: not searched: {one_line(signature.error)}")
                 continue
-            printer.decided(any(c["verified"] for c in signature.candidates))
+            matched = any(c["verified"] for c in signature.candidates)
+            printer.decided(matched)
+            hint = None if matched else colour_hint(path, dropout, document=True)
             for rank, candidate in enumerate(signature.candidates, 1):
                 row = {**record, "rank": rank, **{key: _rounded(v) for key, v in candidate.items() if key in printer.columns and key not in record}}
-                printer.row(with_note(row, candidate.get("note")), f"{where}\t{_candidate_text(rank, candidate)}")
+                printer.row(with_note(row, joined(candidate.get("note"), hint)), f"{where}\t{_candidate_text(rank, candidate)}")
 
 
 @gallery_app.command("list")
@@ -863,7 +865,7 @@ def _unique_stems(files: list[Path]) -> Iterator[str]:
 @reports_errors
 def detect(
     files: list[Path] = typer.Argument(..., help="page images or PDFs (every page), or folders of them"),
-    dpi: float = typer.Option(200, help="resolution PDF pages are rendered at (at least 50); boxes are in these pixels"),
+    dpi: float = typer.Option(200, help="resolution PDF pages are rendered at (50 to 9600); boxes are in these pixels"),
     crops: Optional[Path] = typer.Option(None, help="folder for each signature cut out as <file>-page<P>-sig<K>.png, with a margin of 5 % "
                                                      "of the box's longer side (files with the same name from different folders: "
                                                      "<file>-2, -3, ... in the order given)"),

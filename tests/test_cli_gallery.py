@@ -252,6 +252,22 @@ def test_check_document_finds_and_checks_each_signature_on_a_page(files):
     assert nothing.exit_code == 2 and table[0]["note"] == "no signature found" and table[0]["verified"] == "False" and table[1]["error"]
 
 
+def test_identify_document_hints_at_a_coloured_stamp_where_no_one_matches(files):
+    """On a colour page with a red stamp, a signature that matches no one gets the hint of
+    --dropout red, as plain identify and check --document give it."""
+    import cv2
+
+    made, _ = signed_pages(files)
+    assert invoke("enroll", "bob", files / "w5").exit_code == 0  # not the page's writer
+    page = np.dstack([made.image] * 3)
+    cv2.circle(page, (500, 520), 40, (200, 30, 40), 6)  # away from the signature, 0.4 % of the page
+    Image.fromarray(page).save(files / "stamped-page.png")
+    found = invoke("identify", files / "stamped-page.png", "--document", "-k", "1", "--format", "jsonl")
+    rows = [json.loads(line) for line in found.stdout.splitlines()]
+    assert found.exit_code == 1 and rows and rows[0]["rank"] == 1 and not rows[0]["verified"], found.output
+    assert "the scan holds red marks" in rows[0]["note"] and "--dropout red" in rows[0]["note"]
+
+
 def test_check_and_identify_document_read_as_many_pages_as_detect(files):
     """A document of more pages than the service takes (20) is read whole on the command line,
     as `detect` reads it (up to 100 pages), and the error past that names the limit."""
