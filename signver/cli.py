@@ -443,6 +443,8 @@ def enroll(
     model: Optional[str] = typer.Option(None, help="extractor (default: the one the gallery holds, or the default model for a new gallery)"),
     clean: Optional[bool] = CleanOption,
     dropout: Optional[str] = DropoutOption,
+    any_shape: bool = typer.Option(False, "--any-shape", help="enrol a file taller than wide or of several pages as it is (refused by default: "
+                                   "a whole page or a sideways signature as a reference lets others' signatures pass as the person's)"),
 ) -> None:
     """Enrol PERSON with reference signatures (adds to them if already enrolled)."""
     from .gallery import enroll_creating
@@ -452,14 +454,18 @@ def enroll(
     except (ValueError, RecursionError) as error:  # RecursionError: nested too deep; ValueError: a number too long
         raise InputError(f"--metadata is not valid JSON: {error}") from None
     files = expand_images(images)
+    shapes = {path: note for path in files if (note := shape_note(path))}
+    if shapes and not any_shape:
+        path, note = next(iter(shapes.items()))
+        raise InputError(f"{text_name(path)} is {note}: a reference must be one upright signature, so nothing was enrolled "
+                         f"({len(shapes)} such file{'s' if len(shapes) > 1 else ''}; --any-shape enrols them as they are)")
     person_record, where, note = enroll_creating(gallery, model, person, files, metadata=extra, sources=[str(f) for f in files],
                                                  clean=clean, dropout=dropout)
     print(f"enrolled {person_record.person_id}: {len(files)} added, {_references(person_record.references)} in {text_name(where)}")
     if note:
         err.print(f"note: {escape(note)}")
-    for path in files:
-        if note := shape_note(path):
-            err.print(f"note: {escape(text_name(path))} is {note}: a reference must be one upright signature")
+    for path, note in shapes.items():
+        err.print(f"note: {escape(text_name(path))} is {note}: enrolled as it is (--any-shape)")
 
 
 @app.command()

@@ -252,6 +252,17 @@ def test_check_document_finds_and_checks_each_signature_on_a_page(files):
     assert nothing.exit_code == 2 and table[0]["note"] == "no signature found" and table[0]["verified"] == "False" and table[1]["error"]
 
 
+def test_a_sideways_or_many_page_reference_is_refused_unless_asked_for(files):
+    """A sideways reference widens the person's references until others' signatures pass as
+    theirs (a helper's finding): enrol refuses it, enrolling nothing, unless --any-shape."""
+    Image.fromarray(np.ascontiguousarray(np.rot90(synth.genuine(3, 5)))).save(files / "sideways.png")
+    refused = invoke("enroll", "alice", files / "w3", files / "sideways.png")
+    assert refused.exit_code == 2 and "sideways.png is taller than wide" in refused.output and "nothing was enrolled" in refused.output
+    assert not (files / "g.sqlite").exists()  # refused before the gallery is made
+    kept = invoke("enroll", "alice", files / "w3", files / "sideways.png", "--any-shape")
+    assert kept.exit_code == 0 and "enrolled alice: 5 added" in kept.stdout and "enrolled as it is (--any-shape)" in kept.output
+
+
 def test_identify_document_hints_at_a_coloured_stamp_where_no_one_matches(files):
     """On a colour page with a red stamp, a signature that matches no one gets the hint of
     --dropout red, as plain identify and check --document give it."""

@@ -225,7 +225,10 @@ def test_an_upload_that_is_not_plainly_one_signature_gets_a_note_naming_it(clien
     page, _ = document
     tall = ("tall.png", png(np.ascontiguousarray(np.rot90(synth.genuine(ALICE, 1)))), "image/png")
     pages = ("pages.pdf", pdf(synth.genuine(ALICE, 2), synth.genuine(ALICE, 3)), "application/pdf")
-    enrolled = client.post("/v1/people", data={"person_id": "alice"}, files=[("images", sig(ALICE, 0)), ("images", pages)]).json()
+    refused = client.post("/v1/people", data={"person_id": "alice"}, files=[("images", sig(ALICE, 0)), ("images", pages)])
+    assert_error(refused, 400, "field 'images[1]' (pages.pdf): of several pages", "nothing was enrolled", "any_shape=true")
+    assert client.get("/v1/people/alice").status_code == 404
+    enrolled = client.post("/v1/people", data={"person_id": "alice", "any_shape": "true"}, files=[("images", sig(ALICE, 0)), ("images", pages)]).json()
     assert enrolled["note"].startswith("field 'images[1]' (pages.pdf): of several pages or frames, only the first is read")
     claim = client.post("/v1/people/alice/verify", files={"image": tall}).json()
     assert claim["note"].startswith("field 'image' (tall.png): taller than wide, as a signature is not") and "/v1/documents/verify" in claim["note"]

@@ -381,9 +381,14 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
     async def enroll(person_id: Annotated[str, Form(min_length=1)],  # its length the gallery checks
                      images: Annotated[list[UploadFile], File(description="one or more reference signatures")],
                      metadata: Annotated[str | None, Form(description="a JSON object stored with the person (replaces the old one)")] = None,
-                     clean: CleanField = None, dropout: DropoutField = None) -> dict:
+                     clean: CleanField = None, dropout: DropoutField = None,
+                     any_shape: Annotated[bool, Form(description="enrol an upload taller than wide or of several pages as it is (refused otherwise: "
+                                                                  "a page or a sideways signature as a reference lets others' signatures pass)")] = False) -> dict:
         extra = _metadata(metadata)
         sources = [await _source(image, f"images[{i}]") for i, image in enumerate(images)]
+        shaped = _with_shape_notes(None, *sources)
+        if shaped and not any_shape:
+            raise InputError(f"{shaped}: a reference must be one upright signature, so nothing was enrolled (any_shape=true enrols it as it is)")
         names = [(image.filename or f"upload {i + 1}")[:200] for i, image in enumerate(images)]
         vectors = await service.compute(reading(dropout).enrollment_vectors, person_id, sources, clean)
         person = await service.write(partial(store.enroll, person_id, vectors, metadata=extra, sources=names))
