@@ -675,11 +675,11 @@ def evaluate(
     data_dir: Path = typer.Argument(..., help="dataset folder (<writer>/genuine|forged, CEDAR or BHSig260 layout)"),
     out: Path = typer.Option(..., help="folder for metrics.json and the plots"),
     protocol: str = typer.Option("p1", help="p1 (pairs) or p2 (enrolled references)"),
-    references: int = typer.Option(5, help="P2: references per writer (K)"),
+    references: Optional[int] = typer.Option(None, help="P2: references per writer (K; default 5)"),
     split: Optional[str] = typer.Option(None, help="named split whose test writers to use: cedar, bhsig260-bengali, bhsig260-hindi"),
     test_writers: Optional[str] = typer.Option(None, help="'all' or a comma-separated list of writers (when no --split)"),
     model: Optional[str] = typer.Option(None, help="extractor name, or an .onnx path with its .json card beside it"),
-    fusion: str = typer.Option(DEFAULT_FUSION, help="P2: how distances to the K references combine (scaled, mean, min, median)"),
+    fusion: Optional[str] = typer.Option(None, help=f"P2: how distances to the K references combine (scaled, mean, min, median; default {DEFAULT_FUSION})"),
     clean: Optional[bool] = CleanOption,
 ) -> None:
     """Measure a model on a dataset with protocol P1 or P2 and write DIR/metrics.json + plots."""
@@ -687,6 +687,10 @@ def evaluate(
 
     if split and test_writers:
         raise typer.BadParameter("give --split or --test-writers, not both")
+    if protocol.lower() == "p1" and (references is not None or fusion is not None):
+        raise typer.BadParameter("--references and --fusion apply to --protocol p2 only: P1 compares one reference with one signature")
+    references = 5 if references is None else references
+    fusion = DEFAULT_FUSION if fusion is None else fusion
     with progress_bar() as bar:
         task = bar.add_task("embedding", total=None)
         metrics = run(
