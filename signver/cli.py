@@ -697,10 +697,7 @@ def evaluate(
             data_dir, out, protocol.lower(), references, split, test_writers, model, fusion,
             progress=lambda done, total: bar.update(task, completed=done, total=total), clean=clean,
         )
-    missing = metrics.get("split_writers_missing")
-    if missing:
-        print(f"warning: {len(missing)} of the test writers of split {split!r} are not in {data_dir}: {', '.join(missing)}; "
-              f"these figures are for the {metrics['n_writers']} found, not for the split", file=sys.stderr)
+    _warn_missing_writers(metrics.get("split_writers_missing"), split, data_dir, f"these figures are for the {metrics['n_writers']} found, not for the split")
     keys = ("n_writers", "n_positive", "n_skilled", "n_random", "eer_skilled", "eer_random", "auc_skilled",
             "balanced_accuracy_skilled", "threshold", "frr_at_threshold", "far_skilled_at_threshold", "far_random_at_threshold",
             "balanced_accuracy_skilled_at_threshold")
@@ -738,8 +735,20 @@ def inspect(
         task = bar.add_task("embedding", total=None)
         written = embedding_map(data_dir, out, split, test_writers, model, max_writers,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if split:
+        from .datasets import get_split, read_dataset
+
+        present = set(read_dataset(data_dir).writers())
+        _warn_missing_writers([w for w in get_split(split).test if w not in present], split, data_dir, "these plots are of the writers found, not of the split")
     for path in written:
         print(f"wrote {path}")
+
+
+def _warn_missing_writers(missing: list[str] | None, split: str | None, data_dir: Path, shown: str) -> None:
+    """Say on stderr when a named split's test writers are not all in the dataset folder."""
+    if missing:
+        print(f"warning: {len(missing)} of the test writers of split {split!r} are not in {data_dir}: {', '.join(missing)}; "
+              f"{shown}", file=sys.stderr)
 
 
 @app.command()

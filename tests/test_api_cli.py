@@ -314,6 +314,8 @@ def test_cli_evaluate_says_when_a_split_is_only_partly_there(synthetic_dataset, 
     at_threshold = 1 - (metrics["frr_at_threshold"] + metrics["far_skilled_at_threshold"]) / 2
     assert metrics["balanced_accuracy_skilled_at_threshold"] == pytest.approx(at_threshold)
     assert metrics["balanced_accuracy_skilled"] >= at_threshold  # the best over every threshold on this data
+    shown = runner.invoke(app, ["inspect", str(synthetic_dataset), "--split", "cedar", "--out", str(tmp_path / "inspect")])
+    assert shown.exit_code == 0 and "8 of the test writers of split 'cedar' are not in" in shown.stderr and "plots are of the writers found" in shown.stderr
     assert "at its best threshold on this data" in result.stdout
 
 
