@@ -592,10 +592,11 @@ class Gallery:
         return self._vectors(rows)
 
     @_locked
-    def sharing_a_scan(self, person_id: str) -> list[str]:
+    def sharing_a_scan(self, person_id: str, newest: int | None = None) -> list[str]:
         """The other people holding a reference that is the same scan as one of `person_id`'s
-        (nearer than the copies `enroll` refuses within one person). One signing cannot be two
-        people's: an id typed wrong, or one person enrolled twice, and a search would find both."""
+        (nearer than the copies `enroll` refuses within one person), or of their `newest`
+        references only (those just enrolled). One signing cannot be two people's: an id typed
+        wrong, or one person enrolled twice, and a search would find both."""
         person_id = self.get(person_id).person_id
         with self._snapshot():  # the index and the rows read below are one state of the file
             self._refresh()
@@ -603,8 +604,9 @@ class Gallery:
             if not rows or len(self._index) <= len(rows):
                 return []
             tolerance, wanted = copy_distance(self.extractor.card.threshold), len(rows) + 1  # past the person's own
+            asked = rows if newest is None else rows[-newest:]
             while True:  # wider until every reference's farthest found is no copy: several others may hold its scan
-                found, ids = self._index.search(self._vectors(rows), wanted)
+                found, ids = self._index.search(self._vectors(asked), wanted)
                 if wanted >= len(self._index) or (found[:, -1] >= tolerance).all():
                     break
                 wanted *= 4
@@ -613,11 +615,12 @@ class Gallery:
                 "SELECT r.person_id FROM refs r JOIN people p USING (person_id) WHERE r.id IN ({})", near)}  # not orphaned rows
         return sorted(owners - {person_id})
 
-    def sharing_note(self, person_id: str) -> str | None:
-        """What to say after enrolling `person_id` where `sharing_a_scan` finds others; nothing
-        where that cannot be told (the person removed meanwhile): the enrolment stands either way."""
+    def sharing_note(self, person_id: str, added: int | None = None) -> str | None:
+        """What to say after enrolling `added` references for `person_id` where `sharing_a_scan`
+        finds others for those; nothing where that cannot be told (the person removed
+        meanwhile): the enrolment stands either way."""
         try:
-            others = self.sharing_a_scan(person_id)
+            others = self.sharing_a_scan(person_id, added)
         except SignverError:
             return None
         if not others:
@@ -804,10 +807,10 @@ def enroll_creating(path: str | os.PathLike | None, model: str | None, person_id
                 raise GalleryError(f"gallery {store.path} was made meanwhile, by another program, for model {store.extractor.name!r}: "
                                    "nothing was enrolled; enrol again to use it")
             person = store.enroll(person_id, list(vectors), metadata=metadata, sources=sources)
-            return person, store.path, store.sharing_note(person.person_id)
+            return person, store.path, store.sharing_note(person.person_id, len(vectors))
     with Gallery(target, model=model) as store:
         person = store.enroll(person_id, images, metadata=metadata, sources=sources, clean=clean, dropout=dropout)
-        return person, store.path, store.sharing_note(person.person_id)
+        return person, store.path, store.sharing_note(person.person_id, len(images))
 
 
 def _enrolment_request(person_id: str, images, metadata: dict | None, sources: Sequence[str] | None) -> tuple[list, str | None, list[str]]:

@@ -930,7 +930,9 @@ def test_a_scan_enrolled_for_two_people_is_told(tmp_path):
         resaved = cv2.imdecode(cv2.imencode(".jpg", synth.genuine(1, 1), [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_GRAYSCALE)
         g.enroll("ann-2", [resaved])
         assert g.sharing_a_scan("ann-2") == ["ann"] and g.sharing_a_scan("ann") == ["ann-2"] and g.sharing_a_scan("ben") == []
-        assert "'ann-2' now holds the same scan as 'ann'" in g.sharing_note("ann-2")
+        assert "'ann-2' now holds the same scan as 'ann'" in g.sharing_note("ann-2", 1)
+        g.enroll("ann-2", [synth.genuine(1, 5)])  # a new scan of no one else's: the old share is not said again
+        assert g.sharing_note("ann-2", 1) is None and g.sharing_a_scan("ann-2", 1) == [] and g.sharing_a_scan("ann-2") == ["ann"]
         vector = g.references("ben")[0]
         for other in ("ben-2", "ben-3", "ben-4"):  # several others hold one scan: each is named, not the nearest alone
             g.enroll(other, [vector])

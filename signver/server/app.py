@@ -392,7 +392,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
         names = [(image.filename or f"upload {i + 1}")[:200] for i, image in enumerate(images)]
         vectors = await service.compute(reading(dropout).enrollment_vectors, person_id, sources, clean)
         person = await service.write(partial(store.enroll, person_id, vectors, metadata=extra, sources=names))
-        note = await anyio.to_thread.run_sync(store.sharing_note, person.person_id)
+        note = await anyio.to_thread.run_sync(store.sharing_note, person.person_id, len(sources))
         return {**person.to_dict(), "added": len(sources), "note": _with_shape_notes(note, *sources)}
 
     @app.get("/v1/people", tags=["gallery"], **reads, summary="Everyone enrolled")
