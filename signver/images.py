@@ -545,7 +545,7 @@ def errors_naming(source, label: str | None = None):
         yield
     except InputError as error:
         name = source_name(source) or label
-        if name is None or str(error).startswith(name) or str(error).endswith(name):  # named once: some messages end with it
+        if name is None or name in str(error):  # named once: many messages name it already, some in the middle
             raise
         raise type(error)(f"{name}: {error}") from None
 
