@@ -59,8 +59,8 @@ class SignatureResult:
     `decision` is the claim's result (verify mode), `candidates` the ranked people (identify
     mode); `note` what its decision alone does not say (a box taller than wide: a sideways
     signature, read turned `turned` degrees clockwise); `error` says why this signature could
-    not be decided (e.g. no ink left after cleaning) while the others still were. `image` is the crop the extractor saw (not in
-    `to_dict`)."""
+    not be decided (e.g. no ink left after cleaning) while the others still were. `image` is
+    the crop the extractor saw (not in `to_dict`)."""
 
     index: int
     page: int
