@@ -98,7 +98,7 @@ class Cleaner:
     def __init__(self, model: str | None = None):
         self.card: ModelCard = load_card(model or DEFAULT_CLEANER)
         if self.card.kind != "cleaner":
-            raise InputError(f"model {self.card.name} is a {self.card.kind}, not a cleaner")
+            raise InputError(f"model {self.card.name} is {self.card.a_kind}, not a cleaner")
         self.session = inference_session(self.card.path)
         self.input_name = self.session.get_inputs()[0].name
         self.max_pixels = int(self.card.details.get("max_pixels", 65536))

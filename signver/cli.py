@@ -210,6 +210,8 @@ def expand_images(paths: list[Path]) -> list[Path]:
     by name, sorted (folder mode), with a note naming what else a folder held (broken links too)."""
     from .images import printable_name
 
+    if sum(str(path) == "-" for path in paths) > 1:
+        raise InputError("'-' (standard input) is given more than once: it can be read only once")
     files: list[Path] = []
     for path in map(from_standard_input, paths):
         try:
@@ -413,6 +415,8 @@ def verify(
     check_threshold(threshold)
     columns = ("reference", "questioned", "verified", "distance", "threshold", "confidence", "log10_lr", "model", "note")
     printer = ResultPrinter(chosen_format(as_json, output_format), columns)
+    if str(reference) == "-" and any(str(path) == "-" for path in questioned):
+        raise InputError("'-' (standard input) is given as the reference and as a questioned signature: it can be read only once")
     reference = from_standard_input(reference)
     reference_vector = get_extractor(model).vectors([reference], clean=clean, dropout=dropout)[0]
     if note := shape_note(reference):
@@ -793,8 +797,8 @@ def demo(writers: int = typer.Option(3, help="pairs of each kind (genuine, forge
     from . import synth
     from .api import verify as verify_pair
 
-    if writers < 1:
-        raise InputError(f"--writers must be at least 1, got {writers}")
+    if not 1 <= writers <= 1000:  # each draws a few synthetic signatures: a million would run for hours
+        raise InputError(f"--writers must be from 1 to 1000, got {writers}")
     for label, a, b in synth.pair_examples(3 * writers):
         result = verify_pair(a, b)
         decision = "verified" if result.verified else "not verified"

@@ -148,7 +148,7 @@ class Detector:
     def __init__(self, model: str | None = None):
         self.card: ModelCard = load_card(model or DEFAULT_DETECTOR)
         if self.card.kind != "detector":
-            raise InputError(f"model {self.card.name} is a {self.card.kind}, not a signature detector")
+            raise InputError(f"model {self.card.name} is {self.card.a_kind}, not a signature detector")
         self.session = inference_session(self.card.path)
         self.input_name = self.session.get_inputs()[0].name
         self.stride = int(self.card.details["stride"])

@@ -54,7 +54,7 @@ class Extractor:
     def __init__(self, model: str | None = None):
         self.card: ModelCard = load_card(model or DEFAULT_EXTRACTOR)
         if self.card.kind != "extractor":
-            raise InputError(f"model {self.card.name} is a {self.card.kind}, not a signature extractor")
+            raise InputError(f"model {self.card.name} is {self.card.a_kind}, not a signature extractor")
         self.session = inference_session(self.card.path)
         self.input_name = self.session.get_inputs()[0].name
 

@@ -46,7 +46,7 @@ def check_threshold(threshold: float | None) -> float | None:
     before any work, rather than deciding every case the same way."""
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < float("inf")
                                   or not fits_float(threshold)):
-        raise InputError(f"a threshold must be a non-negative number; got {threshold!r}")
+        raise InputError(f"a threshold must be a finite, non-negative number; got {threshold!r}")
     return threshold
 
 

@@ -50,6 +50,11 @@ class ModelCard:
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ModelError(f"unreadable model card {card_path}: {error}") from error
 
+    @property
+    def a_kind(self) -> str:
+        """Its kind with its article, for messages: "an extractor", "a cleaner"."""
+        return f"{'an' if self.kind[:1] in 'aeiou' else 'a'} {self.kind}"
+
     @cached_property
     def calibration(self) -> Calibration | None:
         """The distance -> confidence map fitted on held-out training writers, if the card has one."""

@@ -179,7 +179,7 @@ def _check_named(name: str, kind: str) -> None:
 
     card = load_card(name)
     if card.kind != kind:
-        raise InputError(f"model {card.name} is a {card.kind}, not a signature {kind}")
+        raise InputError(f"model {card.name} is {card.a_kind}, not a signature {kind}")
 
 
 class Pipeline:

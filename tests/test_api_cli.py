@@ -166,7 +166,7 @@ def test_api_refuses_what_it_would_misread(tmp_path):
     image = synth.genuine(3, 0)
     with pytest.raises(InputError, match="clean must be True, False or None, got 'false'"):  # "false" is true in Python
         signver.verify(image, image, clean="false")
-    with pytest.raises(InputError, match="a threshold must be a non-negative number"):
+    with pytest.raises(InputError, match="a threshold must be a finite, non-negative number"):
         signver.verify(image, image, threshold=10**400)  # compares below infinity, overflows float()
     with pytest.raises(InputError, match="dpi must be a number"):
         signver.detect(image, dpi=10**400)
@@ -277,7 +277,11 @@ def test_cli_bad_input_exits_2_with_a_message(pair_files):
     (["inspect", "{data}", "--out", "{tmp}", "--max-writers", "0"], "at least 1"),
     (["inspect", "{data}", "--out", "{tmp}", "--split", "cedar", "--test-writers", "1"], "not both"),  # the split alone was used
     (["evaluate-detector", "{tmp}", "--out", "{tmp}", "--baseline", "--model", "nosuch"], "not both"),  # --model dropped in silence
-    (["demo", "--writers", "0"], "at least 1"),
+    (["demo", "--writers", "0"], "from 1 to 1000"),
+    (["demo", "--writers", "100000000"], "from 1 to 1000"),
+    (["verify", "-", "-"], "can be read only once"),
+    (["verify", "{a}", "-", "-"], "can be read only once"),
+    (["verify", "{a}", "{b}", "--model", "effnet-lite0-imagenet", "--threshold", "inf"], "finite, non-negative"),
     (["identify", "{a}", "-k", "0"], "k must be a whole number of at least 1"),
 ])
 def test_cli_bad_options_exit_2_with_a_message(pair_files, synthetic_dataset, tmp_path, args, words):

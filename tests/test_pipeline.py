@@ -159,6 +159,8 @@ def test_a_model_asked_for_by_name_must_exist_and_be_of_its_kind(gallery):
         Pipeline(gallery, cleaner="cleaner-lite0-crosing-int8")
     with pytest.raises(ModelError, match="no model 'signature-detectr'"):
         Pipeline(gallery, detector="signature-detectr")
+    with pytest.raises(InputError, match="model lite0-heads is an extractor, not a signature detector"):
+        Pipeline(detector="lite0-heads")
     with pytest.raises(InputError, match="is a detector, not a signature cleaner"):
         Pipeline(gallery, cleaner="signature-detector")
 
