@@ -83,7 +83,7 @@ def quantize_cleaner(config: dict, config_path: str) -> Path:
     """Write `<out>/<name>.onnx`, the int8 copy of the cleaner `base`, and its model card."""
     base = load_card(config["base"])
     if base.kind != "cleaner":
-        raise InputError(f"base: {base.name} is a {base.kind}, not a cleaner")
+        raise InputError(f"base: {base.name} is {base.a_kind}, not a cleaner")
     if "quantization" in base.details or base.name == config["name"]:
         raise InputError(f"base: {base.name} is {'already an int8 copy' if 'quantization' in base.details else 'the copy itself'}; name the float cleaner")
     # the base's settings unless the config says otherwise; `max_pixels`, the working area the copy
