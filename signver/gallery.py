@@ -830,6 +830,8 @@ def _enrolment_request(person_id: str, images, metadata: dict | None, sources: S
                          "character), which cannot be written as UTF-8") from None
     except (TypeError, ValueError, RecursionError) as error:
         raise InputError(f"metadata must be JSON-serialisable: {error}") from None
+    if isinstance(sources, (str, bytes, os.PathLike)):  # one name, not a name per character
+        raise InputError(f"enrolling {person_id!r}: sources is a list of names, one per image, not one {type(sources).__name__}")
     if sources is not None and len(sources) != len(images):
         raise InputError(f"enrolling {person_id!r}: {len(sources)} source names for {len(images)} images")
     if sources is not None and not all(isinstance(label, (str, bytes, os.PathLike)) for label in sources):

@@ -201,6 +201,8 @@ class Pipeline:
         check_score(detect_threshold)  # settings first, before any model loads
         dpi, self.dropout = check_dpi(dpi), check_dropout(dropout)
         check_limits(max_bytes, max_pixels, max_pages)
+        if gallery is not None and not hasattr(gallery, "extractor"):  # a path given for the gallery itself
+            raise InputError(f"a pipeline takes an open Gallery (signver.gallery.Gallery(path)), not {type(gallery).__name__} {gallery!r}")
         self.gallery = gallery
         self.extractor: Extractor = gallery.extractor if gallery is not None else get_extractor(model)
         if gallery is not None and model is not None and get_extractor(model).name != gallery.extractor.name:
@@ -303,9 +305,9 @@ class Pipeline:
 
     # -- single signatures -----------------------------------------------------------------
 
-    def _vector(self, source: SourceLike, clean: bool | None, timer: _Timer) -> np.ndarray:
+    def _vector(self, source: SourceLike, clean: bool | None, timer: _Timer, label: str | None = None) -> np.ndarray:
         do_clean = self.resolve_clean(clean)
-        with errors_naming(source):  # which of two uploads is blank, say
+        with errors_naming(source, label):  # which of two is blank, say: by its name, else by `label`
             gray = self.load_signature(source)
             timer.lap("load")
             image = self.prepare(gray, do_clean)
@@ -330,8 +332,8 @@ class Pipeline:
         check_threshold(threshold)  # before any work
         timer = _Timer()
         started = timer.last
-        vector_a = self._vector(a, clean, timer)
-        vector_b = self._vector(b, clean, timer)
+        vector_a = self._vector(a, clean, timer, "image 1 of 2")
+        vector_b = self._vector(b, clean, timer, "image 2 of 2")
         embedded = time.perf_counter()
         threshold = self.extractor.card.threshold if threshold is None else float(threshold)
         distance = float(distances(vector_a, vector_b))
@@ -407,6 +409,8 @@ class Pipeline:
             raise InputError(f"mode must be verify, identify or detect, got {mode!r}")
         if mode == "verify" and person_id is None:
             raise InputError("verifying a document needs a claimed person_id")
+        if mode != "verify" and person_id is not None:  # else the result would carry a claim never checked
+            raise InputError(f"a person_id is claimed in verify mode only, not in {mode} mode")
         if mode == "identify":
             k = check_k(k)
         timer = _Timer()

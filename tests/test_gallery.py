@@ -78,6 +78,8 @@ def test_identify_ranks_the_writer_first(gallery, people):
         gallery.get(["writer-3"])
     with pytest.raises(InputError, match="source names must be strings"):
         gallery.enroll("writer-3", [people["writer-3"][1]], sources=[None])
+    with pytest.raises(InputError, match="a list of names, one per image, not one str"):
+        gallery.enroll("writer-3", people["writer-3"][:2], sources="ab")  # once stored as "a" and "b"
     with pytest.raises(InputError, match="non-negative number"):
         Gallery(gallery.path, threshold="0.5")
 

@@ -337,3 +337,20 @@ def test_an_upright_signature_in_a_tall_box_is_read_as_found(gallery):
     found = Pipeline(gallery, detector=StandInDetector([tall]), clean=False).run(png(page), person_id="alice").signatures[0]
     assert found.turned == 0 and "read as found" in found.note and found.image.shape[0] > found.image.shape[1]
     assert found.decision["distance"] == pytest.approx(expected.decision["distance"], abs=1e-3)
+
+
+def test_a_pipeline_refuses_what_it_would_misread(gallery, document):
+    """A path where a Gallery goes, a person claimed outside verify mode (the result would carry
+    a claim never checked), and which of two images is blank, said by its place."""
+    page, boxes = document
+    with pytest.raises(InputError, match="takes an open Gallery"):
+        Pipeline("g.sqlite")
+    pipeline = Pipeline(gallery, detector=StandInDetector(boxes), clean=False)
+    for mode in ("identify", "detect"):
+        with pytest.raises(InputError, match=f"verify mode only, not in {mode} mode"):
+            pipeline.run(png(page), person_id="alice", mode=mode)
+    blank = np.full((60, 120), 255, np.uint8)
+    with pytest.raises(InputError, match="^image 2 of 2: blank image"):
+        pipeline.verify_pair(synth.genuine(ALICE, 0), blank)
+    with pytest.raises(InputError, match="^image 1 of 2: blank image"):
+        pipeline.verify_pair(blank, synth.genuine(ALICE, 0))
