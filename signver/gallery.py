@@ -247,6 +247,9 @@ class Gallery:
         `create` False: a missing file is an error instead of a new, empty gallery."""
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise InputError(f"a gallery path is a str or a path, got {type(path).__name__}")
+        fuse(np.zeros((1, 1)), fusion)  # settings refused now, before any folder is made, not at the first claim
+        check_index_kind(index)
+        check_threshold(threshold)
         self.path = (Path(path) if path is not None else default_gallery_path()).absolute()  # errors name it wherever they are read
         if "\x00" in str(self.path):  # no file name holds one; the system call would raise a bare ValueError
             raise GalleryError(f"gallery path {printable_name(self.path)!r} holds a NUL character: not a file name")
@@ -266,10 +269,8 @@ class Gallery:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:  # read-only disk, no permission
                 raise GalleryError(f"cannot make the folder for gallery {self.path}: {error.strerror or error}") from None
-        fuse(np.zeros((1, 1)), fusion)  # refuse an unknown fusion now, not at the first claim
-        check_index_kind(index)
         self.fusion = fusion
-        self.threshold = None if check_threshold(threshold) is None else float(threshold)
+        self.threshold = None if threshold is None else float(threshold)
         self._lock = threading.RLock()
         self._waiting = threading.Condition(self._lock)  # a write waiting for another process lets go of the connection
         self._writes = 0

@@ -82,6 +82,10 @@ def test_identify_ranks_the_writer_first(gallery, people):
         gallery.enroll("writer-3", people["writer-3"][:2], sources="ab")  # once stored as "a" and "b"
     with pytest.raises(InputError, match="non-negative number"):
         Gallery(gallery.path, threshold="0.5")
+    for bad in ({"fusion": "bogus"}, {"threshold": -1}, {"index": "x"}):  # refused before any folder is made
+        with pytest.raises(InputError):
+            Gallery(gallery.path.parent / "new" / "deeper" / "g.sqlite", **bad)
+        assert not (gallery.path.parent / "new").exists()
 
 
 def test_identify_ranks_the_writer_first_among_people_with_fewer_references(tmp_path):
