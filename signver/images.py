@@ -155,7 +155,12 @@ def _load(source, page, dpi, max_bytes, max_pixels, max_pages, dropout) -> list[
         _pick(1, page, max_pages, "array")
         return [_from_array(source, max_pixels, dropout)]
     if isinstance(source, Image.Image):
-        return _from_pil(source, "PIL image", page, max_pixels, max_pages, dropout)
+        position = source.tell()
+        try:
+            return _from_pil(source, "PIL image", page, max_pixels, max_pages, dropout)
+        finally:
+            with contextlib.suppress(Exception):  # the caller's image left at the frame it was on
+                source.seek(position)
     data, label = _read(source, max_bytes)
     with errors_naming(source):  # among several named uploads, each error says which (most say so already)
         kind = _sniff(data, label)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from signver import synth
 from signver.errors import (
     CorruptImageError,
     EmptyInputError,
@@ -590,3 +591,13 @@ def test_an_error_names_a_named_input_once_and_bytes_by_their_place_alone():
     named.name = "scan.tif"
     with pytest.raises(InputError, match=r"^scan.tif: the image holds pixels that are not numbers"):
         load_image(named)
+
+
+def test_a_pil_image_is_left_at_the_frame_it_was_on():
+    frames = [Image.fromarray(synth.genuine(1, s)) for s in (0, 1)]
+    data = io.BytesIO()
+    frames[0].save(data, format="TIFF", save_all=True, append_images=frames[1:])
+    with Image.open(data) as im:
+        im.seek(1)
+        assert np.array_equal(load_image(im), load_image(data.getvalue()))  # page 1 is read, as for a file
+        assert im.tell() == 1
