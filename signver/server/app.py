@@ -326,7 +326,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
                      clean: CleanField = None, dropout: DropoutField = None) -> dict:
         first, second = await _source(a, "a"), await _source(b, "b")
         result = await service.compute(reading(dropout).verify_pair, first, second, threshold, clean)
-        return {**_clean_floats(result.to_dict()), "note": _with_shape_notes(result.note, first, second)}
+        return {**_clean_floats(result.to_dict()), "note": await _shape_notes(result.note, first, second)}
 
     @app.post("/v1/embed", tags=["signatures"], **reads, summary="Embedding vector of a signature")
     async def embed(image: ImageField, clean: CleanField = None, dropout: DropoutField = None) -> dict:
@@ -345,7 +345,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
                        dropout: DropoutField = None) -> dict:
         source = await _source(image, "image")
         ranked = await service.compute(reading(dropout).identify, source, k, clean)
-        return {"candidates": [_clean_floats(r.to_dict()) for r in ranked], "gallery_people": len(store), "note": _with_shape_notes(None, source)}
+        return {"candidates": [_clean_floats(r.to_dict()) for r in ranked], "gallery_people": len(store), "note": await _shape_notes(None, source)}
 
     # -- documents -----------------------------------------------------------------------
 
@@ -386,14 +386,14 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
                                                                   "a page or a sideways signature as a reference lets others' signatures pass)")] = False) -> dict:
         extra = _metadata(metadata)
         sources = [await _source(image, f"images[{i}]") for i, image in enumerate(images)]
-        shaped = _with_shape_notes(None, *sources)
+        shaped = await _shape_notes(None, *sources)
         if shaped and not any_shape:
             raise InputError(f"{shaped}: a reference must be one upright signature, so nothing was enrolled (any_shape=true enrols it as it is)")
         names = [(image.filename or f"upload {i + 1}")[:200] for i, image in enumerate(images)]
         vectors = await service.compute(reading(dropout).enrollment_vectors, person_id, sources, clean)
         person = await service.write(partial(store.enroll, person_id, vectors, metadata=extra, sources=names))
         note = await anyio.to_thread.run_sync(store.sharing_note, person.person_id, len(sources))
-        return {**person.to_dict(), "added": len(sources), "note": _with_shape_notes(note, *sources)}
+        return {**person.to_dict(), "added": len(sources), "note": "; ".join(n for n in (note, shaped) if n) or None}
 
     @app.get("/v1/people", tags=["gallery"], **reads, summary="Everyone enrolled")
     @app.get("/v1/people/", **reads, include_in_schema=False)  # ids may hold "/", so no redirect
@@ -418,7 +418,7 @@ def create_app(gallery_path: str | os.PathLike | None = None, api_key: str | Non
 
         source = await _source(image, "image")
         result, person = await service.compute(claim, source)
-        return {**_clean_floats(result.to_dict()), "note": _with_shape_notes(result.note, source), "person": person.to_dict()}
+        return {**_clean_floats(result.to_dict()), "note": await _shape_notes(result.note, source), "person": person.to_dict()}
 
     # -- web app and offline docs --------------------------------------------------------
 
@@ -521,11 +521,14 @@ class _Service:
 FIND_SIGNATURES = "POST /v1/documents/verify or /v1/detect"
 
 
-def _with_shape_notes(note: str | None, *sources: io.BytesIO) -> str | None:
+async def _shape_notes(note: str | None, *sources: io.BytesIO) -> str | None:
     """`note` with a note for each upload that is not plainly one signature (several pages, or
-    taller than wide: a page, or a signature on its side), naming the upload."""
-    shapes = [f"{source.name}: {shaped}" for source in sources if (shaped := shape_note(source, FIND_SIGNATURES))]
-    return "; ".join(n for n in (note, *shapes) if n) or None
+    taller than wide: a page, or a signature on its side), naming the upload. Off the event
+    loop: a PDF's look waits for the lock that page rendering holds."""
+    def looked() -> list[str]:
+        return [f"{source.name}: {shaped}" for source in sources if (shaped := shape_note(source, FIND_SIGNATURES))]
+
+    return "; ".join(n for n in (note, *await anyio.to_thread.run_sync(looked)) if n) or None
 
 
 async def _source(upload: UploadFile, name: str) -> io.BytesIO:
