@@ -433,12 +433,35 @@ def _regular(path: str | os.PathLike) -> bool:
 
 
 @contextlib.contextmanager
-def _quietly_opened(path: str | os.PathLike) -> Iterator[Image.Image]:
+def _quietly_opened(path: str | os.PathLike | BinaryIO) -> Iterator[Image.Image]:
     """The file lazily opened by Pillow, without its warning of a size over its bomb limit:
     loading refuses such a file, not a look at it."""
     with warnings.catch_warnings(), Image.open(path) as im:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         yield im
+
+
+def _look(source: str | os.PathLike | io.BytesIO) -> tuple[bool, object, object] | None:
+    """For a look beside a result: (is it a PDF, what pdfium opens, what Pillow opens) of a
+    regular file or an upload; None for anything else (a pipe could be read once only)."""
+    if isinstance(source, io.BytesIO):
+        data = source.getvalue()
+        return _sniff(data[:1024], "") == "PDF", data, io.BytesIO(data)
+    if not _regular(source):
+        return None
+    with open(source, "rb") as file:
+        return _sniff(file.read(1024), "") == "PDF", os.fspath(source), source
+
+
+@contextlib.contextmanager
+def _pdf_opened(document) -> Iterator[pdfium.PdfDocument]:
+    """A PDF opened by pdfium, which is not thread-safe, under its lock."""
+    with _PDFIUM_LOCK:
+        pdf = pdfium.PdfDocument(document)
+        try:
+            yield pdf
+        finally:
+            pdf.close()
 
 
 def first_page(source: str | os.PathLike | io.BytesIO) -> tuple[float, float, bool] | None:
@@ -448,22 +471,13 @@ def first_page(source: str | os.PathLike | io.BytesIO) -> tuple[float, float, bo
     once only), or damaged anywhere. For notes beside a result, which must never stop one:
     loading says what is wrong."""
     try:
-        if isinstance(source, io.BytesIO):
-            data = source.getbuffer()
-            head, opened = bytes(data[:1024]), lambda: io.BytesIO(data)
-        else:
-            if not _regular(source):
-                return None
-            with open(source, "rb") as file:
-                head, opened = file.read(1024), lambda: source
-        if _sniff(head, "") == "PDF":
-            with _PDFIUM_LOCK:
-                pdf = pdfium.PdfDocument(opened() if isinstance(source, io.BytesIO) else os.fspath(source))
-                try:
-                    return (*pdf[0].get_size(), len(pdf) > 1) if len(pdf) else None
-                finally:
-                    pdf.close()
-        with _quietly_opened(opened()) as im:
+        if (look := _look(source)) is None:
+            return None
+        is_pdf, document, image_file = look
+        if is_pdf:
+            with _pdf_opened(document) as pdf:
+                return (*pdf[0].get_size(), len(pdf) > 1) if len(pdf) else None
+        with _quietly_opened(image_file) as im:
             # EXIF orientations that swap the sides; a PNG's EXIF is read only by decoding it all
             turned = im.format in ("JPEG", "MPO", "TIFF", "WEBP") and im.getexif().get(0x0112) in (5, 6, 7, 8)
             width, height = (im.height, im.width) if turned else im.size
@@ -505,20 +519,15 @@ def coloured_marks(path: str | os.PathLike, share: float = COLOURED_MARKS_SHARE)
     `share` of it, for a hint where a stamp may cover a signature; none for grey files, or
     where that cannot be told."""
     try:
-        if not _regular(path):
+        if (look := _look(path)) is None:
             return []
-        with open(path, "rb") as file:
-            is_pdf = _sniff(file.read(1024), "") == "PDF"
+        is_pdf, document, image_file = look
         if is_pdf:
-            with _PDFIUM_LOCK:
-                pdf = pdfium.PdfDocument(os.fspath(path))
-                try:
-                    page = pdf[0]
-                    rgb = np.asarray(page.render(scale=800 / max(page.get_size())).to_pil().convert("RGB"))  # 800 pixels: enough to see a stamp
-                finally:
-                    pdf.close()
+            with _pdf_opened(document) as pdf:
+                page = pdf[0]
+                rgb = np.asarray(page.render(scale=800 / max(page.get_size())).to_pil().convert("RGB"))  # 800 pixels: enough to see a stamp
         else:
-            with _quietly_opened(path) as im:
+            with _quietly_opened(image_file) as im:
                 if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F") or im.width * im.height > DEFAULT_MAX_PIXELS:
                     return []
                 im.draft("RGB", (800, 800))  # a JPEG decodes at a fraction of its size: enough to see a stamp
