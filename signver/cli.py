@@ -28,9 +28,9 @@ from .matcher import DEFAULT_FUSION, check_k, check_threshold
 from .training.config import read_config
 
 EXIT_OK, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_PIPE_CLOSED = 0, 1, 2, 3, 141
-EXIT_HELP = ("Exit codes: 0 done, every signature verified (identify: a candidate verified); 1 done, some signature not "
-             "verified (identify: none); 2 bad input or usage, or some of many files unreadable or outputs unwritable (before 1: "
-             "the records say which); 3 could not finish (standard output unwritable, internal error); 130 interrupted; "
+EXIT_HELP = ("Exit codes: 0 done, every signature verified (check --document: one on every file, beside any other "
+             "signers'; identify: a candidate verified); 1 done, some signature not verified (identify: none); 2 bad input "
+             "or usage, or some of many files unreadable or outputs unwritable (before 1: the records say which); 3 could not finish (standard output unwritable, internal error); 130 interrupted; "
              "141 output pipe closed.")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline handwritten signature verification.", epilog=EXIT_HELP)
 
@@ -531,7 +531,8 @@ def _signature_record(name: str, signature) -> tuple[dict, str]:
 
 def _check_documents(pipeline, person: str, files: list[Path], clean: bool | None, printer: ResultPrinter, dropout: str | None) -> None:
     """`check --document`: every signature found on each file, checked against `person`. A file
-    where none is found is not verified (exit 1), said on its own line."""
+    is verified when one of its signatures is (the others may be other signers'); a file where
+    none is found is not verified (exit 1), said on its own line."""
     from .images import printable_name
 
     for path in each_with_progress(files, "checking documents"):
@@ -549,15 +550,15 @@ def _check_documents(pipeline, person: str, files: list[Path], clean: bool | Non
             record, where = _signature_record(name, signature)
             record["person_id"] = person
             if signature.error:
-                printer.decided(False)
                 printer.row(with_note({**record, "verified": False}, signature.error), f"{where}: not decided: {one_line(signature.error)}")
                 continue
             decision = signature.decision
             record |= {k: _rounded(v) for k, v in decision.items() if k in printer.columns and k not in record}
             record = with_note(record, joined(decision.get("note"), None if decision["verified"] else colour_hint(path, dropout, document=True)))
-            printer.decided(decision["verified"])
             printer.row(record, f"{where}: {'verified' if decision['verified'] else 'not verified'} as {person} (distance "
                                 f"{decision['distance']:.4f}, threshold {decision['threshold']:.4f}{_confidence_text(decision.get('confidence'))})")
+        if result.signatures:
+            printer.decided(result.verified)
         if len(result.signatures) > 1:  # a document signed by several people: is one of them the person?
             verified = sum(bool(s.decision and s.decision["verified"]) for s in result.signatures)
             printer.say(f"{one_line(name)}: {verified} of {len(result.signatures)} signatures verified as {person}")

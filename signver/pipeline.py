@@ -95,8 +95,14 @@ class DocumentResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     page_images: list[np.ndarray] = field(default_factory=list, repr=False)
 
+    @property
+    def verified(self) -> bool | None:
+        """Verify mode: whether the document holds a signature verified as the claimed person.
+        A contract signed by several people holds the others' too, which are not theirs."""
+        return any(s.decision is not None and s.decision["verified"] for s in self.signatures) if self.mode == "verify" else None
+
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "person_id": self.person_id, "person": self.person, "cleaned": self.cleaned,
+        return {"mode": self.mode, "person_id": self.person_id, "verified": self.verified, "person": self.person, "cleaned": self.cleaned,
                 "pages": self.pages, "signatures": [s.to_dict() for s in self.signatures], "models": self.models,
                 "timings_ms": _rounded_timings(self.timings_ms)}
 

@@ -245,8 +245,16 @@ def test_check_document_finds_and_checks_each_signature_on_a_page(files):
     not_bob = invoke("check", "bob", files / "page.png", "--document")
     assert not_bob.exit_code == 1 and "page.png page 0 at (" in not_bob.stdout and "not verified as bob" in not_bob.stdout
     Image.fromarray(synth_pages.page(2, signatures=2).image).save(files / "two-signers.png")  # the shipped detector finds both
-    both = invoke("check", "alice", files / "two-signers.png", "--document").stdout.splitlines()
-    assert len(both) == 3 and both[-1].endswith("two-signers.png: 0 of 2 signatures verified as alice"), both
+    both = invoke("check", "alice", files / "two-signers.png", "--document")
+    lines = both.stdout.splitlines()
+    assert both.exit_code == 1 and len(lines) == 3 and lines[-1].endswith("two-signers.png: 0 of 2 signatures verified as alice"), lines
+    signers = synth_pages.page(2, signatures=2)
+    cx0, cy0, cx1, cy1 = signers.boxes[0].astype(int)
+    Image.fromarray(signers.image[cy0:cy1, cx0:cx1]).save(files / "carol.png")
+    assert invoke("enroll", "carol", files / "carol.png").exit_code == 0
+    carol = invoke("check", "carol", files / "two-signers.png", "--document", "--format", "jsonl")
+    rows = [json.loads(line) for line in carol.stdout.splitlines()]  # a contract signed by carol and another: hers is on it
+    assert carol.exit_code == 0 and [r["verified"] for r in rows].count(True) == 1 and len(rows) == 2, carol.output
     nothing = invoke("check", "alice", files / "blank-page.png", files / "bad.png", "--document", "--format", "csv")
     table = list(csv.DictReader(io.StringIO(nothing.stdout)))
     assert nothing.exit_code == 2 and table[0]["note"] == "no signature found" and table[0]["verified"] == "False" and table[1]["error"]

@@ -51,6 +51,10 @@ def test_verify_every_signature_on_a_page(gallery, document):
     assert set(first.timings_ms) == {"crop", "clean", "embed", "match"}
     encoded = json.loads(json.dumps(result.to_dict()))  # JSON-ready
     assert encoded["signatures"][0]["decision"]["verified"] is True and "image" not in encoded["signatures"][0]
+    assert encoded["verified"] is True  # alice's signature is on it, beside bob's
+    bobs_page, bobs_boxes = page_with_signatures([(BOB, 9)])
+    assert Pipeline(gallery, detector=StandInDetector(bobs_boxes), clean=False).run(png(bobs_page), person_id="alice").verified is False
+    assert pipeline.run(png(page)).verified is None  # no claim to hold
     assert result.models == {"detector": "stand-in-detector", "cleaner": None, "extractor": gallery.extractor.name}
 
 

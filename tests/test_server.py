@@ -298,7 +298,7 @@ def test_document_verification(client, document):
     enrol(client, "bob", BOB)
     result = client.post("/v1/documents/verify", files={"document": ("page.png", png(page))},
                          data={"person_id": "alice", "previews": "true"}).json()
-    assert result["mode"] == "verify" and result["person"]["person_id"] == "alice"
+    assert result["mode"] == "verify" and result["person"]["person_id"] == "alice" and result["verified"]  # hers is on it, beside bob's
     first, second = result["signatures"]
     assert first["decision"]["verified"] and not second["decision"]["verified"]
     assert first["box"]["x1"] > first["box"]["x0"] and first["page"] == 0 and first["score"] == pytest.approx(0.9)
@@ -306,7 +306,7 @@ def test_document_verification(client, document):
     assert result["timings_ms"]["total"] > 0
 
     identified = client.post("/v1/documents/verify", files={"document": ("page.pdf", pdf(page), "application/pdf")}).json()
-    assert identified["mode"] == "identify"
+    assert identified["mode"] == "identify" and identified["verified"] is None
     assert [s["candidates"][0]["person_id"] for s in identified["signatures"]] == ["alice", "bob"]
     assert_error(client.post("/v1/documents/verify", files={"document": ("page.png", png(page))}, data={"person_id": "carol"}), 404, "carol")
 
