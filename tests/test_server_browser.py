@@ -185,7 +185,7 @@ def test_the_stamp_colour_to_leave_out_is_the_services_unless_chosen(browser, fi
             sync_api.expect(page.locator("#check-status")).to_contain_text("Done")
             text = page.locator(".verdict").first.inner_text()
             page.get_by_label("A document page").check()  # so that the next file counts as a change
-            return text.split("distance")[1].split()[0]
+            return text.split("claim score")[1].split()[0]
 
         plain = distance_of("plain.png", "")
         assert distance_of("stamped.png", "") == plain and distance_of("stamped.png", "red") == plain
@@ -227,6 +227,75 @@ def test_a_clerk_is_told_what_went_wrong_and_cannot_send_twice(browser, files, t
         status = page.locator("#check-status")
         sync_api.expect(status).to_contain_text('choose "A single signature"')
         assert "warn" in status.get_attribute("class")
+        assert page.refused == [] and page.js_errors == []
+        page.close()
+
+
+def test_what_is_shown_stays_true_after_a_failure_and_focus_stays_put(browser, files, tmp_path):
+    """A verdict is not left beside a later claim that failed (its person removed elsewhere: the
+    list is read again); focus returns to the button pressed; a key that cannot be sent as a
+    header is refused where it is typed, not reported as the service being down; the reading
+    choices are kept for the next enrolment; a sideways reference is enrolled only when asked;
+    the document resolution is sent; a long id does not widen a phone's page (helpers' findings)."""
+    import httpx
+    import numpy as np
+
+    folder, boxes = files
+    (tmp_path / "sideways.png").write_bytes(png(np.ascontiguousarray(np.rot90(synth.genuine(BOB, 1)))))
+    iban = "MT84MALT011000012345MTLCAST001S"
+    app = create_app(tmp_path / "g.sqlite", detector=StandInDetector(boxes), clean=False)
+    with ServerThread(app) as url:
+        page = offline_page(browser, url)
+        page.set_viewport_size({"width": 375, "height": 800})
+        page.goto(url + "/")
+        sync_api.expect(page.locator("#health")).to_contain_text("Service ready")
+        page.locator("#key-box summary").click()
+        page.get_by_label("API key").fill("s3cr€t")
+        page.get_by_role("button", name="Use key").click()
+        sync_api.expect(page.locator("#key-status")).to_contain_text("printable ASCII")
+        assert "unavailable" not in page.locator("#health").inner_text()
+        page.get_by_label("API key").fill("")
+        page.get_by_role("button", name="Use key").click()
+        sync_api.expect(page.locator("#key-status")).to_have_text("")
+
+        page.get_by_label("Person id").fill(iban)
+        page.get_by_label("Reference signatures").set_input_files([str(folder / f"alice-{s}.png") for s in range(3)])
+        page.locator("#enrol-clean").select_option("false")
+        page.get_by_role("button", name="Enrol").click()
+        sync_api.expect(page.locator("#gallery-status")).to_contain_text(f"Enrolled {iban}: 3 added")
+        sync_api.expect(page.locator("#enrol-clean")).to_have_value("false")  # kept, as the colour is
+        page.get_by_label("Person id").fill("bob")
+        page.get_by_label("Reference signatures").set_input_files(str(tmp_path / "sideways.png"))
+        page.get_by_role("button", name="Enrol").click()
+        sync_api.expect(page.locator("#gallery-status")).to_contain_text("taller than wide")
+        page.get_by_label("Enrol a file taller than wide").check()
+        page.get_by_role("button", name="Enrol").click()
+        sync_api.expect(page.locator("#gallery-status")).to_contain_text("Enrolled bob: 1 added")
+
+        page.get_by_label("A single signature").check()
+        page.get_by_label("File (PNG").set_input_files(str(folder / "alice-0.png"))
+        page.get_by_label("Claimed person", exact=True).select_option(iban)
+        page.locator("#verify-button").focus()
+        page.keyboard.press("Enter")
+        sync_api.expect(page.locator(".verdict")).to_contain_text(f"Verified as {iban}")
+        sync_api.expect(page.locator(".verdict")).to_contain_text("claim score")
+        assert page.evaluate("document.activeElement.id") == "verify-button"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 377  # the long id wraps
+
+        assert httpx.delete(f"{url}/v1/people/{iban}").status_code == 200  # removed elsewhere
+        page.get_by_role("button", name="Verify").click()
+        sync_api.expect(page.locator("#check-status")).to_contain_text("Failed")
+        assert page.locator("#result").is_hidden()  # no verdict left under the failure
+        sync_api.expect(page.locator("#claimed option")).to_have_count(2)  # nobody, bob: read again
+
+        page.get_by_label("Claimed person", exact=True).select_option("")
+        page.get_by_role("button", name="Verify").click()
+        sync_api.expect(page.locator(".decision h4")).to_contain_text("Likeliest enrolled people")
+
+        page.get_by_label("A document page").check()
+        page.get_by_label("Resolution to read PDF").fill("40")
+        page.get_by_label("File (PNG").set_input_files(str(folder / "page.png"))
+        sync_api.expect(page.locator("#check-status")).to_contain_text("dpi")  # sent, and refused by the service
         assert page.refused == [] and page.js_errors == []
         page.close()
 

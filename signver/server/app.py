@@ -518,7 +518,7 @@ class _Service:
             raise ServiceError("wrong API key (header X-API-Key)", 401)
 
 
-FIND_SIGNATURES = "POST /v1/documents/verify or /v1/detect"
+FIND_SIGNATURES = 'POST /v1/documents/verify or /v1/detect; in the web app, "A document page"'
 
 
 async def _shape_notes(note: str | None, *sources: io.BytesIO) -> str | None:

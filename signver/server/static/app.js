@@ -3,7 +3,11 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
+// the service takes a printable ASCII key without spaces around it; any other cannot even be sent as a header
+const keyProblem = (key) => (/^[\x20-\x7e]*$/.test(key) && key === key.trim() ? ""
+  : "An API key is printable ASCII (letters, digits, punctuation), without spaces around it: this one cannot be sent.");
 let apiKey = sessionStorage.getItem("signver-api-key") || "";
+if (keyProblem(apiKey)) apiKey = "";
 let request = 0; // the newest request wins: an answer for a file no longer chosen is dropped
 
 function el(tag, attrs = {}, ...children) {
@@ -28,7 +32,7 @@ async function api(method, path, body) {
   try {
     response = await fetch(path, { method, body, headers });
   } catch (error) {
-    throw new Error("the service cannot be reached");
+    throw Object.assign(new Error("the service cannot be reached"), { unreachable: true });
   }
   let data = null;
   if ((response.headers.get("content-type") || "").includes("json")) {
@@ -36,10 +40,21 @@ async function api(method, path, body) {
   }
   if (!response.ok) {
     const message = data && data.error ? data.error : `HTTP ${response.status}`;
-    throw new Error(response.status === 401 ? `${message}. Enter the API key at the top of the page.` : message);
+    throw Object.assign(new Error(response.status === 401 ? `${message}. Enter the API key at the top of the page.` : message),
+      { status: response.status });
   }
   if (data === null) throw new Error(`the service's answer could not be read (HTTP ${response.status}, not JSON)`);
   return data;
+}
+
+function refreshAfter(error) {
+  // the service gone, or a person removed elsewhere: the header and the gallery list say so again
+  if (error.unreachable || error.status === 404) { loadHealth(); loadPeople(); }
+}
+
+function focusLost(fallback) {
+  // a control disabled or rebuilt while focused drops focus to the page's top: put it back
+  if (document.activeElement === document.body || document.activeElement === null) fallback.focus();
 }
 
 function say(id, text, kind = "") {
@@ -123,7 +138,9 @@ async function removePerson(personId, button) {
   } catch (error) {
     say("gallery-status", `Could not remove ${personId}: ${error.message}`, "bad");
     button.disabled = false;
+    refreshAfter(error);
   }
+  focusLost(button.isConnected ? button : $("gallery-status"));
 }
 
 $("enrol-form").addEventListener("submit", async (event) => {
@@ -135,6 +152,7 @@ $("enrol-form").addEventListener("submit", async (event) => {
   for (const file of $("enrol-files").files) form.append("images", file);
   appendChoice(form, "clean", "enrol-clean");
   appendChoice(form, "dropout", "enrol-dropout");
+  if ($("enrol-any-shape").checked) form.append("any_shape", "true");
   if ($("enrol-metadata").value.trim()) form.append("metadata", $("enrol-metadata").value.trim());
   say("gallery-status", `Enrolling ${personId}…`, "busy");
   const button = $("enrol-button");
@@ -143,22 +161,29 @@ $("enrol-form").addEventListener("submit", async (event) => {
     const person = await api("POST", "/v1/people", form);
     say("gallery-status", `Enrolled ${person.person_id}: ${person.added} added, ${person.references} references in all.` +
       (person.note ? ` Note: ${person.note}` : ""), person.note ? "warn" : "good");
-    const dropout = $("enrol-dropout").value;
+    const clean = $("enrol-clean").value, dropout = $("enrol-dropout").value;
     $("enrol-form").reset();
-    $("enrol-dropout").value = dropout; // a setting for the next enrolment too, not part of this one's entries
+    $("enrol-clean").value = clean; // how references are read: a setting for the next enrolment too, not one of this one's entries
+    $("enrol-dropout").value = dropout;
     await Promise.all([loadPeople(), loadHealth()]);
   } catch (error) {
     say("gallery-status", `Enrolment failed: ${error.message}`, "bad");
+    refreshAfter(error);
   } finally {
     button.disabled = false;
+    focusLost(button);
   }
 });
 
 $("key-form").addEventListener("submit", (event) => {
   event.preventDefault();
+  const problem = keyProblem($("api-key").value);
+  say("key-status", problem, problem ? "bad" : "");
+  if (problem) { $("api-key").focus(); return; }
   apiKey = $("api-key").value;
   sessionStorage.setItem("signver-api-key", apiKey);
   $("key-box").open = false;
+  $("key-box").querySelector("summary").focus(); // the form's button is hidden with the box
   loadPeople();
   loadHealth();
   if (kind() === "document" && $("check-status").classList.contains("bad")) previewDocument(); // it may have failed for want of the key
@@ -201,7 +226,7 @@ function drawPages(pages, signatures) {
 
 function decisionText(d) {
   const verdict = d.verified ? `Verified as ${d.person_id}` : `Not verified as ${d.person_id}`;
-  return `${verdict}: confidence ${percent(d.confidence)}, distance ${fixed(d.distance)} ` +
+  return `${verdict}: confidence ${percent(d.confidence)}, claim score ${fixed(d.distance)} ` +
     `${d.verified ? "≤" : ">"} threshold ${fixed(d.threshold)}` + (d.note ? `. Note: ${d.note}` : "");
 }
 
@@ -229,9 +254,9 @@ function showDecisions(signatures, mode) {
         item.append(el("p", { class: `verdict ${best.verified ? "good" : "bad"}`,
           text: best.verified ? `Best match: ${best.person_id} (verified, confidence ${percent(best.confidence)})`
             : "No enrolled person matches: none of the closest is verified." }));
-        item.append(el("h4", { text: "Closest enrolled people, best first" }));
+        item.append(el("h4", { text: "Likeliest enrolled people, best first (each scored against their own references and threshold)" }));
       }
-      const ranked = el("ol", { class: "candidates", "aria-label": "Closest enrolled people, best first" });
+      const ranked = el("ol", { class: "candidates", "aria-label": "Likeliest enrolled people, best first" });
       for (const c of s.candidates) ranked.append(el("li", { class: c.verified ? "good" : "", text: decisionText(c) }));
       if (s.candidates.length) item.append(ranked);
     }
@@ -264,6 +289,7 @@ async function previewDocument() {
   form.append("document", file);
   form.append("previews", "true");
   appendChoice(form, "dropout", "dropout");
+  appendChoice(form, "dpi", "dpi");
   say("check-status", "Looking for signatures…", "busy");
   try {
     const found = await api("POST", "/v1/detect", form);
@@ -303,6 +329,7 @@ async function verifyDocument(file, personId, mine) {
   if (personId) form.append("person_id", personId);
   appendChoice(form, "clean", "clean");
   appendChoice(form, "dropout", "dropout");
+  appendChoice(form, "dpi", "dpi");
   form.append("previews", "true");
   const result = await api("POST", "/v1/documents/verify", form);
   if (mine !== request) return null;
@@ -320,6 +347,7 @@ $("check-form").addEventListener("submit", async (event) => {
   const button = $("verify-button");
   button.disabled = true;
   const mine = ++request;
+  $("result").hidden = true; // a verdict shown beside another claim, or under a failure, would read as this one's
   say("check-status", personId ? `Verifying against ${personId}…` : "Searching the gallery…", "busy");
   try {
     const started = performance.now();
@@ -331,14 +359,17 @@ $("check-form").addEventListener("submit", async (event) => {
     count ? "good" : "warn");
   } catch (error) {
     if (mine === request) say("check-status", `Failed: ${error.message}`, "bad");
+    refreshAfter(error);
   } finally {
     button.disabled = false;
+    focusLost(button);
   }
 });
 
 $("check-file").addEventListener("change", previewDocument);
 for (const radio of document.querySelectorAll("input[name=kind]")) radio.addEventListener("change", previewDocument);
 $("dropout").addEventListener("change", previewDocument); // the boxes found may change with the colour left out
+$("dpi").addEventListener("change", previewDocument);
 
 if (apiKey) $("api-key").value = apiKey;
 loadHealth();
