@@ -76,7 +76,7 @@ def main() -> None:
     writers = []
     for source in sources:
         dataset = read_dataset(source["path"])
-        writers += [dataset.genuine(w)[:3] for w in writers_for(source, dataset.writers(), "train")[:20]]
+        writers += [dataset.genuine(w)[:3] for w in writers_for(source, dataset, "train")[:20]]
     scans = [load_image(signatures[0].path) for signatures in writers]
     originals = extractor.vectors(scans)
     print("\n| a scan and its copy | scans | median | max | under the copy line | in threshold units: median / max |")

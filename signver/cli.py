@@ -696,6 +696,7 @@ def evaluate(
         raise typer.BadParameter("--references and --fusion apply to --protocol p2 only: P1 compares one reference with one signature")
     references = 5 if references is None else references
     fusion = DEFAULT_FUSION if fusion is None else fusion
+    _warn_whole_dataset(data_dir, split, test_writers)
     with progress_bar() as bar:
         task = bar.add_task("embedding", total=None)
         metrics = run(
@@ -736,6 +737,7 @@ def inspect(
 
     if split and test_writers:
         raise typer.BadParameter("give --split or --test-writers, not both")
+    _warn_whole_dataset(data_dir, split, test_writers)
     with progress_bar() as bar:
         task = bar.add_task("embedding", total=None)
         written = embedding_map(data_dir, out, split, test_writers, model, max_writers,
@@ -747,6 +749,18 @@ def inspect(
         _warn_missing_writers([w for w in get_split(split).test if w not in present], split, data_dir, "these plots are of the writers found, not of the split")
     for path in written:
         print(f"wrote {path}")
+
+
+def _warn_whole_dataset(data_dir: Path, split: str | None, test_writers: str | None) -> None:
+    """Say on stderr when a standard dataset is scored whole, its training writers too, for want
+    of --split (figures of writers a model trained on are no test of it)."""
+    if split or test_writers:
+        return
+    from .datasets import known_as, read_dataset
+
+    if known := known_as(read_dataset(data_dir)):
+        print(f"warning: every writer of {data_dir} is scored, {known}'s training writers too; --split {known} scores its test "
+              f"writers only (--test-writers all: every writer, without this warning)", file=sys.stderr)
 
 
 def _warn_missing_writers(missing: list[str] | None, split: str | None, data_dir: Path, shown: str) -> None:

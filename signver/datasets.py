@@ -60,6 +60,30 @@ def get_split(name: str) -> Split:
         raise DatasetError(f"unknown split {name!r}; known splits: {', '.join(SPLITS)}") from None
 
 
+# the standard datasets' own file names: each split's writer numbers name people of its dataset only
+_FILES_OF = {"cedar": re.compile(r"^(original|forgeries)_\d+_\d+$", re.IGNORECASE),
+             "bhsig260-bengali": re.compile(r"^B-S-\d+-[GF]-\d+$", re.IGNORECASE),
+             "bhsig260-hindi": re.compile(r"^H-S-\d+-[GF]-\d+$", re.IGNORECASE)}
+
+
+def known_as(dataset: Dataset) -> str | None:
+    """The standard dataset (a split's name) whose files these are, told by their names, or
+    None for a dataset of other files (a user's own, or a mix)."""
+    found = {name for s in dataset.signatures for name, pattern in _FILES_OF.items() if pattern.match(s.path.stem)}
+    return found.pop() if len(found) == 1 and all(any(p.match(s.path.stem) for p in _FILES_OF.values()) for s in dataset.signatures) else None
+
+
+def split_for(dataset: Dataset, name: str) -> Split:
+    """The named split, refused for another standard dataset's files: writer 7 of BHSig260-Hindi
+    is not CEDAR's writer 7, so the split would pick the wrong people without a word."""
+    split = get_split(name)
+    found = known_as(dataset)
+    if found is not None and found != name:
+        raise DatasetError(f"split {name!r} is for {name}'s writers, but {dataset.root} holds {found}'s files, whose writers of "
+                           f"those numbers are other people (its split is {found!r})")
+    return split
+
+
 def writer_sort_key(writer: str) -> tuple[int, int | str]:
     """Numeric writer names sort as numbers, other names after them alphabetically."""
     return (0, int(writer)) if writer.isdigit() else (1, writer)
@@ -142,7 +166,7 @@ def select_writers(dataset: Dataset, split: str | None = None, writers: str | No
     """Test writers chosen by a named split, `all`, or a comma-separated list (in that order)."""
     available = dataset.writers()
     if split:
-        chosen = get_split(split).test_writers(available)
+        chosen = split_for(dataset, split).test_writers(available)
         if not chosen:
             raise DatasetError(f"none of split {split!r}'s test writers are in {dataset.root}")
         return chosen

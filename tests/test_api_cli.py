@@ -323,6 +323,25 @@ def test_cli_evaluate_says_when_a_split_is_only_partly_there(synthetic_dataset, 
     assert "at its best threshold on this data" in result.stdout
 
 
+def test_cli_refuses_another_datasets_split_and_warns_of_a_whole_one(synthetic_dataset, tmp_path):
+    """Files named as CEDAR's scored with Bengali's split would be other people (writer 7 of one
+    is not writer 7 of the other): refused. Scored with no split, the training writers count
+    too: said (helpers' findings)."""
+    import shutil
+
+    cedar = tmp_path / "cedar-copy"
+    for writer in ("2", "7", "8"):
+        for kind, prefix in (("genuine", "original"), ("forged", "forgeries")):
+            (cedar / writer / kind).mkdir(parents=True)
+            for k, image in enumerate(sorted((synthetic_dataset / writer / kind).iterdir())[:3], 1):
+                shutil.copy(image, cedar / writer / kind / f"{prefix}_{writer}_{k}.png")
+    refused = runner.invoke(app, ["evaluate", str(cedar), "--split", "bhsig260-bengali", "--out", str(tmp_path / "no")])
+    assert refused.exit_code == 2 and "holds cedar's files" in refused.output and not (tmp_path / "no" / "metrics.json").exists()
+    whole = runner.invoke(app, ["inspect", str(cedar), "--out", str(tmp_path / "whole")])
+    assert whole.exit_code == 0 and "cedar's training writers too; --split cedar scores its test writers only" in whole.stderr
+    assert "warning" not in runner.invoke(app, ["inspect", str(cedar), "--test-writers", "all", "--out", str(tmp_path / "all")]).stderr
+
+
 def test_metrics_json_is_strict_where_a_rate_cannot_be_computed(tmp_path):
     """With no skilled forgeries there is no skilled FAR: null, not NaN (which JSON.parse rejects)."""
     data = synth.write_dataset(tmp_path / "no-forgeries", n_writers=4, n_genuine=4, n_forged=0, seed=3)

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from signver.datasets import SPLITS, get_split, read_dataset, select_writers
+from signver.datasets import SPLITS, get_split, known_as, read_dataset, select_writers
 from signver.errors import DatasetError
 
 from .conftest import shared_dataset
@@ -39,6 +39,25 @@ def test_bhsig_native_layout(tmp_path, synthetic_dataset):
     dataset = read_dataset(tmp_path)
     assert dataset.writers() == ["1", "2"]
     assert [s.path.name for s in dataset.genuine("2")] == ["B-S-2-G-01.tif", "B-S-2-G-02.tif"]
+    assert known_as(dataset) == "bhsig260-bengali"
+
+
+def test_a_split_of_another_dataset_is_refused(tmp_path, synthetic_dataset):
+    """Writer 7 of BHSig260-Hindi is not CEDAR's writer 7: a split named for another standard
+    dataset than the files' would score other people as its test writers (a helper's finding)."""
+    source = next((synthetic_dataset / "1" / "genuine").iterdir())
+    for writer in (2, 7, 51):
+        for kind in "GF":
+            (tmp_path / str(writer) / ("genuine" if kind == "G" else "forged")).mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, tmp_path / str(writer) / ("genuine" if kind == "G" else "forged") / f"H-S-{writer}-{kind}-01.png")
+    hindi = read_dataset(tmp_path)
+    assert known_as(hindi) == "bhsig260-hindi"
+    for split in ("cedar", "bhsig260-bengali"):
+        with pytest.raises(DatasetError, match="holds bhsig260-hindi's files"):
+            select_writers(hindi, split=split)
+    with pytest.raises(DatasetError, match="none of split 'bhsig260-hindi'"):  # its own split: only that it has no test writer here
+        select_writers(hindi, split="bhsig260-hindi")
+    assert known_as(read_dataset(synthetic_dataset)) is None  # other names: a user's own data, no split of theirs to check
 
 
 def test_missing_and_empty_folders(tmp_path):

@@ -167,11 +167,19 @@ def test_writer_batches_compose_writers():
 
 
 def test_holdout_writers_are_kept_out():
+    from pathlib import Path
+
+    from signver.datasets import Dataset, Signature
+    from signver.errors import DatasetError
+
     source = {"split": "bhsig260-bengali", "holdout": [49, 50]}
-    available = [str(w) for w in range(1, 101)]
-    train, holdout = writers_for(source, available, "train"), writers_for(source, available, "holdout")
+    files = Dataset("bengali", Path("."), [Signature(Path(f"B-S-{w}-G-01.tif"), str(w), True) for w in range(1, 101)])
+    train, holdout = writers_for(source, files, "train"), writers_for(source, files, "holdout")
     assert holdout == ["49", "50"] and len(train) == 48 and not set(train) & set(holdout)
     assert "51" not in train  # test writers never
+    hindi = Dataset("bengali", Path("."), [Signature(Path(f"H-S-{w}-G-01.tif"), str(w), True) for w in range(1, 101)])
+    with pytest.raises(DatasetError, match="holds bhsig260-hindi's files"):  # Hindi's writer 51 is not Bengali's
+        writers_for(source, hindi, "train")
 
 
 def test_an_extractor_run_refuses_what_would_fail_later(synthetic_dataset, tmp_path):

@@ -49,7 +49,7 @@ def held_out_embeddings(extractor: Extractor, sources: list[dict]) -> list[tuple
     found = []
     for source in sources:  # every source checked before any embedding
         dataset = read_dataset(source["path"])
-        writers = writers_for(source, dataset.writers(), "holdout")
+        writers = writers_for(source, dataset, "holdout")
         missing = sorted({str(w) for w in source["holdout"]} - set(writers), key=lambda w: (len(w), w))
         if missing:  # fitting on fewer writers would silently rewrite the card from a fraction of them
             raise DatasetError(f"{source['path']} lacks held-out writer(s) {', '.join(missing)} of the card: calibrate needs all of them")

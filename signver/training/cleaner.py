@@ -155,7 +155,7 @@ def paths_by_source(sources: list[dict], role: str) -> list[list[Path]]:
     out = []
     for source in sources:
         dataset = read_dataset(source["path"])
-        out.append([s.path for writer in writers_for(source, dataset.writers(), role) for s in dataset.genuine(writer) + dataset.forged(writer)])
+        out.append([s.path for writer in writers_for(source, dataset, role) for s in dataset.genuine(writer) + dataset.forged(writer)])
     return out
 
 

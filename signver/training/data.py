@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from ..datasets import get_split, read_dataset
+from ..datasets import Dataset, read_dataset, split_for
 from ..errors import DatasetError, InputError
 from ..images import load_image
 from ..normalize import normalize
@@ -35,10 +35,12 @@ class TrainingSet:
         return np.where(self.genuine[index], self.writer[index], -1 - index)
 
 
-def writers_for(source: dict, available: list[str], role: str) -> list[str]:
+def writers_for(source: dict, dataset: Dataset, role: str) -> list[str]:
     """Training writers of a source's split (all writers when it names none), minus (role
-    `train`) or only (role `holdout`) the writers held out to choose the threshold."""
-    train = get_split(source["split"]).train_writers(available) if source.get("split") else available
+    `train`) or only (role `holdout`) the writers held out to choose the threshold. A split of
+    another standard dataset than the source's files is refused (`split_for`)."""
+    available = dataset.writers()
+    train = split_for(dataset, source["split"]).train_writers(available) if source.get("split") else available
     holdout = {str(w) for w in source.get("holdout", [])}
     return [w for w in train if (w in holdout) == (role == "holdout")]
 
@@ -55,7 +57,7 @@ def _read_role(sources: list[dict], size: tuple[int, int], role: str, change: st
     paths, writer, genuine, names = [], [], [], []
     for source in sources:
         dataset = read_dataset(source["path"])
-        for name in writers_for(source, dataset.writers(), role):
+        for name in writers_for(source, dataset, role):
             for signature in dataset.genuine(name) + dataset.forged(name):
                 paths.append(signature.path)
                 writer.append(f"{dataset.name}/{name}")

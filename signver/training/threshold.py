@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..datasets import get_split, read_dataset
+from ..datasets import read_dataset, split_for
 from ..evaluation.metrics import eer
 from ..evaluation.protocols import POSITIVE, SKILLED, p1_pairs
 from ..extractor import Extractor
@@ -21,7 +21,7 @@ def training_pair_distances(extractor: Extractor, sources: list[dict]) -> tuple[
     genuine, skilled = [], []
     for source in sources:
         dataset = read_dataset(source["path"])
-        writers = get_split(source["split"]).train_writers(dataset.writers())
+        writers = split_for(dataset, source["split"]).train_writers(dataset.writers())
         trials = p1_pairs(dataset, writers)
         embeddings = extractor.embed(trials.images)
         distances = score_trials(embeddings, trials.references, trials.questioned)
