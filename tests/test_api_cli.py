@@ -443,6 +443,11 @@ def test_train_checks_up_front_what_a_run_reads_at_its_end(tmp_path, kind):
     (b"name: x\nlearning_rate: 0.5\n", "unknown setting 'learning_rate'"),  # beside lr, ignored in silence
     (b"name: x\nbatch_size: 64\n", "'batch'"),
     (b"name: x\ninput: 32\n", "input must give a height and a width in pixels"),
+    # inside a part: a misspelt split trained on the test writers, a misspelt step count ran the default (a helper's findings)
+    (b"name: x\ndata: [{path: d, holdout: [1], splt: cedar}]\n", "data [0] has no setting 'splt'; did you mean 'split'?"),
+    (b"name: x\nspatial: {taps: [8], stepz: 3}\n", "spatial has no setting 'stepz'; did you mean 'steps'?"),
+    (b"name: x\nglobal: {taps: [8], batch: {writers: 4, genuine: 2, forgeries: 1}}\n", "global.batch has no setting 'forgeries'"),
+    (b"name: x\nthreshold_data: [{path: d, split: cedar, holdout: [1]}]\n", "threshold_data [0] has no setting 'holdout'; it takes path, split"),
     (b"name: x\ndescription: d\nout: /proc/signver-models\n", "out /proc/signver-models cannot be written here"),  # found only after the training
 ])
 def test_train_refuses_settings_that_would_fail_late(tmp_path, text, problem):

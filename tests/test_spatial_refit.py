@@ -164,9 +164,15 @@ def test_global_heads_take_the_trained_branchs_place_and_both_shares_are_cross_v
         "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2, "seeds": [0]},
         "global": {"taps": [4, 5], "width": 8, "dim": 4, "steps": 4, "warmup": 1, "batch": {"writers": 4, "genuine": 2, "forged": 1}, "seeds": [0, 1]},
         "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
+        "data": [{"path": str(synthetic_dataset), "holdout": [1, 2]}],  # not the base's: the card says which the heads saw
     }
+    misspelt = {**config, "global": {**config["global"], "loss": {"name": "multi_similarity", "alpah": 2}}}
+    with pytest.raises(InputError, match="global, loss multi_similarity has no setting alpah"):
+        refit_spatial(misspelt, "global.yaml")
+    assert not (tmp_path / "run").exists()  # refused before any work
     path = refit_spatial(config, "global.yaml")
     card = json.loads(path.with_suffix(".json").read_text())
+    assert card["trained_on"] == config["data"]
     cv = {(r["global_weight"], r["weight"]): r["mean"] for r in card["spatial"]["cross_validated_eer"]}
     assert len(cv) == 6 and (card["global"]["weight"], card["spatial"]["weight"]) == min(cv, key=cv.get)
     assert card["global"]["heads"] == 2 and card["network"]["dim"] == 8 and card["fusion"]["weight"] == pytest.approx(1 - card["global"]["weight"])

@@ -32,6 +32,42 @@ KNOWN_SETTINGS = frozenset({
 })
 
 
+# the settings each part of a config may hold (a mapping, or each mapping of a list): a key
+# misspelt inside one was read as missing, its default used in silence; `split` so misspelt
+# trained on a dataset's test writers
+BATCH = frozenset({"writers", "genuine", "forged"})
+PART_SETTINGS = {
+    "data": frozenset({"path", "split", "holdout", "weight"}),
+    "threshold_data": frozenset({"path", "split"}),
+    "batch": BATCH,
+    "spatial": frozenset({"batch", "channels", "copies", "forged_pairs", "lr", "original_share", "pool", "same_pairs", "seed", "seeds",
+                          "steps", "taps", "warmup", "weight_decay", "width"}),
+    "global": frozenset({"batch", "copies", "dim", "loss", "lr", "original_share", "precision", "seed", "seeds", "steps", "taps",
+                         "warmup", "weight_decay", "width"}),
+    "global.batch": BATCH,
+    "jitter": frozenset({"centre_x", "centre_y", "log_height", "log_width"}),
+}
+LISTS = {"data", "threshold_data"}  # lists of datasets, each a mapping of these settings
+
+
+def _check_parts(config: dict, path: Path) -> None:
+    for part, known in PART_SETTINGS.items():
+        value = config
+        for key in part.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if part in LISTS and not isinstance(value, list):
+            continue  # a detector's data: its folders by role (train, valid)
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            if not isinstance(item, dict):
+                continue  # a batch given as one number: checked where it is read
+            for key in item:
+                if key not in known:
+                    near = difflib.get_close_matches(str(key), known, n=2, cutoff=0.6)
+                    where = f"{part} [{i}]" if isinstance(value, list) else part
+                    raise InputError(f"config {path}: {where} has no setting {key!r}" + (f"; did you mean {' or '.join(map(repr, near))}?"
+                                     if near else f"; it takes {', '.join(sorted(known))}"))
+
+
 class Config(dict):
     """A config mapping whose missing settings are errors naming the setting and the file,
     where a KeyError would be a traceback."""
@@ -95,6 +131,7 @@ def read_config(path: Path, needs: tuple[str, ...] = ()) -> dict:
             near = difflib.get_close_matches(str(key), KNOWN_SETTINGS, n=3, cutoff=0.6)
             raise InputError(f"config {path}: unknown setting {key!r}" + (f"; did you mean {' or '.join(map(repr, near))}?" if near else
                                                                            "; the configs/ folder has an example of each kind"))
+    _check_parts(config, path)
     for key in ("input", "serve_input"):
         size = config.get(key)
         if size is not None and not (isinstance(size, dict) and ({"height", "width"} <= set(size) or "size" in size)):

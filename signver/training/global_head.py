@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .data import TrainingSet, writer_batches
-from .losses import LOSSES
+from .losses import chosen_loss
 from .networks import GlobalHead
 from .run_state import optimizer_and_schedule, run_steps
 from .spatial import load_or_fit
@@ -36,14 +36,16 @@ def trained_global_head(spec: dict, seed: int, channels_in: int, maps: Callable[
     return load_or_fit(head, own, saved, lambda: fit_global_head(head, maps(), own, train))
 
 
+DEFAULT_GLOBAL_LOSS = {"name": "multi_similarity"}
+
+
 def fit_global_head(head: GlobalHead, maps: torch.Tensor | MapCopies, spec: dict, train: TrainingSet) -> list[dict]:
     """Train `head` on writer batches of `train` (whose images' maps are `maps`, with or
     without stroke-width copies) as `spec` says (steps, lr, weight_decay, warmup, batch
     {writers, genuine, forged}, loss {name, ...}, seed, precision fp32 or bf16, copies,
     original_share); returns the loss log."""
     steps, batch = int(spec.get("steps", 800)), spec.get("batch", {"writers": 32, "genuine": 4, "forged": 2})
-    loss_spec = dict(spec.get("loss", {"name": "multi_similarity"}))
-    loss_fn = LOSSES[loss_spec.pop("name")]
+    loss_fn = chosen_loss(spec.get("loss", DEFAULT_GLOBAL_LOSS), "global, loss")
     optimizer, scheduler = optimizer_and_schedule(head, {"lr": spec.get("lr", 0.001), "weight_decay": spec.get("weight_decay", 1e-4)}, steps, int(spec.get("warmup", 100)))
     writers = min(int(batch["writers"]), len(np.unique(train.writer)))  # a small fold may hold fewer writers than a batch
     batches = writer_batches(train, writers, int(batch["genuine"]), int(batch["forged"]), np.random.default_rng(int(spec.get("seed", 0))))
@@ -57,6 +59,6 @@ def fit_global_head(head: GlobalHead, maps: torch.Tensor | MapCopies, spec: dict
         index = next(batches)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             vectors = head(draw(index).float().contiguous(memory_format=torch.channels_last))
-        return loss_fn(vectors.float(), torch.from_numpy(train.labels(index)), **loss_spec)
+        return loss_fn(vectors.float(), torch.from_numpy(train.labels(index)))
 
     return run_steps("global head", steps, optimizer, scheduler, loss_at)

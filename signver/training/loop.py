@@ -8,12 +8,10 @@ Runs are resumable: `runs/<name>/last.pt` is written every `eval_every` steps, a
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from dataclasses import dataclass
 from datetime import date
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from ..models import inference_session, write_card
 from .augment import augment
 from .data import TrainingSet, load_training_set, writer_batches
 from .export import export_onnx, input_spec
-from .losses import LOSSES
+from .losses import chosen_loss
 from .networks import FusedEmbedder, build_network
 from .spatial import head_seeds, imagenet_maps, spatial_embeddings, train_spatial_heads
 from .run_state import (holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
@@ -111,17 +109,10 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
     if not (isinstance(batch, dict) and {"writers", "genuine", "forged"} <= set(batch)):
         raise InputError(f"batch must say how many writers, and genuine and forged signatures of each, such as "
                          f"{{writers: 32, genuine: 4, forged: 2}}, not {batch!r}")
-    if not isinstance(loss_config, dict) or loss_config.get("name") not in LOSSES:
-        raise InputError(f"loss must name one of {', '.join(LOSSES)} (loss: {{name: multi_similarity}}, with its settings), not {loss_config!r}")
-    loss_config = dict(loss_config)
-    settings = set(inspect.signature(LOSSES[loss_config["name"]]).parameters) - {"embeddings", "labels"}
-    if set(loss_config) - {"name"} - settings:
-        raise InputError(f"loss {loss_config['name']} has no setting {', '.join(sorted(set(loss_config) - {'name'} - settings))}; "
-                         f"it takes {', '.join(sorted(settings))}")
+    loss_fn = chosen_loss(loss_config)
     holdout = load_training_set(config["data"], size, "holdout", run_dir / "holdout.npz")  # the smaller: a wrong holdout fails first
     train = load_training_set(config["data"], size, "train", run_dir / "train.npz")
     network = build_network(config["network"]).to(device, memory_format=torch.channels_last)
-    loss_fn = partial(LOSSES[loss_config.pop("name")], **loss_config)
     steps, warmup = int(config["steps"]), int(config.get("warmup", 100))
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"

@@ -7,6 +7,9 @@ the forgeries of the writers in a batch are its hardest negatives.
 
 from __future__ import annotations
 
+import inspect
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
@@ -82,3 +85,18 @@ LOSSES = {
     "multi_similarity": multi_similarity,
     "supcon": supervised_contrastive,
 }
+
+
+def chosen_loss(spec, where: str = "loss"):
+    """The loss a config's `{name: ..., settings...}` names, its settings bound: a name or a
+    setting it does not take refused before any work (a misspelt margin trained with the default)."""
+    from ..errors import InputError
+
+    if not isinstance(spec, dict) or spec.get("name") not in LOSSES:
+        raise InputError(f"{where} must name one of {', '.join(LOSSES)} ({{name: multi_similarity}}, with its settings), not {spec!r}")
+    settings = dict(spec)
+    function = LOSSES[settings.pop("name")]
+    takes = set(inspect.signature(function).parameters) - {"embeddings", "labels"}
+    if set(settings) - takes:
+        raise InputError(f"{where} {spec['name']} has no setting {', '.join(sorted(set(settings) - takes))}; it takes {', '.join(sorted(takes))}")
+    return partial(function, **settings)

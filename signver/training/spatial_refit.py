@@ -53,7 +53,8 @@ from .loop import holdout_eers, set_holdout_threshold
 from .networks import SpatialEnsemble, SpatialTail, fold_input_norms
 from .run_state import holding_run_dir, machine_name
 from .ink_tone import stretch_spec, with_ink_stretch
-from .global_head import global_seeds, trained_global_head
+from .global_head import DEFAULT_GLOBAL_LOSS, global_seeds, trained_global_head
+from .losses import chosen_loss
 from .spatial import head_seeds, spatial_embeddings, trained_head
 from .stroke_width import augmented_copy, augmented_seed, changes_of, training_maps
 
@@ -238,6 +239,8 @@ def refit_spatial(config: dict, config_path: str) -> Path:
     if rule == "config" and len(shares) * len(global_shares) != 1:
         raise InputError("share_chosen_on: config needs one share in shares (and in global_shares with a global spec)")
     copy_names = list(dict.fromkeys(changes_of(spec) + changes_of(global_spec or {})))  # checked before any work
+    if global_spec:
+        chosen_loss(global_spec.get("loss", DEFAULT_GLOBAL_LOSS), "global, loss")
     stretch = stretch_spec(config.get("ink_stretch"))
     sources = config.get("data") or base.card.details["trained_on"]
     size = base.card.input_size
@@ -276,6 +279,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
             "name": config["name"],
             "description": config["description"],
             "base": base.name,
+            "trained_on": copy.deepcopy(list(sources)),  # the heads' data, which calibration reads; not the base's
             "spatial": {**spec, "heads": len(heads), "weight": share, "chosen_on": chosen_on, **found_shares(held, scores if rule == "cross_validation" else None, global_spec is not None),
                         "head_training_seconds": _training_seconds(run_dir, "spatial-seed*.pt"), **seconds},
             "training_command": f"signver train spatial-heads --config {config_path}",
@@ -290,7 +294,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
                 "global": {**global_spec, "heads": len(globals_), "weight": global_share, "chosen_on": chosen_on,
                            "head_training_seconds": _training_seconds(run_dir, "global-seed*.pt")},
                 "fusion": {**card.get("fusion", {}), "weight": round(1 - global_share, 6), "chosen_on": chosen_on},
-                "loss": global_spec.get("loss", {"name": "multi_similarity"}),
+                "loss": global_spec.get("loss", DEFAULT_GLOBAL_LOSS),
                 "training": {"kind": "heads on fixed ImageNet maps", **seconds},
             }
         write_card(path.with_suffix(".json"), card)
