@@ -697,6 +697,7 @@ def evaluate(
     references = 5 if references is None else references
     fusion = DEFAULT_FUSION if fusion is None else fusion
     _warn_whole_dataset(data_dir, split, test_writers)
+    note_files_already_in(out, "--out")
     with progress_bar() as bar:
         task = bar.add_task("embedding", total=None)
         metrics = run(
@@ -738,6 +739,7 @@ def inspect(
     if split and test_writers:
         raise typer.BadParameter("give --split or --test-writers, not both")
     _warn_whole_dataset(data_dir, split, test_writers)
+    note_files_already_in(out, "--out")
     with progress_bar() as bar:
         task = bar.add_task("embedding", total=None)
         written = embedding_map(data_dir, out, split, test_writers, model, max_writers,
@@ -997,6 +999,7 @@ def evaluate_detector(
 
     if baseline and model:
         raise typer.BadParameter("give --model or --baseline, not both: the baseline is a model of its own")
+    note_files_already_in(out, "--out")
     with progress_bar() as bar:
         task = bar.add_task("detecting", total=None)
         metrics = run(split_dir, out, model, baseline, progress=lambda done, total: bar.update(task, completed=done, total=total))

@@ -339,6 +339,9 @@ def test_cli_refuses_another_datasets_split_and_warns_of_a_whole_one(synthetic_d
     assert refused.exit_code == 2 and "holds cedar's files" in refused.output and not (tmp_path / "no" / "metrics.json").exists()
     whole = runner.invoke(app, ["inspect", str(cedar), "--out", str(tmp_path / "whole")])
     assert whole.exit_code == 0 and "cedar's training writers too; --split cedar scores its test writers only" in whole.stderr
+    assert "already holds" not in whole.stderr
+    again = runner.invoke(app, ["inspect", str(cedar), "--out", str(tmp_path / "whole")])
+    assert again.exit_code == 0 and "already holds 2 file(s)" in again.stderr  # the first run's plots are replaced: said
     assert "warning" not in runner.invoke(app, ["inspect", str(cedar), "--test-writers", "all", "--out", str(tmp_path / "all")]).stderr
 
 
@@ -467,6 +470,16 @@ def test_train_baseline_checks_its_data_before_touching_the_model(tmp_path):
     result = runner.invoke(app, ["train", "baseline", "--config", str(config)])
     assert result.exit_code == 2 and "not found" in result.output, result.output
     assert (out / "base.onnx").read_bytes() == b"old model" and (out / "base.json").read_text() == '{"threshold": 0.5}'
+    data = synth.write_dataset(tmp_path / "data", n_writers=4, n_genuine=3, n_forged=2, seed=5)
+    for source, problem in ((f"{{path: {data}}}", "has no setting 'split'"), (f"{{path: {data}, split: ceddar}}", "unknown split 'ceddar'")):
+        config.write_text(f"name: base\ndescription: d\nout: {out}\ninput: {{height: 32, width: 64}}\nblocks: 2\nthreshold_data: [{source}]\n")
+        result = runner.invoke(app, ["train", "baseline", "--config", str(config)])
+        assert result.exit_code == 2 and problem in result.output, result.output  # had written a card with no threshold first
+        assert (out / "base.onnx").read_bytes() == b"old model" and (out / "base.json").read_text() == '{"threshold": 0.5}'
+    config.write_text(f"name: base\ndescription: d\nout: {out}\ninput: {{height: 32, width: 64}}\nblocks: 2\nthreshold_data: [{{path: {data}, split: cedar}}]\n")
+    made = runner.invoke(app, ["train", "baseline", "--config", str(config)])
+    assert made.exit_code == 0, made.output
+    assert json.loads((out / "base.json").read_text())["threshold"] > 0 and sorted(p.name for p in out.iterdir()) == ["base.json", "base.onnx"]
 
 
 def test_every_shipped_config_passes_the_checks(tmp_path):

@@ -121,6 +121,8 @@ def test_evaluate_reports_calibration(synthetic_dataset, tmp_path, uncalibrated_
     assert (tmp_path / "calibrated" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     plain = evaluate(synthetic_dataset, tmp_path / "plain", "p2", references=3, test_writers="1,2,3,4", model=uncalibrated_model)
     assert "ece" not in plain and not (tmp_path / "plain" / "reliability.png").exists()
+    again = evaluate(synthetic_dataset, tmp_path / "calibrated", "p2", references=3, test_writers="1,2,3,4", model=uncalibrated_model)
+    assert "ece" not in again and not (tmp_path / "calibrated" / "reliability.png").exists()  # the first model's plot is gone
 
 
 def test_fit_model_calibration_writes_the_card(synthetic_dataset, uncalibrated_model):

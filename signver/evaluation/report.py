@@ -167,6 +167,8 @@ def write_report(out: Path, metrics: dict, distances: np.ndarray, kind: np.ndarr
     plots.distance_plot({"genuine": genuine, **impostors}, metrics["threshold"], title, out / "distances.png")
     if calibration and "ece" in metrics:
         plots.reliability_plot(calibration.probability(genuine), calibration.probability(impostors["skilled"]), title, out / "reliability.png")
+    else:  # an earlier model's plot left beside these metrics would read as this model's
+        (out / "reliability.png").unlink(missing_ok=True)
     (out / "metrics.json").write_text(metrics_json(metrics))
 
 

@@ -6,11 +6,13 @@ chooses its threshold on training writers and writes the model card.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from ..datasets import read_dataset
+from ..datasets import read_dataset, split_for
 from ..errors import InputError
 from ..extractor import Extractor
 from ..models import write_card
@@ -26,9 +28,18 @@ def make_baseline(config: dict, config_path: str) -> Path:
     if not (isinstance(sources, list) and sources and all(isinstance(s, dict) and "path" in s for s in sources)):
         raise InputError(f"config {config_path}: threshold_data must be a list of datasets, each with a path, not {sources!r}")
     for source in sources:  # before the model and its card are written over: a missing folder left a card without threshold
-        read_dataset(source["path"])
+        split_for(read_dataset(source["path"]), source["split"])
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
     out = Path(config["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".making-") as making:  # the old model stays until the new one is whole
+        made = _make(config, config_path, Path(making), sources, size, started)
+        for path in (made, made.with_suffix(".json")):
+            os.replace(path, out / path.name)
+    return out / made.name
+
+
+def _make(config: dict, config_path: str, out: Path, sources: list[dict], size: tuple[int, int], started: float) -> Path:
     onnx_path = export_onnx(PretrainedFeatures(load_efficientnet_lite0(), config.get("blocks")), out / f"{config['name']}.onnx", size)
     card = {
         "name": config["name"],
@@ -45,7 +56,7 @@ def make_baseline(config: dict, config_path: str) -> Path:
     }
     card_path = onnx_path.with_suffix(".json")
     write_card(card_path, card)
-    threshold, details = choose_threshold(Extractor(str(onnx_path)), config["threshold_data"])
+    threshold, details = choose_threshold(Extractor(str(onnx_path)), sources)
     card["threshold"] = round(threshold, 6)
     card["threshold_selection"] = {
         "rule": "EER between genuine and skilled-forgery P1 pairs of training writers only",
