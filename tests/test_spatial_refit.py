@@ -255,3 +255,20 @@ def test_train_extractor_with_a_base_extractor_trains_heads_on_its_maps(syntheti
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "model" / "tiny-cli.json").read_text())
     assert card["base"] == "tiny-base" and card["spatial"]["heads"] == 1 and card["threshold"] > 0
+
+
+def test_a_saved_head_is_reused_only_for_the_same_spec_and_data(tmp_path):
+    """A run given other held-out writers made a new training set but reused the heads fitted on
+    the old one (a helper's finding): a head is reused for the same spec and data only."""
+    from torch import nn
+
+    from signver.training.spatial import load_or_fit
+
+    fitted = []
+    data = TrainingSet(np.arange(24, dtype=np.uint8).reshape(6, 2, 2), np.array([0, 0, 1, 1, 2, 2]), np.ones(6, bool), np.array(["a"] * 6))
+    fewer = data.subset(np.arange(6) < 4)
+    assert data.fingerprint() == TrainingSet(*(a.copy() for a in (data.images, data.writer, data.genuine, data.dataset))).fingerprint()
+    assert fewer.fingerprint() != data.fingerprint()
+    for spec, train, fits in (({"steps": 3}, data, 1), ({"steps": 3}, data, 1), ({"steps": 3}, fewer, 2), ({"steps": 4}, fewer, 3)):
+        load_or_fit(nn.Linear(2, 2), spec, tmp_path / "head.pt", lambda: fitted.append(1) or [], train.fingerprint())
+        assert len(fitted) == fits, (spec, fits)

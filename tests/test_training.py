@@ -16,7 +16,7 @@ from signver.training.data import TrainingSet, load_training_set, writer_batches
 from signver.training.losses import LOSSES  # noqa: E402
 from signver.errors import InputError  # noqa: E402
 from signver.training.loop import holdout_distances, train_extractor  # noqa: E402
-from signver.training.run_state import holding_run_dir, optimizer_and_schedule, resume, save_checkpoint, training_device, training_log  # noqa: E402
+from signver.training.run_state import holding_run_dir, optimizer_and_schedule, resume, save_checkpoint, shaping, training_device, training_log  # noqa: E402
 from signver.training.cache import cached_arrays  # noqa: E402
 from signver.training.export import export_onnx  # noqa: E402
 from signver.training.networks import FusedEmbedder, SpatialHead, build_network, join_maps  # noqa: E402
@@ -107,6 +107,14 @@ def test_a_run_resumes_only_as_its_config_began_it(tmp_path):
         resume(checkpoint, *_linear_run(3, lr=0.5), 10)
     with pytest.raises(InputError, match="already taken 8 steps, more than the config's 3"):
         resume(checkpoint, *_linear_run(3), 3)
+    # other held-out writers or loss mixed into a run that says it had them all along (a helper's finding)
+    began = {"name": "x", "steps": 8, "data": [{"path": "d", "holdout": [11, 12]}], "loss": {"name": "multi_similarity"}}
+    save_checkpoint(checkpoint, *_linear_run(3), step=8, made_by=shaping(began))
+    longer = {**began, "steps": 20, "description": "more steps", "threads": 1}  # how long and how it runs may change
+    assert resume(checkpoint, *_linear_run(3), 20, config=longer)["step"] == 8
+    for changed in ({"data": [{"path": "d", "holdout": [1, 2]}]}, {"loss": {"name": "multi_similarity", "alpha": 9.0}}):
+        with pytest.raises(InputError, match=f"begun with other settings \\({next(iter(changed))}: .* -> .*set them back"):
+            resume(checkpoint, *_linear_run(3), 20, config={**began, **changed})
 
 
 def test_a_resumed_runs_log_drops_what_its_checkpoint_does_not_hold(tmp_path):

@@ -21,7 +21,7 @@ from ..evaluation.protocols import POSITIVE, SKILLED, Trials, p1_pairs, p2_refer
 from ..extractor import Extractor, get_extractor
 from ..matcher import FUSIONS, score_trials
 from ..models import DEFAULT_EXTRACTOR, ModelCard, load_card, write_card
-from .data import writers_for
+from .data import embedded, writers_for
 
 RULE = "logistic on distance; genuine vs skilled-forgery P1 pairs of held-out training writers, classes weighted equally"
 CLAIM_RULE = ("P2 on held-out training writers with K references and this fusion: threshold at the skilled-forgery EER point, "
@@ -57,7 +57,7 @@ def held_out_embeddings(extractor: Extractor, sources: list[dict]) -> list[tuple
     result = []
     for dataset, writers in found:
         paths = [s.path for w in writers for s in dataset.genuine(w) + dataset.forged(w)]
-        result.append((dataset, writers, dict(zip(paths, extractor.embed(paths)))))
+        result.append((dataset, writers, dict(zip(paths, embedded(extractor, paths, f"embedding {dataset.name}'s held-out writers")))))
     return result
 
 

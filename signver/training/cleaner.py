@@ -39,7 +39,7 @@ from .cleaner_lite0 import build_lite0_cleaner
 from .data import writers_for
 from .onnx_init import fold_batch_norms, load_onnx_weights
 from .cache import cached_arrays
-from .run_state import holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_log
+from .run_state import holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, shaping, training_log
 
 MULTIPLE = 16  # input sides must be multiples of this: the coarsest stride (the U-Net's unshuffle 2 x three poolings, lite0's blocks)
 
@@ -476,7 +476,8 @@ def train_cleaner(config: dict, config_path: str) -> Path:
         steps, warmup = int(config["steps"]), int(config.get("warmup", 50))
         optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
         checkpoint = run_dir / "last.pt"
-        state = resume(checkpoint, network, optimizer, scheduler, steps)
+        state = resume(checkpoint, network, optimizer, scheduler, steps, config=config)
+        made_by = shaping(config)
         if not state and from_onnx:  # a new run fine-tuning a shipped model: its tone head (or crop-wide tone term) may be new
             sample = torch.rand(1, 1, 4 * MULTIPLE, 6 * MULTIPLE, generator=torch.Generator().manual_seed(0))
             heads = [network.tone, getattr(network, "tone_context", None)]
@@ -528,7 +529,7 @@ def train_cleaner(config: dict, config_path: str) -> Path:
                     if choice_score(scores) > best:
                         best = choice_score(scores)
                         save_atomically({"network": network.state_dict(), "step": done, "validation": scores}, run_dir / "best.pt")
-                    save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best)
+                    save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best, made_by=made_by)
                     progress.update(task, status=f"loss {running:.3f} val F {scores['f']:.3f} recall {scores['recall']:.3f}")
                 progress.update(task, completed=done)
         seconds += time.time() - began

@@ -6,11 +6,12 @@ Images are normalised once with the same function inference uses and cached as u
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.progress import track
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, track
 
 from ..datasets import Dataset, read_dataset, split_for
 from ..errors import DatasetError, InputError
@@ -30,6 +31,13 @@ class TrainingSet:
     def subset(self, mask: np.ndarray) -> TrainingSet:
         return TrainingSet(self.images[mask], self.writer[mask], self.genuine[mask], self.dataset[mask])
 
+    def fingerprint(self) -> str:
+        """Which images, of which writers: what a head fitted on them was fitted on."""
+        digest = hashlib.sha1()
+        for array in (self.images, self.writer, self.genuine, self.dataset):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
     def labels(self, index: np.ndarray) -> np.ndarray:
         """Genuine signatures share their writer's class; each forgery is a class of its own."""
         return np.where(self.genuine[index], self.writer[index], -1 - index)
@@ -43,6 +51,14 @@ def writers_for(source: dict, dataset: Dataset, role: str) -> list[str]:
     train = split_for(dataset, source["split"]).train_writers(available) if source.get("split") else available
     holdout = {str(w) for w in source.get("holdout", [])}
     return [w for w in train if (w in holdout) == (role == "holdout")]
+
+
+def embedded(extractor, sources: list, label: str) -> np.ndarray:
+    """`extractor.embed(sources)` behind a progress bar: a card's held-out writers, or every
+    training writer for a threshold, take minutes."""
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task(label, total=len(sources))
+        return extractor.embed(sources, progress=lambda n: bar.advance(task, n))
 
 
 def load_training_set(sources: list[dict], size: tuple[int, int], role: str = "train", cache: Path | None = None, change: str | None = None) -> TrainingSet:

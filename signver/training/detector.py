@@ -32,7 +32,7 @@ from .config import read_config
 from .detector_network import AveragedDetector, CentreDetector, ExportedDetector, build_detector, load_detector_weights
 from .detector_targets import centre_targets
 from .cache import cached_arrays
-from .run_state import (holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
+from .run_state import (holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, shaping, training_device,
                         training_log)
 
 MIN_SCORE = 0.01  # detections kept when scoring the validation split
@@ -147,7 +147,8 @@ def train_detector(config: dict, config_path: str) -> Path:
         total, warmup = epochs * steps_per_epoch, int(config.get("warmup", 100))
         optimizer, scheduler = optimizer_and_schedule(network, config, total, warmup)
         checkpoint = run_dir / "last.pt"
-        state = resume(checkpoint, network, optimizer, scheduler, epochs, "epoch")
+        state = resume(checkpoint, network, optimizer, scheduler, epochs, "epoch", config=config)
+        made_by = shaping(config)
         start_epoch, seconds, best = state.get("epoch", 0), state.get("seconds", 0.0), state.get("best", -1.0)
         nms_iou, strength = config.get("nms_iou", 0.5), config.get("augment_strength", 1.0)
         window = int(config.get("window", size))
@@ -184,7 +185,7 @@ def train_detector(config: dict, config_path: str) -> Path:
                 record["seconds"] = round(elapsed)
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-                save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=done, seconds=elapsed, best=best, machine=machine_name(device))
+                save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=done, seconds=elapsed, best=best, machine=machine_name(device), made_by=made_by)
         seconds += time.time() - began
         chosen = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
         network = network.cpu()

@@ -29,7 +29,7 @@ from ..images import load_image
 from ..models import inference_session
 from ..yolo import read_split, scaled
 from .detector_steps import card_with_step, write_detector
-from .run_state import holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, training_log
+from .run_state import holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_checkpoint, shaping, training_log
 
 MATCH_IOU = 0.3  # a found box this close to a true box is worth refining towards it
 REFINER_NOTE = "; kept boxes refined by a second CNN that looks at each one"
@@ -137,7 +137,8 @@ def train_refiner(config: dict, config_path: str) -> Path:
             raise InputError(f"batch {batch} is more than the {n_examples} boxes to learn from on these pages; give a smaller batch")
         optimizer, scheduler = optimizer_and_schedule(network, config, epochs * steps_per_epoch, int(config.get("warmup", 100)))
         checkpoint = run_dir / "last.pt"
-        state = resume(checkpoint, network, optimizer, scheduler, epochs, "epoch")
+        state = resume(checkpoint, network, optimizer, scheduler, epochs, "epoch", config=config)
+        made_by = shaping(config)
         start_epoch, seconds = state.get("epoch", 0), state.get("seconds", 0.0)
         began = time.time()
         with Progress(*progress_columns()) as progress, training_log(run_dir / "log.jsonl", start_epoch, "epoch") as log:
@@ -160,7 +161,7 @@ def train_refiner(config: dict, config_path: str) -> Path:
                 elapsed = seconds + time.time() - began
                 log.write(json.dumps({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 5), "examples": len(crops), "seconds": round(elapsed)}) + "\n")
                 log.flush()
-                save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=epoch + 1, seconds=elapsed)
+                save_checkpoint(checkpoint, network, optimizer, scheduler, epoch=epoch + 1, seconds=elapsed, made_by=made_by)
         training = {"epochs": epochs, "batch": batch, "lr": config["lr"], "examples_per_epoch": n_examples, "pages": len(pages),
                     "found_boxes": sum(len(p.found) for p in pages), "seconds": round(seconds + time.time() - began),
                     "machine": machine_name(), "date": date.today().isoformat()}

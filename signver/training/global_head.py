@@ -33,7 +33,7 @@ def trained_global_head(spec: dict, seed: int, channels_in: int, maps: Callable[
     own = {**{k: v for k, v in spec.items() if k != "seeds"}, "seed": seed}
     torch.manual_seed(seed)
     head = GlobalHead([int(t) for t in spec["taps"]], channels_in, int(spec.get("width", 256)), int(spec.get("dim", 128)))
-    return load_or_fit(head, own, saved, lambda: fit_global_head(head, maps(), own, train))
+    return load_or_fit(head, own, saved, lambda: fit_global_head(head, maps(), own, train), train.fingerprint())
 
 
 DEFAULT_GLOBAL_LOSS = {"name": "multi_similarity"}

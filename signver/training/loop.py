@@ -28,7 +28,7 @@ from .export import export_onnx, input_spec
 from .losses import chosen_loss
 from .networks import FusedEmbedder, build_network
 from .spatial import head_seeds, imagenet_maps, spatial_embeddings, train_spatial_heads
-from .run_state import (holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, training_device,
+from .run_state import (holding_run_dir, machine_name, optimizer_and_schedule, progress_columns, resume, save_atomically, save_checkpoint, shaping, training_device,
                         training_log)
 
 
@@ -116,7 +116,8 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
     steps, warmup = int(config["steps"]), int(config.get("warmup", 100))
     optimizer, scheduler = optimizer_and_schedule(network, config, steps, warmup)
     checkpoint = run_dir / "last.pt"
-    state = resume(checkpoint, network, optimizer, scheduler, steps)
+    state = resume(checkpoint, network, optimizer, scheduler, steps, config=config)
+    made_by = shaping(config)
     start, seconds, best = state.get("step", 0), state.get("seconds", 0.0), state.get("best", float("inf"))
     machine = state.get("machine", machine_name(device)) if start >= steps else machine_name(device)
     batches = writer_batches(train, batch["writers"], batch["genuine"], batch["forged"], np.random.default_rng(config.get("seed", 0) + start))
@@ -148,7 +149,7 @@ def train_network(config: dict, run_dir: Path) -> TrainedNetwork:
                 if holdout_eer["mean"] < best:
                     best = holdout_eer["mean"]
                     save_atomically({"network": network.state_dict(), "step": done, "holdout_eer_skilled": holdout_eer}, run_dir / "best.pt")
-                save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best, machine=machine)
+                save_checkpoint(checkpoint, network, optimizer, scheduler, step=done, seconds=elapsed, best=best, machine=machine, made_by=made_by)
                 progress.update(task, status=f"loss {running:.3f} holdout EER {holdout_eer['all']:.3f}")
             progress.update(task, completed=done)
     seconds += time.time() - began

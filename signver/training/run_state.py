@@ -50,11 +50,27 @@ def optimizer_and_schedule(network: torch.nn.Module, config: dict, total: int, w
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
 
 
-def resume(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler, total: int, unit: str = "step") -> dict:
+# what a run learns from and how, which its sittings must share (how long it runs may change: a
+# run is extended by resuming with more steps; so may what is done after the training, such as
+# the size it is served at); lr and weight_decay are compared in the optimiser's state
+SHAPES_TRAINING = frozenset({"data", "loss", "network", "batch", "input", "patch", "seed", "init", "init_from", "augment_strength",
+                             "box_weight", "synthetic_fraction", "clean_fraction", "flourish_fraction", "hand_stroke_fraction",
+                             "fade_probability", "elements", "fonts", "min_fonts", "jitter", "jitters", "detector", "cache_size"})
+
+
+def shaping(config: dict) -> dict:
+    """The settings that shape what a run learns, as its checkpoints hold them (`made_by`)."""
+    return json.loads(json.dumps({k: v for k, v in config.items() if k in SHAPES_TRAINING}, default=str))
+
+
+def resume(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler, total: int, unit: str = "step",
+           config: dict | None = None) -> dict:
     """Restore a run from `checkpoint` if it exists; returns its other fields (empty if new).
     A run goes on only as its config began it: a changed learning rate or weight decay would
-    be replaced by the checkpoint's in silence, and a run past the config's `total` steps (or
-    epochs: `unit`) would say it took `total`; both are refused."""
+    be replaced by the checkpoint's in silence, other data, held-out writers or loss would be
+    mixed into a run that says it had them all along (`config`, against the checkpoint's
+    `made_by`), and a run past the config's `total` steps (or epochs: `unit`) would say it
+    took `total`; all are refused."""
     if not checkpoint.is_file():
         return {}
     asked = [(group["initial_lr"], group["weight_decay"]) for group in optimizer.param_groups]  # set by the scheduler
@@ -71,6 +87,12 @@ def resume(checkpoint: Path, network: torch.nn.Module, optimizer, scheduler, tot
     if began != asked:
         raise InputError(f"{checkpoint.parent} holds a run begun with lr {began[0][0]:g} and weight_decay {began[0][1]:g}; the config "
                          f"now asks lr {asked[0][0]:g} and weight_decay {asked[0][1]:g}: set them back, or give a new run_dir")
+    began_with, now = state.get("made_by"), shaping(config) if config is not None else None
+    if began_with is not None and now is not None and began_with != now:
+        changed = sorted(set(began_with) | set(now), key=str)
+        changed = [f"{key}: {began_with.get(key)!r} -> {now.get(key)!r}" for key in changed if began_with.get(key) != now.get(key)]
+        raise InputError(f"{checkpoint.parent} holds a run begun with other settings ({'; '.join(changed)[:600]}): set them back, "
+                         "or give a new run_dir")
     done = int(state.get(unit, 0))
     if done > total:
         raise InputError(f"{checkpoint.parent} holds a run that has already taken {done} {unit}s, more than the config's {total}: "

@@ -108,20 +108,21 @@ def trained_head(spec: dict, seed: int | None, channels_in: int, maps: Callable[
     if seed is not None:
         torch.manual_seed(seed)  # the head's initialisation, not just its pairs
     head = SpatialHead([int(t) for t in spec["taps"]], channels_in, int(spec.get("width", 96)), int(spec.get("channels", 32)), int(spec.get("pool", 2)))
-    return load_or_fit(head, own, saved, lambda: fit_head(head, maps(), own, train))
+    return load_or_fit(head, own, saved, lambda: fit_head(head, maps(), own, train), train.fingerprint())
 
 
-def load_or_fit(head: nn.Module, own: dict, saved: Path, fit: Callable[[], list[dict]]) -> nn.Module:
-    """`head` with the weights `saved` holds when they were trained for the same spec `own`;
-    else trained by `fit` (which returns its loss log) and saved there, the log beside it."""
+def load_or_fit(head: nn.Module, own: dict, saved: Path, fit: Callable[[], list[dict]], data: str) -> nn.Module:
+    """`head` with the weights `saved` holds when they were trained for the same spec `own` on
+    the same `data` (`TrainingSet.fingerprint`: a run's other held-out writers make another
+    training set); else trained by `fit` (which returns its loss log) and saved there, the log beside it."""
     state = torch.load(saved, weights_only=False) if saved.is_file() else {}
-    if state.get("spec") == own:
+    if state.get("spec") == own and state.get("data") == data:
         head.load_state_dict(state["head"])
     else:
         started = time.time()
         log = fit()
         saved.parent.mkdir(parents=True, exist_ok=True)
-        save_atomically({"head": head.state_dict(), "spec": own, "log": log, "seconds": round(time.time() - started, 3)}, saved)
+        save_atomically({"head": head.state_dict(), "spec": own, "data": data, "log": log, "seconds": round(time.time() - started, 3)}, saved)
         saved.with_name(saved.name.replace("-", "-log-", 1) if "-" in saved.stem else saved.stem + "-log").with_suffix(".json").write_text(json.dumps(log) + "\n")
     return head.eval()
 

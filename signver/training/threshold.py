@@ -13,6 +13,7 @@ from ..evaluation.metrics import eer
 from ..evaluation.protocols import POSITIVE, SKILLED, p1_pairs
 from ..extractor import Extractor
 from ..matcher import score_trials
+from .data import embedded
 
 
 def training_pair_distances(extractor: Extractor, sources: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +24,7 @@ def training_pair_distances(extractor: Extractor, sources: list[dict]) -> tuple[
         dataset = read_dataset(source["path"])
         writers = split_for(dataset, source["split"]).train_writers(dataset.writers())
         trials = p1_pairs(dataset, writers)
-        embeddings = extractor.embed(trials.images)
+        embeddings = embedded(extractor, trials.images, f"embedding {dataset.name}'s training writers")
         distances = score_trials(embeddings, trials.references, trials.questioned)
         genuine.append(distances[trials.kind == POSITIVE])
         skilled.append(distances[trials.kind == SKILLED])
