@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,12 @@ class TrainingSet:
     def subset(self, mask: np.ndarray) -> TrainingSet:
         return TrainingSet(self.images[mask], self.writer[mask], self.genuine[mask], self.dataset[mask])
 
+    @cached_property
     def fingerprint(self) -> str:
         """Which images, of which writers: what a head fitted on them was fitted on."""
         digest = hashlib.sha1()
         for array in (self.images, self.writer, self.genuine, self.dataset):
-            digest.update(np.ascontiguousarray(array).tobytes())
+            digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
         return digest.hexdigest()
 
     def labels(self, index: np.ndarray) -> np.ndarray:

@@ -27,13 +27,14 @@ def global_seeds(spec: dict) -> list[int]:
     return [int(seed) for seed in spec.get("seeds", [0])]
 
 
-def trained_global_head(spec: dict, seed: int, channels_in: int, maps: Callable[[], torch.Tensor | MapCopies], train: TrainingSet, saved: Path) -> GlobalHead:
+def trained_global_head(spec: dict, seed: int, channels_in: int, maps: Callable[[], torch.Tensor | MapCopies], train: TrainingSet, saved: Path,
+                        made_from: str = "") -> GlobalHead:
     """The head `spec` and `seed` describe: the one `saved` holds for the same spec, else one
     trained on `train` (whose maps `maps()` gives, in the same order) and saved there."""
     own = {**{k: v for k, v in spec.items() if k != "seeds"}, "seed": seed}
     torch.manual_seed(seed)
     head = GlobalHead([int(t) for t in spec["taps"]], channels_in, int(spec.get("width", 256)), int(spec.get("dim", 128)))
-    return load_or_fit(head, own, saved, lambda: fit_global_head(head, maps(), own, train), train.fingerprint())
+    return load_or_fit(head, own, saved, lambda: fit_global_head(head, maps(), own, train), train.fingerprint + made_from)
 
 
 DEFAULT_GLOBAL_LOSS = {"name": "multi_similarity"}

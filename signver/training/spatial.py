@@ -100,15 +100,16 @@ def train_spatial_heads(fused: FusedEmbedder, spec: dict, train: TrainingSet, ru
             for seed in head_seeds(spec)]
 
 
-def trained_head(spec: dict, seed: int | None, channels_in: int, maps: Callable[[], torch.Tensor | MapCopies], train: TrainingSet, saved: Path) -> SpatialHead:
-    """The head `spec` and `seed` describe: the one `saved` holds for the same spec, else one
-    trained on `train` (whose maps, or maps and copies, `maps()` gives, in the same order) and
-    saved there with its loss log beside it."""
+def trained_head(spec: dict, seed: int | None, channels_in: int, maps: Callable[[], torch.Tensor | MapCopies], train: TrainingSet, saved: Path,
+                 made_from: str = "") -> SpatialHead:
+    """The head `spec` and `seed` describe: the one `saved` holds for the same spec and data
+    (`train`, its maps `made_from`), else one trained on `train` (whose maps, or maps and
+    copies, `maps()` gives, in the same order) and saved there with its loss log beside it."""
     own = spec if seed is None else {**{k: v for k, v in spec.items() if k != "seeds"}, "seed": seed}
     if seed is not None:
         torch.manual_seed(seed)  # the head's initialisation, not just its pairs
     head = SpatialHead([int(t) for t in spec["taps"]], channels_in, int(spec.get("width", 96)), int(spec.get("channels", 32)), int(spec.get("pool", 2)))
-    return load_or_fit(head, own, saved, lambda: fit_head(head, maps(), own, train), train.fingerprint())
+    return load_or_fit(head, own, saved, lambda: fit_head(head, maps(), own, train), train.fingerprint + made_from)
 
 
 def load_or_fit(head: nn.Module, own: dict, saved: Path, fit: Callable[[], list[dict]], data: str) -> nn.Module:
@@ -116,7 +117,7 @@ def load_or_fit(head: nn.Module, own: dict, saved: Path, fit: Callable[[], list[
     the same `data` (`TrainingSet.fingerprint`: a run's other held-out writers make another
     training set); else trained by `fit` (which returns its loss log) and saved there, the log beside it."""
     state = torch.load(saved, weights_only=False) if saved.is_file() else {}
-    if state.get("spec") == own and state.get("data") == data:
+    if state.get("spec") == own and state.get("data", data) == data:  # a head saved before data were recorded: as it was
         head.load_state_dict(state["head"])
     else:
         started = time.time()

@@ -32,6 +32,7 @@ which saves the folds' heads. The held-out writers set the threshold as for any 
 
 from __future__ import annotations
 
+import hashlib
 import copy
 import time
 from datetime import date
@@ -159,7 +160,7 @@ def cross_validated_shares(imagenet: np.ndarray, maps: torch.Tensor, train: Trai
 
 def cross_validated_grid(imagenet: np.ndarray, maps: torch.Tensor, train: TrainingSet, spec: dict, folds: int, shares, run_dir: Path,
                          global_spec: dict | None = None, global_shares=(0.0,), changed: dict[str, torch.Tensor] | None = None,
-                         scored_folds: list[int] | None = None) -> dict[tuple[float, float], dict[str, float]]:
+                         scored_folds: list[int] | None = None, made_from: str = "") -> dict[tuple[float, float], dict[str, float]]:
     """As `cross_validated_shares`, for each (global share w, spatial share v): the ImageNet
     part joined first to global heads (`global_spec`) trained on the other folds at share w, then
     to the spatial heads at share v. Every part is fixed or trained without the scored writers,
@@ -174,12 +175,13 @@ def cross_validated_grid(imagenet: np.ndarray, maps: torch.Tensor, train: Traini
         rest, mine = fold != k, fold == k
         others = train.subset(rest)
         spatial_maps = cache(lambda: training_maps(spec, maps, changed or {}).subset(rest))  # once per fold, and only if a head must train
-        heads = [trained_head(spec, seed, maps.shape[1], spatial_maps, others, run_dir / f"spatial-seed{seed}-fold{k}of{folds}.pt") for seed in head_seeds(spec)]
+        heads = [trained_head(spec, seed, maps.shape[1], spatial_maps, others, run_dir / f"spatial-seed{seed}-fold{k}of{folds}.pt", made_from)
+                 for seed in head_seeds(spec)]
         local = ensemble_vectors(heads, maps[torch.from_numpy(mine)])
         learned = None
         if global_spec is not None:
             global_maps = cache(lambda: training_maps(global_spec, maps, changed or {}).subset(rest))
-            globals_ = [trained_global_head(global_spec, seed, maps.shape[1], global_maps, others, run_dir / f"global-seed{seed}-fold{k}of{folds}.pt")
+            globals_ = [trained_global_head(global_spec, seed, maps.shape[1], global_maps, others, run_dir / f"global-seed{seed}-fold{k}of{folds}.pt", made_from)
                         for seed in global_seeds(global_spec)]
             learned = ensemble_vectors(globals_, maps[torch.from_numpy(mine)])
         per_fold.append({(w, v): holdout_eers(joined(with_learned(imagenet[mine], learned, w), local, v), train.subset(mine)) for w in global_shares for v in shares})
@@ -251,12 +253,14 @@ def refit_spatial(config: dict, config_path: str) -> Path:
         if stretch:
             body = with_ink_stretch(body, stretch["tone"])
         session = trunk_session(body)
+        # the maps the heads read: a head saved from another base or ink stretch read others
+        made_from = f" maps of {hashlib.sha1(base.card.path.read_bytes()).hexdigest()}, ink stretch {stretch or None}"
         train_pooled, train_maps = pooled_and_maps(session, train.images)
         held_pooled, held_maps = pooled_and_maps(session, holdout.images)
         changed = {name: pooled_and_maps(session, copy_images(name, train, sources, size, run_dir))[1] for name in copy_names}
-        heads = [trained_head(spec, seed, train_maps.shape[1], lambda: training_maps(spec, train_maps, changed), train, run_dir / f"spatial-seed{seed}.pt")
+        heads = [trained_head(spec, seed, train_maps.shape[1], lambda: training_maps(spec, train_maps, changed), train, run_dir / f"spatial-seed{seed}.pt", made_from)
                  for seed in head_seeds(spec)]
-        globals_ = [trained_global_head(global_spec, seed, train_maps.shape[1], lambda: training_maps(global_spec, train_maps, changed), train, run_dir / f"global-seed{seed}.pt")
+        globals_ = [trained_global_head(global_spec, seed, train_maps.shape[1], lambda: training_maps(global_spec, train_maps, changed), train, run_dir / f"global-seed{seed}.pt", made_from)
                     for seed in global_seeds(global_spec)] if global_spec else []
         local = ensemble_vectors(heads, held_maps)
         learned = ensemble_vectors(globals_, held_maps) if globals_ else None
@@ -264,7 +268,7 @@ def refit_spatial(config: dict, config_path: str) -> Path:
         held = {(w, v): holdout_eers(joined(with_learned(held_pooled, learned, w), local, v), holdout) for w, v in grid}
         if rule == "cross_validation":
             imagenet = train_pooled if global_spec else unit(train_pooled[:, : -int(base.card.details["network"]["dim"])])
-            scores = cross_validated_grid(imagenet, train_maps, train, spec, folds, shares, run_dir, global_spec, global_shares, changed)
+            scores = cross_validated_grid(imagenet, train_maps, train, spec, folds, shares, run_dir, global_spec, global_shares, changed, made_from=made_from)
             chosen_on = f"{folds}-fold writer cross-validation over the training writers (" + ("the whole vector" if global_spec else "ImageNet part + heads") + ")"
         else:
             scores, chosen_on = held, "held-out training writers (the whole vector)" if rule == "holdout" else "given in the config"
