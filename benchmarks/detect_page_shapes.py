@@ -6,7 +6,9 @@ stretching every page whole into the input, as it did before.
 Wide: strips cut from a YOLO split's pages with signatures. Each page is first given back its
 letter proportions (the split's pages are stretched to squares), then a band of `fraction` of its
 height is cut, centred on its first signature; a band that cuts through a signature is skipped.
-Tall: two or three such pages one above the other. The detector is chosen on valid pages, so
+Tall: two or three such pages one above the other, and bands turned a quarter (a cheque
+photographed upright), which it also reads turned both ways, keeping the reading with the better
+box. The detector is chosen on valid pages, so
 measure on valid (or train), never on a test split.
 
 `cd benchmarks && python detect_page_shapes.py [--data ../../shared/data/signature-detection/valid] [--n 400]`
@@ -55,6 +57,8 @@ WAYS = {  # how pages are read: the detector's functions replaced, by name
     "shipped": {},
     "stretched whole (before)": {"readings": lambda shape, size: (False,), "page_windows": lambda height, width: [(0, height)]},
     "shape kept only": {"readings": _shape_kept_if_wide},
+    "not read turned (before)": {"turned_reading_wins": lambda scores, turned_scores: False},
+    "read turned whatever its lines": {"lines_run_across": lambda page: False},
 }
 
 
@@ -69,6 +73,17 @@ def read_as(replaced: dict):
     finally:
         for name, function in kept.items():
             setattr(detector_module, name, function)
+
+
+def turned(examples: Iterable[tuple[np.ndarray, np.ndarray]], quarters: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each page turned `quarters` quarter turns anticlockwise (1 or 3), with its boxes: a wide page scanned turned."""
+    out = []
+    for page, boxes in examples:
+        height, width = page.shape
+        x0, y0, x1, y1 = boxes.reshape(-1, 4).T
+        moved = [y0, width - x1, y1, width - x0] if quarters == 1 else [height - y1, x0, height - y0, x1]
+        out.append((np.ascontiguousarray(np.rot90(page, quarters)), np.stack(moved, axis=1).astype(np.float32).reshape(-1, 4)))
+    return out
 
 
 def stacked(pages: list[tuple[np.ndarray, np.ndarray]], count: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -123,9 +138,11 @@ def main() -> None:
     print(f"machine: {machine()}; model {detector.name}, threshold {detector.threshold}; {len(pages)} pages of {args.data}")
     print("| page | width / height | pages | signatures | read | AP@0.5 | AP@0.75 | found | false | missed |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    wide = list(WAYS)
+    wide, tall = list(WAYS)[:3], ["shipped", "stretched whole (before)", "not read turned (before)", "read turned whatever its lines"]
     shapes = [(f"band of {fraction} of a page", LETTER[1] / (fraction * LETTER[0]), list(strips(pages, fraction)), wide) for fraction in FRACTIONS]
-    shapes += [(f"{count} pages one above the other", LETTER[1] / (count * LETTER[0]), stacked(pages, count), wide[:2]) for count in (2, 3)]
+    shapes += [(f"{count} pages one above the other", LETTER[1] / (count * LETTER[0]), stacked(pages, count), tall) for count in (2, 3)]
+    shapes += [(f"band of {fraction} of a page, turned a quarter {way}", fraction * LETTER[0] / LETTER[1],
+                turned(strips(pages, fraction), quarters), tall[::2] + tall[3:]) for fraction in (0.35, 0.2) for quarters, way in ((1, "anticlockwise"), (3, "clockwise"))]
     for label, shape, examples, ways in shapes:
         results = compare(detector, track(examples, description=label), ways)
         for way, r in results.items():
@@ -136,6 +153,10 @@ def main() -> None:
         examples = signature_free_strips(args.data, fraction)
         for way, r in compare(detector, track(examples, description=f"signature-free, {fraction}"), wide).items():
             print(f"| band of {fraction} | {LETTER[1] / (fraction * LETTER[0]):.2f} | {len(examples)} | {way} | {r['boxed']} |")
+    for fraction in (0.35, 0.2):
+        examples = turned(signature_free_strips(args.data, fraction), 1)
+        for way, r in compare(detector, track(examples, description=f"signature-free, {fraction}, turned"), tall[::2] + tall[3:]).items():
+            print(f"| band of {fraction}, turned a quarter | {fraction * LETTER[0] / LETTER[1]:.2f} | {len(examples)} | {way} | {r['boxed']} |")
 
 if __name__ == "__main__":
     main()
