@@ -284,7 +284,7 @@ def test_what_is_shown_stays_true_after_a_failure_and_focus_stays_put(browser, f
 
         assert httpx.delete(f"{url}/v1/people/{iban}").status_code == 200  # removed elsewhere
         page.get_by_role("button", name="Verify").click()
-        sync_api.expect(page.locator("#check-status")).to_contain_text("Failed")
+        sync_api.expect(page.locator("#check-status")).to_contain_text(f"{iban} is no longer enrolled, so the claimed person is back to")
         assert page.locator("#result").is_hidden()  # no verdict left under the failure
         sync_api.expect(page.locator("#claimed option")).to_have_count(2)  # nobody, bob: read again
 
@@ -296,6 +296,18 @@ def test_what_is_shown_stays_true_after_a_failure_and_focus_stays_put(browser, f
         page.get_by_label("Resolution to read PDF").fill("40")
         page.get_by_label("File (PNG").set_input_files(str(folder / "page.png"))
         sync_api.expect(page.locator("#check-status")).to_contain_text("dpi")  # sent, and refused by the service
+        sent = []
+        page.on("request", lambda r: sent.append(r.post_data_buffer or b"") if r.url.endswith("/v1/documents/verify") else None)
+        page.get_by_label("Resolution to read PDF").fill("150")
+        page.get_by_role("button", name="Verify").click()
+        sync_api.expect(page.locator("#check-status")).to_contain_text("Done")
+        assert len(sent) == 1 and b'name="dpi"\r\n\r\n150\r\n' in sent[0]  # the check sends it too, not only the preview
+
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Remove bob").focus()
+        page.keyboard.press("Enter")
+        sync_api.expect(page.locator("#gallery-status")).to_contain_text("Removed bob")
+        assert page.evaluate("document.activeElement.id") == "gallery-status"  # its row is gone: focus is not left at the top
         assert page.refused == [] and page.js_errors == []
         page.close()
 

@@ -47,9 +47,9 @@ async function api(method, path, body) {
   return data;
 }
 
-function refreshAfter(error) {
+async function refreshAfter(error) {
   // the service gone, or a person removed elsewhere: the header and the gallery list say so again
-  if (error.unreachable || error.status === 404) { loadHealth(); loadPeople(); }
+  if (error.unreachable || error.status === 404) await Promise.all([loadHealth(), loadPeople()]);
 }
 
 function focusLost(fallback) {
@@ -138,7 +138,7 @@ async function removePerson(personId, button) {
   } catch (error) {
     say("gallery-status", `Could not remove ${personId}: ${error.message}`, "bad");
     button.disabled = false;
-    refreshAfter(error);
+    await refreshAfter(error); // the table rebuilt: focus is put back below
   }
   focusLost(button.isConnected ? button : $("gallery-status"));
 }
@@ -168,7 +168,7 @@ $("enrol-form").addEventListener("submit", async (event) => {
     await Promise.all([loadPeople(), loadHealth()]);
   } catch (error) {
     say("gallery-status", `Enrolment failed: ${error.message}`, "bad");
-    refreshAfter(error);
+    await refreshAfter(error);
   } finally {
     button.disabled = false;
     focusLost(button);
@@ -358,8 +358,12 @@ $("check-form").addEventListener("submit", async (event) => {
       : `Done in ${seconds} s: no signature found, so nothing was ${personId ? "checked" : "searched"}. If the file is one signature, choose "${SINGLE_LABEL}".`,
     count ? "good" : "warn");
   } catch (error) {
-    if (mine === request) say("check-status", `Failed: ${error.message}`, "bad");
-    refreshAfter(error);
+    await refreshAfter(error);
+    const gone = personId && $("claimed").value !== personId; // removed elsewhere: the list read again has no such person
+    if (mine === request) {
+      say("check-status", `Failed: ${error.message}` + (gone ? `. ${personId} is no longer enrolled, so the claimed person is back to ` +
+        `"Nobody" (a search of the gallery): choose a person to check a claim.` : ""), "bad");
+    }
   } finally {
     button.disabled = false;
     focusLost(button);
