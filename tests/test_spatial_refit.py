@@ -115,7 +115,10 @@ def test_refit_trains_heads_chooses_the_share_by_cross_validation_and_exports(sy
         "spatial": {"taps": [4, 5], "width": 8, "channels": 4, "pool": 2, "steps": 6, "batch": 8, "warmup": 2, "seeds": [0, 1]},
         "run_dir": str(tmp_path / "run"), "out": str(tmp_path / "model"),
     }
-    path = refit_spatial(config, "refit.yaml")
+    other = {**config, "data": [{"path": str(synthetic_dataset), "holdout": [1, 2]}]}
+    with pytest.raises(InputError, match="the heads' data must be the same"):  # 1 and 2 trained the base's branch the model keeps
+        refit_spatial(other, "refit.yaml")
+    path = refit_spatial({**config, "data": data}, "refit.yaml")
     card = json.loads(path.with_suffix(".json").read_text())
     spatial = card["spatial"]
     cv = {float(v): r["mean"] for v, r in spatial["cross_validated_eer"].items()}

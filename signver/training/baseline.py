@@ -7,6 +7,7 @@ chooses its threshold on training writers and writes the model card.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from datetime import date
@@ -22,6 +23,9 @@ from .run_state import machine_name
 from .threshold import choose_threshold
 
 
+MAKING = ".making-"  # the folder inside `out` a model is made in
+
+
 def make_baseline(config: dict, config_path: str) -> Path:
     started = time.time()
     sources = config["threshold_data"]
@@ -32,7 +36,9 @@ def make_baseline(config: dict, config_path: str) -> Path:
     size = (int(config["input"]["height"]), int(config["input"]["width"]))
     out = Path(config["out"])
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".making-") as making:  # the old model stays until the new one is whole
+    for left in out.glob(f"{MAKING}*"):  # a run killed while making its model
+        shutil.rmtree(left, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=MAKING) as making:  # the old model stays until the new one is whole
         made = _make(config, config_path, Path(making), sources, size, started)
         for path in (made, made.with_suffix(".json")):
             os.replace(path, out / path.name)

@@ -55,7 +55,8 @@ def optimizer_and_schedule(network: torch.nn.Module, config: dict, total: int, w
 # the size it is served at); lr and weight_decay are compared in the optimiser's state
 SHAPES_TRAINING = frozenset({"data", "loss", "network", "batch", "input", "patch", "seed", "init", "init_from", "augment_strength",
                              "box_weight", "synthetic_fraction", "clean_fraction", "flourish_fraction", "hand_stroke_fraction",
-                             "fade_probability", "elements", "fonts", "min_fonts", "jitter", "jitters", "detector", "cache_size"})
+                             "fade_probability", "elements", "fonts", "min_fonts", "jitter", "jitters", "detector", "cache_size",
+                             "max_pixels", "window", "expand", "pad", "mirror", "loss_beta", "adapt_frozen_bn_steps"})
 
 
 def shaping(config: dict) -> dict:

@@ -33,6 +33,7 @@ which saves the folds' heads. The held-out writers set the threshold as for any 
 from __future__ import annotations
 
 import hashlib
+import json
 import copy
 import time
 from datetime import date
@@ -245,6 +246,10 @@ def refit_spatial(config: dict, config_path: str) -> Path:
         chosen_loss(global_spec.get("loss", DEFAULT_GLOBAL_LOSS), "global, loss")
     stretch = stretch_spec(config.get("ink_stretch"))
     sources = config.get("data") or base.card.details["trained_on"]
+    if not global_spec and json.dumps(sources, sort_keys=True) != json.dumps(base.card.details["trained_on"], sort_keys=True):
+        raise InputError(f"without global heads the model keeps {base.name}'s trained network, trained on its own data and held-out "
+                         "writers: the heads' data must be the same (leave data out to use the base's), or its held-out writers would "
+                         "not be held out of the model")
     size = base.card.input_size
     with holding_run_dir(run_dir):
         train = load_training_set(sources, size, "train", run_dir / "train.npz")
