@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--data", default="../../shared/data/signature-detection/valid", help="a YOLO split (not a test split)")
     parser.add_argument("--n", type=int, default=400, help="pages with signatures to cut strips from")
     parser.add_argument("--model", default=None)
+    parser.add_argument("--tall-only", action="store_true", help="only the pages read in windows: pages one above the other, turned bands")
     args = parser.parse_args()
     detector = get_detector(args.model)
     pages = letter_pages(args.data, args.n)
@@ -139,7 +140,8 @@ def main() -> None:
     print("| page | width / height | pages | signatures | read | AP@0.5 | AP@0.75 | found | false | missed |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     wide, tall = list(WAYS)[:3], ["shipped", "stretched whole (before)", "not read turned (before)", "read turned whatever its lines"]
-    shapes = [(f"band of {fraction} of a page", LETTER[1] / (fraction * LETTER[0]), list(strips(pages, fraction)), wide) for fraction in FRACTIONS]
+    shapes = [] if args.tall_only else [(f"band of {fraction} of a page", LETTER[1] / (fraction * LETTER[0]), list(strips(pages, fraction)), wide)
+                                        for fraction in FRACTIONS]
     shapes += [(f"{count} pages one above the other", LETTER[1] / (count * LETTER[0]), stacked(pages, count), tall) for count in (2, 3)]
     shapes += [(f"band of {fraction} of a page, turned a quarter {way}", fraction * LETTER[0] / LETTER[1],
                 turned(strips(pages, fraction), quarters), tall[::2] + tall[3:]) for fraction in (0.35, 0.2) for quarters, way in ((1, "anticlockwise"), (3, "clockwise"))]
@@ -149,7 +151,7 @@ def main() -> None:
             print(f"| {label} | {shape:.2f} | {len(examples)} | {sum(len(t) for _, t in examples)} | {way} "
                   f"| {r['ap50']:.3f} | {r['ap75']:.3f} | {r['found']} | {r['false']} | {r['missed']} |")
     print("\n| signature-free page | width / height | bands | read | bands given a box |\n|---|---|---|---|---|")
-    for fraction in (0.5, 0.35, 0.2):
+    for fraction in () if args.tall_only else (0.5, 0.35, 0.2):
         examples = signature_free_strips(args.data, fraction)
         for way, r in compare(detector, track(examples, description=f"signature-free, {fraction}"), wide).items():
             print(f"| band of {fraction} | {LETTER[1] / (fraction * LETTER[0]):.2f} | {len(examples)} | {way} | {r['boxed']} |")
