@@ -245,7 +245,7 @@ class Detector:
 
 # how much more sharply rows of ink alternate with blank rows than columns do (log of the ratio)
 # where a page's printed lines plainly run across it: pages one above the other score 0.4 to 2.1
-# (5 % and 95 %), bands of a page turned a quarter -1.0 to 0.6 (benchmarks/detect_page_shapes.py)
+# (5 % and 95 %), bands of a page turned a quarter -1.2 to 0.6 (a scratch measure on valid pages)
 LINES_ACROSS = 0.6
 
 
@@ -264,10 +264,10 @@ def lines_run_across(page: np.ndarray) -> bool:
 
 def turned_reading_wins(scores: np.ndarray, turned_scores: np.ndarray) -> bool:
     """Whether a tall page read turned a quarter found a better box than read as it lies. On
-    bands cut from valid pages and turned a quarter (`benchmarks/detect_page_shapes.py`) the
-    windows alone found 301 of 421 signatures (bands 0.35 of a page tall) and 25 of 405 (0.2);
-    kept where its best box wins, the turned reading lifts them to 389 and 368, at the cost of 4
-    of 455 on two pages one above the other."""
+    bands cut from valid pages and turned a quarter clockwise (`benchmarks/detect_page_shapes.py`)
+    the windows alone found 293 of 421 signatures (bands 0.35 of a page tall) and 25 of 405
+    (0.2); with the turned readings, 392 and 361. Pages one above the other, their lines across
+    them, are not read turned: read turned anyway, two such pages lost 10 of 455."""
     return len(turned_scores) > 0 and (len(scores) == 0 or float(turned_scores.max()) > float(scores.max()))
 
 
